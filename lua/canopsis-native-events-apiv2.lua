@@ -1,0 +1,30 @@
+-- Centreon Broker stream connector: Canopsis events, native implementation.
+--
+-- Point a broker Lua output's "path" here. Parameters are those of the
+-- certified canopsis2x-events-apiv2.lua connector. The work is done by the
+-- native library canopsis_native_53.so (Lua 5.3) or canopsis_native_54.so
+-- (Lua 5.4), found on package.cpath.
+--
+-- Only require + global assignments happen at load time: broker's own
+-- globals (broker_log, broker_cache, ...) do not exist yet.
+
+local native = require("canopsis_native_" .. _VERSION:gsub("^Lua (%d+)%.(%d+).*$", "%1%2"))
+local connector = native.new()
+
+broker_api_version = 2
+
+function init(conf)
+  connector:init(conf)
+end
+
+function filter(category, element)
+  return connector:filter(category, element)
+end
+
+function write(event)
+  return connector:write(event)
+end
+
+function flush()
+  return connector:flush()
+end

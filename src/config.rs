@@ -1,0 +1,1006 @@
+//! The connector's parameters: same names and defaults as the Lua
+//! `canopsis2x-events-apiv2.lua` connector, parsed once in `init`.
+//!
+//! Broker hands `init` a flat table whose values are strings, integers or
+//! floats (a `number` parameter arrives as an integer, anything typed in the
+//! UI as `string` arrives as text even when it holds digits), so every
+//! numeric parameter accepts both forms.
+
+use crate::event::{Category, ElementKind};
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One value of the table broker gives to `init`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    /// A Lua integer (`number` parameters).
+    Int(i64),
+    /// A Lua float (single-object `lua_parameter` form only).
+    Float(f64),
+    /// A Lua string.
+    Str(String),
+    /// A Lua boolean (never sent by broker, accepted for hand-written configs).
+    Bool(bool),
+}
+
+impl fmt::Display for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamValue::Int(i) => write!(f, "{i}"),
+            ParamValue::Float(x) => write!(f, "{x}"),
+            ParamValue::Str(s) => write!(f, "{s}"),
+            ParamValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// The raw parameter table, by name.
+pub type Params = BTreeMap<String, ParamValue>;
+
+/// Names whose values are never written to a log line.
+pub const SECRET_PARAMS: &[&str] = &["canopsis_authkey", "proxy_password"];
+
+/// Default log file, kept from the Lua connector's documentation.
+pub const DEFAULT_LOGFILE: &str = "/var/log/centreon-broker/canopsis-events-apiv2.log";
+
+/// A parameter that is missing or malformed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The parameter's name.
+    pub param: String,
+    /// What a valid value looks like.
+    pub expected: &'static str,
+    /// What was given (`***` for secrets, `nothing` when absent).
+    pub got: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid parameter '{}': expected {}, got {}",
+            self.param, self.expected, self.got
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Comparison used by `host_severity_operator` / `service_severity_operator`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeverityOp {
+    /// `>=`
+    Ge,
+    /// `>`
+    Gt,
+    /// `<=`
+    Le,
+    /// `<`
+    Lt,
+    /// `==`
+    Eq,
+    /// `~=` or `!=`
+    Ne,
+}
+
+impl SeverityOp {
+    /// `threshold OP value`, the Lua library's argument order.
+    pub fn holds(self, threshold: i64, value: i64) -> bool {
+        match self {
+            SeverityOp::Ge => threshold >= value,
+            SeverityOp::Gt => threshold > value,
+            SeverityOp::Le => threshold <= value,
+            SeverityOp::Lt => threshold < value,
+            SeverityOp::Eq => threshold == value,
+            SeverityOp::Ne => threshold != value,
+        }
+    }
+}
+
+/// How `connector_name` is filled in Canopsis events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorNameType {
+    /// The name of the poller that monitors the host.
+    Poller,
+    /// The `connector_name` parameter.
+    Custom,
+}
+
+/// A comma-separated name list such as `accepted_hostgroups`.
+pub type NameList = Vec<String>;
+
+/// Everything the filter needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterConfig {
+    /// Accepted host states (`host_status`).
+    pub host_status: Vec<i64>,
+    /// Accepted service states (`service_status`).
+    pub service_status: Vec<i64>,
+    /// Accepted host states for acknowledgements (`ack_host_status`).
+    pub ack_host_status: Vec<i64>,
+    /// Accepted service states for acknowledgements (`ack_service_status`).
+    pub ack_service_status: Vec<i64>,
+    /// Accepted host states for downtimes (`dt_host_status`).
+    pub dt_host_status: Vec<i64>,
+    /// Accepted service states for downtimes (`dt_service_status`).
+    pub dt_service_status: Vec<i64>,
+    /// `hard_only`: 1 sends HARD states only.
+    pub hard_only: bool,
+    /// `acknowledged`: 0 skips acknowledged objects.
+    pub acknowledged: bool,
+    /// `in_downtime`: 0 skips objects in downtime.
+    pub in_downtime: bool,
+    /// `flapping`: 0 skips flapping objects. The Lua library declares this
+    /// parameter but never applies it, so it is only applied when set.
+    pub flapping: Option<bool>,
+    /// `accepted_hostgroups`.
+    pub accepted_hostgroups: NameList,
+    /// `rejected_hostgroups`.
+    pub rejected_hostgroups: NameList,
+    /// `accepted_servicegroups`.
+    pub accepted_servicegroups: NameList,
+    /// `rejected_servicegroups`.
+    pub rejected_servicegroups: NameList,
+    /// `accepted_pollers`.
+    pub accepted_pollers: NameList,
+    /// `rejected_pollers`.
+    pub rejected_pollers: NameList,
+    /// `accepted_authors` (acknowledgements and downtimes).
+    pub accepted_authors: NameList,
+    /// `rejected_authors`.
+    pub rejected_authors: NameList,
+    /// `host_severity_threshold` with its operator.
+    pub host_severity: Option<(i64, SeverityOp)>,
+    /// `service_severity_threshold` with its operator.
+    pub service_severity: Option<(i64, SeverityOp)>,
+    /// `skip_anon_events`: 1 skips objects the cache cannot name.
+    pub skip_anon_events: bool,
+    /// `skip_nil_id`: 1 skips events without host/service id.
+    pub skip_nil_id: bool,
+    /// `enable_host_status_dedup`: 1 sends host states only when they change.
+    pub host_dedup: bool,
+    /// `enable_service_status_dedup`.
+    pub service_dedup: bool,
+}
+
+/// Everything the formatter needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormatConfig {
+    /// `connector`.
+    pub connector: String,
+    /// `connector_name`.
+    pub connector_name: String,
+    /// `connector_name_type`.
+    pub connector_name_type: ConnectorNameType,
+    /// `use_severity_as_state`.
+    pub use_severity_as_state: bool,
+    /// `canopsis_sort_list_hostgroups`.
+    pub sort_hostgroups: bool,
+    /// `canopsis_sort_list_servicegroups`.
+    pub sort_servicegroups: bool,
+    /// `output_size_limit` in bytes (cut on a character boundary).
+    pub output_size_limit: Option<usize>,
+}
+
+/// Proxy settings (`proxy_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proxy {
+    /// `proxy_protocol`: http or https.
+    pub protocol: String,
+    /// `proxy_address`.
+    pub address: String,
+    /// `proxy_port`.
+    pub port: u16,
+    /// `proxy_username`.
+    pub username: String,
+    /// `proxy_password`.
+    pub password: Secret,
+}
+
+/// Where and how to reach Canopsis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    /// `sending_protocol`.
+    pub protocol: String,
+    /// `canopsis_host`.
+    pub host: String,
+    /// `canopsis_port`.
+    pub port: u16,
+    /// `canopsis_authkey`.
+    pub authkey: Secret,
+    /// `canopsis_event_route`.
+    pub event_route: String,
+    /// `connection_timeout`.
+    pub timeout: Duration,
+    /// `verify_certificate`.
+    pub verify_certificate: bool,
+    /// `proxy_*`, when `proxy_address` is set.
+    pub proxy: Option<Proxy>,
+}
+
+impl HttpConfig {
+    /// `protocol://host:port`.
+    pub fn base_url(&self) -> String {
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{}://{}:{}", self.protocol, host, self.port)
+    }
+}
+
+/// Downtime-to-pbehavior settings (`canopsis_downtime_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DowntimeConfig {
+    /// `canopsis_downtime_send_pbh`.
+    pub send_pbh: bool,
+    /// `canopsis_downtime_reason_name`.
+    pub reason_name: String,
+    /// `canopsis_downtime_type_name`.
+    pub type_name: String,
+    /// `canopsis_downtime_route`.
+    pub route: String,
+    /// `canopsis_downtime_reason_route`.
+    pub reason_route: String,
+    /// `canopsis_downtime_type_route`.
+    pub type_route: String,
+    /// `canopsis_downtime_comment_route`.
+    pub comment_route: String,
+}
+
+/// The whole, validated configuration of one connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Accepted categories (only `neb` carries events this connector handles).
+    pub categories: Vec<Category>,
+    /// Accepted elements.
+    pub elements: Vec<ElementKind>,
+    /// Event filters.
+    pub filter: FilterConfig,
+    /// Event formatting.
+    pub format: FormatConfig,
+    /// HTTP settings.
+    pub http: HttpConfig,
+    /// Downtime settings.
+    pub downtime: DowntimeConfig,
+    /// `max_buffer_size`: events per POST.
+    pub max_buffer_size: usize,
+    /// `max_all_queues_age` (or its deprecated name `max_buffer_age`).
+    pub max_buffer_age: Duration,
+    /// `logfile`.
+    pub logfile: PathBuf,
+    /// `log_level`, 1 to 3.
+    pub log_level: i64,
+    /// `send_data_test`: write payloads to the log instead of sending them.
+    pub send_data_test: bool,
+}
+
+/// Parameters the Lua connector accepts that have no effect on what this
+/// connector sends (they shape the Lua library's `output` field, which the
+/// Canopsis format does not use, or select features it does not have).
+const INERT_PARAMS: &[&str] = &[
+    "sending_method",
+    "use_long_output",
+    "remove_line_break_in_output",
+    "output_line_break_replacement_character",
+    "log_curl_commands",
+    "accepted_bvs",
+    "rejected_bvs",
+    "ba_status",
+    "accepted_metrics",
+    "send_mixed_events",
+    "timestamp_conversion_format",
+    "local_time_diff_from_utc",
+    "max_stored_events",
+    "metric_name_regex",
+    "metric_replacement_character",
+    "allow_insecure_connection",
+    "format_file",
+    "custom_code_file",
+];
+
+/// The outcome of reading the parameter table: the config, plus remarks
+/// worth a log line (unknown or inert parameters, fallbacks).
+#[derive(Debug)]
+pub struct Parsed {
+    /// The validated configuration.
+    pub config: Config,
+    /// Informational remarks for the log.
+    pub notices: Vec<String>,
+}
+
+/// Reads and validates the table given to `init`.
+///
+/// Returns every problem at once, so one restart fixes them all.
+pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
+    let mut r = Reader {
+        params,
+        errors: Vec::new(),
+        notices: Vec::new(),
+        used: Vec::new(),
+    };
+    let config = r.config();
+    for name in params.keys() {
+        if name.starts_with("_sc") || INERT_PARAMS.contains(&name.as_str()) {
+            r.notices.push(format!(
+                "parameter '{name}' has no effect in this connector"
+            ));
+        } else if !r.used.iter().any(|u| u == name) {
+            r.notices.push(format!(
+                "parameter '{name}' is not handled by this connector"
+            ));
+        }
+    }
+    if r.errors.is_empty() {
+        Ok(Parsed {
+            config,
+            notices: r.notices,
+        })
+    } else {
+        Err(r.errors)
+    }
+}
+
+/// The two parameters needed before anything else, so even a broken
+/// configuration is reported in the right file at the right level.
+pub fn log_settings(params: &Params) -> (PathBuf, i64) {
+    let file = match params.get("logfile") {
+        Some(ParamValue::Str(s)) if !s.trim().is_empty() => PathBuf::from(s.trim()),
+        _ => PathBuf::from(DEFAULT_LOGFILE),
+    };
+    let level = params
+        .get("log_level")
+        .and_then(int_of)
+        .unwrap_or(1)
+        .clamp(1, 3);
+    (file, level)
+}
+
+fn int_of(v: &ParamValue) -> Option<i64> {
+    match v {
+        ParamValue::Int(i) => Some(*i),
+        ParamValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+        ParamValue::Str(s) => {
+            let s = s.trim();
+            s.parse::<i64>().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
+        }
+        ParamValue::Bool(_) | ParamValue::Float(_) => None,
+    }
+}
+
+struct Reader<'a> {
+    params: &'a Params,
+    errors: Vec<ConfigError>,
+    notices: Vec<String>,
+    used: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&mut self, name: &str) -> Option<&ParamValue> {
+        self.used.push(name.to_string());
+        self.params.get(name)
+    }
+
+    fn fail(&mut self, name: &str, expected: &'static str, got: Option<&ParamValue>) {
+        let got = match got {
+            None => "nothing".to_string(),
+            Some(_) if SECRET_PARAMS.contains(&name) => "***".to_string(),
+            Some(v) => format!("'{v}'"),
+        };
+        self.errors.push(ConfigError {
+            param: name.to_string(),
+            expected,
+            got,
+        });
+    }
+
+    fn string(&mut self, name: &str, default: &str) -> String {
+        match self.raw(name).cloned() {
+            None => default.to_string(),
+            Some(ParamValue::Str(s)) => s,
+            Some(v @ (ParamValue::Int(_) | ParamValue::Float(_))) => v.to_string(),
+            Some(v) => {
+                self.fail(name, "a string", Some(&v));
+                default.to_string()
+            }
+        }
+    }
+
+    fn nonempty(&mut self, name: &str, default: &str, expected: &'static str) -> String {
+        let v = self.string(name, default).trim().to_string();
+        if v.is_empty() {
+            let raw = self.params.get(name).cloned();
+            self.fail(name, expected, raw.as_ref());
+        }
+        v
+    }
+
+    fn mandatory(&mut self, name: &str, expected: &'static str) -> String {
+        match self.raw(name).cloned() {
+            Some(ParamValue::Str(s)) if !s.trim().is_empty() => s.trim().to_string(),
+            other => {
+                self.fail(name, expected, other.as_ref());
+                String::new()
+            }
+        }
+    }
+
+    fn int(&mut self, name: &str, default: i64, min: i64, max: i64, expected: &'static str) -> i64 {
+        match self.raw(name).cloned() {
+            None => default,
+            Some(ParamValue::Str(s)) if s.trim().is_empty() => default,
+            Some(v) => match int_of(&v) {
+                Some(i) if (min..=max).contains(&i) => i,
+                _ => {
+                    self.fail(name, expected, Some(&v));
+                    default
+                }
+            },
+        }
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        self.opt_flag(name).unwrap_or(default)
+    }
+
+    fn opt_flag(&mut self, name: &str) -> Option<bool> {
+        match self.raw(name).cloned() {
+            None => None,
+            Some(ParamValue::Bool(b)) => Some(b),
+            Some(ParamValue::Str(s)) if s.trim().is_empty() => None,
+            Some(v) => match int_of(&v) {
+                Some(0) => Some(false),
+                Some(1) => Some(true),
+                _ => {
+                    self.fail(name, "0 or 1", Some(&v));
+                    None
+                }
+            },
+        }
+    }
+
+    fn names(&mut self, name: &str) -> NameList {
+        split_list(&self.string(name, ""))
+    }
+
+    fn states(&mut self, name: &str, default: &str, max: i64) -> Vec<i64> {
+        let text = self.string(name, default);
+        let text = if text.trim().is_empty() {
+            default.to_string()
+        } else {
+            text
+        };
+        let mut out = Vec::new();
+        for item in split_list(&text) {
+            match item.parse::<i64>() {
+                Ok(s) if (0..=max).contains(&s) => out.push(s),
+                _ => {
+                    let got = ParamValue::Str(text.clone());
+                    self.fail(
+                        name,
+                        "a comma-separated list of state codes (e.g. 0,1,2)",
+                        Some(&got),
+                    );
+                    return out;
+                }
+            }
+        }
+        out
+    }
+
+    fn route(&mut self, name: &str, default: &str) -> String {
+        let v = self.string(name, default).trim().to_string();
+        if !v.starts_with('/') || v.contains(char::is_whitespace) {
+            let raw = self.params.get(name).cloned();
+            self.fail(
+                name,
+                "an absolute URL path such as /api/v4/event",
+                raw.as_ref(),
+            );
+        }
+        v
+    }
+
+    fn severity(&mut self, threshold: &str, operator: &str) -> Option<(i64, SeverityOp)> {
+        let th = match self.raw(threshold).cloned() {
+            None => None,
+            Some(ParamValue::Str(s)) if s.trim().is_empty() => None,
+            Some(v) => match int_of(&v) {
+                Some(i) => Some(i),
+                None => {
+                    self.fail(threshold, "an integer severity level", Some(&v));
+                    None
+                }
+            },
+        };
+        let op_text = self.string(operator, ">=");
+        let op = match op_text.trim() {
+            ">=" | "" => SeverityOp::Ge,
+            ">" => SeverityOp::Gt,
+            "<=" => SeverityOp::Le,
+            "<" => SeverityOp::Lt,
+            "==" => SeverityOp::Eq,
+            "~=" | "!=" => SeverityOp::Ne,
+            _ => {
+                let got = ParamValue::Str(op_text.clone());
+                self.fail(operator, "one of >=, >, <=, <, ==, ~=", Some(&got));
+                SeverityOp::Ge
+            }
+        };
+        th.map(|t| (t, op))
+    }
+
+    fn config(&mut self) -> Config {
+        let authkey = Secret::new(self.mandatory(
+            "canopsis_authkey",
+            "the Canopsis API key of the connector's user",
+        ));
+        let host = self.mandatory(
+            "canopsis_host",
+            "the Canopsis host name or address (without http://)",
+        );
+        if host.contains("://") || host.contains('/') || host.contains(char::is_whitespace) {
+            let raw = self.params.get("canopsis_host").cloned();
+            self.fail(
+                "canopsis_host",
+                "a bare host name or address (set the scheme with sending_protocol)",
+                raw.as_ref(),
+            );
+        }
+        let port = self.int(
+            "canopsis_port",
+            443,
+            1,
+            65535,
+            "a TCP port between 1 and 65535",
+        ) as u16;
+        let protocol = self
+            .string("sending_protocol", "https")
+            .trim()
+            .to_ascii_lowercase();
+        if protocol != "http" && protocol != "https" {
+            let raw = self.params.get("sending_protocol").cloned();
+            self.fail("sending_protocol", "http or https", raw.as_ref());
+        }
+        let event_route = self.route("canopsis_event_route", "/api/v4/event");
+        let timeout = self.int(
+            "connection_timeout",
+            60,
+            1,
+            3600,
+            "a number of seconds between 1 and 3600",
+        );
+        let verify_certificate = self.flag("verify_certificate", true);
+        let proxy = self.proxy();
+
+        let categories = self.categories();
+        let elements = self.elements();
+
+        let host_status = self.states("host_status", "0,1,2", 2);
+        let service_status = self.states("service_status", "0,1,2,3", 3);
+        let host_default = join(&host_status);
+        let service_default = join(&service_status);
+        let filter = FilterConfig {
+            ack_host_status: self.states("ack_host_status", &host_default, 2),
+            ack_service_status: self.states("ack_service_status", &service_default, 3),
+            dt_host_status: self.states("dt_host_status", &host_default, 2),
+            dt_service_status: self.states("dt_service_status", &service_default, 3),
+            host_status,
+            service_status,
+            hard_only: self.flag("hard_only", true),
+            acknowledged: self.flag("acknowledged", false),
+            in_downtime: self.flag("in_downtime", false),
+            flapping: self.opt_flag("flapping"),
+            accepted_hostgroups: self.names("accepted_hostgroups"),
+            rejected_hostgroups: self.names("rejected_hostgroups"),
+            accepted_servicegroups: self.names("accepted_servicegroups"),
+            rejected_servicegroups: self.names("rejected_servicegroups"),
+            accepted_pollers: self.names("accepted_pollers"),
+            rejected_pollers: self.names("rejected_pollers"),
+            accepted_authors: self.names("accepted_authors"),
+            rejected_authors: self.names("rejected_authors"),
+            host_severity: self.severity("host_severity_threshold", "host_severity_operator"),
+            service_severity: self
+                .severity("service_severity_threshold", "service_severity_operator"),
+            skip_anon_events: self.flag("skip_anon_events", true),
+            skip_nil_id: self.flag("skip_nil_id", true),
+            host_dedup: self.flag("enable_host_status_dedup", true),
+            service_dedup: self.flag("enable_service_status_dedup", true),
+        };
+        for (a, b) in [
+            ("accepted_hostgroups", "rejected_hostgroups"),
+            ("accepted_servicegroups", "rejected_servicegroups"),
+            ("accepted_pollers", "rejected_pollers"),
+            ("accepted_authors", "rejected_authors"),
+        ] {
+            let set = |n: &str| matches!(self.params.get(n), Some(ParamValue::Str(s)) if !s.trim().is_empty());
+            if set(a) && set(b) {
+                self.notices.push(format!(
+                    "parameters {a} and {b} are both set: an object must match {a} and not {b}"
+                ));
+            }
+        }
+
+        let connector_name_type = match self.string("connector_name_type", "poller").trim() {
+            "poller" => ConnectorNameType::Poller,
+            "custom" => ConnectorNameType::Custom,
+            other => {
+                self.notices.push(format!(
+                    "connector_name_type '{other}' is neither poller nor custom: using poller, as the Lua connector does"
+                ));
+                ConnectorNameType::Poller
+            }
+        };
+        let format = FormatConfig {
+            connector: self.nonempty("connector", "centreon-stream", "a non-empty connector type"),
+            connector_name: self.nonempty(
+                "connector_name",
+                "centreon-stream-central",
+                "a non-empty connector name",
+            ),
+            connector_name_type,
+            use_severity_as_state: self.flag("use_severity_as_state", false),
+            sort_hostgroups: self.flag("canopsis_sort_list_hostgroups", false),
+            sort_servicegroups: self.flag("canopsis_sort_list_servicegroups", false),
+            output_size_limit: match self.int(
+                "output_size_limit",
+                0,
+                0,
+                i64::MAX,
+                "a positive number of bytes",
+            ) {
+                0 => None,
+                n => Some(n as usize),
+            },
+        };
+
+        let downtime = DowntimeConfig {
+            send_pbh: self.flag("canopsis_downtime_send_pbh", true),
+            reason_name: self.nonempty(
+                "canopsis_downtime_reason_name",
+                "Centreon_downtime",
+                "a non-empty pbehavior reason name",
+            ),
+            type_name: self.nonempty(
+                "canopsis_downtime_type_name",
+                "Default maintenance",
+                "a non-empty pbehavior type name",
+            ),
+            route: self.route("canopsis_downtime_route", "/api/v4/pbehaviors"),
+            reason_route: self.route(
+                "canopsis_downtime_reason_route",
+                "/api/v4/pbehavior-reasons",
+            ),
+            type_route: self.route("canopsis_downtime_type_route", "/api/v4/pbehavior-types"),
+            comment_route: self.route(
+                "canopsis_downtime_comment_route",
+                "/api/v4/pbehavior-comments",
+            ),
+        };
+
+        let max_buffer_size = self.int(
+            "max_buffer_size",
+            100,
+            1,
+            100_000,
+            "a number of events between 1 and 100000",
+        ) as usize;
+        let age_expected = "a number of seconds between 1 and 3600";
+        let old_age = self.int("max_buffer_age", 5, 1, 3600, age_expected);
+        let max_buffer_age = if self.params.contains_key("max_all_queues_age") {
+            self.int("max_all_queues_age", 5, 1, 3600, age_expected)
+        } else {
+            self.used.push("max_all_queues_age".into());
+            old_age
+        };
+        let (logfile, _) = log_settings(self.params);
+        let log_level = self
+            .int("log_level", 1, 0, 3, "1 (errors), 2 (notices) or 3 (debug)")
+            .max(1);
+        self.used.push("logfile".into());
+        let send_data_test = self.flag("send_data_test", false);
+
+        Config {
+            categories,
+            elements,
+            filter,
+            format,
+            http: HttpConfig {
+                protocol,
+                host,
+                port,
+                authkey,
+                event_route,
+                timeout: Duration::from_secs(timeout as u64),
+                verify_certificate,
+                proxy,
+            },
+            downtime,
+            max_buffer_size,
+            max_buffer_age: Duration::from_secs(max_buffer_age as u64),
+            logfile,
+            log_level,
+            send_data_test,
+        }
+    }
+
+    fn proxy(&mut self) -> Option<Proxy> {
+        let address = self.string("proxy_address", "").trim().to_string();
+        let port = self.int("proxy_port", 0, 0, 65535, "a TCP port between 1 and 65535");
+        let username = self.string("proxy_username", "");
+        let password = Secret::new(self.string("proxy_password", ""));
+        let protocol = self
+            .string("proxy_protocol", "http")
+            .trim()
+            .to_ascii_lowercase();
+        if address.is_empty() {
+            return None;
+        }
+        if port == 0 {
+            let raw = self.params.get("proxy_port").cloned();
+            self.fail(
+                "proxy_port",
+                "a TCP port between 1 and 65535 (proxy_address is set)",
+                raw.as_ref(),
+            );
+        }
+        if protocol != "http" && protocol != "https" {
+            let raw = self.params.get("proxy_protocol").cloned();
+            self.fail("proxy_protocol", "http or https", raw.as_ref());
+        }
+        if !username.is_empty() && password.is_empty() {
+            self.fail("proxy_password", "a password (proxy_username is set)", None);
+        }
+        Some(Proxy {
+            protocol,
+            address,
+            port: port as u16,
+            username,
+            password,
+        })
+    }
+
+    fn categories(&mut self) -> Vec<Category> {
+        let mut out = Vec::new();
+        for name in split_list(&self.string("accepted_categories", "neb")) {
+            match Category::from_name(&name) {
+                Some(c) => out.push(c),
+                None if ["bbdo", "storage", "correlation", "dumper", "bam", "extcmd"]
+                    .contains(&name.as_str()) =>
+                {
+                    self.notices.push(format!(
+                        "accepted category '{name}' carries no event this connector sends: ignored"
+                    ))
+                }
+                None => {
+                    let got = ParamValue::Str(name);
+                    self.fail(
+                        "accepted_categories",
+                        "a comma-separated list of categories (neb)",
+                        Some(&got),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn elements(&mut self) -> Vec<ElementKind> {
+        let mut out = Vec::new();
+        let list = self.string(
+            "accepted_elements",
+            "host_status,service_status,acknowledgement",
+        );
+        for name in split_list(&list) {
+            match ElementKind::from_name(&name) {
+                Some(e) => {
+                    if !out.contains(&e) {
+                        out.push(e)
+                    }
+                }
+                None => self.notices.push(format!(
+                    "accepted element '{name}' is not handled by this connector (host_status, service_status, acknowledgement, downtime): ignored"
+                )),
+            }
+        }
+        if out.is_empty() {
+            let got = ParamValue::Str(list);
+            self.fail(
+                "accepted_elements",
+                "a comma-separated list among host_status,service_status,acknowledgement,downtime",
+                Some(&got),
+            );
+        }
+        out
+    }
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn join(states: &[i64]) -> String {
+    states
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn params(pairs: &[(&str, ParamValue)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    pub(crate) fn minimal() -> Params {
+        params(&[
+            ("canopsis_authkey", ParamValue::Str("k3y".into())),
+            ("canopsis_host", ParamValue::Str("canopsis.example".into())),
+        ])
+    }
+
+    #[test]
+    fn defaults_match_the_lua_connector() {
+        let c = parse(&minimal()).unwrap().config;
+        assert_eq!(c.http.base_url(), "https://canopsis.example:443");
+        assert_eq!(c.http.event_route, "/api/v4/event");
+        assert_eq!(c.http.timeout, Duration::from_secs(60));
+        assert!(c.http.verify_certificate);
+        assert_eq!(c.format.connector, "centreon-stream");
+        assert_eq!(c.format.connector_name, "centreon-stream-central");
+        assert_eq!(c.format.connector_name_type, ConnectorNameType::Poller);
+        assert_eq!(c.categories, vec![Category::Neb]);
+        assert_eq!(
+            c.elements,
+            vec![
+                ElementKind::HostStatus,
+                ElementKind::ServiceStatus,
+                ElementKind::Acknowledgement
+            ]
+        );
+        assert_eq!(c.filter.host_status, vec![0, 1, 2]);
+        assert_eq!(c.filter.ack_service_status, vec![0, 1, 2, 3]);
+        assert!(c.filter.hard_only && !c.filter.acknowledged && !c.filter.in_downtime);
+        assert!(c.filter.skip_anon_events && c.filter.skip_nil_id);
+        assert!(c.filter.host_dedup && c.filter.service_dedup);
+        assert_eq!(c.filter.flapping, None);
+        assert_eq!(c.logfile, PathBuf::from(DEFAULT_LOGFILE));
+        assert_eq!(c.log_level, 1);
+        assert_eq!(c.downtime.route, "/api/v4/pbehaviors");
+        assert_eq!(c.downtime.reason_name, "Centreon_downtime");
+        assert!(!c.send_data_test);
+    }
+
+    #[test]
+    fn numbers_arrive_as_integers_or_strings() {
+        let mut p = minimal();
+        p.insert("canopsis_port".into(), ParamValue::Str(" 8082 ".into()));
+        p.insert("max_buffer_size".into(), ParamValue::Int(500));
+        p.insert("verify_certificate".into(), ParamValue::Str("0".into()));
+        p.insert("connection_timeout".into(), ParamValue::Float(10.0));
+        let c = parse(&p).unwrap().config;
+        assert_eq!(c.http.port, 8082);
+        assert_eq!(c.max_buffer_size, 500);
+        assert!(!c.http.verify_certificate);
+        assert_eq!(c.http.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn missing_mandatory_parameters_are_named() {
+        let errs = parse(&Params::new()).unwrap_err();
+        let names: Vec<_> = errs.iter().map(|e| e.param.as_str()).collect();
+        assert_eq!(names, vec!["canopsis_authkey", "canopsis_host"]);
+        assert!(errs[0].to_string().contains("got nothing"));
+    }
+
+    #[test]
+    fn malformed_values_say_what_is_expected_and_hide_secrets() {
+        let mut p = minimal();
+        p.insert("canopsis_port".into(), ParamValue::Str("https".into()));
+        p.insert("hard_only".into(), ParamValue::Str("yes".into()));
+        p.insert("host_status".into(), ParamValue::Str("0,down".into()));
+        p.insert("proxy_address".into(), ParamValue::Str("proxy".into()));
+        p.insert("proxy_username".into(), ParamValue::Str("bob".into()));
+        let errs = parse(&p).unwrap_err();
+        let text: Vec<_> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(text.contains(
+            &"invalid parameter 'canopsis_port': expected a TCP port between 1 and 65535, got 'https'".to_string()
+        ), "{text:?}");
+        assert!(text
+            .iter()
+            .any(|t| t.contains("'hard_only': expected 0 or 1")));
+        assert!(text.iter().any(|t| t.contains("'host_status'")));
+        assert!(text.iter().any(|t| t.contains("'proxy_port'")));
+        assert!(text.iter().any(|t| t.contains("'proxy_password'")));
+
+        let mut p = params(&[
+            ("canopsis_authkey", ParamValue::Int(3)),
+            ("canopsis_host", ParamValue::Str("h".into())),
+        ]);
+        p.insert("x".into(), ParamValue::Int(1));
+        let errs = parse(&p).unwrap_err();
+        assert_eq!(errs[0].got, "***");
+    }
+
+    #[test]
+    fn host_with_scheme_is_rejected() {
+        let mut p = minimal();
+        p.insert(
+            "canopsis_host".into(),
+            ParamValue::Str("https://c.example".into()),
+        );
+        assert_eq!(parse(&p).unwrap_err()[0].param, "canopsis_host");
+    }
+
+    #[test]
+    fn ack_and_downtime_states_default_to_the_status_lists() {
+        let mut p = minimal();
+        p.insert("host_status".into(), ParamValue::Str("1,2".into()));
+        let c = parse(&p).unwrap().config;
+        assert_eq!(c.filter.ack_host_status, vec![1, 2]);
+        assert_eq!(c.filter.dt_host_status, vec![1, 2]);
+    }
+
+    #[test]
+    fn unknown_and_deprecated_parameters() {
+        let mut p = minimal();
+        p.insert("max_buffer_age".into(), ParamValue::Int(9));
+        p.insert("frobnicate".into(), ParamValue::Int(9));
+        p.insert("use_long_output".into(), ParamValue::Int(0));
+        let parsed = parse(&p).unwrap();
+        assert_eq!(parsed.config.max_buffer_age, Duration::from_secs(9));
+        assert!(parsed
+            .notices
+            .iter()
+            .any(|n| n.contains("'frobnicate' is not handled")));
+        assert!(parsed
+            .notices
+            .iter()
+            .any(|n| n.contains("'use_long_output' has no effect")));
+        assert!(!parsed.notices.iter().any(|n| n.contains("max_buffer_age")));
+    }
+
+    #[test]
+    fn log_settings_survive_a_broken_config() {
+        let p = params(&[
+            ("logfile", ParamValue::Str("/tmp/x.log".into())),
+            ("log_level", ParamValue::Str("3".into())),
+        ]);
+        assert_eq!(log_settings(&p), (PathBuf::from("/tmp/x.log"), 3));
+        assert_eq!(
+            log_settings(&Params::new()),
+            (PathBuf::from(DEFAULT_LOGFILE), 1)
+        );
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        let mut p = minimal();
+        p.insert("canopsis_host".into(), ParamValue::Str("::1".into()));
+        p.insert("sending_protocol".into(), ParamValue::Str("http".into()));
+        p.insert("canopsis_port".into(), ParamValue::Int(8082));
+        assert_eq!(
+            parse(&p).unwrap().config.http.base_url(),
+            "http://[::1]:8082"
+        );
+    }
+}

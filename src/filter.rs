@@ -1,0 +1,554 @@
+//! Which events go to Canopsis: the Lua stream-connector library's checks,
+//! with its defaults, applied in its order.
+//!
+//! Where the Lua library misbehaves the intent wins, and the difference is
+//! documented in README ("Differences from the Lua connector"): nested
+//! downtimes with `in_downtime=1`, BBDO 3 acknowledgement state, host
+//! acknowledgements on BBDO 3, and `flapping` (declared but never applied
+//! by the library, so only applied here when set).
+
+use crate::cache::{Cache, HostInfo, ServiceInfo};
+use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
+use crate::event::{AckEvent, NebEvent, StatusEvent};
+use std::fmt;
+
+/// Why an event is not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// No host (or service) id and `skip_nil_id=1`, or no id at all.
+    NilId(&'static str),
+    /// The cache does not know the object and `skip_anon_events=1`.
+    Anonymous(&'static str, u64),
+    /// A BAM pseudo host (`_Module_BAM_*`).
+    BamHost,
+    /// The state is not in the accepted list.
+    State(Option<i64>),
+    /// Same state as before (`enable_*_status_dedup=1`).
+    Duplicate,
+    /// A SOFT state with `hard_only=1`.
+    Soft,
+    /// Acknowledged with `acknowledged=0`.
+    Acknowledged,
+    /// In downtime with `in_downtime=0`.
+    InDowntime,
+    /// Flapping with `flapping=0`.
+    Flapping,
+    /// Not from an accepted poller.
+    Poller(Option<String>),
+    /// Severity outside the threshold.
+    Severity(&'static str, Option<i64>),
+    /// Not in an accepted (or in a rejected) group.
+    Group(&'static str),
+    /// Author not accepted.
+    Author(String),
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::NilId(what) => write!(f, "no {what} id"),
+            Rejection::Anonymous(what, id) => {
+                write!(
+                    f,
+                    "{what} {id} is not in broker's cache and skip_anon_events=1"
+                )
+            }
+            Rejection::BamHost => write!(f, "BAM pseudo host"),
+            Rejection::State(s) => write!(f, "state {s:?} is not accepted"),
+            Rejection::Duplicate => write!(f, "state did not change (dedup enabled)"),
+            Rejection::Soft => write!(f, "SOFT state and hard_only=1"),
+            Rejection::Acknowledged => write!(f, "acknowledged and acknowledged=0"),
+            Rejection::InDowntime => write!(f, "in downtime and in_downtime=0"),
+            Rejection::Flapping => write!(f, "flapping and flapping=0"),
+            Rejection::Poller(p) => write!(f, "poller {p:?} is not accepted"),
+            Rejection::Severity(what, s) => write!(f, "{what} severity {s:?} is not accepted"),
+            Rejection::Group(what) => write!(f, "{what} groups are not accepted"),
+            Rejection::Author(a) => write!(f, "author '{a}' is not accepted"),
+        }
+    }
+}
+
+/// What the formatter needs about an accepted event's objects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subject {
+    /// The host id.
+    pub host_id: u64,
+    /// The host name (its id when the cache has no name).
+    pub host_name: String,
+    /// Cached host fields.
+    pub host: HostInfo,
+    /// The service id and description (description = id when unknown).
+    pub service: Option<(u64, String)>,
+    /// Cached service fields.
+    pub service_info: ServiceInfo,
+    /// Host group names.
+    pub hostgroups: Vec<String>,
+    /// Service group names.
+    pub servicegroups: Vec<String>,
+    /// The poller's name.
+    pub poller: Option<String>,
+    /// The object's severity.
+    pub severity: Option<i64>,
+}
+
+/// Checks `ev` against the filters, gathering from `cache` what the
+/// formatter will need.
+pub fn check(
+    cfg: &FilterConfig,
+    fmt: &FormatConfig,
+    ev: &NebEvent,
+    cache: &mut dyn Cache,
+) -> Result<Subject, Rejection> {
+    let mut l = Lookup { cfg, fmt, cache };
+    match ev {
+        NebEvent::Host(s) => l.host_status(s),
+        NebEvent::Service(s) => l.service_status(s),
+        NebEvent::Ack(a) => l.ack(a),
+        NebEvent::Downtime(_) => Err(Rejection::NilId("downtime")),
+    }
+}
+
+struct Lookup<'a> {
+    cfg: &'a FilterConfig,
+    fmt: &'a FormatConfig,
+    cache: &'a mut dyn Cache,
+}
+
+impl Lookup<'_> {
+    fn host_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
+        let mut subj = self.host(s.host_id)?;
+        accept_state(&self.cfg.host_status, s.state)?;
+        if self.cfg.host_dedup && s.last_hard_state_change != s.last_check {
+            return Err(Rejection::Duplicate);
+        }
+        self.states(s)?;
+        self.poller(&mut subj, None)?;
+        self.severity(&mut subj, None)?;
+        self.hostgroups(&mut subj)?;
+        Ok(subj)
+    }
+
+    fn service_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
+        let mut subj = self.host(s.host_id)?;
+        self.service(&mut subj, s.service_id)?;
+        accept_state(&self.cfg.service_status, s.state)?;
+        if self.cfg.service_dedup && s.last_hard_state_change != s.last_check {
+            return Err(Rejection::Duplicate);
+        }
+        self.states(s)?;
+        self.poller(&mut subj, None)?;
+        self.severity(&mut subj, None)?;
+        let sid = subj.service.as_ref().map(|(id, _)| *id);
+        self.severity(&mut subj, sid)?;
+        self.hostgroups(&mut subj)?;
+        self.servicegroups(&mut subj)?;
+        Ok(subj)
+    }
+
+    fn ack(&mut self, a: &AckEvent) -> Result<Subject, Rejection> {
+        let mut subj = self.host(a.host_id)?;
+        self.author(&a.author)?;
+        self.poller(&mut subj, a.instance_id)?;
+        self.severity(&mut subj, None)?;
+        if a.is_service() {
+            self.service(&mut subj, a.service_id)?;
+            accept_state(&self.cfg.ack_service_status, a.state)?;
+            let sid = subj.service.as_ref().map(|(id, _)| *id);
+            self.severity(&mut subj, sid)?;
+            self.servicegroups(&mut subj)?;
+        } else {
+            accept_state(&self.cfg.ack_host_status, a.state)?;
+        }
+        self.hostgroups(&mut subj)?;
+        Ok(subj)
+    }
+
+    fn host(&mut self, host_id: Option<u64>) -> Result<Subject, Rejection> {
+        let host_id = host_id.ok_or(Rejection::NilId("host"))?;
+        let host = match self.cache.host(host_id) {
+            Some(h) => h,
+            None if self.cfg.skip_anon_events => return Err(Rejection::Anonymous("host", host_id)),
+            None => HostInfo::default(),
+        };
+        let host_name = match &host.name {
+            Some(n) if !n.is_empty() => n.clone(),
+            _ => host_id.to_string(),
+        };
+        if host_name.starts_with("_Module_BAM_") {
+            return Err(Rejection::BamHost);
+        }
+        Ok(Subject {
+            host_id,
+            host_name,
+            host,
+            ..Subject::default()
+        })
+    }
+
+    fn service(&mut self, subj: &mut Subject, service_id: Option<u64>) -> Result<(), Rejection> {
+        let service_id = service_id
+            .filter(|id| *id != 0)
+            .ok_or(Rejection::NilId("service"))?;
+        let info = match self.cache.service(subj.host_id, service_id) {
+            Some(s) => s,
+            None if self.cfg.skip_anon_events => {
+                return Err(Rejection::Anonymous("service", service_id))
+            }
+            None => ServiceInfo::default(),
+        };
+        let description = match &info.description {
+            Some(d) if !d.is_empty() => d.clone(),
+            _ => service_id.to_string(),
+        };
+        subj.service = Some((service_id, description));
+        subj.service_info = info;
+        Ok(())
+    }
+
+    fn states(&self, s: &StatusEvent) -> Result<(), Rejection> {
+        if self.cfg.hard_only && s.state_type.unwrap_or(0) < 1 {
+            return Err(Rejection::Soft);
+        }
+        if !self.cfg.acknowledged && s.acknowledged {
+            return Err(Rejection::Acknowledged);
+        }
+        if !self.cfg.in_downtime && s.downtime_depth > 0 {
+            return Err(Rejection::InDowntime);
+        }
+        if self.cfg.flapping == Some(false) && s.flapping {
+            return Err(Rejection::Flapping);
+        }
+        Ok(())
+    }
+
+    /// Resolves the poller name when a poller filter or `poller`-type
+    /// connector names need it, and applies the poller filter.
+    fn poller(&mut self, subj: &mut Subject, instance_id: Option<u64>) -> Result<(), Rejection> {
+        let filtering =
+            !self.cfg.accepted_pollers.is_empty() || !self.cfg.rejected_pollers.is_empty();
+        if !filtering && self.fmt.connector_name_type != ConnectorNameType::Poller {
+            return Ok(());
+        }
+        subj.poller = instance_id
+            .or(subj.host.instance_id)
+            .and_then(|id| self.cache.poller_name(id));
+        if filtering
+            && !matches_lists(
+                &self.cfg.accepted_pollers,
+                &self.cfg.rejected_pollers,
+                subj.poller.iter(),
+            )
+        {
+            return Err(Rejection::Poller(subj.poller.clone()));
+        }
+        Ok(())
+    }
+
+    /// Host severity when `service_id` is `None`, else service severity.
+    fn severity(&mut self, subj: &mut Subject, service_id: Option<u64>) -> Result<(), Rejection> {
+        let (threshold, what) = match service_id {
+            None => (self.cfg.host_severity, "host"),
+            Some(_) => (self.cfg.service_severity, "service"),
+        };
+        let needed_for_state = self.fmt.use_severity_as_state
+            && service_id == subj.service.as_ref().map(|(id, _)| *id);
+        if threshold.is_none() && !needed_for_state {
+            return Ok(());
+        }
+        let sev = self.cache.severity(subj.host_id, service_id);
+        if needed_for_state {
+            subj.severity = sev;
+        }
+        if let Some((th, op)) = threshold {
+            if !sev.is_some_and(|v| op.holds(th, v)) {
+                return Err(Rejection::Severity(what, sev));
+            }
+        }
+        Ok(())
+    }
+
+    fn hostgroups(&mut self, subj: &mut Subject) -> Result<(), Rejection> {
+        subj.hostgroups = self.cache.hostgroups(subj.host_id);
+        if self.fmt.sort_hostgroups {
+            subj.hostgroups.sort();
+        }
+        if !matches_lists(
+            &self.cfg.accepted_hostgroups,
+            &self.cfg.rejected_hostgroups,
+            subj.hostgroups.iter(),
+        ) {
+            return Err(Rejection::Group("host"));
+        }
+        Ok(())
+    }
+
+    fn servicegroups(&mut self, subj: &mut Subject) -> Result<(), Rejection> {
+        let Some((sid, _)) = subj.service else {
+            return Ok(());
+        };
+        subj.servicegroups = self.cache.servicegroups(subj.host_id, sid);
+        if self.fmt.sort_servicegroups {
+            subj.servicegroups.sort();
+        }
+        if !matches_lists(
+            &self.cfg.accepted_servicegroups,
+            &self.cfg.rejected_servicegroups,
+            subj.servicegroups.iter(),
+        ) {
+            return Err(Rejection::Group("service"));
+        }
+        Ok(())
+    }
+
+    fn author(&self, author: &str) -> Result<(), Rejection> {
+        let a = [author.to_string()];
+        if matches_lists(
+            &self.cfg.accepted_authors,
+            &self.cfg.rejected_authors,
+            a.iter(),
+        ) {
+            Ok(())
+        } else {
+            Err(Rejection::Author(author.to_string()))
+        }
+    }
+}
+
+fn accept_state(accepted: &[i64], state: Option<i64>) -> Result<(), Rejection> {
+    match state {
+        Some(s) if accepted.contains(&s) => Ok(()),
+        other => Err(Rejection::State(other)),
+    }
+}
+
+/// An empty accepted list accepts everything; otherwise one name must be in
+/// it. No name may be in the rejected list.
+fn matches_lists<'a>(
+    accepted: &NameList,
+    rejected: &NameList,
+    names: impl Iterator<Item = &'a String> + Clone,
+) -> bool {
+    let accepted_ok = accepted.is_empty() || names.clone().any(|n| accepted.contains(n));
+    let rejected_ok = rejected.is_empty() || !names.clone().any(|n| rejected.contains(n));
+    accepted_ok && rejected_ok
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cache::MemoryCache;
+    use crate::config::{self, tests::minimal, ParamValue};
+
+    pub(crate) fn cache() -> MemoryCache {
+        let mut c = MemoryCache::default();
+        c.hosts.insert(
+            12,
+            HostInfo {
+                name: Some("host-a".into()),
+                instance_id: Some(1),
+                notes_url: Some("http://notes/a".into()),
+                action_url: None,
+            },
+        );
+        c.services.insert(
+            (12, 34),
+            ServiceInfo {
+                description: Some("Ping".into()),
+                notes_url: None,
+                action_url: Some("http://act/ping".into()),
+            },
+        );
+        c.hostgroups.insert(12, vec!["linux".into(), "dc1".into()]);
+        c.servicegroups.insert((12, 34), vec!["net".into()]);
+        c.pollers.insert(1, "poller-1".into());
+        c.severities.insert((12, 0), 2);
+        c.severities.insert((12, 34), 5);
+        c
+    }
+
+    pub(crate) fn service(state: i64) -> StatusEvent {
+        StatusEvent {
+            host_id: Some(12),
+            service_id: Some(34),
+            state: Some(state),
+            state_type: Some(1),
+            last_check: Some(1_700_000_000),
+            last_hard_state_change: Some(1_700_000_000),
+            output: "OK - rta 0.3ms".into(),
+            ..StatusEvent::default()
+        }
+    }
+
+    fn run(extra: &[(&str, ParamValue)], ev: NebEvent) -> Result<Subject, Rejection> {
+        let mut p = minimal();
+        for (k, v) in extra {
+            p.insert(k.to_string(), v.clone());
+        }
+        let c = config::parse(&p).unwrap().config;
+        check(&c.filter, &c.format, &ev, &mut cache())
+    }
+
+    fn s(v: &str) -> ParamValue {
+        ParamValue::Str(v.into())
+    }
+
+    #[test]
+    fn accepts_a_hard_state_change_and_gathers_names() {
+        let subj = run(&[], NebEvent::Service(service(2))).unwrap();
+        assert_eq!(subj.host_name, "host-a");
+        assert_eq!(subj.service, Some((34, "Ping".into())));
+        assert_eq!(subj.hostgroups, vec!["linux", "dc1"]);
+        assert_eq!(subj.servicegroups, vec!["net"]);
+        assert_eq!(subj.poller.as_deref(), Some("poller-1"));
+    }
+
+    #[test]
+    fn default_filters_reject_like_the_lua_library() {
+        let mut e = service(2);
+        e.state_type = Some(0);
+        assert_eq!(run(&[], NebEvent::Service(e)), Err(Rejection::Soft));
+        let mut e = service(2);
+        e.last_check = Some(1_700_000_060);
+        assert_eq!(
+            run(&[], NebEvent::Service(e.clone())),
+            Err(Rejection::Duplicate)
+        );
+        assert!(run(
+            &[("enable_service_status_dedup", ParamValue::Int(0))],
+            NebEvent::Service(e)
+        )
+        .is_ok());
+        let mut e = service(2);
+        e.acknowledged = true;
+        assert_eq!(
+            run(&[], NebEvent::Service(e.clone())),
+            Err(Rejection::Acknowledged)
+        );
+        assert!(run(
+            &[("acknowledged", ParamValue::Int(1))],
+            NebEvent::Service(e)
+        )
+        .is_ok());
+        let mut e = service(2);
+        e.downtime_depth = 2;
+        assert_eq!(
+            run(&[], NebEvent::Service(e.clone())),
+            Err(Rejection::InDowntime)
+        );
+        assert!(run(&[("in_downtime", ParamValue::Int(1))], NebEvent::Service(e)).is_ok());
+        assert_eq!(
+            run(&[], NebEvent::Service(service(4))),
+            Err(Rejection::State(Some(4)))
+        );
+        assert_eq!(
+            run(
+                &[("service_status", s("1,2"))],
+                NebEvent::Service(service(0))
+            ),
+            Err(Rejection::State(Some(0)))
+        );
+    }
+
+    #[test]
+    fn flapping_applies_only_when_set() {
+        let mut e = service(2);
+        e.flapping = true;
+        assert!(run(&[], NebEvent::Service(e.clone())).is_ok());
+        assert_eq!(
+            run(&[("flapping", ParamValue::Int(0))], NebEvent::Service(e)),
+            Err(Rejection::Flapping)
+        );
+    }
+
+    #[test]
+    fn unknown_objects_and_missing_ids() {
+        let mut e = service(2);
+        e.host_id = Some(99);
+        assert_eq!(
+            run(&[], NebEvent::Service(e.clone())),
+            Err(Rejection::Anonymous("host", 99))
+        );
+        let subj = run(
+            &[("skip_anon_events", ParamValue::Int(0))],
+            NebEvent::Service(e),
+        )
+        .unwrap();
+        assert_eq!(subj.host_name, "99");
+        assert_eq!(subj.service, Some((34, "34".into())));
+        let mut e = service(2);
+        e.service_id = None;
+        assert_eq!(
+            run(&[], NebEvent::Service(e)),
+            Err(Rejection::NilId("service"))
+        );
+    }
+
+    #[test]
+    fn group_poller_and_severity_filters() {
+        let ev = || NebEvent::Service(service(2));
+        assert!(run(&[("accepted_hostgroups", s("dc2,linux"))], ev()).is_ok());
+        assert_eq!(
+            run(&[("accepted_hostgroups", s("dc2"))], ev()),
+            Err(Rejection::Group("host"))
+        );
+        assert_eq!(
+            run(&[("rejected_hostgroups", s("dc1"))], ev()),
+            Err(Rejection::Group("host"))
+        );
+        assert_eq!(
+            run(&[("accepted_servicegroups", s("web"))], ev()),
+            Err(Rejection::Group("service"))
+        );
+        assert!(run(&[("accepted_pollers", s("poller-1"))], ev()).is_ok());
+        assert_eq!(
+            run(&[("accepted_pollers", s("central"))], ev()),
+            Err(Rejection::Poller(Some("poller-1".into())))
+        );
+        // threshold OP value, as the Lua library compares: 3 >= 2 (host) holds, 3 >= 5 (service) does not.
+        assert_eq!(
+            run(&[("service_severity_threshold", ParamValue::Int(3))], ev()),
+            Err(Rejection::Severity("service", Some(5)))
+        );
+        assert!(run(&[("host_severity_threshold", ParamValue::Int(3))], ev()).is_ok());
+    }
+
+    #[test]
+    fn acks_use_ack_state_lists_and_authors() {
+        let ack = |service_id, state| {
+            NebEvent::Ack(AckEvent {
+                host_id: Some(12),
+                service_id,
+                author: "admin".into(),
+                state: Some(state),
+                ..AckEvent::default()
+            })
+        };
+        let subj = run(&[], ack(Some(0), 1)).unwrap();
+        assert_eq!(subj.service, None);
+        assert_eq!(
+            run(&[("ack_host_status", s("2"))], ack(Some(0), 1)),
+            Err(Rejection::State(Some(1)))
+        );
+        assert!(run(&[], ack(Some(34), 3)).unwrap().service.is_some());
+        assert_eq!(
+            run(&[("accepted_authors", s("bob"))], ack(None, 1)),
+            Err(Rejection::Author("admin".into()))
+        );
+    }
+
+    #[test]
+    fn bam_hosts_are_skipped() {
+        let mut c = cache();
+        c.hosts.get_mut(&12).unwrap().name = Some("_Module_BAM_1".into());
+        let cfg = config::parse(&minimal()).unwrap().config;
+        assert_eq!(
+            check(
+                &cfg.filter,
+                &cfg.format,
+                &NebEvent::Host(service(0)),
+                &mut c
+            ),
+            Err(Rejection::BamHost)
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! Canopsis events, as the Lua connector writes them.
+//!
+//! Field names, types and the state mapping follow
+//! `canopsis2x-events-apiv2.lua`; ids are strings, groups are arrays,
+//! `timestamp` is the check time. Where the Lua code emits the text `"nil"`
+//! for a missing URL, this connector sends `""`.
+
+use crate::config::{ConnectorNameType, FormatConfig};
+use crate::event::{AckEvent, NebEvent, StatusEvent};
+use crate::filter::Subject;
+use serde::Serialize;
+
+/// One event for `POST /api/v4/event`.
+#[derive(Debug, Serialize)]
+struct CanopsisEvent<'a> {
+    event_type: &'static str,
+    source_type: &'static str,
+    connector: &'a str,
+    connector_name: &'a str,
+    component: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
+    output: &'a str,
+    long_output: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostgroups: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    servicegroups: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_id: Option<String>,
+}
+
+/// Centreon host state (UP, DOWN, UNREACHABLE) to Canopsis severity.
+pub fn host_state(state: i64) -> i64 {
+    match state {
+        0 => 0,
+        1 => 3,
+        2 => 2,
+        other => other,
+    }
+}
+
+/// Centreon service state (OK, WARNING, CRITICAL, UNKNOWN) to Canopsis severity.
+pub fn service_state(state: i64) -> i64 {
+    match state {
+        0 => 0,
+        1 => 1,
+        2 => 3,
+        3 => 2,
+        other => other,
+    }
+}
+
+/// The first line of a plugin output, and the whole text (BBDO 2 keeps both
+/// in `output`; BBDO 3 splits them into `output` and `long_output`).
+fn outputs(s: &StatusEvent) -> (&str, String) {
+    let short = s.output.split('\n').next().unwrap_or("");
+    let long = match &s.long_output {
+        Some(l) if !l.is_empty() => format!("{}\n{}", s.output, l),
+        _ => s.output.clone(),
+    };
+    (short, long)
+}
+
+fn truncate(text: &str, limit: Option<usize>) -> &str {
+    match limit {
+        Some(n) if text.len() > n => {
+            let mut end = n;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            &text[..end]
+        }
+        _ => text,
+    }
+}
+
+fn connector_name<'a>(cfg: &'a FormatConfig, subj: &'a Subject) -> &'a str {
+    match (cfg.connector_name_type, &subj.poller) {
+        (ConnectorNameType::Poller, Some(p)) if !p.is_empty() => p,
+        _ => &cfg.connector_name,
+    }
+}
+
+fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) -> Vec<u8> {
+    let (short, long) = outputs(s);
+    let mapped = s.state.map(|st| {
+        if service {
+            service_state(st)
+        } else {
+            host_state(st)
+        }
+    });
+    let state = match (cfg.use_severity_as_state, subj.severity) {
+        (true, Some(sev)) => Some(sev),
+        _ => mapped,
+    };
+    let (notes, action) = if service {
+        (&subj.service_info.notes_url, &subj.service_info.action_url)
+    } else {
+        (&subj.host.notes_url, &subj.host.action_url)
+    };
+    let ev = CanopsisEvent {
+        event_type: "check",
+        source_type: if service { "resource" } else { "component" },
+        connector: &cfg.connector,
+        connector_name: connector_name(cfg, subj),
+        component: &subj.host_name,
+        resource: subj.service.as_ref().map(|(_, d)| d.as_str()),
+        author: None,
+        output: truncate(short, cfg.output_size_limit),
+        long_output: &long,
+        state,
+        timestamp: s.last_check,
+        hostgroups: Some(&subj.hostgroups),
+        servicegroups: service.then_some(subj.servicegroups.as_slice()),
+        notes_url: Some(notes.as_deref().unwrap_or("")),
+        action_url: Some(action.as_deref().unwrap_or("")),
+        host_id: Some(subj.host_id.to_string()),
+        service_id: subj.service.as_ref().map(|(id, _)| id.to_string()),
+    };
+    serde_json::to_vec(&ev).expect("serializing plain data cannot fail")
+}
+
+fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject) -> Vec<u8> {
+    let service = subj.service.is_some();
+    let ev = CanopsisEvent {
+        event_type: if a.is_removal() { "ackremove" } else { "ack" },
+        source_type: if service { "resource" } else { "component" },
+        connector: &cfg.connector,
+        connector_name: connector_name(cfg, subj),
+        component: &subj.host_name,
+        resource: Some(subj.service.as_ref().map(|(_, d)| d.as_str()).unwrap_or("")),
+        author: Some(&a.author),
+        output: &a.comment,
+        long_output: &a.comment,
+        state: a.state.map(|st| {
+            if service {
+                service_state(st)
+            } else {
+                host_state(st)
+            }
+        }),
+        timestamp: a.entry_time,
+        hostgroups: None,
+        servicegroups: None,
+        notes_url: None,
+        action_url: None,
+        host_id: None,
+        service_id: None,
+    };
+    serde_json::to_vec(&ev).expect("serializing plain data cannot fail")
+}
+
+/// The JSON object for an accepted event; `None` for kinds that are not
+/// sent to the event route (downtimes become pbehaviors).
+pub fn event_json(cfg: &FormatConfig, ev: &NebEvent, subj: &Subject) -> Option<Vec<u8>> {
+    match ev {
+        NebEvent::Host(s) => Some(status(cfg, s, subj, false)),
+        NebEvent::Service(s) => Some(status(cfg, s, subj, true)),
+        NebEvent::Ack(a) => Some(ack(cfg, a, subj)),
+        NebEvent::Downtime(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, tests::minimal, ParamValue};
+    use crate::filter::{
+        self,
+        tests::{cache, service},
+    };
+    use serde_json::{json, Value};
+
+    fn render(extra: &[(&str, ParamValue)], ev: NebEvent) -> Value {
+        let mut p = minimal();
+        for (k, v) in extra {
+            p.insert(k.to_string(), v.clone());
+        }
+        let c = config::parse(&p).unwrap().config;
+        let subj = filter::check(&c.filter, &c.format, &ev, &mut cache()).unwrap();
+        serde_json::from_slice(&event_json(&c.format, &ev, &subj).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn service_check_event() {
+        let mut e = service(2);
+        e.output = "CRITICAL - down".into();
+        e.long_output = Some("detail 1\ndetail 2".into());
+        assert_eq!(
+            render(&[], NebEvent::Service(e)),
+            json!({
+                "event_type": "check", "source_type": "resource",
+                "connector": "centreon-stream", "connector_name": "poller-1",
+                "component": "host-a", "resource": "Ping",
+                "output": "CRITICAL - down", "long_output": "CRITICAL - down\ndetail 1\ndetail 2",
+                "state": 3, "timestamp": 1_700_000_000,
+                "hostgroups": ["linux", "dc1"], "servicegroups": ["net"],
+                "notes_url": "", "action_url": "http://act/ping",
+                "host_id": "12", "service_id": "34"
+            })
+        );
+    }
+
+    #[test]
+    fn host_check_event_from_bbdo2_output() {
+        let mut e = service(1);
+        e.service_id = None;
+        e.output = "DOWN - no answer\nlong part".into();
+        let v = render(
+            &[
+                ("connector_name_type", ParamValue::Str("custom".into())),
+                ("canopsis_sort_list_hostgroups", ParamValue::Int(1)),
+            ],
+            NebEvent::Host(e),
+        );
+        assert_eq!(
+            v,
+            json!({
+                "event_type": "check", "source_type": "component",
+                "connector": "centreon-stream", "connector_name": "centreon-stream-central",
+                "component": "host-a",
+                "output": "DOWN - no answer", "long_output": "DOWN - no answer\nlong part",
+                "state": 3, "timestamp": 1_700_000_000,
+                "hostgroups": ["dc1", "linux"],
+                "notes_url": "http://notes/a", "action_url": "",
+                "host_id": "12"
+            })
+        );
+    }
+
+    #[test]
+    fn state_mapping() {
+        assert_eq!(
+            (0..4).map(service_state).collect::<Vec<_>>(),
+            vec![0, 1, 3, 2]
+        );
+        assert_eq!((0..3).map(host_state).collect::<Vec<_>>(), vec![0, 3, 2]);
+        let v = render(
+            &[("use_severity_as_state", ParamValue::Int(1))],
+            NebEvent::Service(service(2)),
+        );
+        assert_eq!(v["state"], 5);
+    }
+
+    #[test]
+    fn ack_events() {
+        let ack = |service_id, deletion_time| {
+            NebEvent::Ack(AckEvent {
+                host_id: Some(12),
+                service_id,
+                author: "admin".into(),
+                comment: "on it".into(),
+                entry_time: Some(1_700_000_100),
+                deletion_time,
+                state: Some(2),
+                ..AckEvent::default()
+            })
+        };
+        assert_eq!(
+            render(&[], ack(Some(34), None)),
+            json!({
+                "event_type": "ack", "source_type": "resource",
+                "connector": "centreon-stream", "connector_name": "poller-1",
+                "component": "host-a", "resource": "Ping", "author": "admin",
+                "output": "on it", "long_output": "on it", "state": 3, "timestamp": 1_700_000_100
+            })
+        );
+        let v = render(&[], ack(Some(0), Some(1_700_000_200)));
+        assert_eq!(v["event_type"], "ackremove");
+        assert_eq!(v["source_type"], "component");
+        assert_eq!(v["resource"], "");
+        assert_eq!(v["state"], 2);
+    }
+
+    #[test]
+    fn output_limit_cuts_on_a_character_boundary() {
+        assert_eq!(truncate("héllo", Some(2)), "h");
+        assert_eq!(truncate("hello", None), "hello");
+    }
+}

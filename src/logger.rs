@@ -1,0 +1,153 @@
+//! One log file per connector.
+//!
+//! `log::set_logger` is process-wide, but several connectors (Lua states) can
+//! live in one cbd process, each with its own `logfile` and `log_level`. So
+//! each connector owns a simplelog [`WriteLogger`] and hands it records built
+//! with [`log::Record`] directly; no global logger is installed.
+
+use log::{Level, LevelFilter, Log, Record};
+use simplelog::{ConfigBuilder, WriteLogger};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A cheap-to-clone handle on a connector's log file.
+#[derive(Clone)]
+pub struct Logger {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    File(Box<WriteLogger<File>>),
+    Stderr(LevelFilter),
+    #[cfg(test)]
+    Memory(std::sync::Mutex<Vec<String>>, LevelFilter),
+}
+
+/// Maps the Lua connector's `log_level` (1 errors, 2 adds warnings, notices
+/// and info, 3 adds debug) to a level filter.
+pub fn level_filter(log_level: i64) -> LevelFilter {
+    match log_level {
+        i64::MIN..=1 => LevelFilter::Error,
+        2 => LevelFilter::Info,
+        _ => LevelFilter::Debug,
+    }
+}
+
+impl Logger {
+    /// Opens (creating if needed, appending) `path` for this connector.
+    pub fn open(path: &Path, level: LevelFilter) -> io::Result<Logger> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let config = ConfigBuilder::new()
+            .set_time_format_rfc3339()
+            .set_target_level(LevelFilter::Off)
+            .set_thread_level(LevelFilter::Off)
+            .set_location_level(LevelFilter::Off)
+            .build();
+        Ok(Logger {
+            inner: Arc::new(Inner::File(WriteLogger::new(level, config, file))),
+        })
+    }
+
+    /// Used when the log file cannot be opened: cbd's journal gets the lines.
+    pub fn stderr(level: LevelFilter) -> Logger {
+        Logger {
+            inner: Arc::new(Inner::Stderr(level)),
+        }
+    }
+
+    /// A logger that keeps lines in memory, for unit tests.
+    #[cfg(test)]
+    pub fn memory(level: LevelFilter) -> Logger {
+        Logger {
+            inner: Arc::new(Inner::Memory(Default::default(), level)),
+        }
+    }
+
+    /// Lines kept by a [`Logger::memory`] logger.
+    #[cfg(test)]
+    pub fn lines(&self) -> Vec<String> {
+        match &*self.inner {
+            Inner::Memory(lines, _) => lines.lock().unwrap().clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether a message at `level` would be written; lets callers skip
+    /// building expensive messages (payload dumps).
+    pub fn enabled(&self, level: Level) -> bool {
+        let max = match &*self.inner {
+            Inner::File(l) => l.enabled(&log::Metadata::builder().level(level).build()),
+            Inner::Stderr(max) => return level <= *max,
+            #[cfg(test)]
+            Inner::Memory(_, max) => return level <= *max,
+        };
+        max
+    }
+
+    /// Writes one record.
+    pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        if !self.enabled(level) {
+            return;
+        }
+        match &*self.inner {
+            Inner::File(l) => {
+                l.log(
+                    &Record::builder()
+                        .args(args)
+                        .level(level)
+                        .target("canopsis")
+                        .build(),
+                );
+            }
+            Inner::Stderr(_) => eprintln!("canopsis-native: {level}: {args}"),
+            #[cfg(test)]
+            Inner::Memory(lines, _) => lines.lock().unwrap().push(format!("{level}: {args}")),
+        }
+    }
+
+    /// Logs at error level.
+    pub fn error(&self, args: fmt::Arguments<'_>) {
+        self.log(Level::Error, args)
+    }
+    /// Logs at warning level.
+    pub fn warn(&self, args: fmt::Arguments<'_>) {
+        self.log(Level::Warn, args)
+    }
+    /// Logs at info level (the Lua connector's "notice" and "info").
+    pub fn info(&self, args: fmt::Arguments<'_>) {
+        self.log(Level::Info, args)
+    }
+    /// Logs at debug level.
+    pub fn debug(&self, args: fmt::Arguments<'_>) {
+        self.log(Level::Debug, args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_only_up_to_its_level() {
+        let dir = std::env::temp_dir().join(format!("cn-logger-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        let _ = std::fs::remove_file(&path);
+        let log = Logger::open(&path, level_filter(1)).unwrap();
+        log.error(format_args!("boom {}", 1));
+        log.info(format_args!("hidden"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("boom 1"), "{text}");
+        assert!(!text.contains("hidden"), "{text}");
+    }
+
+    #[test]
+    fn maps_lua_levels() {
+        assert_eq!(level_filter(1), LevelFilter::Error);
+        assert_eq!(level_filter(2), LevelFilter::Info);
+        assert_eq!(level_filter(3), LevelFilter::Debug);
+    }
+}

@@ -1,0 +1,655 @@
+//! The background thread that talks to Canopsis.
+//!
+//! Broker's thread hands over batches through a channel and never waits on
+//! the network; this thread sends them one at a time, in order, retrying
+//! with backoff until Canopsis confirms them, and publishes the sequence
+//! number of the last confirmed event. It never touches Lua.
+
+use crate::batch::Batch;
+use crate::logger::Logger;
+use crate::transport::{Method, Request, Response, Transport, TransportError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Longest pause between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Failed events of a batch are retried this many times; then they are
+/// written to the log in full at error level and counted as handled, so one
+/// event Canopsis will never take cannot block every event behind it.
+pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
+
+/// Work for the sender thread.
+#[derive(Debug)]
+pub enum Work {
+    /// A JSON array for the event route.
+    Events(Batch),
+}
+
+impl Work {
+    fn last_seq(&self) -> u64 {
+        match self {
+            Work::Events(b) => b.last_seq,
+        }
+    }
+}
+
+/// Counters for the periodic stats line.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events Canopsis confirmed.
+    pub sent_events: AtomicU64,
+    /// Requests made.
+    pub requests: AtomicU64,
+    /// Requests that failed (no answer, or an error answer).
+    pub failed_requests: AtomicU64,
+    /// Events Canopsis refused repeatedly and that were logged and dropped.
+    pub rejected_events: AtomicU64,
+    /// The last error, for the stats line.
+    pub last_error: Mutex<Option<String>>,
+}
+
+/// What the broker thread can observe of the sender.
+#[derive(Debug, Default)]
+pub struct Progress {
+    delivered: AtomicU64,
+    failing: AtomicBool,
+    lock: Mutex<()>,
+    cv: Condvar,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Progress {
+    /// Sequence number of the last event Canopsis confirmed (events are
+    /// confirmed in order).
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire)
+    }
+
+    /// Whether the last attempt failed.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// Waits until `seq` is confirmed, at most `timeout`.
+    pub fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.delivered() < seq {
+            let now = Instant::now();
+            if now >= deadline || self.failing() {
+                return false;
+            }
+            guard = self
+                .cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn set_delivered(&self, seq: u64) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.delivered.fetch_max(seq, Ordering::AcqRel);
+        self.failing.store(false, Ordering::Release);
+        self.cv.notify_all();
+    }
+
+    fn set_failing(&self, error: String) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.failing.store(true, Ordering::Release);
+        *self
+            .stats
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(error);
+        self.cv.notify_all();
+    }
+}
+
+/// How Canopsis answered a POST to the event route.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Every event was taken.
+    Delivered,
+    /// Some events are in `failed_events`; they are to be sent again.
+    Partial {
+        /// Events taken.
+        sent: usize,
+        /// The refused events, as Canopsis echoed them.
+        failed: Vec<serde_json::Value>,
+    },
+    /// Nothing was taken; try again later.
+    Retry {
+        /// For the log.
+        reason: String,
+        /// Credentials or permissions are wrong: an admin must act.
+        config_fault: bool,
+        /// Server-requested delay.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Reads an answer of `POST /api/v4/event`.
+pub fn judge_events(resp: &Response) -> Verdict {
+    let snippet = || {
+        let b = resp.body.trim();
+        let end = b.char_indices().nth(300).map_or(b.len(), |(i, _)| i);
+        b[..end].to_string()
+    };
+    match resp.status {
+        200..=299 => {
+            #[derive(serde::Deserialize)]
+            struct Answer {
+                sent_events: Vec<serde_json::Value>,
+                failed_events: Vec<serde_json::Value>,
+            }
+            match serde_json::from_str::<Answer>(&resp.body) {
+                Ok(a) if a.failed_events.is_empty() => Verdict::Delivered,
+                Ok(a) => Verdict::Partial {
+                    sent: a.sent_events.len(),
+                    failed: a.failed_events,
+                },
+                Err(_) => Verdict::Retry {
+                    reason: format!(
+                        "HTTP {} with an answer that is not a Canopsis API v4 event response (check canopsis_host, canopsis_port and canopsis_event_route): {}",
+                        resp.status,
+                        snippet()
+                    ),
+                    config_fault: true,
+                    retry_after: None,
+                },
+            }
+        }
+        401 => Verdict::Retry {
+            reason: format!(
+                "HTTP 401 {}: Canopsis refused canopsis_authkey (unknown key or disabled user)",
+                snippet()
+            ),
+            config_fault: true,
+            retry_after: None,
+        },
+        403 => Verdict::Retry {
+            reason: format!(
+                "HTTP 403 {}: the user of canopsis_authkey lacks the api_event permission",
+                snippet()
+            ),
+            config_fault: true,
+            retry_after: None,
+        },
+        407 => Verdict::Retry {
+            reason: "HTTP 407: the proxy refused proxy_username/proxy_password".to_string(),
+            config_fault: true,
+            retry_after: None,
+        },
+        status => Verdict::Retry {
+            reason: format!("HTTP {status}: {}", snippet()),
+            config_fault: matches!(status, 404 | 405),
+            retry_after: resp.retry_after,
+        },
+    }
+}
+
+/// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at
+/// [`MAX_BACKOFF`], each delay drawn between half and all of its step so
+/// connectors restarted together do not retry together.
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+    seed: u64,
+}
+
+impl Backoff {
+    /// A fresh backoff.
+    pub fn new() -> Backoff {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        Backoff { attempt: 0, seed }
+    }
+
+    /// The next delay; `hint` (Retry-After) is honoured up to the cap.
+    pub fn next(&mut self, hint: Option<Duration>) -> Duration {
+        let step = Duration::from_secs(1u64 << self.attempt.min(6)).min(MAX_BACKOFF);
+        self.attempt = self.attempt.saturating_add(1);
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let half = step / 2;
+        let jitter = Duration::from_millis(self.seed % (half.as_millis() as u64 + 1));
+        let delay = half + jitter;
+        match hint {
+            Some(h) => h.min(MAX_BACKOFF).max(delay),
+            None => delay,
+        }
+    }
+
+    /// After a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
+struct Shared {
+    progress: Arc<Progress>,
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Handle on the sender thread, owned by the connector.
+pub struct Sender {
+    tx: Option<ChannelSender<Work>>,
+    wake: Option<ChannelSender<()>>,
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    log: Logger,
+}
+
+impl Sender {
+    /// Starts the thread.
+    pub fn spawn(
+        transport: Box<dyn Transport>,
+        event_route: String,
+        log: Logger,
+    ) -> std::io::Result<Sender> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let shared = Arc::new(Shared {
+            progress: Arc::new(Progress::default()),
+            deadline: Mutex::new(None),
+        });
+        let mut worker = Worker {
+            transport,
+            event_route,
+            log: log.clone(),
+            shared: shared.clone(),
+            wake: wake_rx,
+            backoff: Backoff::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("canopsis-sender".into())
+            .spawn(move || {
+                let _done = done_tx;
+                worker.run(rx);
+            })?;
+        Ok(Sender {
+            tx: Some(tx),
+            wake: Some(wake_tx),
+            done: done_rx,
+            thread: Some(thread),
+            shared,
+            log,
+        })
+    }
+
+    /// What the broker thread may read.
+    pub fn progress(&self) -> &Arc<Progress> {
+        &self.shared.progress
+    }
+
+    /// Queues work; `false` if the thread is gone (it then logged why).
+    pub fn send(&self, work: Work) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(work).is_ok())
+    }
+
+    /// Asks the thread to deliver what it holds within `budget`, then to
+    /// stop, and joins it. Returns `false` if it was still busy (an HTTP
+    /// exchange outlasting the budget): it is then left to finish on its
+    /// own; the library is linked `-z nodelete`, so its code stays mapped.
+    pub fn shutdown(&mut self, budget: Duration) -> bool {
+        let Some(thread) = self.thread.take() else {
+            return true;
+        };
+        *self
+            .shared
+            .deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + budget);
+        self.tx = None;
+        // One message wakes a backoff pause once; the sender stays alive so
+        // later pauses still wait (a disconnected channel would not).
+        if let Some(w) = &self.wake {
+            let _ = w.try_send(());
+        }
+        match self.done.recv_timeout(budget + Duration::from_millis(250)) {
+            Err(RecvTimeoutError::Timeout) => {
+                self.log.error(format_args!(
+                    "sender thread still busy {}s after shutdown began; leaving it to finish",
+                    budget.as_secs_f32()
+                ));
+                false
+            }
+            _ => {
+                let _ = thread.join();
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_secs(4));
+    }
+}
+
+struct Worker {
+    transport: Box<dyn Transport>,
+    event_route: String,
+    log: Logger,
+    shared: Arc<Shared>,
+    wake: Receiver<()>,
+    backoff: Backoff,
+}
+
+enum Attempt {
+    Done,
+    Again(Option<Duration>),
+}
+
+impl Worker {
+    fn run(&mut self, rx: Receiver<Work>) {
+        while let Ok(work) = rx.recv() {
+            let last = work.last_seq();
+            if self.shared.deadline().is_some_and(|d| Instant::now() >= d) {
+                self.log.error(format_args!(
+                    "shutdown budget spent: events up to #{last} stay unacknowledged in broker and will be replayed"
+                ));
+                return;
+            }
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.deliver(work)));
+            match outcome {
+                Ok(true) => self.shared.progress.set_delivered(last),
+                Ok(false) => {
+                    self.log.error(format_args!(
+                        "shutdown budget spent: events up to #{last} stay unacknowledged in broker and will be replayed"
+                    ));
+                    return;
+                }
+                Err(_) => {
+                    self.log.error(format_args!(
+                        "sender thread caught an internal error; events up to #{last} stay unacknowledged"
+                    ));
+                    self.shared
+                        .progress
+                        .set_failing("internal error in sender".into());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends until confirmed (`true`) or the shutdown budget is spent.
+    fn deliver(&mut self, work: Work) -> bool {
+        let Work::Events(batch) = work;
+        let mut body = batch.body;
+        let mut total = batch.count;
+        let mut partial_attempts = 0;
+        loop {
+            let stats = &self.shared.progress.stats;
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            let req = Request {
+                method: Method::Post,
+                path: &self.event_route,
+                body: &body,
+            };
+            let step = match self.transport.send(req) {
+                Err(e) => self.failed(&e.to_string(), matches!(e, TransportError::Tls(_)), None),
+                Ok(resp) => match judge_events(&resp) {
+                    Verdict::Delivered => {
+                        stats.sent_events.fetch_add(total as u64, Ordering::Relaxed);
+                        self.log
+                            .debug(format_args!("Canopsis took {total} event(s)"));
+                        self.backoff.reset();
+                        Attempt::Done
+                    }
+                    Verdict::Partial { sent, failed } => {
+                        stats.sent_events.fetch_add(sent as u64, Ordering::Relaxed);
+                        partial_attempts += 1;
+                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
+                        if partial_attempts >= MAX_PARTIAL_ATTEMPTS {
+                            stats
+                                .rejected_events
+                                .fetch_add(failed.len() as u64, Ordering::Relaxed);
+                            self.log.error(format_args!(
+                                "Canopsis refused {} event(s) {} times, giving up on them: {}",
+                                failed.len(),
+                                partial_attempts,
+                                String::from_utf8_lossy(&failed_json)
+                            ));
+                            Attempt::Done
+                        } else {
+                            total = failed.len();
+                            body = failed_json;
+                            self.failed(
+                                &format!(
+                                    "Canopsis listed {} event(s) in failed_events (attempt {partial_attempts}/{MAX_PARTIAL_ATTEMPTS}): {}",
+                                    failed.len(),
+                                    String::from_utf8_lossy(&body)
+                                ),
+                                false,
+                                None,
+                            )
+                        }
+                    }
+                    Verdict::Retry {
+                        reason,
+                        config_fault,
+                        retry_after,
+                    } => self.failed(&reason, config_fault, retry_after),
+                },
+            };
+            match step {
+                Attempt::Done => return true,
+                Attempt::Again(None) => return false,
+                Attempt::Again(Some(delay)) => {
+                    // Woken early (shutdown): loop once more, bounded by the deadline.
+                    let _ = self.wake.recv_timeout(delay);
+                }
+            }
+        }
+    }
+
+    /// Logs a failed attempt and picks the pause before the next one;
+    /// `Again(None)` when the shutdown budget leaves no room for it.
+    fn failed(&mut self, reason: &str, config_fault: bool, hint: Option<Duration>) -> Attempt {
+        let progress = &self.shared.progress;
+        progress
+            .stats
+            .failed_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let mut delay = self.backoff.next(hint);
+        if config_fault {
+            // An admin has to act; retrying fast would only fill the log.
+            delay = delay.max(MAX_BACKOFF / 2);
+        }
+        let what = if config_fault {
+            "configuration problem"
+        } else {
+            "send failed"
+        };
+        self.log.error(format_args!(
+            "{what}: {reason}; events are kept and retried in {:.1}s",
+            delay.as_secs_f32()
+        ));
+        progress.set_failing(reason.to_string());
+        match self.shared.deadline() {
+            None => Attempt::Again(Some(delay)),
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left < Duration::from_millis(100) {
+                    Attempt::Again(None)
+                } else {
+                    Attempt::Again(Some(delay.min(left / 2)))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn judges_canopsis_answers() {
+        assert_eq!(
+            judge_events(&resp(
+                200,
+                r#"{"sent_events":[{}],"failed_events":[],"retry_events":[]}"#
+            )),
+            Verdict::Delivered
+        );
+        assert_eq!(
+            judge_events(&resp(
+                200,
+                r#"{"sent_events":[{}],"failed_events":[{"a":1}],"retry_events":[]}"#
+            )),
+            Verdict::Partial {
+                sent: 1,
+                failed: vec![serde_json::json!({"a":1})]
+            }
+        );
+        let Verdict::Retry {
+            config_fault,
+            reason,
+            ..
+        } = judge_events(&resp(401, r#"{"error":"Unauthorized"}"#))
+        else {
+            panic!()
+        };
+        assert!(config_fault && reason.contains("canopsis_authkey"));
+        let Verdict::Retry { config_fault, .. } = judge_events(&resp(200, "<html>portal</html>"))
+        else {
+            panic!()
+        };
+        assert!(config_fault);
+        let Verdict::Retry { config_fault, .. } = judge_events(&resp(503, "")) else {
+            panic!()
+        };
+        assert!(!config_fault);
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let mut b = Backoff::new();
+        let delays: Vec<_> = (0..10).map(|_| b.next(None)).collect();
+        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
+        assert!(delays[3] >= Duration::from_secs(4) && delays[3] <= Duration::from_secs(8));
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF));
+        assert!(delays[9] >= MAX_BACKOFF / 2);
+        assert_eq!(b.next(Some(Duration::from_secs(3600))), MAX_BACKOFF);
+        b.reset();
+        assert!(b.next(None) <= Duration::from_secs(1));
+    }
+
+    struct Scripted(
+        Arc<Mutex<VecDeque<Result<Response, TransportError>>>>,
+        Arc<Mutex<Vec<Vec<u8>>>>,
+    );
+
+    impl Transport for Scripted {
+        fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+            self.1.lock().unwrap().push(req.body.to_vec());
+            self.0
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Ok(resp(200, r#"{"sent_events":[],"failed_events":[]}"#)))
+        }
+    }
+
+    fn batch(first: u64, last: u64, body: &str) -> Work {
+        Work::Events(Batch {
+            first_seq: first,
+            last_seq: last,
+            count: (last - first + 1) as usize,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    #[test]
+    fn retries_until_confirmed_and_resends_only_failed_events() {
+        let script = Arc::new(Mutex::new(VecDeque::from(vec![
+            Err(TransportError::Connect("refused".into())),
+            Ok(resp(
+                200,
+                r#"{"sent_events":[{"n":1}],"failed_events":[{"n":2}]}"#,
+            )),
+        ])));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Logger::memory(log::LevelFilter::Debug);
+        let mut s = Sender::spawn(
+            Box::new(Scripted(script, seen.clone())),
+            "/api/v4/event".into(),
+            log.clone(),
+        )
+        .unwrap();
+        assert!(s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#)));
+        let t = Instant::now();
+        while s.progress().delivered() < 2 {
+            assert!(t.elapsed() < Duration::from_secs(10), "never confirmed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(s.shutdown(Duration::from_secs(1)));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2], br#"[{"n":2}]"#);
+        assert_eq!(s.progress().stats.sent_events.load(Ordering::Relaxed), 2);
+        assert!(log
+            .lines()
+            .iter()
+            .any(|l| l.contains("cannot connect: refused")));
+    }
+
+    #[test]
+    fn shutdown_with_a_dead_endpoint_keeps_its_budget() {
+        let script = Arc::new(Mutex::new(VecDeque::from(
+            (0..100)
+                .map(|_| Err(TransportError::Timeout))
+                .collect::<Vec<_>>(),
+        )));
+        let log = Logger::memory(log::LevelFilter::Error);
+        let mut s = Sender::spawn(
+            Box::new(Scripted(script, Default::default())),
+            "/e".into(),
+            log,
+        )
+        .unwrap();
+        s.send(batch(1, 1, "[{}]"));
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        assert!(s.shutdown(Duration::from_secs(1)));
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert_eq!(s.progress().delivered(), 0);
+    }
+}

@@ -1,0 +1,330 @@
+//! One HTTP exchange with Canopsis, and its replayable log line.
+//!
+//! The sender only sees [`Transport`]: the real one speaks HTTP through a
+//! keep-alive ureq agent; `send_data_test=1` swaps in [`DryRun`], which
+//! writes the payload to the log and answers like Canopsis would.
+
+use crate::config::HttpConfig;
+use crate::logger::Logger;
+use std::fmt;
+use std::time::Duration;
+
+/// HTTP method of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST (JSON body)
+    Post,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A request to a Canopsis route.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// Route and query, e.g. `/api/v4/event`.
+    pub path: &'a str,
+    /// JSON body, for POST.
+    pub body: &'a [u8],
+}
+
+/// What Canopsis answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body as text (lossy UTF-8).
+    pub body: String,
+    /// `Retry-After` in seconds, when present.
+    pub retry_after: Option<Duration>,
+}
+
+/// Why no answer came back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportError {
+    /// The request took longer than `connection_timeout`.
+    Timeout,
+    /// The host name did not resolve or the connection was refused or reset.
+    Connect(String),
+    /// TLS handshake or certificate verification failed.
+    Tls(String),
+    /// Anything else (proxy, protocol, I/O).
+    Other(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Timeout => write!(f, "timed out"),
+            TransportError::Connect(e) => write!(f, "cannot connect: {e}"),
+            TransportError::Tls(e) => write!(f, "TLS failure: {e}"),
+            TransportError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Sends requests to Canopsis.
+pub trait Transport: Send {
+    /// Performs one request.
+    fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError>;
+}
+
+/// Quotes `s` for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn userinfo_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A curl command that replays `req`, with the auth key and proxy password
+/// replaced by `***`: an admin pastes it after putting the key back.
+pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
+    let mut cmd = format!(
+        "curl -sS -X {} --max-time {}",
+        req.method.as_str(),
+        cfg.timeout.as_secs()
+    );
+    if !cfg.verify_certificate {
+        cmd.push_str(" -k");
+    }
+    if let Some(p) = &cfg.proxy {
+        cmd.push_str(&format!(" -x {}://{}:{}", p.protocol, p.address, p.port));
+        if !p.username.is_empty() {
+            cmd.push_str(&format!(
+                " -U {}",
+                shell_quote(&format!("{}:***", p.username))
+            ));
+        }
+    }
+    cmd.push_str(" -H 'x-canopsis-authkey: ***'");
+    if req.method == Method::Post {
+        cmd.push_str(" -H 'content-type: application/json' --data-binary ");
+        cmd.push_str(&shell_quote(&String::from_utf8_lossy(req.body)));
+    }
+    cmd.push(' ');
+    cmd.push_str(&shell_quote(&format!("{}{}", cfg.base_url(), req.path)));
+    cmd
+}
+
+/// The real transport: a ureq agent with keep-alive.
+pub struct Http {
+    agent: ureq::Agent,
+    cfg: HttpConfig,
+    log: Logger,
+}
+
+impl Http {
+    /// Builds the agent: `connection_timeout` for the whole exchange, TLS
+    /// verification against the system trust store unless
+    /// `verify_certificate=0` (which disables chain and host name checks
+    /// together), proxy from the `proxy_*` parameters only.
+    pub fn new(cfg: &HttpConfig, log: Logger) -> Result<Http, String> {
+        use ureq::tls::{RootCerts, TlsConfig};
+        let proxy = match &cfg.proxy {
+            None => None,
+            Some(p) => {
+                let auth = if p.username.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{}:{}@",
+                        userinfo_encode(&p.username),
+                        userinfo_encode(p.password.expose())
+                    )
+                };
+                let url = format!("{}://{}{}:{}", p.protocol, auth, p.address, p.port);
+                Some(ureq::Proxy::new(&url).map_err(|_| {
+                    format!(
+                        "invalid proxy settings (proxy_protocol={}, proxy_address={}, proxy_port={})",
+                        p.protocol, p.address, p.port
+                    )
+                })?)
+            }
+        };
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::PlatformVerifier)
+            .disable_verification(!cfg.verify_certificate)
+            .build();
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(cfg.timeout))
+            .proxy(proxy)
+            .tls_config(tls)
+            .user_agent(concat!(
+                "centreon-canopsis-native/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .max_idle_connections_per_host(2)
+            .build();
+        Ok(Http {
+            agent: config.into(),
+            cfg: cfg.clone(),
+            log,
+        })
+    }
+}
+
+fn classify(e: ureq::Error) -> TransportError {
+    match e {
+        ureq::Error::Timeout(_) => TransportError::Timeout,
+        ureq::Error::HostNotFound => TransportError::Connect("host not found".into()),
+        ureq::Error::ConnectionFailed => TransportError::Connect("connection failed".into()),
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                TransportError::Timeout
+            }
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof => TransportError::Connect(io.to_string()),
+            _ => TransportError::Other(io.to_string()),
+        },
+        ureq::Error::Tls(m) => TransportError::Tls(m.to_string()),
+        ureq::Error::Rustls(e) => TransportError::Tls(e.to_string()),
+        other => TransportError::Other(other.to_string()),
+    }
+}
+
+impl Transport for Http {
+    fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+        if self.log.enabled(log::Level::Debug) {
+            self.log
+                .debug(format_args!("sending: {}", curl_command(&self.cfg, req)));
+        }
+        let url = format!("{}{}", self.cfg.base_url(), req.path);
+        let key = self.cfg.authkey.expose();
+        let result = match req.method {
+            Method::Post => self
+                .agent
+                .post(&url)
+                .header("x-canopsis-authkey", key)
+                .header("content-type", "application/json")
+                .send(req.body),
+            Method::Get => self
+                .agent
+                .get(&url)
+                .header("x-canopsis-authkey", key)
+                .call(),
+            Method::Delete => self
+                .agent
+                .delete(&url)
+                .header("x-canopsis-authkey", key)
+                .call(),
+        };
+        let resp = result.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp
+            .into_body()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(classify)?;
+        Ok(Response {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            retry_after,
+        })
+    }
+}
+
+/// `send_data_test=1`: logs what would be sent and reports success, as the
+/// Lua connector does, so an admin can check payloads without Canopsis.
+pub struct DryRun {
+    log: Logger,
+}
+
+impl DryRun {
+    /// A dry-run transport logging to `log`.
+    pub fn new(log: Logger) -> DryRun {
+        DryRun { log }
+    }
+}
+
+impl Transport for DryRun {
+    fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+        self.log.info(format_args!(
+            "[send_data_test] {} {}: {}",
+            req.method.as_str(),
+            req.path,
+            String::from_utf8_lossy(req.body)
+        ));
+        let body = if req.method == Method::Post && req.body.first() == Some(&b'[') {
+            format!(
+                "{{\"sent_events\":{},\"failed_events\":[],\"retry_events\":[]}}",
+                String::from_utf8_lossy(req.body)
+            )
+        } else {
+            "{}".to_string()
+        };
+        Ok(Response {
+            status: 200,
+            body,
+            retry_after: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, tests::minimal, ParamValue};
+
+    #[test]
+    fn curl_line_hides_secrets_and_quotes_the_body() {
+        let mut p = minimal();
+        p.insert("proxy_address".into(), ParamValue::Str("proxy.lan".into()));
+        p.insert("proxy_port".into(), ParamValue::Int(3128));
+        p.insert("proxy_username".into(), ParamValue::Str("bob".into()));
+        p.insert("proxy_password".into(), ParamValue::Str("s3cr3t".into()));
+        p.insert("verify_certificate".into(), ParamValue::Int(0));
+        let cfg = config::parse(&p).unwrap().config.http;
+        let line = curl_command(
+            &cfg,
+            Request {
+                method: Method::Post,
+                path: "/api/v4/event",
+                body: br#"[{"output":"it's"}]"#,
+            },
+        );
+        assert!(!line.contains("k3y") && !line.contains("s3cr3t"), "{line}");
+        assert_eq!(
+            line,
+            r#"curl -sS -X POST --max-time 60 -k -x http://proxy.lan:3128 -U 'bob:***' -H 'x-canopsis-authkey: ***' -H 'content-type: application/json' --data-binary '[{"output":"it'\''s"}]' 'https://canopsis.example:443/api/v4/event'"#
+        );
+    }
+
+    #[test]
+    fn userinfo_is_percent_encoded() {
+        assert_eq!(userinfo_encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+    }
+}
