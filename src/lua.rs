@@ -12,7 +12,7 @@ use crate::connector::Connector;
 use crate::event::{Field, FieldSource};
 use crate::logger::{self, Logger};
 use mlua::{
-    AnyUserData, FromLuaMulti, IntoLuaMulti, Lua, ObjectLike, Result as LuaResult, Table, UserData,
+    FromLuaMulti, IntoLuaMulti, Lua, ObjectLike, Result as LuaResult, Table, UserData,
     UserDataMethods, Value,
 };
 use std::time::{Duration, Instant};
@@ -91,12 +91,17 @@ impl FieldSource for LuaEvent<'_> {
 }
 
 /// `broker_cache`, looked up in the globals at each event (it only exists
-/// after the script's main chunk ran).
-struct LuaCache(Option<AnyUserData>);
+/// after the script's main chunk ran). Broker's is a userdata; any object
+/// with the same methods works.
+struct LuaCache(Value);
 
 impl LuaCache {
     fn call<R: FromLuaMulti>(&self, method: &str, args: impl IntoLuaMulti) -> Option<R> {
-        self.0.as_ref()?.call_method::<R>(method, args).ok()
+        match &self.0 {
+            Value::UserData(u) => u.call_method::<R>(method, args).ok(),
+            Value::Table(t) => t.call_method::<R>(method, args).ok(),
+            _ => None,
+        }
     }
 
     fn groups(&self, method: &str, args: impl IntoLuaMulti) -> Vec<String> {
@@ -277,9 +282,8 @@ impl Handle {
         };
         let mut cache = LuaCache(
             lua.globals()
-                .get::<Option<AnyUserData>>("broker_cache")
-                .ok()
-                .flatten(),
+                .get::<Value>("broker_cache")
+                .unwrap_or(Value::Nil),
         );
         c.write(
             u32::try_from(category).unwrap_or(u32::MAX),

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the connector end to end on an embedded default: the emulated broker
+# feeds sample BBDO 3 events into a mock Canopsis on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup.sh
+bash tests/build-modules.sh
+cd tests/harness
+cargo run -q --release --features lua53 --bin broker-emulator -- "$@"

@@ -1,0 +1,938 @@
+//! An emulation of Centreon Broker's Lua host (`luabinding`, `failover`,
+//! `muxer`), following `shared/docs/broker-lua-host.md` §9.
+//!
+//! The emulator links the system liblua (mlua without `module`), so the
+//! connector's `.so`, loaded by `require`, resolves its `lua_*` symbols
+//! against it, as it does against `70-lua.so` inside cbd.
+
+use crate::events::{Bbdo, Event, V};
+use mlua::{
+    Function, Lua, LuaOptions, MetaMethod, MultiValue, StdLib, Table, UserData, UserDataMethods,
+    Value,
+};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// A `lua_parameter` entry (array form, as Centreon Web writes it).
+#[derive(Debug, Clone)]
+pub enum Param {
+    /// `"type": "string"` (or `password`).
+    Str(String),
+    /// `"type": "number"`: pushed with `lua_pushinteger` (int32 only).
+    Num(i32),
+}
+
+/// What a broker output definition holds.
+#[derive(Debug, Clone)]
+pub struct OutputConfig {
+    /// `path`: the Lua script.
+    pub script: PathBuf,
+    /// `lua_parameter`.
+    pub params: Vec<(String, Param)>,
+    /// The BBDO version engine and broker speak.
+    pub bbdo: Bbdo,
+}
+
+/// A cached host (what `pb_host` gives broker's cache).
+#[derive(Debug, Clone, Default)]
+pub struct CachedHost {
+    /// `name`.
+    pub name: String,
+    /// `instance_id` (poller).
+    pub instance_id: i64,
+    /// `notes_url`.
+    pub notes_url: String,
+    /// `action_url`.
+    pub action_url: String,
+    /// `CRITICALITY_LEVEL` custom variable.
+    pub severity: Option<i64>,
+}
+
+/// A cached service.
+#[derive(Debug, Clone, Default)]
+pub struct CachedService {
+    /// `description`.
+    pub description: String,
+    /// `notes_url`.
+    pub notes_url: String,
+    /// `action_url`.
+    pub action_url: String,
+    /// Severity.
+    pub severity: Option<i64>,
+}
+
+/// The contents of broker's macro cache for one output.
+#[derive(Debug, Clone, Default)]
+pub struct CacheData {
+    /// Hosts by id.
+    pub hosts: HashMap<i64, CachedHost>,
+    /// Services by (host id, service id).
+    pub services: HashMap<(i64, i64), CachedService>,
+    /// Host group memberships: host id → (group id, name).
+    pub hostgroups: HashMap<i64, Vec<(i64, String)>>,
+    /// Service group memberships.
+    pub servicegroups: HashMap<(i64, i64), Vec<(i64, String)>>,
+    /// Poller names by instance id.
+    pub instances: HashMap<i64, String>,
+}
+
+impl CacheData {
+    /// A small estate: host 12 "host-a" on poller 1 with services Ping (34)
+    /// and Disk (35), host 13 "host-b" without groups, poller 1 "poller-1".
+    pub fn sample() -> CacheData {
+        let mut c = CacheData::default();
+        c.instances.insert(1, "poller-1".into());
+        c.instances.insert(2, "poller-2".into());
+        c.hosts.insert(
+            12,
+            CachedHost {
+                name: "host-a".into(),
+                instance_id: 1,
+                notes_url: "https://wiki/host-a".into(),
+                action_url: String::new(),
+                severity: Some(2),
+            },
+        );
+        c.hosts.insert(
+            13,
+            CachedHost {
+                name: "host-b".into(),
+                instance_id: 2,
+                ..CachedHost::default()
+            },
+        );
+        c.services.insert(
+            (12, 34),
+            CachedService {
+                description: "Ping".into(),
+                action_url: "https://act/ping".into(),
+                severity: Some(5),
+                ..CachedService::default()
+            },
+        );
+        c.services.insert(
+            (12, 35),
+            CachedService {
+                description: "Disk /var".into(),
+                ..CachedService::default()
+            },
+        );
+        c.hostgroups
+            .insert(12, vec![(1, "linux".into()), (2, "dc1".into())]);
+        c.servicegroups
+            .insert((12, 34), vec![(7, "network".into())]);
+        c
+    }
+
+    /// Updates from configuration events, as broker's cache does.
+    fn feed(&mut self, ev: &Event) {
+        let int = |n: &str| match ev.get(n) {
+            Some(V::I(i)) => *i,
+            _ => 0,
+        };
+        let text = |n: &str| match ev.get(n) {
+            Some(V::S(s)) => String::from_utf8_lossy(s).into_owned(),
+            _ => String::new(),
+        };
+        match ev.type_id {
+            65548 | 65566 => {
+                let id = int("host_id");
+                let poller = if ev.get("instance_id").is_some() {
+                    int("instance_id")
+                } else {
+                    int("poller_id")
+                };
+                let h = self.hosts.entry(id).or_default();
+                h.name = text("name");
+                h.instance_id = poller;
+                h.notes_url = text("notes_url");
+                h.action_url = text("action_url");
+            }
+            65559 | 65563 => {
+                let s = self
+                    .services
+                    .entry((int("host_id"), int("service_id")))
+                    .or_default();
+                s.description = text("description");
+                s.notes_url = text("notes_url");
+                s.action_url = text("action_url");
+            }
+            65551 | 65580 => {
+                self.instances
+                    .insert(int("poller_id").max(int("instance_id")), text("name"));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn to_lua(lua: &Lua, v: &V) -> mlua::Result<Value> {
+    Ok(match v {
+        V::I(i) => Value::Integer(*i),
+        V::F(f) => Value::Number(*f),
+        V::S(s) => Value::String(lua.create_string(s)?),
+        V::B(b) => Value::Boolean(*b),
+    })
+}
+
+/// An API 2 event: read-only userdata with `__index` and `__pairs`.
+struct EventUd(Rc<Event>);
+
+impl EventUd {
+    fn index(&self, lua: &Lua, key: &str) -> mlua::Result<Value> {
+        let ev = &self.0;
+        match key {
+            "_type" => Ok(Value::Integer(ev.type_id as i64)),
+            "category" => Ok(Value::Integer(ev.category() as i64)),
+            "element" => Ok(Value::Integer(ev.element() as i64)),
+            _ => match ev.get(key) {
+                Some(v) => to_lua(lua, v),
+                None => Ok(Value::Nil),
+            },
+        }
+    }
+}
+
+impl UserData for EventUd {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| match key {
+            Value::String(s) => this.index(lua, &s.to_str()?),
+            _ => Ok(Value::Nil),
+        });
+        methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
+            let mut keys = vec!["_type", "category", "element"];
+            keys.extend(this.0.fields.iter().map(|(k, _)| *k));
+            let ev = this.0.clone();
+            let pos = RefCell::new(0usize);
+            let next = lua.create_function(move |lua, _: MultiValue| {
+                let mut p = pos.borrow_mut();
+                if *p >= keys.len() {
+                    return Ok((Value::Nil, Value::Nil));
+                }
+                let k = keys[*p];
+                *p += 1;
+                let v = EventUd(ev.clone()).index(lua, k)?;
+                Ok((Value::String(lua.create_string(k)?), v))
+            })?;
+            Ok((next, Value::Nil, Value::Nil))
+        });
+    }
+}
+
+/// API 2 objects from `broker_cache:get_host` / `get_service`.
+struct ObjUd(Vec<(&'static str, V)>);
+
+impl UserData for ObjUd {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(MetaMethod::Index, |lua, this, key: String| {
+            match this.0.iter().find(|(k, _)| *k == key) {
+                Some((_, v)) => to_lua(lua, v),
+                None => Ok(Value::Nil),
+            }
+        });
+    }
+}
+
+struct BrokerCache {
+    data: Rc<RefCell<CacheData>>,
+    api: i64,
+}
+
+impl BrokerCache {
+    fn object(&self, lua: &Lua, fields: Vec<(&'static str, V)>) -> mlua::Result<Value> {
+        if self.api == 2 {
+            Ok(Value::UserData(lua.create_userdata(ObjUd(fields))?))
+        } else {
+            let t = lua.create_table()?;
+            for (k, v) in &fields {
+                t.set(*k, to_lua(lua, v)?)?;
+            }
+            Ok(Value::Table(t))
+        }
+    }
+}
+
+fn str_v(s: &str) -> V {
+    V::S(s.as_bytes().to_vec())
+}
+
+fn groups(lua: &Lua, list: Option<&Vec<(i64, String)>>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    for (id, name) in list.into_iter().flatten() {
+        let g = lua.create_table()?;
+        g.set("group_id", *id)?;
+        g.set("group_name", name.as_str())?;
+        t.push(g)?;
+    }
+    Ok(t)
+}
+
+impl UserData for BrokerCache {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method("get_hostname", |_, this, id: i64| {
+            Ok(this.data.borrow().hosts.get(&id).map(|h| h.name.clone()))
+        });
+        m.add_method("get_host", |lua, this, id: i64| {
+            let h = this.data.borrow().hosts.get(&id).cloned();
+            match h {
+                None => Ok(Value::Nil),
+                Some(h) => this.object(
+                    lua,
+                    vec![
+                        ("_type", V::I(65566)),
+                        ("host_id", V::I(id)),
+                        ("name", str_v(&h.name)),
+                        ("alias", str_v(&h.name)),
+                        ("address", str_v("192.0.2.10")),
+                        ("instance_id", V::I(h.instance_id)),
+                        ("notes_url", str_v(&h.notes_url)),
+                        ("action_url", str_v(&h.action_url)),
+                        ("enabled", V::B(true)),
+                        ("state", V::I(0)),
+                    ],
+                ),
+            }
+        });
+        m.add_method("get_service", |lua, this, (host, svc): (i64, i64)| {
+            let s = this.data.borrow().services.get(&(host, svc)).cloned();
+            let host_name = this
+                .data
+                .borrow()
+                .hosts
+                .get(&host)
+                .map(|h| h.name.clone())
+                .unwrap_or_default();
+            match s {
+                None => Ok(Value::Nil),
+                Some(s) => this.object(
+                    lua,
+                    vec![
+                        ("_type", V::I(65563)),
+                        ("host_id", V::I(host)),
+                        ("service_id", V::I(svc)),
+                        ("description", str_v(&s.description)),
+                        ("host_name", str_v(&host_name)),
+                        ("notes_url", str_v(&s.notes_url)),
+                        ("action_url", str_v(&s.action_url)),
+                        ("enabled", V::B(true)),
+                        ("state", V::I(0)),
+                    ],
+                ),
+            }
+        });
+        m.add_method(
+            "get_service_description",
+            |_, this, (host, svc): (i64, i64)| {
+                Ok(this
+                    .data
+                    .borrow()
+                    .services
+                    .get(&(host, svc))
+                    .map(|s| s.description.clone()))
+            },
+        );
+        m.add_method("get_hostgroups", |lua, this, id: i64| {
+            groups(lua, this.data.borrow().hostgroups.get(&id))
+        });
+        m.add_method("get_servicegroups", |lua, this, (host, svc): (i64, i64)| {
+            groups(lua, this.data.borrow().servicegroups.get(&(host, svc)))
+        });
+        m.add_method("get_instance_name", |_, this, id: i64| {
+            Ok(this.data.borrow().instances.get(&id).cloned())
+        });
+        m.add_method(
+            "get_severity",
+            |_, this, (host, svc): (i64, Option<i64>)| {
+                let d = this.data.borrow();
+                Ok(match svc.filter(|s| *s != 0) {
+                    None => d.hosts.get(&host).and_then(|h| h.severity),
+                    Some(s) => d.services.get(&(host, s)).and_then(|s| s.severity),
+                })
+            },
+        );
+        m.add_method(
+            "get_notes_url",
+            |_, this, (host, svc): (i64, Option<i64>)| {
+                let d = this.data.borrow();
+                Ok(match svc.filter(|s| *s != 0) {
+                    None => d.hosts.get(&host).map(|h| h.notes_url.clone()),
+                    Some(s) => d.services.get(&(host, s)).map(|s| s.notes_url.clone()),
+                })
+            },
+        );
+        m.add_method(
+            "get_action_url",
+            |_, this, (host, svc): (i64, Option<i64>)| {
+                let d = this.data.borrow();
+                Ok(match svc.filter(|s| *s != 0) {
+                    None => d.hosts.get(&host).map(|h| h.action_url.clone()),
+                    Some(s) => d.services.get(&(host, s)).map(|s| s.action_url.clone()),
+                })
+            },
+        );
+    }
+}
+
+/// `broker_log`: writes to its file, or to the emulator's memory (standing
+/// for broker's own log) when no file was set.
+struct BrokerLog {
+    level: Option<i64>,
+    file: Option<PathBuf>,
+    lines: Rc<RefCell<Vec<String>>>,
+}
+
+impl BrokerLog {
+    fn write(&self, kind: &str, level: Value, text: Value) {
+        let level = match level {
+            Value::Integer(i) => i,
+            Value::Number(f) => f as i64,
+            _ => 0,
+        };
+        if level > self.level.unwrap_or(0) {
+            return;
+        }
+        let text = match text {
+            Value::String(s) => s.to_string_lossy(),
+            _ => "(null)".into(),
+        };
+        let line = format!("{kind}: {text}");
+        match &self.file {
+            Some(f) => {
+                use std::io::Write;
+                if let Ok(mut file) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(f)
+                {
+                    let _ = writeln!(file, "{line}");
+                }
+            }
+            None => self.lines.borrow_mut().push(line),
+        }
+    }
+}
+
+impl UserData for BrokerLog {
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_method_mut("set_parameters", |_, this, (level, file): (i64, String)| {
+            if !(0..=3).contains(&level) {
+                return Err(mlua::Error::runtime("set_parameters: level must be 0 to 3"));
+            }
+            this.level = Some(level);
+            this.file = Some(PathBuf::from(file));
+            Ok(())
+        });
+        m.add_method("info", |_, this, (l, t): (Value, Value)| {
+            this.write("INFO", l, t);
+            Ok(())
+        });
+        m.add_method("warning", |_, this, (l, t): (Value, Value)| {
+            this.write("WARNING", l, t);
+            Ok(())
+        });
+        m.add_method("error", |_, this, (l, t): (Value, Value)| {
+            this.write("ERROR", l, t);
+            Ok(())
+        });
+    }
+}
+
+fn json_of(v: &Value) -> mlua::Result<serde_json::Value> {
+    use serde_json::Value as J;
+    Ok(match v {
+        Value::Nil => return Err(mlua::Error::runtime("json_encode: type not implemented")),
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => J::from(*i),
+        Value::Number(f) => J::from(*f),
+        Value::String(s) => J::String(s.to_string_lossy()),
+        Value::Table(t) => {
+            if t.raw_len() > 0 || t.clone().pairs::<Value, Value>().next().is_none() {
+                J::Array(
+                    t.clone()
+                        .sequence_values::<Value>()
+                        .map(|v| json_of(&v?))
+                        .collect::<mlua::Result<_>>()?,
+                )
+            } else {
+                let mut m = serde_json::Map::new();
+                for pair in t.clone().pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    let key = match k {
+                        Value::String(s) => s.to_string_lossy(),
+                        Value::Integer(i) => i.to_string(),
+                        _ => continue,
+                    };
+                    m.insert(key, json_of(&v)?);
+                }
+                J::Object(m)
+            }
+        }
+        _ => return Err(mlua::Error::runtime("json_encode: type not implemented")),
+    })
+}
+
+fn lua_of(lua: &Lua, j: &serde_json::Value) -> mlua::Result<Value> {
+    use serde_json::Value as J;
+    Ok(match j {
+        J::Null => Value::Nil,
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            // Broker truncates integers to 32 bits (host contract §4.2).
+            Some(i) if i >= 0 => Value::Integer(i as u32 as i64),
+            Some(i) => Value::Integer(i as i32 as i64),
+            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Value::String(lua.create_string(s)?),
+        J::Array(a) => {
+            let t = lua.create_table()?;
+            for v in a {
+                t.push(lua_of(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
+        J::Object(o) => {
+            let t = lua.create_table()?;
+            for (k, v) in o {
+                t.set(k.as_str(), lua_of(lua, v)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+fn broker_table(lua: &Lua, bbdo: Bbdo) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set(
+        "json_encode",
+        lua.create_function(|_, v: Value| Ok(serde_json::to_string(&json_of(&v)?).ok()))?,
+    )?;
+    t.set(
+        "json_decode",
+        lua.create_function(|lua, s: String| {
+            match serde_json::from_str::<serde_json::Value>(&s) {
+                Ok(j) => Ok((lua_of(lua, &j)?, Value::Nil)),
+                Err(e) => Ok((
+                    Value::Nil,
+                    Value::String(
+                        lua.create_string(format!("[json.exception.parse_error.101] {e}"))?,
+                    ),
+                )),
+            }
+        })?,
+    )?;
+    let version = match bbdo {
+        Bbdo::V2 => "2.0.0",
+        Bbdo::V3 => "3.0.1",
+    };
+    t.set(
+        "bbdo_version",
+        lua.create_function(move |_, ()| Ok(version))?,
+    )?;
+    t.set(
+        "url_encode",
+        lua.create_function(|_, s: mlua::LuaString| {
+            let mut out = String::new();
+            for b in s.as_bytes().iter().take_while(|b| **b != 0) {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(b) {
+                    out.push(*b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            Ok(out)
+        })?,
+    )?;
+    t.set(
+        "stat",
+        lua.create_function(|lua, path: String| {
+            use std::os::unix::fs::MetadataExt;
+            match std::fs::metadata(&path) {
+                Ok(m) => {
+                    let r = lua.create_table()?;
+                    r.set("uid", m.uid())?;
+                    r.set("gid", m.gid())?;
+                    r.set("size", m.size())?;
+                    r.set("atime", m.atime())?;
+                    r.set("mtime", m.mtime())?;
+                    r.set("ctime", m.ctime())?;
+                    Ok((Value::Table(r), Value::Nil))
+                }
+                Err(e) => Ok((Value::Nil, Value::String(lua.create_string(e.to_string())?))),
+            }
+        })?,
+    )?;
+    Ok(t)
+}
+
+/// One Lua output: one state, as `luabinding` builds it.
+pub struct Output {
+    lua: Lua,
+    write_fn: Function,
+    filter_fn: Option<Function>,
+    flush_fn: Option<Function>,
+    api: i64,
+    total: u64,
+    cache: Rc<RefCell<CacheData>>,
+    /// What broker itself would log about this output (load problems,
+    /// `write` errors, non-boolean answers, `broker_log` lines without file).
+    pub broker_log: Rc<RefCell<Vec<String>>>,
+}
+
+impl Output {
+    /// Builds the state, runs the script, probes `filter(1, 2)`, registers
+    /// the globals and calls `init(conf)`, in broker's order.
+    pub fn open(cfg: &OutputConfig, cache: CacheData) -> Result<Output, String> {
+        // SAFETY: broker opens every standard library, C modules included.
+        let lua = unsafe { Lua::unsafe_new_with(StdLib::ALL, LuaOptions::new()) };
+        let dir = cfg
+            .script
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_string_lossy()
+            .into_owned();
+        let package: Table = lua.globals().get("package").map_err(|e| e.to_string())?;
+        let path: String = package.get("path").map_err(|e| e.to_string())?;
+        let cpath: String = package.get("cpath").map_err(|e| e.to_string())?;
+        package
+            .set("path", format!("{path};{dir}/?.lua"))
+            .map_err(|e| e.to_string())?;
+        package
+            .set("cpath", format!("{cpath};{dir}/lib/?.so"))
+            .map_err(|e| e.to_string())?;
+
+        let source = std::fs::read(&cfg.script)
+            .map_err(|e| format!("lua: '{}' could not be loaded: {e}", cfg.script.display()))?;
+        let chunk = lua
+            .load(&source[..])
+            .set_name(format!("@{}", cfg.script.display()))
+            .into_function()
+            .map_err(|e| format!("lua: '{}' could not be loaded: {e}", cfg.script.display()))?;
+        chunk.call::<()>(()).map_err(|e| {
+            format!(
+                "lua: '{}' could not be compiled ({e})",
+                cfg.script.display()
+            )
+        })?;
+
+        let globals = lua.globals();
+        let init: Function = globals
+            .get::<Option<Function>>("init")
+            .ok()
+            .flatten()
+            .ok_or("lua: init() global function is missing")?;
+        let write_fn: Function = globals
+            .get::<Option<Function>>("write")
+            .ok()
+            .flatten()
+            .ok_or("lua: write() global function is missing")?;
+        let broker_log = Rc::new(RefCell::new(Vec::new()));
+        let filter_fn = match globals.get::<Option<Function>>("filter").ok().flatten() {
+            None => None,
+            Some(f) => match f.call::<Value>((1, 2)) {
+                Ok(Value::Boolean(_)) => Some(f),
+                Ok(_) => {
+                    broker_log
+                        .borrow_mut()
+                        .push("lua: filter() should return a boolean".into());
+                    None
+                }
+                Err(_) => {
+                    broker_log
+                        .borrow_mut()
+                        .push("lua: The filter() function doesn't work correctly".into());
+                    None
+                }
+            },
+        };
+        let flush_fn = globals.get::<Option<Function>>("flush").ok().flatten();
+        let api = match globals.get::<Value>("broker_api_version") {
+            Ok(Value::Integer(i)) if i == 1 || i == 2 => i,
+            Ok(Value::Number(f)) if f == 1.0 || f == 2.0 => f as i64,
+            Ok(Value::String(s)) => match s.to_string_lossy().trim() {
+                "2" => 2,
+                _ => 1,
+            },
+            _ => 1,
+        };
+
+        let cache = Rc::new(RefCell::new(cache));
+        let reg = || -> mlua::Result<()> {
+            globals.set(
+                "broker_log",
+                lua.create_userdata(BrokerLog {
+                    level: None,
+                    file: None,
+                    lines: broker_log.clone(),
+                })?,
+            )?;
+            globals.set("broker_event", lua.create_table()?)?;
+            let sock = lua.create_table()?;
+            sock.set(
+                "new",
+                lua.create_function(|_, ()| -> mlua::Result<()> {
+                    Err(mlua::Error::runtime("broker_tcp_socket is not emulated"))
+                })?,
+            )?;
+            globals.set("broker_tcp_socket", sock)?;
+            globals.set("broker", broker_table(&lua, cfg.bbdo)?)?;
+            globals.set(
+                "broker_cache",
+                lua.create_userdata(BrokerCache {
+                    data: cache.clone(),
+                    api,
+                })?,
+            )?;
+            let conf = lua.create_table()?;
+            for (name, value) in &cfg.params {
+                match value {
+                    Param::Str(s) => conf.raw_set(name.as_str(), s.as_str())?,
+                    Param::Num(n) => conf.raw_set(name.as_str(), *n as i64)?,
+                }
+            }
+            init.call::<()>(conf)
+        };
+        reg().map_err(|e| format!("lua: error running function `init' {e}"))?;
+        Ok(Output {
+            lua,
+            write_fn,
+            filter_fn,
+            flush_fn,
+            api,
+            total: 0,
+            cache,
+            broker_log,
+        })
+    }
+
+    /// Whether the `filter(1, 2)` probe passed.
+    pub fn has_filter(&self) -> bool {
+        self.filter_fn.is_some()
+    }
+
+    /// `broker_api_version` as broker read it.
+    pub fn api_version(&self) -> i64 {
+        self.api
+    }
+
+    /// The cache, for tests that change it mid-stream.
+    pub fn cache(&self) -> Rc<RefCell<CacheData>> {
+        self.cache.clone()
+    }
+
+    fn acks(&mut self, name: &str, r: mlua::Result<Value>) -> u64 {
+        match r {
+            Ok(Value::Boolean(true)) => std::mem::take(&mut self.total),
+            Ok(Value::Boolean(false)) => 0,
+            Ok(_) => {
+                self.broker_log
+                    .borrow_mut()
+                    .push(format!("lua: `{name}' must return a boolean"));
+                0
+            }
+            Err(e) => {
+                self.broker_log
+                    .borrow_mut()
+                    .push(format!("lua: error running function `{name}' {e}"));
+                0
+            }
+        }
+    }
+
+    /// `luabinding::write`: feeds the cache, counts, filters, builds the
+    /// event for the API version, calls `write`. Returns the events acked.
+    pub fn write(&mut self, ev: &Event) -> u64 {
+        self.cache.borrow_mut().feed(ev);
+        self.total += 1;
+        if let Some(f) = &self.filter_fn {
+            match f.call::<Value>((ev.category() as i64, ev.element() as i64)) {
+                Ok(Value::Boolean(true)) => {}
+                Ok(Value::Boolean(false)) => return 0,
+                other => {
+                    let msg = match other {
+                        Err(e) => format!("lua: error running function `filter' {e}"),
+                        _ => "lua: `filter' must return a boolean".into(),
+                    };
+                    self.broker_log.borrow_mut().push(msg);
+                    return 0;
+                }
+            }
+        }
+        let arg = match self.build(ev) {
+            Ok(v) => v,
+            Err(e) => {
+                self.broker_log
+                    .borrow_mut()
+                    .push(format!("lua: cannot build event: {e}"));
+                return 0;
+            }
+        };
+        let r = self.write_fn.call::<Value>(arg);
+        self.acks("write", r)
+    }
+
+    fn build(&self, ev: &Event) -> mlua::Result<Value> {
+        if self.api == 2 {
+            return Ok(Value::UserData(
+                self.lua.create_userdata(EventUd(Rc::new(ev.clone())))?,
+            ));
+        }
+        let t = self.lua.create_table()?;
+        t.set("_type", ev.type_id as i64)?;
+        t.set("category", ev.category() as i64)?;
+        t.set("element", ev.element() as i64)?;
+        for (k, v) in &ev.fields {
+            if let Some(v) = v {
+                t.set(*k, to_lua(&self.lua, v)?)?;
+            }
+        }
+        Ok(Value::Table(t))
+    }
+
+    /// `luabinding::flush`. Returns the events acked.
+    pub fn flush(&mut self) -> u64 {
+        match self.flush_fn.clone() {
+            None => 0,
+            Some(f) => {
+                let r = f.call::<Value>(());
+                self.acks("flush", r)
+            }
+        }
+    }
+
+    /// `stop()`: a last flush, then `lua_close` (finalizers, then dlclose).
+    /// Returns the events the last flush acked.
+    pub fn close(mut self) -> u64 {
+        let n = self.flush();
+        drop(self);
+        n
+    }
+}
+
+/// An output's muxer queue with broker's ack and back-pressure rules.
+#[derive(Debug)]
+pub struct Muxer {
+    queue: VecDeque<Event>,
+    read: usize,
+    /// `event_queue_max_size`.
+    pub max_size: usize,
+    /// Events acknowledged so far.
+    pub acked: u64,
+}
+
+impl Muxer {
+    /// An empty queue with broker's default size.
+    pub fn new() -> Muxer {
+        Muxer {
+            queue: VecDeque::new(),
+            read: 0,
+            max_size: 10_000,
+            acked: 0,
+        }
+    }
+
+    /// The engine publishes an event.
+    pub fn push(&mut self, ev: Event) {
+        self.queue.push_back(ev);
+    }
+
+    /// Events not yet acknowledged (handed over or not).
+    pub fn unacked(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// `ack_events(n)`: pops from the head, never past the read cursor.
+    pub fn ack(&mut self, n: u64) {
+        let n = (n as usize).min(self.read);
+        self.queue.drain(..n);
+        self.read -= n;
+        self.acked += n as u64;
+    }
+
+    /// `nack_events()`: a restarted stream is handed every unacked event again.
+    pub fn nack(&mut self) {
+        self.read = 0;
+    }
+
+    /// The next event `write` may get: none when the memory part of the
+    /// queue is all handed over but unacknowledged.
+    fn next(&mut self) -> Option<Event> {
+        if self.read < self.queue.len().min(self.max_size) {
+            self.read += 1;
+            Some(self.queue[self.read - 1].clone())
+        } else {
+            None
+        }
+    }
+
+    /// The failover loop (§3.3): `write` while events are ready; when none
+    /// is, `flush` right after a burst and then every `idle_flush` (1 s in
+    /// broker), sleeping `tick` (100 ms in broker) in between. Runs until
+    /// `done` holds or `timeout` passes; returns whether `done` held.
+    pub fn run(
+        &mut self,
+        out: &mut Output,
+        tick: Duration,
+        idle_flush: Duration,
+        timeout: Duration,
+        mut done: impl FnMut(&Muxer) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut since_flush = false;
+        let mut next_flush = Instant::now();
+        loop {
+            if done(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            if let Some(ev) = self.next() {
+                let n = out.write(&ev);
+                self.ack(n);
+                since_flush = true;
+                continue;
+            }
+            let now = Instant::now();
+            if since_flush || now >= next_flush {
+                let n = out.flush();
+                self.ack(n);
+                since_flush = false;
+                next_flush = now + idle_flush;
+                if done(self) {
+                    return true;
+                }
+            }
+            std::thread::sleep(tick);
+        }
+    }
+}
+
+impl Default for Muxer {
+    fn default() -> Self {
+        Muxer::new()
+    }
+}
+
+/// Lays out a broker Lua directory like a package install:
+/// `<dir>/canopsis-native-events-apiv2.lua` and `<dir>/lib/<module>.so`.
+/// Returns the script path.
+pub fn install_connector(dir: &Path, loader: &Path, module: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir.join("lib"))?;
+    let script = dir.join("canopsis-native-events-apiv2.lua");
+    std::fs::copy(loader, &script)?;
+    let name = module.file_name().expect("module path has a file name");
+    std::fs::copy(module, dir.join("lib").join(name))?;
+    Ok(script)
+}
+
+/// The module file name for the Lua version the harness was built for.
+pub fn module_name() -> &'static str {
+    if cfg!(feature = "lua54") {
+        "canopsis_native_54.so"
+    } else {
+        "canopsis_native_53.so"
+    }
+}

@@ -1,0 +1,119 @@
+//! Test harness for the native Canopsis connector: a Centreon Broker Lua
+//! host emulator ([`broker`]), broker events in both BBDO versions
+//! ([`events`]) and a mock Canopsis API v4 on 127.0.0.1 ([`mock`], [`pbh`]).
+
+pub mod broker;
+pub mod events;
+pub mod mock;
+pub mod pbh;
+
+use broker::{install_connector, module_name, CacheData, Output, OutputConfig, Param};
+use events::Bbdo;
+use mock::MockCanopsis;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The repository root (this crate lives in `tests/harness`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The built module: `$CANOPSIS_NATIVE_MODULE`, else `target/lua/<name>.so`
+/// as `tests/build-modules.sh` leaves it.
+pub fn module_path() -> PathBuf {
+    std::env::var_os("CANOPSIS_NATIVE_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/lua").join(module_name()))
+}
+
+/// The loader script broker points at.
+pub fn loader_path() -> PathBuf {
+    repo_root().join("lua/canopsis-native-events-apiv2.lua")
+}
+
+static LABS: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch broker Lua directory with the connector installed, plus a mock
+/// Canopsis to send to.
+pub struct Lab {
+    /// The scratch directory (logs go here).
+    pub dir: PathBuf,
+    /// The installed loader script.
+    pub script: PathBuf,
+    /// The mock Canopsis.
+    pub mock: MockCanopsis,
+}
+
+impl Lab {
+    /// A fresh lab named after the test.
+    pub fn new(name: &str) -> Lab {
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("canopsis-lab-{}-{n}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let module = module_path();
+        assert!(
+            module.exists(),
+            "{} is missing: build it with tests/build-modules.sh",
+            module.display()
+        );
+        let script = install_connector(&dir.join("lua"), &loader_path(), &module)
+            .expect("install connector");
+        Lab {
+            dir,
+            script,
+            mock: MockCanopsis::start(),
+        }
+    }
+
+    /// The connector's log file.
+    pub fn logfile(&self) -> PathBuf {
+        self.dir.join("canopsis.log")
+    }
+
+    /// Parameters pointing at the mock, with `extra` added or overriding.
+    pub fn params(&self, extra: &[(&str, Param)]) -> Vec<(String, Param)> {
+        let mut p: Vec<(String, Param)> = vec![
+            ("canopsis_authkey".into(), Param::Str(self.mock.authkey())),
+            ("canopsis_host".into(), Param::Str("127.0.0.1".into())),
+            ("canopsis_port".into(), Param::Num(self.mock.port() as i32)),
+            ("sending_protocol".into(), Param::Str("http".into())),
+            (
+                "logfile".into(),
+                Param::Str(self.logfile().display().to_string()),
+            ),
+            ("log_level".into(), Param::Num(3)),
+        ];
+        for (k, v) in extra {
+            p.retain(|(name, _)| name != k);
+            p.push((k.to_string(), v.clone()));
+        }
+        p
+    }
+
+    /// Opens an output with `params` over the sample cache.
+    pub fn open(&self, params: Vec<(String, Param)>, bbdo: Bbdo) -> Output {
+        Output::open(
+            &OutputConfig {
+                script: self.script.clone(),
+                params,
+                bbdo,
+            },
+            CacheData::sample(),
+        )
+        .expect("output opens")
+    }
+
+    /// The connector's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.logfile()).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

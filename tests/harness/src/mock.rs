@@ -1,0 +1,587 @@
+//! A mock Canopsis API v4 on 127.0.0.1 that accepts and rejects requests the
+//! way the real server does (`shared/docs/canopsis-api.md` §11), records
+//! what it received, and can be taken down or told to misbehave.
+//!
+//! Hand-written over `std::net` so "down" really means dropped connections
+//! (also the keep-alive ones a client holds), not a polite error answer.
+
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// An API user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Its `authkey`.
+    pub authkey: String,
+    /// Its name (default `author`).
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// Whether its role grants the routes (false: 403 everywhere).
+    pub allowed: bool,
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Body.
+    pub body: String,
+    /// Status answered.
+    pub status: u16,
+    /// Value of `x-canopsis-authkey`, if any.
+    pub authkey: Option<String>,
+}
+
+/// Everything the mock knows; tests read and change it through
+/// [`MockCanopsis::state`].
+#[derive(Debug)]
+pub struct State {
+    /// `version` of `/api/v4/app-info` (decides whether pbehaviors need `color`).
+    pub version: String,
+    /// API users.
+    pub users: Vec<User>,
+    /// When true, connections are cut without an answer.
+    pub down: bool,
+    /// Answers forced on the next requests, before any check.
+    pub forced: VecDeque<(u16, String)>,
+    /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
+    pub fail_next_events: usize,
+    /// Every request, in order.
+    pub requests: Vec<Recorded>,
+    /// Events published (as mutated by the API), in order.
+    pub events: Vec<Value>,
+    /// Pbehavior reasons.
+    pub reasons: Vec<Value>,
+    /// Pbehavior types.
+    pub types: Vec<Value>,
+    /// Pbehaviors by `_id`.
+    pub pbehaviors: Vec<Value>,
+    /// Pbehavior comments.
+    pub comments: Vec<Value>,
+    next_id: u64,
+}
+
+impl State {
+    fn new() -> State {
+        let types = [
+            ("Default inactive", "inactive", "#979797"),
+            ("Default active", "active", "#2FAB63"),
+            ("Default maintenance", "maintenance", "#BF360C"),
+            ("Default pause", "pause", "#5A6D80"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (name, kind, color))| {
+            json!({"_id": format!("a1b2c3d4-0000-4000-8000-00000000000{i}"), "name": name,
+                   "description": name, "type": kind, "priority": i + 1, "icon_name": "", "color": color})
+        })
+        .collect();
+        State {
+            version: "24.04.2".into(),
+            users: vec![User {
+                authkey: "4dmin-k3y-5ecret".into(),
+                name: "centreon".into(),
+                id: "u-0001".into(),
+                allowed: true,
+            }],
+            down: false,
+            forced: VecDeque::new(),
+            fail_next_events: 0,
+            requests: Vec::new(),
+            events: Vec::new(),
+            reasons: vec![json!({"_id": "r-default", "name": "Default", "description": "Default"})],
+            types,
+            pbehaviors: Vec::new(),
+            comments: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    pub(crate) fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{:04}", self.next_id)
+    }
+
+    /// Bodies of the POSTs to the event route, as the connector sent them.
+    pub fn event_posts(&self) -> Vec<Value> {
+        self.requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v4/event" && r.status == 200)
+            .filter_map(|r| serde_json::from_str(&r.body).ok())
+            .collect()
+    }
+}
+
+/// A running mock.
+pub struct MockCanopsis {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MockCanopsis {
+    /// Starts on an ephemeral port of 127.0.0.1.
+    pub fn start() -> MockCanopsis {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(Mutex::new(State::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, st2) = (state.clone(), stop.clone());
+        let thread = std::thread::spawn(move || accept_loop(listener, s2, st2));
+        MockCanopsis {
+            addr,
+            state,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The first user's key.
+    pub fn authkey(&self) -> String {
+        self.state().users[0].authkey.clone()
+    }
+
+    /// Locks the state.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cuts every connection (current and new) until [`MockCanopsis::up`].
+    pub fn down(&self) {
+        self.state().down = true;
+    }
+
+    /// Answers again.
+    pub fn up(&self) {
+        self.state().down = false;
+    }
+}
+
+impl Drop for MockCanopsis {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let (s, st) = (state.clone(), stop.clone());
+                std::thread::spawn(move || serve(stream, s, st));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+struct Req {
+    method: String,
+    path: String,
+    query: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+fn is_down(state: &Arc<Mutex<State>>) -> bool {
+    state.lock().map(|s| s.down).unwrap_or(true)
+}
+
+fn read_request(
+    r: &mut BufReader<TcpStream>,
+    state: &Arc<Mutex<State>>,
+    stop: &AtomicBool,
+) -> Option<Req> {
+    let mut line = String::new();
+    loop {
+        match r.read_line(&mut line) {
+            Ok(0) => return None,
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::SeqCst) || is_down(state) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let mut body = Vec::new();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        body = vec![0; n];
+        r.read_exact(&mut body).ok()?;
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    Some(Req {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        if is_down(&state) {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        let Some(req) = read_request(&mut reader, &state, &stop) else {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        };
+        if is_down(&state) {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        let (status, body) = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let (status, body) = route(&mut st, &req);
+            st.requests.push(Recorded {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                query: req.query.clone(),
+                body: String::from_utf8_lossy(&req.body).into_owned(),
+                status,
+                authkey: req.headers.get("x-canopsis-authkey").cloned(),
+            });
+            (status, body)
+        };
+        let reason = match status {
+            200 => "OK",
+            201 => "Created",
+            204 => "No Content",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            429 => "Too Many Requests",
+            500 => "Internal Server Error",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let body = if status == 204 { String::new() } else { body };
+        let head = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(body.as_bytes()).is_err()
+        {
+            return;
+        }
+        if req
+            .headers
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+fn error(status: u16, msg: &str) -> (u16, String) {
+    (status, json!({ "error": msg }).to_string())
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| crate::pbh::decode(v))
+    })
+}
+
+/// Authentication: `?authkey=` first, then the header (§1.2).
+fn authenticate(st: &State, req: &Req) -> Result<Option<User>, (u16, String)> {
+    let key = query_param(&req.query, "authkey")
+        .or_else(|| req.headers.get("x-canopsis-authkey").cloned());
+    match key {
+        None => Ok(None),
+        Some(k) => match st.users.iter().find(|u| u.authkey == k) {
+            Some(u) => Ok(Some(u.clone())),
+            None => Err(error(401, "Unauthorized")),
+        },
+    }
+}
+
+fn route(st: &mut State, req: &Req) -> (u16, String) {
+    if let Some(forced) = st.forced.pop_front() {
+        return forced;
+    }
+    let user = match authenticate(st, req) {
+        Ok(u) => u,
+        Err(e) => return e,
+    };
+    let m = req.method.as_str();
+    let path = req.path.as_str();
+    if path == "/api/v4/app-info" {
+        return match m {
+            "GET" => (
+                200,
+                json!({"version": st.version, "edition": "community", "stack": "go"}).to_string(),
+            ),
+            _ => error(405, "Method Not Allowed"),
+        };
+    }
+    let known = matches!(
+        path,
+        "/api/v4/event"
+            | "/api/v4/pbehaviors"
+            | "/api/v4/pbehavior-reasons"
+            | "/api/v4/pbehavior-types"
+            | "/api/v4/pbehavior-comments"
+    ) || path.starts_with("/api/v4/pbehaviors/");
+    if !known {
+        return error(404, "Not found");
+    }
+    let Some(user) = user else {
+        return error(401, "Unauthorized");
+    };
+    if !user.allowed {
+        return error(403, "Forbidden");
+    }
+    match (m, path) {
+        ("POST", "/api/v4/event") => post_events(st, &user, &req.body),
+        (_, "/api/v4/event") => error(405, "Method Not Allowed"),
+        _ => crate::pbh::route(st, req.method.as_str(), path, &req.query, &req.body),
+    }
+}
+
+/// `POST /api/v4/event`, §2.
+fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(body);
+    if text.trim().is_empty() {
+        return error(400, "cannot parse JSON: cannot parse empty string");
+    }
+    let parsed: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => return error(400, &format!("cannot parse JSON: {e}")),
+    };
+    let items = match parsed {
+        Value::Array(a) => a,
+        Value::Object(o) => vec![Value::Object(o)],
+        _ => return error(400, "the body should be an object or an array"),
+    };
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    for item in items {
+        match process_event(st, user, item) {
+            Ok(ev) => {
+                st.events.push(ev.clone());
+                sent.push(ev);
+            }
+            Err(ev) => failed.push(ev),
+        }
+    }
+    (
+        200,
+        json!({"sent_events": sent, "failed_events": failed, "retry_events": []}).to_string(),
+    )
+}
+
+/// The per-event pipeline of §2.2; `Err` carries the event as mutated so far.
+fn process_event(st: &mut State, user: &User, item: Value) -> Result<Value, Value> {
+    let Value::Object(mut ev) = item else {
+        return Err(item);
+    };
+    let fail = |ev: Map<String, Value>| Err(Value::Object(ev));
+    let Some(Value::String(event_type)) = ev.get("event_type").cloned() else {
+        return fail(ev);
+    };
+    if ["check", "changestate", "metaalarm", "junittestsuiteupdated"].contains(&event_type.as_str())
+    {
+        let state = match ev.get("state") {
+            Some(Value::Number(n)) => Some(Value::Number(n.clone())),
+            Some(Value::String(s)) => s.trim().parse::<i64>().ok().map(Value::from),
+            _ => None,
+        };
+        match state {
+            Some(s) => {
+                ev.insert("state".into(), s);
+            }
+            None => return fail(ev),
+        }
+    }
+    if [
+        "ack",
+        "ackremove",
+        "cancel",
+        "comment",
+        "uncancel",
+        "assocticket",
+        "changestate",
+        "snooze",
+    ]
+    .contains(&event_type.as_str())
+    {
+        ev.insert("role".into(), json!("admin"));
+    }
+    if ev.get("long_output").is_some_and(|v| !v.is_string()) {
+        ev.insert("long_output".into(), json!(""));
+    }
+    for (field, default) in [("author", user.name.clone()), ("user_id", user.id.clone())] {
+        match ev.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            None | Some(Value::String(_)) => {
+                ev.insert(field.into(), json!(default));
+            }
+            Some(_) => return fail(ev),
+        }
+    }
+    if !matches!(ev.get("ref_rk"), Some(Value::String(_))) {
+        for field in ["connector", "connector_name"] {
+            if !matches!(ev.get(field), Some(Value::String(s)) if !s.is_empty()) {
+                return fail(ev);
+            }
+        }
+        let text = |ev: &Map<String, Value>, f: &str| -> Result<String, ()> {
+            match ev.get(f) {
+                None => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => Err(()),
+            }
+        };
+        let (Ok(component), Ok(resource)) = (text(&ev, "component"), text(&ev, "resource")) else {
+            return fail(ev);
+        };
+        if ev.get("source_type").is_some_and(|v| !v.is_string()) {
+            return fail(ev);
+        }
+        let source_type = match (component.is_empty(), resource.is_empty()) {
+            (false, true) => "component",
+            (false, false) => "resource",
+            (true, _) => "connector",
+        };
+        if source_type == "connector" && event_type == "check" {
+            return fail(ev);
+        }
+        ev.insert("source_type".into(), json!(source_type));
+    }
+    if st.fail_next_events > 0 {
+        st.fail_next_events -= 1;
+        return fail(ev);
+    }
+    Ok(Value::Object(ev))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> User {
+        State::new().users[0].clone()
+    }
+
+    #[test]
+    fn event_pipeline_matches_the_api() {
+        let mut st = State::new();
+        let ok = process_event(&mut st, &user(), json!({"event_type":"check","connector":"c","connector_name":"n","component":"h","resource":"r","source_type":"connector","state":"2"})).unwrap();
+        assert_eq!(ok["source_type"], "resource");
+        assert_eq!(ok["state"], 2);
+        assert_eq!(ok["author"], "centreon");
+        assert!(process_event(
+            &mut st,
+            &user(),
+            json!({"event_type":"check","connector":"c","connector_name":"n","component":"h"})
+        )
+        .is_err());
+        assert!(process_event(&mut st, &user(), json!({"event_type":"check","connector":"","connector_name":"n","component":"h","state":0})).is_err());
+        assert!(process_event(
+            &mut st,
+            &user(),
+            json!({"event_type":"check","connector":"c","connector_name":"n","state":0})
+        )
+        .is_err());
+        let ack = process_event(&mut st, &user(), json!({"event_type":"ack","connector":"c","connector_name":"n","component":"h","resource":"","author":"bob"})).unwrap();
+        assert_eq!(
+            (
+                ack["role"].as_str(),
+                ack["author"].as_str(),
+                ack["source_type"].as_str()
+            ),
+            (Some("admin"), Some("bob"), Some("component"))
+        );
+    }
+
+    #[test]
+    fn decodes_query_values() {
+        assert_eq!(crate::pbh::decode("a%2Fb+c"), "a/b c");
+        assert_eq!(
+            query_param("x=1&name=centreon%20dt", "name").as_deref(),
+            Some("centreon dt")
+        );
+    }
+}

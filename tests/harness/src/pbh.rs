@@ -1,0 +1,391 @@
+//! The pbehavior routes of the mock Canopsis (`canopsis-api.md` §3–§7):
+//! reasons, types, pbehaviors and comments, with pagination, the exact
+//! validation bodies, and the 22.10 / 23.x / 24.x differences that matter.
+
+use crate::mock::State;
+use serde_json::{json, Map, Value};
+
+fn error(status: u16, msg: &str) -> (u16, String) {
+    (status, json!({ "error": msg }).to_string())
+}
+
+fn errors(map: Map<String, Value>) -> (u16, String) {
+    (400, json!({ "errors": map }).to_string())
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| decode(v))
+    })
+}
+
+/// Percent-decoding of a query value.
+pub fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn version_at_least(st: &State, major: u32, minor: u32) -> bool {
+    let mut parts = st.version.split('.').filter_map(|p| p.parse::<u32>().ok());
+    let (a, b) = (parts.next().unwrap_or(99), parts.next().unwrap_or(99));
+    (a, b) >= (major, minor)
+}
+
+/// §1.4: `page`, `limit` (default 10), `paginate`, `search`.
+fn paginate(items: &[Value], query: &str, search_fields: &[&str]) -> (u16, String) {
+    let page = query_param(query, "page")
+        .map(|p| p.parse::<i64>().unwrap_or(0))
+        .unwrap_or(1);
+    let limit = query_param(query, "limit")
+        .map(|p| p.parse::<i64>().unwrap_or(0))
+        .unwrap_or(10);
+    if page <= 0 {
+        return errors(Map::from_iter([(
+            "page".to_string(),
+            json!("Page should be greater than 0."),
+        )]));
+    }
+    if limit <= 0 {
+        return errors(Map::from_iter([(
+            "limit".to_string(),
+            json!("Limit should be greater than 0."),
+        )]));
+    }
+    let search = query_param(query, "search")
+        .unwrap_or_default()
+        .to_lowercase();
+    let matching: Vec<&Value> = items
+        .iter()
+        .filter(|it| {
+            search.is_empty()
+                || search_fields.iter().any(|f| {
+                    it[*f]
+                        .as_str()
+                        .is_some_and(|v| v.to_lowercase().contains(&search))
+                })
+        })
+        .collect();
+    let total = matching.len() as i64;
+    if query_param(query, "paginate").as_deref() == Some("false") {
+        return (
+            200,
+            json!({"data": matching, "meta": {"page": 1, "per_page": total, "page_count": 1, "total_count": total}}).to_string(),
+        );
+    }
+    let start = ((page - 1) * limit) as usize;
+    let data: Vec<&Value> = matching
+        .iter()
+        .skip(start)
+        .take(limit as usize)
+        .copied()
+        .collect();
+    let page_count = ((total + limit - 1) / limit).max(1);
+    (
+        200,
+        json!({"data": data, "meta": {"page": page, "per_page": limit, "page_count": page_count, "total_count": total}}).to_string(),
+    )
+}
+
+/// Malformed JSON on the pbehavior/reason/comment POSTs: 500 up to 23.10
+/// (the author middleware panics), 400 from 24.04.
+fn parse_object(st: &State, body: &[u8]) -> Result<Map<String, Value>, (u16, String)> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) if version_at_least(st, 24, 10) => Err(error(400, "request has invalid structure")),
+        Ok(_) => Err(error(500, "Internal server error")),
+        Err(_) if version_at_least(st, 24, 4) => Err(error(400, "request has invalid structure")),
+        Err(_) => Err(error(500, "Internal server error")),
+    }
+}
+
+fn bad_id(id: &str) -> bool {
+    id.len() > 255 || id.contains(['/', '?', '.', '$'])
+}
+
+/// Dispatches a pbehavior-related request.
+pub fn route(st: &mut State, method: &str, path: &str, query: &str, body: &[u8]) -> (u16, String) {
+    match (method, path) {
+        ("GET", "/api/v4/pbehavior-reasons") => {
+            paginate(&st.reasons, query, &["_id", "name", "description"])
+        }
+        ("POST", "/api/v4/pbehavior-reasons") => create_reason(st, body),
+        ("GET", "/api/v4/pbehavior-types") => {
+            paginate(&st.types, query, &["_id", "name", "description", "type"])
+        }
+        ("POST", "/api/v4/pbehaviors") => create_pbehavior(st, body),
+        ("DELETE", "/api/v4/pbehaviors") => match query_param(query, "name") {
+            None => errors(Map::from_iter([(
+                "name".to_string(),
+                json!("Name is missing."),
+            )])),
+            Some(n) if n.is_empty() => errors(Map::from_iter([(
+                "name".to_string(),
+                json!("Name is missing."),
+            )])),
+            Some(name) => delete_where(st, |p| p["name"] == json!(name)),
+        },
+        ("DELETE", p) if p.starts_with("/api/v4/pbehaviors/") => {
+            let id = decode(&p["/api/v4/pbehaviors/".len()..]);
+            delete_where(st, |p| p["_id"] == json!(id))
+        }
+        ("POST", "/api/v4/pbehavior-comments") => create_comment(st, body),
+        _ => error(405, "Method Not Allowed"),
+    }
+}
+
+fn delete_where(st: &mut State, pred: impl Fn(&Value) -> bool) -> (u16, String) {
+    match st.pbehaviors.iter().position(pred) {
+        Some(i) => {
+            st.pbehaviors.remove(i);
+            (204, String::new())
+        }
+        None => error(404, "Not found"),
+    }
+}
+
+fn create_reason(st: &mut State, body: &[u8]) -> (u16, String) {
+    let o = match parse_object(st, body) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let mut errs = Map::new();
+    for (field, label) in [("name", "Name"), ("description", "Description")] {
+        match o.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => {
+                if s.chars().count() > 255 {
+                    errs.insert(
+                        field.into(),
+                        json!(format!("{label} should be 255 or less.")),
+                    );
+                }
+            }
+            Some(Value::String(_)) | None => {
+                errs.insert(field.into(), json!(format!("{label} is missing.")));
+            }
+            Some(_) => return error(400, "request has invalid structure"),
+        }
+    }
+    if !errs.is_empty() {
+        return errors(errs);
+    }
+    if st.reasons.iter().any(|r| r["name"] == o["name"]) {
+        return errors(Map::from_iter([(
+            "name".to_string(),
+            json!("Name already exists."),
+        )]));
+    }
+    let id = st.new_id("reason");
+    let reason =
+        json!({"_id": id, "name": o["name"], "description": o["description"], "hidden": false});
+    st.reasons.push(reason.clone());
+    (201, reason.to_string())
+}
+
+fn valid_color(c: &str) -> bool {
+    let hex = c.strip_prefix('#').is_some_and(|h| {
+        matches!(h.len(), 3 | 4 | 6 | 8) && h.chars().all(|ch| ch.is_ascii_hexdigit())
+    });
+    hex || ["rgb(", "rgba(", "hsl(", "hsla("]
+        .iter()
+        .any(|p| c.starts_with(p) && c.ends_with(')'))
+}
+
+fn valid_pattern(p: &Value) -> bool {
+    let Some(outer) = p.as_array() else {
+        return false;
+    };
+    !outer.is_empty()
+        && outer.iter().all(|inner| {
+            inner.as_array().is_some_and(|conds| {
+                !conds.is_empty()
+                    && conds.iter().all(|c| {
+                        let field_ok = c["field"].as_str().is_some_and(|f| {
+                            ["_id", "name", "category", "type", "connector", "component"]
+                                .contains(&f)
+                        });
+                        let cond_ok = match c["cond"]["type"].as_str() {
+                            Some(
+                                "eq" | "neq" | "contain" | "not_contain" | "begin_with"
+                                | "not_begin_with" | "end_with" | "not_end_with" | "regexp",
+                            ) => c["cond"]["value"].is_string(),
+                            Some("is_one_of" | "is_not_one_of") => c["cond"]["value"]
+                                .as_array()
+                                .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string)),
+                            Some("exist") => c["cond"]["value"].is_boolean(),
+                            _ => false,
+                        };
+                        field_ok && cond_ok
+                    })
+            })
+        })
+}
+
+fn create_pbehavior(st: &mut State, body: &[u8]) -> (u16, String) {
+    let o = match parse_object(st, body) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    // Wrong JSON types: the body does not decode into the struct.
+    let wrong_type =
+        |f: &str, ok: fn(&Value) -> bool| o.get(f).is_some_and(|v| !v.is_null() && !ok(v));
+    if wrong_type("enabled", Value::is_boolean)
+        || wrong_type("tstart", Value::is_number)
+        || wrong_type("tstop", Value::is_number)
+        || wrong_type("name", Value::is_string)
+        || wrong_type("_id", Value::is_string)
+        || wrong_type("type", Value::is_string)
+        || wrong_type("reason", Value::is_string)
+        || wrong_type("color", Value::is_string)
+        || wrong_type("entity_pattern", Value::is_array)
+    {
+        return error(400, "request has invalid structure");
+    }
+    let mut errs = Map::new();
+    let mut missing = |f: &str, label: &str| {
+        errs.insert(f.to_string(), json!(format!("{label} is missing.")));
+    };
+    let name = o.get("name").and_then(Value::as_str).unwrap_or("");
+    if name.is_empty() {
+        missing("name", "Name");
+    }
+    if o.get("enabled").is_none() {
+        missing("enabled", "Enabled");
+    }
+    if o.get("tstart").is_none_or(Value::is_null) {
+        missing("tstart", "Start");
+    }
+    let type_id = o.get("type").and_then(Value::as_str).unwrap_or("");
+    let reason_id = o.get("reason").and_then(Value::as_str).unwrap_or("");
+    if type_id.is_empty() {
+        missing("type", "Type");
+    }
+    if reason_id.is_empty() {
+        missing("reason", "Reason");
+    }
+    let color_required = !version_at_least(st, 23, 4);
+    let color = o.get("color").and_then(Value::as_str).unwrap_or("");
+    if color.is_empty() && color_required {
+        missing("color", "Color");
+    }
+    match o.get("entity_pattern") {
+        None => missing("entity_pattern", "EntityPattern"),
+        Some(p) if p.as_array().is_some_and(|a| a.is_empty()) => {
+            missing("entity_pattern", "EntityPattern")
+        }
+        Some(p) if !valid_pattern(p) => {
+            errs.insert(
+                "entity_pattern".into(),
+                json!("EntityPattern is invalid entity pattern."),
+            );
+        }
+        Some(_) => {}
+    }
+    if !color.is_empty() && !valid_color(color) {
+        errs.insert("color".into(), json!("Color is not valid."));
+    }
+    if name.chars().count() > 255 {
+        errs.insert("name".into(), json!("Name should be 255 or less."));
+    }
+    let ty = st
+        .types
+        .iter()
+        .find(|t| t["_id"] == json!(type_id))
+        .cloned();
+    if !type_id.is_empty() && ty.is_none() {
+        errs.insert("type".into(), json!("Type doesn't exist."));
+    }
+    let reason = st
+        .reasons
+        .iter()
+        .find(|r| r["_id"] == json!(reason_id))
+        .cloned();
+    if !reason_id.is_empty() && reason.is_none() {
+        errs.insert("reason".into(), json!("Reason doesn't exist."));
+    }
+    let tstart = o.get("tstart").and_then(Value::as_f64);
+    match o.get("tstop").and_then(Value::as_f64) {
+        None if ty.as_ref().is_some_and(|t| t["type"] != "pause") => {
+            errs.insert("tstop".into(), json!("Stop is missing."));
+        }
+        Some(stop) if tstart.is_some_and(|s| stop < s) => {
+            errs.insert("tstop".into(), json!("Stop should be greater than Start."));
+        }
+        _ => {}
+    }
+    let id = o.get("_id").and_then(Value::as_str).map(str::to_string);
+    if let Some(id) = &id {
+        if bad_id(id) {
+            errs.insert("_id".into(), json!("ID cannot contain /?.$ characters."));
+        }
+    }
+    if !errs.is_empty() {
+        return errors(errs);
+    }
+    if let Some(id) = &id {
+        if st.pbehaviors.iter().any(|p| p["_id"] == json!(id)) {
+            return errors(Map::from_iter([(
+                "_id".to_string(),
+                json!("ID already exists."),
+            )]));
+        }
+    }
+    if st.pbehaviors.iter().any(|p| p["name"] == json!(name)) {
+        return errors(Map::from_iter([(
+            "name".to_string(),
+            json!("Name already exists."),
+        )]));
+    }
+    let id = id.unwrap_or_else(|| st.new_id("pbh"));
+    let pbh = json!({
+        "_id": id, "name": name, "enabled": o["enabled"], "author": {"_id": "u-0001", "name": "centreon"},
+        "comments": [], "reason": reason, "type": ty, "rrule": o.get("rrule").cloned().unwrap_or(json!("")),
+        "tstart": o["tstart"], "tstop": o.get("tstop").cloned().unwrap_or(Value::Null), "color": color,
+        "exdates": [], "exceptions": [], "entity_pattern": o["entity_pattern"],
+    });
+    st.pbehaviors.push(pbh.clone());
+    (201, pbh.to_string())
+}
+
+fn create_comment(st: &mut State, body: &[u8]) -> (u16, String) {
+    let o = match parse_object(st, body) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let mut errs = Map::new();
+    let pbh = o.get("pbehavior").and_then(Value::as_str).unwrap_or("");
+    let msg = o.get("message").and_then(Value::as_str).unwrap_or("");
+    if pbh.is_empty() {
+        errs.insert("pbehavior".into(), json!("Pbehavior is missing."));
+    }
+    if msg.is_empty() {
+        errs.insert("message".into(), json!("Message is missing."));
+    } else if msg.chars().count() > 255 {
+        errs.insert("message".into(), json!("Message should be 255 or less."));
+    }
+    if !errs.is_empty() {
+        return errors(errs);
+    }
+    let Some(target) = st.pbehaviors.iter_mut().find(|p| p["_id"] == json!(pbh)) else {
+        return error(404, "Not found");
+    };
+    let comment = json!({"_id": format!("c-{}", msg.len()), "author": {"_id": "u-0001", "name": "centreon"}, "ts": 0, "message": msg});
+    if let Some(list) = target["comments"].as_array_mut() {
+        list.push(comment.clone());
+    }
+    st.comments.push(json!({"pbehavior": pbh, "message": msg}));
+    (201, comment.to_string())
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The project's test command: lint, unit tests of the pure core, both module
+# builds, the real lua5.3/lua5.4 interpreters, then the broker emulator and
+# mock Canopsis end-to-end suites for Lua 5.3 and Lua 5.4.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/setup.sh
+
+echo "== format and lint"
+cargo fmt --all -- --check
+(cd tests/harness && cargo fmt --all -- --check)
+cargo clippy -q --all-targets -- -D warnings
+cargo clippy -q --all-targets --features lua53 --target-dir target/build-lua53 -- -D warnings
+
+echo "== unit tests (pure Rust core, no Lua)"
+cargo test
+
+echo "== module builds"
+bash tests/build-modules.sh
+
+echo "== real interpreters"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+for v in 5.3 5.4; do
+  "lua$v" tests/smoke.lua target/lua "$scratch"
+done
+
+echo "== end to end, Lua 5.3 (EL8, Debian, Ubuntu)"
+(cd tests/harness && cargo clippy -q --all-targets --features lua53 -- -D warnings && cargo test --features lua53)
+echo "== end to end, Lua 5.4 (EL9)"
+(cd tests/harness && cargo test --features lua54 --target-dir target/lua54)

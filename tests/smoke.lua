@@ -1,0 +1,50 @@
+-- Smoke test with the real interpreter (lua5.3 / lua5.4), no emulator:
+-- load the shipped loader the way broker does, check the contract, and
+-- run one event through send_data_test=1.
+--   usage: lua5.x tests/smoke.lua <dir holding canopsis_native_5x.so> <scratch dir>
+local so_dir, scratch = arg[1], arg[2]
+package.cpath = so_dir .. "/?.so;" .. package.cpath
+
+local function check(cond, msg)
+  if not cond then
+    io.stderr:write("smoke: FAILED: " .. msg .. "\n")
+    os.exit(1)
+  end
+end
+
+dofile("lua/canopsis-native-events-apiv2.lua")
+check(type(init) == "function" and type(write) == "function", "init/write globals")
+check(type(filter) == "function" and type(flush) == "function", "filter/flush globals")
+check(broker_api_version == 2, "broker_api_version = 2")
+check(broker_log == nil and broker_cache == nil, "loader must not create broker globals")
+check(filter(1, 2) == true, "filter(1, 2) probe before init returns true")
+
+-- Broken configuration: clear log line, no ack, no error raised.
+local badlog = scratch .. "/bad.log"
+init({ logfile = badlog, canopsis_port = "x" })
+check(write({ category = 1, element = 24 }) == false, "misconfigured write must not ack")
+check(flush() == false, "misconfigured flush must not ack")
+local text = io.open(badlog):read("a")
+check(text:find("invalid parameter 'canopsis_authkey'", 1, true), "authkey error logged")
+check(text:find("invalid parameter 'canopsis_port'", 1, true), "port error logged")
+
+-- A working configuration in send_data_test mode, with a tiny broker_cache.
+broker_cache = {
+  get_host = function(_, id) return id == 1 and { name = "srv", instance_id = 1 } or nil end,
+  get_service = function(_, h, s) return { description = "Load" } end,
+  get_hostgroups = function() return {} end,
+  get_servicegroups = function() return {} end,
+  get_instance_name = function() return "central" end,
+}
+local log = scratch .. "/good.log"
+init({ canopsis_host = "canopsis.invalid", canopsis_authkey = "s3cr3t-k3y", send_data_test = 1,
+       logfile = log, log_level = 3 })
+check(filter(1, 24) == true and filter(1, 2) == false and filter(3, 1) == false, "native filter")
+check(write({ category = 1, element = 24, host_id = 1, service_id = 7, state = 2, state_type = 1,
+              last_check = 100, last_hard_state_change = 100, output = "CRITICAL - load 9" }) == false,
+      "an accepted event is not acked before delivery")
+check(flush() == true, "flush acks once delivered")
+text = io.open(log):read("a")
+check(text:find('"resource":"Load"', 1, true), "payload logged")
+check(not text:find("s3cr3t-k3y", 1, true), "auth key must not be logged")
+print("smoke: " .. _VERSION .. " ok")
