@@ -18,6 +18,8 @@ pub struct HostInfo {
     pub notes_url: Option<String>,
     /// `action_url`.
     pub action_url: Option<String>,
+    /// Current `state`.
+    pub state: Option<i64>,
 }
 
 /// A cached service.
@@ -29,6 +31,8 @@ pub struct ServiceInfo {
     pub notes_url: Option<String>,
     /// `action_url`.
     pub action_url: Option<String>,
+    /// Current `state`.
+    pub state: Option<i64>,
 }
 
 /// Lookups in broker's cache. A miss is `None` or an empty list.

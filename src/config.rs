@@ -798,7 +798,7 @@ impl Reader<'_> {
         let mut out = Vec::new();
         let list = self.string(
             "accepted_elements",
-            "host_status,service_status,acknowledgement",
+            "host_status,service_status,acknowledgement,downtime",
         );
         for name in split_list(&list) {
             match ElementKind::from_name(&name) {
@@ -874,7 +874,8 @@ pub(crate) mod tests {
             vec![
                 ElementKind::HostStatus,
                 ElementKind::ServiceStatus,
-                ElementKind::Acknowledgement
+                ElementKind::Acknowledgement,
+                ElementKind::Downtime
             ]
         );
         assert_eq!(c.filter.host_status, vec![0, 1, 2]);

@@ -23,7 +23,8 @@ use crate::event::{ElementKind, FieldSource, NebEvent, NEB};
 use crate::filter;
 use crate::format;
 use crate::logger::Logger;
-use crate::sender::{Sender, Work};
+use crate::pbehavior;
+use crate::sender::{Routes, Sender, Work};
 use crate::transport::{DryRun, Http, Transport};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -85,7 +86,12 @@ impl Connector {
         log: Logger,
         transport: Box<dyn Transport>,
     ) -> Result<Connector, String> {
-        let sender = Sender::spawn(transport, cfg.http.event_route.clone(), log.clone())
+        let routes = Routes {
+            event_route: cfg.http.event_route.clone(),
+            downtime: cfg.downtime.clone(),
+            placeholder_ids: cfg.send_data_test,
+        };
+        let sender = Sender::spawn(transport, routes, log.clone())
             .map_err(|e| format!("cannot start the sender thread: {e}"))?;
         log.info(format_args!(
             "connector started: sending to {}{} in batches of up to {} events or {}s{}",
@@ -174,19 +180,46 @@ impl Connector {
                 return;
             }
         };
-        if kind == ElementKind::Downtime {
+        if kind == ElementKind::Downtime && !self.cfg.downtime.send_pbh {
             self.counters.filtered += 1;
-            self.log
-                .debug(format_args!("downtime events are not sent yet"));
+            self.log.debug(format_args!(
+                "downtime event not sent: canopsis_downtime_send_pbh=0"
+            ));
             return;
         }
-        match filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache) {
+        let subject = match filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache) {
+            Ok(subject) => subject,
             Err(why) => {
                 self.counters.filtered += 1;
                 self.log
                     .debug(format_args!("{} event not sent: {why}", kind.name()));
+                return;
             }
-            Ok(subject) => {
+        };
+        match &ev {
+            NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
+                Ok(action) => {
+                    // Keep Canopsis's view in broker's order: events before
+                    // this downtime go first.
+                    self.hand_over();
+                    self.counters.accepted += 1;
+                    self.last_seq += 1;
+                    if !self.sender.send(Work::Downtime {
+                        seq: self.last_seq,
+                        action,
+                    }) {
+                        self.log.error(format_args!(
+                            "sender thread is gone; events stay unacknowledged"
+                        ));
+                    }
+                }
+                Err(skip) => {
+                    self.counters.filtered += 1;
+                    self.log
+                        .debug(format_args!("downtime event not sent: {skip}"));
+                }
+            },
+            _ => {
                 if let Some(json) = format::event_json(&self.cfg.format, &ev, &subject) {
                     self.counters.accepted += 1;
                     self.last_seq += 1;

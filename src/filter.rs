@@ -9,7 +9,8 @@
 
 use crate::cache::{Cache, HostInfo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
-use crate::event::{AckEvent, NebEvent, StatusEvent};
+use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
+use crate::pbehavior::{self, Phase};
 use std::fmt;
 
 /// Why an event is not sent.
@@ -104,7 +105,7 @@ pub fn check(
         NebEvent::Host(s) => l.host_status(s),
         NebEvent::Service(s) => l.service_status(s),
         NebEvent::Ack(a) => l.ack(a),
-        NebEvent::Downtime(_) => Err(Rejection::NilId("downtime")),
+        NebEvent::Downtime(d) => l.downtime(d),
     }
 }
 
@@ -158,6 +159,28 @@ impl Lookup<'_> {
             self.servicegroups(&mut subj)?;
         } else {
             accept_state(&self.cfg.ack_host_status, a.state)?;
+        }
+        self.hostgroups(&mut subj)?;
+        Ok(subj)
+    }
+
+    /// State lists apply to downtime starts only: the end of a downtime
+    /// whose start was sent must always remove its pbehavior.
+    fn downtime(&mut self, d: &DowntimeEvent) -> Result<Subject, Rejection> {
+        let starting = pbehavior::phase(d) == Some(Phase::Start);
+        let mut subj = self.host(d.host_id)?;
+        self.author(&d.author)?;
+        self.poller(&mut subj, d.instance_id)?;
+        if d.is_service() {
+            self.service(&mut subj, d.service_id)?;
+            if starting {
+                accept_known_state(&self.cfg.dt_service_status, subj.service_info.state)?;
+            }
+            let sid = subj.service.as_ref().map(|(id, _)| *id);
+            self.severity(&mut subj, sid)?;
+            self.servicegroups(&mut subj)?;
+        } else if starting {
+            accept_known_state(&self.cfg.dt_host_status, subj.host.state)?;
         }
         self.hostgroups(&mut subj)?;
         Ok(subj)
@@ -321,6 +344,14 @@ fn accept_state(accepted: &[i64], state: Option<i64>) -> Result<(), Rejection> {
     }
 }
 
+/// A state the cache does not know does not block a downtime.
+fn accept_known_state(accepted: &[i64], state: Option<i64>) -> Result<(), Rejection> {
+    match state {
+        None => Ok(()),
+        s => accept_state(accepted, s),
+    }
+}
+
 /// An empty accepted list accepts everything; otherwise one name must be in
 /// it. No name may be in the rejected list.
 fn matches_lists<'a>(
@@ -348,6 +379,7 @@ pub(crate) mod tests {
                 instance_id: Some(1),
                 notes_url: Some("http://notes/a".into()),
                 action_url: None,
+                state: Some(0),
             },
         );
         c.services.insert(
@@ -356,6 +388,7 @@ pub(crate) mod tests {
                 description: Some("Ping".into()),
                 notes_url: None,
                 action_url: Some("http://act/ping".into()),
+                state: Some(2),
             },
         );
         c.hostgroups.insert(12, vec!["linux".into(), "dc1".into()]);
@@ -533,6 +566,26 @@ pub(crate) mod tests {
         assert_eq!(
             run(&[("accepted_authors", s("bob"))], ack(None, 1)),
             Err(Rejection::Author("admin".into()))
+        );
+    }
+
+    #[test]
+    fn downtime_state_lists_apply_to_starts_only() {
+        let dt = |deletion_time| {
+            NebEvent::Downtime(DowntimeEvent {
+                host_id: Some(12),
+                service_id: Some(34),
+                actual_start_time: Some(10),
+                deletion_time,
+                ..DowntimeEvent::default()
+            })
+        };
+        assert!(run(&[], dt(None)).is_ok());
+        let only_ok = [("dt_service_status", s("0"))];
+        assert_eq!(run(&only_ok, dt(None)), Err(Rejection::State(Some(2))));
+        assert!(
+            run(&only_ok, dt(Some(20))).is_ok(),
+            "an end must always go through"
         );
     }
 

@@ -7,7 +7,8 @@
 //! Everything below the thin [`lua`] edge is plain Rust that unit tests drive
 //! without Lua: parameters ([`config`]), event model ([`event`]), filters
 //! ([`filter`]), Canopsis JSON ([`format`]), bulking ([`batch`]), HTTP
-//! ([`transport`]) and the background [`sender`].
+//! ([`transport`]), downtimes as pbehaviors ([`pbehavior`]) and the
+//! background [`sender`].
 #![deny(missing_docs)]
 
 pub mod batch;
@@ -18,6 +19,7 @@ pub mod event;
 pub mod filter;
 pub mod format;
 pub mod logger;
+pub mod pbehavior;
 pub mod secret;
 pub mod sender;
 pub mod transport;

@@ -129,6 +129,7 @@ impl Cache for LuaCache {
                 .map(|i| i as u64),
             notes_url: get_string(&h, "notes_url").filter(|s| !s.is_empty()),
             action_url: get_string(&h, "action_url").filter(|s| !s.is_empty()),
+            state: get_int(&h, "state"),
         })
     }
 
@@ -141,6 +142,7 @@ impl Cache for LuaCache {
             description: get_string(&s, "description"),
             notes_url: get_string(&s, "notes_url").filter(|s| !s.is_empty()),
             action_url: get_string(&s, "action_url").filter(|s| !s.is_empty()),
+            state: get_int(&s, "state"),
         })
     }
 

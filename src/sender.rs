@@ -6,7 +6,9 @@
 //! number of the last confirmed event. It never touches Lua.
 
 use crate::batch::Batch;
+use crate::config::DowntimeConfig;
 use crate::logger::Logger;
+use crate::pbehavior::{self, Action, Outcome, Resolver};
 use crate::transport::{Method, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -28,14 +30,33 @@ pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 pub enum Work {
     /// A JSON array for the event route.
     Events(Batch),
+    /// A pbehavior change for one downtime event.
+    Downtime {
+        /// The event's sequence number.
+        seq: u64,
+        /// What to do.
+        action: Action,
+    },
 }
 
 impl Work {
     fn last_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.last_seq,
+            Work::Downtime { seq, .. } => *seq,
         }
     }
+}
+
+/// Where the sender sends.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// `canopsis_event_route`.
+    pub event_route: String,
+    /// Pbehavior routes and names.
+    pub downtime: DowntimeConfig,
+    /// `send_data_test=1`: fixed pbehavior ids, no lookups.
+    pub placeholder_ids: bool,
 }
 
 /// Counters for the periodic stats line.
@@ -268,7 +289,7 @@ impl Sender {
     /// Starts the thread.
     pub fn spawn(
         transport: Box<dyn Transport>,
-        event_route: String,
+        routes: Routes,
         log: Logger,
     ) -> std::io::Result<Sender> {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -280,7 +301,8 @@ impl Sender {
         });
         let mut worker = Worker {
             transport,
-            event_route,
+            resolver: Resolver::new(routes.placeholder_ids),
+            routes,
             log: log.clone(),
             shared: shared.clone(),
             wake: wake_rx,
@@ -355,7 +377,8 @@ impl Drop for Sender {
 
 struct Worker {
     transport: Box<dyn Transport>,
-    event_route: String,
+    routes: Routes,
+    resolver: Resolver,
     log: Logger,
     shared: Arc<Shared>,
     wake: Receiver<()>,
@@ -401,7 +424,13 @@ impl Worker {
 
     /// Sends until confirmed (`true`) or the shutdown budget is spent.
     fn deliver(&mut self, work: Work) -> bool {
-        let Work::Events(batch) = work;
+        match work {
+            Work::Events(batch) => self.deliver_events(batch),
+            Work::Downtime { action, .. } => self.deliver_pbehavior(action),
+        }
+    }
+
+    fn deliver_events(&mut self, batch: Batch) -> bool {
         let mut body = batch.body;
         let mut total = batch.count;
         let mut partial_attempts = 0;
@@ -410,7 +439,7 @@ impl Worker {
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let req = Request {
                 method: Method::Post,
-                path: &self.event_route,
+                path: &self.routes.event_route,
                 body: &body,
             };
             let step = match self.transport.send(req) {
@@ -465,6 +494,132 @@ impl Worker {
                 Attempt::Again(Some(delay)) => {
                     // Woken early (shutdown): loop once more, bounded by the deadline.
                     let _ = self.wake.recv_timeout(delay);
+                }
+            }
+        }
+    }
+
+    fn deliver_pbehavior(&mut self, action: Action) -> bool {
+        let mut created = false;
+        let mut refusals = 0;
+        loop {
+            let outcome = self.pbehavior_step(&action, &mut created);
+            let step = match outcome {
+                Outcome::Created => {
+                    self.backoff.reset();
+                    self.log
+                        .info(format_args!("pbehavior {}: created", action.name()));
+                    Attempt::Done
+                }
+                Outcome::StaleIds(reason) => {
+                    self.resolver.forget();
+                    self.failed(
+                        &format!(
+                            "pbehavior {}: {reason}; resolving reason and type again",
+                            action.name()
+                        ),
+                        false,
+                        None,
+                    )
+                }
+                Outcome::Done(what) => {
+                    self.backoff.reset();
+                    self.log
+                        .info(format_args!("pbehavior {}: {what}", action.name()));
+                    Attempt::Done
+                }
+                Outcome::Retry {
+                    reason,
+                    config_fault,
+                } => self.failed(
+                    &format!("pbehavior {}: {reason}", action.name()),
+                    config_fault,
+                    None,
+                ),
+                Outcome::Refused(reason) => {
+                    refusals += 1;
+                    if refusals >= MAX_PARTIAL_ATTEMPTS {
+                        self.shared
+                            .progress
+                            .stats
+                            .rejected_events
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.log.error(format_args!(
+                            "Canopsis refused pbehavior change {action:?} {refusals} times, giving up on it: {reason}"
+                        ));
+                        Attempt::Done
+                    } else {
+                        self.failed(
+                            &format!("pbehavior {}: {reason}", action.name()),
+                            false,
+                            None,
+                        )
+                    }
+                }
+            };
+            match step {
+                Attempt::Done => return true,
+                Attempt::Again(None) => return false,
+                Attempt::Again(Some(delay)) => {
+                    let _ = self.wake.recv_timeout(delay);
+                }
+            }
+        }
+    }
+
+    /// One try at a pbehavior change; `created` remembers, across retries,
+    /// that only the comment is left to post.
+    fn pbehavior_step(&mut self, action: &Action, created: &mut bool) -> Outcome {
+        let stats = &self.shared.progress.stats;
+        let dt = &self.routes.downtime;
+        let send = |t: &mut Box<dyn Transport>, method, path: &str, body: &[u8]| {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            t.send(Request { method, path, body })
+                .map_err(|e| Outcome::Retry {
+                    reason: e.to_string(),
+                    config_fault: matches!(e, TransportError::Tls(_)),
+                })
+        };
+        match action {
+            Action::Delete(name) => {
+                let path = format!("{}?name={}", dt.route, pbehavior::url_encode(name));
+                match send(&mut self.transport, Method::Delete, &path, b"") {
+                    Ok(resp) => pbehavior::judge_delete(&resp),
+                    Err(o) => o,
+                }
+            }
+            Action::Create(c) => {
+                if !*created {
+                    let ids = match self.resolver.ids(self.transport.as_mut(), dt) {
+                        Ok(ids) => ids,
+                        Err(o) => return o,
+                    };
+                    let body = pbehavior::create_body(c, &ids);
+                    let outcome = match send(&mut self.transport, Method::Post, &dt.route, &body) {
+                        Ok(resp) => pbehavior::judge_create(&resp),
+                        Err(o) => return o,
+                    };
+                    match outcome {
+                        Outcome::Created => *created = true,
+                        other => return other,
+                    }
+                }
+                if c.comment.is_empty() {
+                    return Outcome::Done("created");
+                }
+                match send(
+                    &mut self.transport,
+                    Method::Post,
+                    &dt.comment_route,
+                    &pbehavior::comment_body(c),
+                ) {
+                    Ok(resp) => match pbehavior::judge_comment(&resp) {
+                        Outcome::Done("comment posted") => {
+                            Outcome::Done("created with its comment")
+                        }
+                        other => other,
+                    },
+                    Err(o) => o,
                 }
             }
         }
@@ -588,6 +743,17 @@ mod tests {
         }
     }
 
+    fn routes() -> Routes {
+        let cfg = crate::config::parse(&crate::config::tests::minimal())
+            .unwrap()
+            .config;
+        Routes {
+            event_route: cfg.http.event_route,
+            downtime: cfg.downtime,
+            placeholder_ids: false,
+        }
+    }
+
     fn batch(first: u64, last: u64, body: &str) -> Work {
         Work::Events(Batch {
             first_seq: first,
@@ -610,7 +776,7 @@ mod tests {
         let log = Logger::memory(log::LevelFilter::Debug);
         let mut s = Sender::spawn(
             Box::new(Scripted(script, seen.clone())),
-            "/api/v4/event".into(),
+            routes(),
             log.clone(),
         )
         .unwrap();
@@ -641,7 +807,7 @@ mod tests {
         let log = Logger::memory(log::LevelFilter::Error);
         let mut s = Sender::spawn(
             Box::new(Scripted(script, Default::default())),
-            "/e".into(),
+            routes(),
             log,
         )
         .unwrap();

@@ -1,0 +1,656 @@
+//! Centreon downtimes as Canopsis maintenance pbehaviors.
+//!
+//! A downtime start creates one pbehavior whose `_id` and `name` derive from
+//! the downtime, so a replay is idempotent ("ID already exists" counts as
+//! done); its comment follows on the comment route. A downtime end or
+//! cancellation deletes it by name ("Not found" counts as done).
+//!
+//! The reason and type ids and whether `color` is required (Canopsis 22.10)
+//! are learnt on the sender thread, never in `init` or broker's thread:
+//! [`Resolver`] walks every page of the lists, creates the reason when it is
+//! missing, caches the ids and forgets them when Canopsis says they are gone.
+
+use crate::config::DowntimeConfig;
+use crate::event::DowntimeEvent;
+use crate::filter::Subject;
+use crate::transport::{Method, Request, Response, Transport};
+use serde_json::{json, Value};
+
+/// The colour the Lua connector gives pbehaviors where Canopsis requires one.
+pub const COLOR_2210: &str = "#73D8FF";
+
+/// Canopsis caps comments at 255 characters.
+pub const MAX_COMMENT_CHARS: usize = 255;
+
+/// What a downtime event means for Canopsis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The downtime has started: create the pbehavior.
+    Start,
+    /// It ended or was cancelled/deleted: delete the pbehavior.
+    End,
+}
+
+/// Broker sends many downtime events (scheduled, updated...); only the
+/// start and the end matter.
+pub fn phase(d: &DowntimeEvent) -> Option<Phase> {
+    if d.cancelled || d.deletion_time.is_some() || d.actual_end_time.is_some() {
+        Some(Phase::End)
+    } else if d.actual_start_time.is_some() {
+        Some(Phase::Start)
+    } else {
+        None
+    }
+}
+
+/// The pbehavior name (and `_id`): stable for a given downtime, free of the
+/// characters Canopsis refuses in ids (`/ ? . $`).
+pub fn name(d: &DowntimeEvent) -> String {
+    format!(
+        "centreon-downtime-{}-{}-{}-{}",
+        d.host_id.unwrap_or(0),
+        d.service_id.unwrap_or(0),
+        d.id.unwrap_or(0),
+        d.entry_time.unwrap_or(0)
+    )
+}
+
+/// A pbehavior to create, before reason and type ids are known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Create {
+    /// `_id` and `name`.
+    pub name: String,
+    /// Downtime author.
+    pub author: String,
+    /// Planned start.
+    pub tstart: i64,
+    /// Planned end.
+    pub tstop: i64,
+    /// Canopsis entity id: `<service>/<host>` or `<host>`.
+    pub entity: String,
+    /// Downtime comment, cut to [`MAX_COMMENT_CHARS`].
+    pub comment: String,
+}
+
+/// Work for the sender: one pbehavior change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create a pbehavior (and post its comment).
+    Create(Create),
+    /// Delete the pbehavior with this name.
+    Delete(String),
+}
+
+impl Action {
+    /// The pbehavior name.
+    pub fn name(&self) -> &str {
+        match self {
+            Action::Create(c) => &c.name,
+            Action::Delete(n) => n,
+        }
+    }
+}
+
+/// Why a downtime event cannot become a pbehavior change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Neither a start nor an end.
+    NotStartOrEnd,
+    /// No planned start or end time, or the end is before the start.
+    BadWindow(Option<i64>, Option<i64>),
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skip::NotStartOrEnd => write!(f, "neither the start nor the end of a downtime"),
+            Skip::BadWindow(s, e) => write!(f, "unusable downtime window start={s:?} end={e:?}"),
+        }
+    }
+}
+
+/// The pbehavior change for an accepted downtime event.
+pub fn action(d: &DowntimeEvent, subj: &Subject) -> Result<Action, Skip> {
+    match phase(d).ok_or(Skip::NotStartOrEnd)? {
+        Phase::End => Ok(Action::Delete(name(d))),
+        Phase::Start => {
+            let (tstart, tstop) = match (d.start_time, d.end_time) {
+                (Some(s), Some(e)) if e >= s => (s, e),
+                (s, e) => return Err(Skip::BadWindow(s, e)),
+            };
+            let entity = match &subj.service {
+                Some((_, desc)) => format!("{desc}/{}", subj.host_name),
+                None => subj.host_name.clone(),
+            };
+            Ok(Action::Create(Create {
+                name: name(d),
+                author: d.author.clone(),
+                tstart,
+                tstop,
+                entity,
+                comment: d.comment.chars().take(MAX_COMMENT_CHARS).collect(),
+            }))
+        }
+    }
+}
+
+/// Ids a pbehavior needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    /// Reason `_id`.
+    pub reason: String,
+    /// Type `_id`.
+    pub kind: String,
+    /// Whether Canopsis requires `color` (22.10).
+    pub color_required: bool,
+}
+
+/// The body of `POST /api/v4/pbehaviors`.
+pub fn create_body(c: &Create, ids: &Ids) -> Vec<u8> {
+    let mut body = json!({
+        "_id": c.name,
+        "name": c.name,
+        "author": c.author,
+        "enabled": true,
+        "reason": ids.reason,
+        "type": ids.kind,
+        "rrule": "",
+        "tstart": c.tstart,
+        "tstop": c.tstop,
+        "entity_pattern": [[{"field": "_id", "cond": {"type": "eq", "value": c.entity}}]],
+    });
+    if ids.color_required {
+        body["color"] = json!(COLOR_2210);
+    }
+    serde_json::to_vec(&body).expect("serializing plain data cannot fail")
+}
+
+/// The body of `POST /api/v4/pbehavior-comments`.
+pub fn comment_body(c: &Create) -> Vec<u8> {
+    serde_json::to_vec(&json!({"pbehavior": c.name, "message": c.comment}))
+        .expect("serializing plain data cannot fail")
+}
+
+/// Percent-encodes a query value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How a step of pbehavior traffic ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The pbehavior was just created: its comment is still to post.
+    Created,
+    /// Done (already there, deleted, already gone, comment posted).
+    Done(&'static str),
+    /// Canopsis no longer knows the cached reason or type id.
+    StaleIds(String),
+    /// Try again later.
+    Retry {
+        /// For the log.
+        reason: String,
+        /// An admin must act (rights, missing type...).
+        config_fault: bool,
+    },
+    /// Canopsis refuses this request's content; retrying will not help.
+    Refused(String),
+}
+
+fn snippet(resp: &Response) -> String {
+    let b = resp.body.trim();
+    let end = b.char_indices().nth(300).map_or(b.len(), |(i, _)| i);
+    b[..end].to_string()
+}
+
+fn rights(resp: &Response, right: &str) -> Outcome {
+    match resp.status {
+        401 => Outcome::Retry {
+            reason: format!(
+                "HTTP 401 {}: Canopsis refused canopsis_authkey",
+                snippet(resp)
+            ),
+            config_fault: true,
+        },
+        403 => Outcome::Retry {
+            reason: format!(
+                "HTTP 403 {}: the user of canopsis_authkey lacks the right {right}",
+                snippet(resp)
+            ),
+            config_fault: true,
+        },
+        s => Outcome::Retry {
+            reason: format!("HTTP {s}: {}", snippet(resp)),
+            config_fault: false,
+        },
+    }
+}
+
+/// Reads the answer to a pbehavior creation.
+pub fn judge_create(resp: &Response) -> Outcome {
+    match resp.status {
+        200..=299 => Outcome::Created,
+        400 if resp.body.contains("ID already exists")
+            || resp
+                .body
+                .contains("Trying to insert PBehavior with already existing _id") =>
+        {
+            Outcome::Done("already exists")
+        }
+        400 if resp.body.contains("Reason doesn't exist")
+            || resp.body.contains("Type doesn't exist") =>
+        {
+            Outcome::StaleIds(format!("HTTP 400 {}", snippet(resp)))
+        }
+        400 => Outcome::Refused(format!("HTTP 400 {}", snippet(resp))),
+        _ => rights(resp, "create on pbehaviors (api_pbehavior)"),
+    }
+}
+
+/// Reads the answer to a pbehavior deletion.
+pub fn judge_delete(resp: &Response) -> Outcome {
+    match resp.status {
+        200..=299 => Outcome::Done("deleted"),
+        404 if resp.body.contains("Not found") => Outcome::Done("already deleted"),
+        400 => Outcome::Refused(format!("HTTP 400 {}", snippet(resp))),
+        _ => rights(resp, "delete on pbehaviors (api_pbehavior)"),
+    }
+}
+
+/// Reads the answer to a comment.
+pub fn judge_comment(resp: &Response) -> Outcome {
+    match resp.status {
+        200..=299 => Outcome::Done("comment posted"),
+        404 => Outcome::Done("pbehavior gone before its comment"),
+        400 => Outcome::Refused(format!("HTTP 400 {}", snippet(resp))),
+        _ => rights(
+            resp,
+            "update on pbehaviors (api_pbehavior), needed for comments",
+        ),
+    }
+}
+
+/// Learns and caches reason and type ids and the Canopsis version.
+#[derive(Debug, Default)]
+pub struct Resolver {
+    ids: Option<Ids>,
+    placeholder: bool,
+}
+
+/// Page size for list lookups.
+const PAGE: usize = 100;
+
+impl Resolver {
+    /// A resolver; with `placeholder` (`send_data_test=1`) it answers fixed
+    /// ids without asking Canopsis, as the Lua connector does.
+    pub fn new(placeholder: bool) -> Resolver {
+        Resolver {
+            ids: None,
+            placeholder,
+        }
+    }
+
+    /// Forgets the cached ids (after Canopsis said they do not exist).
+    pub fn forget(&mut self) {
+        self.ids = None;
+    }
+
+    /// The ids, from the cache or from Canopsis.
+    pub fn ids(&mut self, t: &mut dyn Transport, cfg: &DowntimeConfig) -> Result<Ids, Outcome> {
+        if let Some(ids) = &self.ids {
+            return Ok(ids.clone());
+        }
+        let ids = if self.placeholder {
+            Ids {
+                reason: "send_data_test_reason".into(),
+                kind: "send_data_test_type".into(),
+                color_required: false,
+            }
+        } else {
+            let reason = match find(
+                t,
+                &cfg.reason_route,
+                &cfg.reason_name,
+                "read on pbehavior reasons (api_pbehaviorreason)",
+            )? {
+                Some(id) => id,
+                None => create_reason(t, cfg)?,
+            };
+            let kind = find(
+                t,
+                &cfg.type_route,
+                &cfg.type_name,
+                "read on pbehavior types (api_pbehaviortype)",
+            )?
+            .ok_or_else(|| Outcome::Retry {
+                reason: format!(
+                    "pbehavior type '{}' does not exist in Canopsis (canopsis_downtime_type_name)",
+                    cfg.type_name
+                ),
+                config_fault: true,
+            })?;
+            Ids {
+                reason,
+                kind,
+                color_required: color_required(t)?,
+            }
+        };
+        self.ids = Some(ids.clone());
+        Ok(ids)
+    }
+}
+
+fn get_json(t: &mut dyn Transport, path: &str, right: &str) -> Result<Value, Outcome> {
+    let resp = t
+        .send(Request {
+            method: Method::Get,
+            path,
+            body: b"",
+        })
+        .map_err(|e| Outcome::Retry {
+            reason: e.to_string(),
+            config_fault: false,
+        })?;
+    if !(200..=299).contains(&resp.status) {
+        return Err(rights(&resp, right));
+    }
+    serde_json::from_str(&resp.body).map_err(|_| Outcome::Retry {
+        reason: format!("GET {path}: answer is not JSON: {}", snippet(&resp)),
+        config_fault: true,
+    })
+}
+
+/// Looks `name` up in a paginated list, page after page.
+fn find(
+    t: &mut dyn Transport,
+    route: &str,
+    name: &str,
+    right: &str,
+) -> Result<Option<String>, Outcome> {
+    let mut page = 1;
+    loop {
+        let path = format!("{route}?limit={PAGE}&page={page}");
+        let v = get_json(t, &path, right)?;
+        let data = v["data"].as_array().ok_or_else(|| Outcome::Retry {
+            reason: format!("GET {path}: no 'data' list in the answer"),
+            config_fault: true,
+        })?;
+        if let Some(item) = data.iter().find(|i| i["name"] == name) {
+            return Ok(item["_id"].as_str().map(str::to_string));
+        }
+        let pages = v["meta"]["page_count"].as_u64().unwrap_or(1);
+        if page >= pages || data.is_empty() {
+            return Ok(None);
+        }
+        page += 1;
+    }
+}
+
+fn create_reason(t: &mut dyn Transport, cfg: &DowntimeConfig) -> Result<String, Outcome> {
+    let body = serde_json::to_vec(
+        &json!({"name": cfg.reason_name, "description": "Activation Maintenance Centreon"}),
+    )
+    .expect("serializing plain data cannot fail");
+    let resp = t
+        .send(Request {
+            method: Method::Post,
+            path: &cfg.reason_route,
+            body: &body,
+        })
+        .map_err(|e| Outcome::Retry {
+            reason: e.to_string(),
+            config_fault: false,
+        })?;
+    match resp.status {
+        200..=299 => serde_json::from_str::<Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["_id"].as_str().map(str::to_string))
+            .ok_or_else(|| Outcome::Retry {
+                reason: format!(
+                    "created reason '{}' but the answer has no _id: {}",
+                    cfg.reason_name,
+                    snippet(&resp)
+                ),
+                config_fault: true,
+            }),
+        // Created meanwhile by someone else: the next lookup finds it.
+        400 if resp.body.contains("already exists") => Err(Outcome::Retry {
+            reason: format!("reason '{}' was created concurrently", cfg.reason_name),
+            config_fault: false,
+        }),
+        _ => Err(rights(
+            &resp,
+            "create on pbehavior reasons (api_pbehaviorreason)",
+        )),
+    }
+}
+
+fn color_required(t: &mut dyn Transport) -> Result<bool, Outcome> {
+    let v = get_json(t, "/api/v4/app-info", "read on app-info")?;
+    let version = v["version"].as_str().unwrap_or("");
+    Ok(version.starts_with("22.10") || version.starts_with("4."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::TransportError;
+    use std::collections::VecDeque;
+
+    fn dt() -> DowntimeEvent {
+        DowntimeEvent {
+            host_id: Some(12),
+            service_id: Some(34),
+            id: Some(7),
+            author: "admin".into(),
+            comment: "x".repeat(300),
+            entry_time: Some(1000),
+            start_time: Some(1060),
+            end_time: Some(4660),
+            actual_start_time: Some(1060),
+            ..DowntimeEvent::default()
+        }
+    }
+
+    fn subject(service: bool) -> Subject {
+        Subject {
+            host_id: 12,
+            host_name: "host-a".into(),
+            service: service.then(|| (34, "Ping".into())),
+            ..Subject::default()
+        }
+    }
+
+    #[test]
+    fn start_creates_end_deletes_others_are_skipped() {
+        let Action::Create(c) = action(&dt(), &subject(true)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.name, "centreon-downtime-12-34-7-1000");
+        assert_eq!(c.entity, "Ping/host-a");
+        assert_eq!((c.tstart, c.tstop), (1060, 4660));
+        assert_eq!(c.comment.chars().count(), 255);
+        let mut host = dt();
+        host.service_id = Some(0);
+        let Action::Create(c) = action(&host, &subject(false)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (c.name.as_str(), c.entity.as_str()),
+            ("centreon-downtime-12-0-7-1000", "host-a")
+        );
+        let mut end = dt();
+        end.deletion_time = Some(2000);
+        assert_eq!(
+            action(&end, &subject(true)),
+            Ok(Action::Delete("centreon-downtime-12-34-7-1000".into()))
+        );
+        let mut scheduled = dt();
+        scheduled.actual_start_time = None;
+        assert_eq!(action(&scheduled, &subject(true)), Err(Skip::NotStartOrEnd));
+        let mut bad = dt();
+        bad.end_time = Some(10);
+        assert!(matches!(
+            action(&bad, &subject(true)),
+            Err(Skip::BadWindow(..))
+        ));
+    }
+
+    #[test]
+    fn create_body_matches_the_lua_connector() {
+        let Action::Create(c) = action(&dt(), &subject(true)).unwrap() else {
+            panic!()
+        };
+        let ids = Ids {
+            reason: "r1".into(),
+            kind: "t1".into(),
+            color_required: true,
+        };
+        let v: Value = serde_json::from_slice(&create_body(&c, &ids)).unwrap();
+        assert_eq!(
+            v,
+            json!({"_id":"centreon-downtime-12-34-7-1000","name":"centreon-downtime-12-34-7-1000","author":"admin",
+                   "enabled":true,"reason":"r1","type":"t1","rrule":"","tstart":1060,"tstop":4660,"color":"#73D8FF",
+                   "entity_pattern":[[{"field":"_id","cond":{"type":"eq","value":"Ping/host-a"}}]]})
+        );
+    }
+
+    fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn idempotent_answers_count_as_done() {
+        assert_eq!(
+            judge_create(&resp(400, r#"{"errors":{"_id":"ID already exists."}}"#)),
+            Outcome::Done("already exists")
+        );
+        assert_eq!(
+            judge_delete(&resp(404, r#"{"error":"Not found"}"#)),
+            Outcome::Done("already deleted")
+        );
+        assert!(matches!(
+            judge_create(&resp(
+                400,
+                r#"{"errors":{"reason":"Reason doesn't exist."}}"#
+            )),
+            Outcome::StaleIds(_)
+        ));
+        assert_eq!(judge_create(&resp(201, "{}")), Outcome::Created);
+        assert!(matches!(
+            judge_create(&resp(400, r#"{"errors":{"tstop":"Stop is missing."}}"#)),
+            Outcome::Refused(_)
+        ));
+        let Outcome::Retry {
+            reason,
+            config_fault,
+        } = judge_delete(&resp(403, r#"{"error":"Forbidden"}"#))
+        else {
+            panic!()
+        };
+        assert!(config_fault && reason.contains("delete on pbehaviors"));
+    }
+
+    struct Script(VecDeque<Response>, Vec<String>);
+
+    impl Transport for Script {
+        fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+            self.1.push(format!("{:?} {}", req.method, req.path));
+            self.0.pop_front().ok_or(TransportError::Timeout)
+        }
+    }
+
+    fn cfg() -> DowntimeConfig {
+        crate::config::parse(&crate::config::tests::minimal())
+            .unwrap()
+            .config
+            .downtime
+    }
+
+    #[test]
+    fn resolver_walks_pages_creates_the_reason_and_caches() {
+        let page1 = json!({"data": (0..100).map(|i| json!({"_id": format!("r{i}"), "name": format!("reason {i}")})).collect::<Vec<_>>(),
+                           "meta": {"page": 1, "page_count": 2}});
+        let mut t = Script(
+            VecDeque::from(vec![
+                resp(200, &page1.to_string()),
+                resp(
+                    200,
+                    r#"{"data":[{"_id":"r-x","name":"other"}],"meta":{"page":2,"page_count":2}}"#,
+                ),
+                resp(201, r#"{"_id":"r-new","name":"Centreon_downtime"}"#),
+                resp(
+                    200,
+                    r#"{"data":[{"_id":"t-m","name":"Default maintenance"}],"meta":{"page":1,"page_count":1}}"#,
+                ),
+                resp(200, r#"{"version":"22.10.3"}"#),
+            ]),
+            Vec::new(),
+        );
+        let mut r = Resolver::new(false);
+        let ids = r.ids(&mut t, &cfg()).unwrap();
+        assert_eq!(
+            ids,
+            Ids {
+                reason: "r-new".into(),
+                kind: "t-m".into(),
+                color_required: true
+            }
+        );
+        assert_eq!(
+            t.1,
+            vec![
+                "Get /api/v4/pbehavior-reasons?limit=100&page=1",
+                "Get /api/v4/pbehavior-reasons?limit=100&page=2",
+                "Post /api/v4/pbehavior-reasons",
+                "Get /api/v4/pbehavior-types?limit=100&page=1",
+                "Get /api/v4/app-info"
+            ]
+        );
+        assert_eq!(
+            r.ids(&mut t, &cfg()).unwrap(),
+            ids,
+            "cached: no more requests"
+        );
+        assert_eq!(t.1.len(), 5);
+    }
+
+    #[test]
+    fn missing_rights_are_named() {
+        let mut t = Script(
+            VecDeque::from(vec![resp(403, r#"{"error":"Forbidden"}"#)]),
+            Vec::new(),
+        );
+        let Err(Outcome::Retry {
+            reason,
+            config_fault,
+        }) = Resolver::new(false).ids(&mut t, &cfg())
+        else {
+            panic!()
+        };
+        assert!(config_fault);
+        assert!(
+            reason.contains("lacks the right read on pbehavior reasons (api_pbehaviorreason)"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn url_encoding_of_names() {
+        assert_eq!(
+            url_encode("centreon-downtime-1 a/b"),
+            "centreon-downtime-1%20a%2Fb"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! Downtimes to pbehaviors, end to end through the emulator and the mock.
+
+use canopsis_harness::broker::{Muxer, Output, Param};
+use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
+use canopsis_harness::Lab;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const T: i64 = 1_763_000_000;
+
+fn deliver(out: &mut Output, events: Vec<Event>) -> Muxer {
+    let mut mux = Muxer::new();
+    for e in events {
+        mux.push(e);
+    }
+    let done = mux.run(
+        out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(40),
+        |m| m.unacked() == 0,
+    );
+    assert!(done, "{} events never acknowledged", mux.unacked());
+    mux
+}
+
+fn maintenance_id(lab: &Lab) -> Value {
+    let st = lab.mock.state();
+    st.types
+        .iter()
+        .find(|t| t["name"] == "Default maintenance")
+        .unwrap()["_id"]
+        .clone()
+}
+
+fn pattern(entity: &str) -> Value {
+    json!([[{"field": "_id", "cond": {"type": "eq", "value": entity}}]])
+}
+
+#[test]
+fn host_and_service_downtimes_in_both_bbdo_versions() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("downtimes");
+        let mut out = lab.open(lab.params(&[]), bbdo);
+        let svc = Downtime::started(7, 12, 34, T, T + 3600);
+        let host = Downtime::started(8, 13, 0, T + 10, T + 7200);
+        let mux = deliver(&mut out, vec![svc.event(bbdo), host.event(bbdo)]);
+        assert_eq!(mux.acked, 2);
+        let maintenance = maintenance_id(&lab);
+        {
+            let st = lab.mock.state();
+            let reason = st
+                .reasons
+                .iter()
+                .find(|r| r["name"] == "Centreon_downtime")
+                .expect("reason created")
+                .clone();
+            assert_eq!(reason["description"], "Activation Maintenance Centreon");
+            assert_eq!(st.pbehaviors.len(), 2, "{bbdo:?}");
+            let p = &st.pbehaviors[0];
+            assert_eq!(p["_id"], format!("centreon-downtime-12-34-7-{}", T - 60));
+            assert_eq!(p["name"], p["_id"]);
+            assert_eq!(p["enabled"], true);
+            assert_eq!(
+                (p["tstart"].as_i64(), p["tstop"].as_i64()),
+                (Some(T), Some(T + 3600))
+            );
+            assert_eq!(p["entity_pattern"], pattern("Ping/host-a"));
+            assert_eq!(p["reason"]["_id"], reason["_id"]);
+            assert_eq!(p["type"]["_id"], maintenance);
+            assert_eq!(p["comments"][0]["message"], "Planned maintenance");
+            assert_eq!(st.pbehaviors[1]["entity_pattern"], pattern("host-b"));
+            assert_eq!(
+                st.pbehaviors[1]["_id"],
+                format!("centreon-downtime-13-0-8-{}", T - 50)
+            );
+        }
+        let mux = deliver(
+            &mut out,
+            vec![
+                svc.ended(T + 100).event(bbdo),
+                host.ended(T + 200).event(bbdo),
+            ],
+        );
+        assert_eq!(mux.acked, 2);
+        assert!(
+            lab.mock.state().pbehaviors.is_empty(),
+            "{bbdo:?}: pbehaviors not deleted"
+        );
+        out.close();
+    }
+}
+
+#[test]
+fn the_reason_is_found_on_a_later_page_and_not_created_again() {
+    let lab = Lab::new("reason-page");
+    {
+        let mut st = lab.mock.state();
+        for i in 0..150 {
+            st.reasons.push(
+                json!({"_id": format!("r{i}"), "name": format!("reason {i}"), "description": "x"}),
+            );
+        }
+        st.reasons.insert(
+            140,
+            json!({"_id": "r-centreon", "name": "Centreon_downtime", "description": "x"}),
+        );
+    }
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    deliver(
+        &mut out,
+        vec![Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3)],
+    );
+    let st = lab.mock.state();
+    assert!(!st
+        .requests
+        .iter()
+        .any(|r| r.method == "POST" && r.path == "/api/v4/pbehavior-reasons"));
+    assert!(st
+        .requests
+        .iter()
+        .any(|r| r.path == "/api/v4/pbehavior-reasons" && r.query.contains("page=2")));
+    assert_eq!(st.pbehaviors[0]["reason"]["_id"], "r-centreon");
+}
+
+#[test]
+fn a_replayed_start_and_an_unknown_end_count_as_delivered() {
+    let lab = Lab::new("idempotent");
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let dt = Downtime::started(7, 12, 34, T, T + 60);
+    let unknown = Downtime::started(99, 12, 35, T, T + 60).ended(T + 5);
+    let mux = deliver(
+        &mut out,
+        vec![
+            dt.event(Bbdo::V3),
+            dt.event(Bbdo::V3),
+            unknown.event(Bbdo::V3),
+        ],
+    );
+    assert_eq!(mux.acked, 3);
+    let st = lab.mock.state();
+    assert_eq!(st.pbehaviors.len(), 1);
+    assert_eq!(
+        st.comments.len(),
+        1,
+        "a replay must not post the comment twice"
+    );
+    let statuses: Vec<(String, u16)> = st
+        .requests
+        .iter()
+        .filter(|r| r.path == "/api/v4/pbehaviors")
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("POST".into(), 201),
+            ("POST".into(), 400),
+            ("DELETE".into(), 404)
+        ]
+    );
+    let delete = st.requests.iter().find(|r| r.method == "DELETE").unwrap();
+    assert_eq!(
+        delete.query,
+        format!("name=centreon-downtime-12-35-99-{}", T - 60)
+    );
+}
+
+#[test]
+fn long_comments_are_cut_to_255_characters() {
+    let lab = Lab::new("comment");
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let mut dt = Downtime::started(7, 12, 34, T, T + 60);
+    dt.comment = "é".repeat(300);
+    deliver(&mut out, vec![dt.event(Bbdo::V3)]);
+    let st = lab.mock.state();
+    assert_eq!(
+        st.comments[0]["message"].as_str().unwrap().chars().count(),
+        255
+    );
+}
+
+#[test]
+fn nothing_is_acked_before_canopsis_confirms_the_downtime() {
+    let lab = Lab::new("dt-down");
+    let mut out = lab.open(lab.params(&[]), Bbdo::V2);
+    lab.mock.down();
+    let mut mux = Muxer::new();
+    mux.push(Status::service(12, 34, 2, T).event(Bbdo::V2));
+    mux.push(Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V2));
+    mux.run(
+        &mut out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+        |_| false,
+    );
+    assert_eq!(mux.acked, 0);
+    lab.mock.up();
+    assert!(mux.run(
+        &mut out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(40),
+        |m| m.unacked() == 0
+    ));
+    assert_eq!(mux.acked, 2);
+    let st = lab.mock.state();
+    assert_eq!((st.events.len(), st.pbehaviors.len()), (1, 1));
+}
+
+#[test]
+fn canopsis_2210_gets_a_color() {
+    let lab = Lab::new("v2210");
+    lab.mock.state().version = "22.10.4".into();
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    deliver(
+        &mut out,
+        vec![Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3)],
+    );
+    assert_eq!(lab.mock.state().pbehaviors[0]["color"], "#73D8FF");
+}
+
+#[test]
+fn a_stale_reason_id_is_resolved_again() {
+    let lab = Lab::new("stale");
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    deliver(
+        &mut out,
+        vec![Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3)],
+    );
+    // Someone deletes the reason in Canopsis; the cached id is now wrong.
+    lab.mock
+        .state()
+        .reasons
+        .retain(|r| r["name"] != "Centreon_downtime");
+    deliver(
+        &mut out,
+        vec![Downtime::started(8, 12, 34, T, T + 60).event(Bbdo::V3)],
+    );
+    let st = lab.mock.state();
+    assert_eq!(st.pbehaviors.len(), 2);
+    assert_eq!(
+        st.requests
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/api/v4/pbehavior-reasons")
+            .count(),
+        2
+    );
+    assert!(lab.log().contains("Reason doesn't exist"));
+}
+
+#[test]
+fn missing_rights_are_named_and_nothing_is_acked() {
+    let lab = Lab::new("rights");
+    lab.mock.state().users[0].allowed = false;
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let mut mux = Muxer::new();
+    mux.push(Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3));
+    mux.run(
+        &mut out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(2),
+        |_| false,
+    );
+    assert_eq!(mux.acked, 0);
+    assert!(
+        lab.log()
+            .contains("lacks the right read on pbehavior reasons (api_pbehaviorreason)"),
+        "{}",
+        lab.log()
+    );
+}
+
+#[test]
+fn downtimes_can_be_turned_off() {
+    let lab = Lab::new("no-pbh");
+    let mut out = lab.open(
+        lab.params(&[("canopsis_downtime_send_pbh", Param::Num(0))]),
+        Bbdo::V3,
+    );
+    let mux = deliver(
+        &mut out,
+        vec![Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3)],
+    );
+    assert_eq!(mux.acked, 1);
+    assert!(lab.mock.state().requests.is_empty());
+}
+
+#[test]
+fn send_data_test_logs_pbehaviors() {
+    let lab = Lab::new("pbh-dryrun");
+    let mut out = lab.open(lab.params(&[("send_data_test", Param::Num(1))]), Bbdo::V3);
+    deliver(
+        &mut out,
+        vec![Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3)],
+    );
+    assert!(lab.mock.state().requests.is_empty());
+    assert!(
+        lab.log().contains(
+            r#"[send_data_test] POST /api/v4/pbehaviors: {"_id":"centreon-downtime-12-34-7-"#
+        ),
+        "{}",
+        lab.log()
+    );
+}
