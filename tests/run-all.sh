@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: lint, unit tests of the pure core, both module
-# builds, the real lua5.3/lua5.4 interpreters, then the broker emulator and
-# mock Canopsis end-to-end suites for Lua 5.3 and Lua 5.4.
+# builds, the real lua5.3/lua5.4 interpreters, the broker emulator and mock
+# Canopsis end-to-end suites for Lua 5.3 and Lua 5.4, then the packages
+# (built for glibc 2.28, linted, installed into throwaway roots and run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -29,3 +30,6 @@ echo "== end to end, Lua 5.3 (EL8, Debian, Ubuntu)"
 (cd tests/harness && cargo clippy -q --all-targets --features lua53 -- -D warnings && cargo test --features lua53)
 echo "== end to end, Lua 5.4 (EL9)"
 (cd tests/harness && cargo test --features lua54 --target-dir target/lua54)
+
+echo "== packages"
+bash packaging/check.sh

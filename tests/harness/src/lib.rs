@@ -45,20 +45,29 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// A fresh lab named after the test.
+    /// A fresh lab named after the test, with the connector built from
+    /// this checkout installed in it.
     pub fn new(name: &str) -> Lab {
+        Lab::with_script(name, None)
+    }
+
+    /// A fresh lab running `script` (an installed loader) when given, or
+    /// else the connector built from this checkout.
+    pub fn with_script(name: &str, script: Option<PathBuf>) -> Lab {
         let n = LABS.fetch_add(1, Ordering::SeqCst);
         let dir =
             std::env::temp_dir().join(format!("canopsis-lab-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let module = module_path();
-        assert!(
-            module.exists(),
-            "{} is missing: build it with tests/build-modules.sh",
-            module.display()
-        );
-        let script = install_connector(&dir.join("lua"), &loader_path(), &module)
-            .expect("install connector");
+        std::fs::create_dir_all(&dir).expect("lab directory");
+        let script = script.unwrap_or_else(|| {
+            let module = module_path();
+            assert!(
+                module.exists(),
+                "{} is missing: build it with tests/build-modules.sh",
+                module.display()
+            );
+            install_connector(&dir.join("lua"), &loader_path(), &module).expect("install connector")
+        });
         Lab {
             dir,
             script,

@@ -2,7 +2,11 @@
 //! default: an emulated Centreon Broker feeds sample events (BBDO 3,
 //! API 2, as Centreon 23.10+ does) into a mock Canopsis on 127.0.0.1.
 //!
-//! Usage: broker-emulator [--bbdo 2|3] [--keep]
+//! Usage: broker-emulator [--bbdo 2|3] [--script PATH] [--keep]
+//!
+//! `--script` runs an installed loader (e.g. from a package) instead of the
+//! one built from this checkout; the module is then found on the Lua
+//! `package.cpath` (set `LUA_CPATH_5_3` / `LUA_CPATH_5_4` to redirect it).
 
 use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Ack, Bbdo, Status};
@@ -22,15 +26,16 @@ fn main() {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
 
-    let lab = Lab::new("demo");
+    let script = args
+        .windows(2)
+        .find(|w| w[0] == "--script")
+        .map(|w| std::path::PathBuf::from(&w[1]));
+    let lab = Lab::with_script("demo", script);
     println!(
         "mock Canopsis listening on http://127.0.0.1:{}",
         lab.mock.port()
     );
-    println!(
-        "broker Lua directory: {}",
-        lab.script.parent().unwrap().display()
-    );
+    println!("broker output path: {}", lab.script.display());
     let mut out = lab.open(
         lab.params(&[
             ("max_buffer_size", Param::Num(10)),

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the packages and checks them: lintian and rpmlint without errors,
+# exact file lists and dependencies, then installs the DEB (dpkg --root) and
+# the el9 RPM (rpm --root) into throwaway roots, where the installed loader
+# and module are loaded by the broker emulator (Lua 5.3 and 5.4) and send
+# sample events to the mock Canopsis.
+# Needs: binutils lintian rpm rpmlint (Debian), python3 with pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkg=centreon-stream-connector-canopsis-native
+
+missing=()
+for cmd in objdump lintian rpm rpmlint dpkg-deb; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends binutils lintian rpm rpmlint >/dev/null
+  else
+    echo "missing: ${missing[*]}; install with: sudo apt-get install binutils lintian rpm rpmlint" >&2
+    exit 1
+  fi
+fi
+
+bash packaging/build.sh
+deb=$(ls dist/*.deb)
+el8=$(ls dist/*.el8.x86_64.rpm)
+el9=$(ls dist/*.el9.x86_64.rpm)
+
+echo "== lintian"
+lintian --fail-on error --tag-display-limit 0 "$deb"
+echo "== rpmlint"
+rpmlint -c rpm/rpmlint.toml "$el8" "$el9"
+
+fail() { echo "packaging check FAILED: $*" >&2; exit 1; }
+same() { # $1 what, $2 expected, $3 actual
+  if [ "$2" != "$3" ]; then
+    diff <(echo "$2") <(echo "$3") >&2 || true
+    fail "$1"
+  fi
+}
+
+echo "== contents"
+deb_files=$(cat <<LIST
+./etc/logrotate.d/$pkg
+./usr/lib/x86_64-linux-gnu/lua/5.3/canopsis_native_53.so
+./usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
+./usr/share/doc/$pkg/README.md
+./usr/share/doc/$pkg/changelog.Debian.gz
+./usr/share/doc/$pkg/copyright
+LIST
+)
+same "DEB file list" "$deb_files" "$(dpkg-deb --contents "$deb" | awk '{print $6}' | grep -v '/$' | sort)"
+for el in "el8 5.3 53" "el9 5.4 54"; do
+  read -r dist lua tag <<<"$el"
+  file=$(ls dist/*."$dist".x86_64.rpm)
+  same "$dist RPM file list" "$(cat <<LIST
+/etc/logrotate.d/$pkg
+/usr/lib64/lua/$lua/canopsis_native_$tag.so
+/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
+/usr/share/doc/$pkg/CHANGELOG.md
+/usr/share/doc/$pkg/README.md
+/usr/share/licenses/$pkg/LICENSE
+LIST
+)" "$(rpm -qlp "$file" | sort)"
+  reqs=$(rpm -qpR "$file")
+  grep -qx "lua >= $lua" <<<"$reqs" || fail "$dist RPM does not require lua >= $lua"
+  grep -qi curl <<<"$reqs" && fail "$dist RPM depends on curl"
+done
+deps=$(dpkg-deb -f "$deb" Depends)
+grep -q 'lua5.3' <<<"$deps" || fail "DEB does not depend on lua5.3"
+grep -qi curl <<<"$deps" && fail "DEB depends on curl"
+
+echo "== emulator builds"
+(cd tests/harness && cargo build -q --release --features lua53 && cargo build -q --release --features lua54 --target-dir target/lua54)
+
+roots=$(mktemp -d)
+trap 'rm -rf "$roots"' EXIT
+
+echo "== DEB installed with dpkg --root, loaded by Lua 5.3"
+root="$roots/deb"
+mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+touch "$root/var/lib/dpkg/status"
+# Dependencies (lua5.3, centreon-broker-core) are not in the empty root.
+dpkg --root="$root" --log=/dev/null --force-depends -i "$deb" >/dev/null 2>&1 || fail "dpkg -i"
+same "files present after install (nothing written besides the package's files)" "$deb_files" \
+  "$(cd "$root" && find . -type f -not -path './var/lib/dpkg/*' | sort)"
+LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
+  tests/harness/target/release/broker-emulator --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua"
+
+echo "== el9 RPM installed with rpm --root, loaded by Lua 5.4"
+root="$roots/rpm"
+mkdir -p "$root"
+rpm --root "$root" --initdb
+rpm --root "$root" -i --nodeps --noscripts --ignorearch "$el9" 2>/dev/null || fail "rpm -i"
+LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
+  tests/harness/target/lua54/release/broker-emulator --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua"
+echo "packaging check: ok"
