@@ -1,0 +1,169 @@
+//! `bench`: prints the connector's figures (issue 6) as a table. It measures
+//! and asserts nothing; README keeps the targets and the last table.
+//!
+//! Usage: bench [--quick]
+//!
+//! (a) broker-thread time per `write` for BBDO 3 service statuses handed
+//!     over as API 2 userdata (events are built before the clock starts:
+//!     building them is broker's cost), accepted and filtered (SOFT);
+//! (b) end-to-end events/s delivered to the mock Canopsis on 127.0.0.1 for
+//!     `max_buffer_size` 1, 100 and 1000;
+//! (c) peak RSS of the whole process (emulator, connector, mock) while 1M
+//!     events flow, and its growth between the first and second half.
+
+use canopsis_harness::broker::{Output, Param};
+use canopsis_harness::events::{Bbdo, Event, Status};
+use canopsis_harness::Lab;
+use std::time::{Duration, Instant};
+
+const T: i64 = 1_763_000_000;
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn open(lab: &Lab, buffer: i32) -> Output {
+    lab.mock.state().record = false;
+    lab.open(
+        lab.params(&[
+            ("max_buffer_size", Param::Num(buffer)),
+            ("log_level", Param::Num(1)),
+        ]),
+        Bbdo::V3,
+    )
+}
+
+fn event(i: i64, hard: bool) -> Event {
+    let mut s = Status::service(12, 34, i % 3, T + i);
+    if !hard {
+        s.state_type = 0;
+    }
+    s.event(Bbdo::V3)
+}
+
+/// Mean broker-thread nanoseconds per `write`.
+fn write_cost(hard: bool, n: i64) -> f64 {
+    let lab = Lab::new("bench-write");
+    let mut out = open(&lab, 1000);
+    let chunk = 10_000;
+    let _ = out.timed_writes(&(0..chunk).map(|i| event(i, hard)).collect::<Vec<_>>());
+    let mut spent = Duration::ZERO;
+    let mut i = chunk;
+    while i < n + chunk {
+        let events: Vec<Event> = (i..i + chunk).map(|k| event(k, hard)).collect();
+        spent += out.timed_writes(&events).0;
+        i += chunk;
+    }
+    out.close();
+    spent.as_nanos() as f64 / n as f64
+}
+
+/// Events/s from the first `write` to the last confirmation by the mock.
+fn throughput(buffer: i32, n: i64) -> f64 {
+    let lab = Lab::new("bench-e2e");
+    let mut out = open(&lab, buffer);
+    let start = Instant::now();
+    for i in 0..n {
+        out.write(&event(i, true));
+    }
+    out.flush();
+    while lab.mock.state().published < n as u64 {
+        out.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    out.close();
+    rate
+}
+
+/// Peak RSS (MiB) over a 1M-event run, and RSS growth (MiB) between the
+/// middle and the end of the run.
+fn memory(n: i64) -> (f64, f64) {
+    let lab = Lab::new("bench-rss");
+    let mut out = open(&lab, 1000);
+    let mut mid = 0;
+    for i in 0..n {
+        out.write(&event(i, true));
+        if i == n / 2 {
+            mid = status_kb("VmRSS:");
+        }
+    }
+    while lab.mock.state().published < n as u64 {
+        out.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let end = status_kb("VmRSS:");
+    out.close();
+    (
+        status_kb("VmHWM:") as f64 / 1024.0,
+        (end as f64 - mid as f64) / 1024.0,
+    )
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    println!(
+        "canopsis-native bench ({}, {} CPUs)",
+        mlua_version(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("{:<58} {:>14} {:>12}", "measure", "value", "target");
+    let row =
+        |name: &str, value: String, target: &str| println!("{name:<58} {value:>14} {target:>12}");
+
+    let accepted = write_cost(true, 200_000 / scale);
+    row(
+        "(a) write, accepted service_status (BBDO 3, API 2)",
+        format!("{:.2} us", accepted / 1000.0),
+        "<= 2 us",
+    );
+    let filtered = write_cost(false, 200_000 / scale);
+    row(
+        "(a) write, filtered service_status (SOFT)",
+        format!("{:.2} us", filtered / 1000.0),
+        "<= 0.3 us",
+    );
+    for (buffer, n) in [
+        (1, 20_000 / scale),
+        (100, 300_000 / scale),
+        (1000, 300_000 / scale),
+    ] {
+        let rate = throughput(buffer, n);
+        row(
+            &format!("(b) end to end, max_buffer_size {buffer}"),
+            format!("{:.0} ev/s", rate),
+            if buffer > 1 { ">= 200k/s" } else { "" },
+        );
+    }
+    let (peak, growth) = memory(1_000_000 / scale);
+    row(
+        "(c) peak RSS of the process, 1M events",
+        format!("{peak:.1} MiB"),
+        "<= 64 MiB",
+    );
+    row(
+        "(c) RSS growth, second half of the run",
+        format!("{growth:+.1} MiB"),
+        "~0",
+    );
+    row(
+        "(d) the same with the spool on",
+        "n/a".into(),
+        "spool: issue 5",
+    );
+}
+
+fn mlua_version() -> &'static str {
+    if cfg!(feature = "lua54") {
+        "Lua 5.4"
+    } else {
+        "Lua 5.3"
+    }
+}
