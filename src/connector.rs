@@ -123,12 +123,18 @@ impl Connector {
         &self.cfg
     }
 
+    /// The connector's log.
+    pub fn log(&self) -> &Logger {
+        &self.log
+    }
+
     /// broker's `filter(category, element)`.
     pub fn accepts(&self, category: u32, element: u32) -> bool {
         self.kind_of(category, element).is_some()
     }
 
-    fn kind_of(&self, category: u32, element: u32) -> Option<ElementKind> {
+    /// The kind of event this connector takes for a broker type, if any.
+    pub fn kind_of(&self, category: u32, element: u32) -> Option<ElementKind> {
         if category != NEB || !self.cfg.categories.iter().any(|c| c.id() == category) {
             return None;
         }

@@ -70,6 +70,54 @@ impl ElementKind {
         })
     }
 
+    /// Every field [`NebEvent::read`] may ask for, so a caller can fetch
+    /// them all at once.
+    pub fn fields(self) -> &'static [&'static str] {
+        match self {
+            ElementKind::HostStatus | ElementKind::ServiceStatus => &[
+                "host_id",
+                "service_id",
+                "state",
+                "state_type",
+                "acknowledged",
+                "acknowledgement_type",
+                "scheduled_downtime_depth",
+                "flapping",
+                "last_check",
+                "last_hard_state_change",
+                "output",
+                "long_output",
+            ],
+            ElementKind::Acknowledgement => &[
+                "host_id",
+                "service_id",
+                "instance_id",
+                "author",
+                "comment_data",
+                "entry_time",
+                "deletion_time",
+                "state",
+            ],
+            ElementKind::Downtime => &[
+                "host_id",
+                "service_id",
+                "instance_id",
+                "internal_id",
+                "id",
+                "author",
+                "comment_data",
+                "entry_time",
+                "start_time",
+                "end_time",
+                "actual_start_time",
+                "actual_end_time",
+                "deletion_time",
+                "cancelled",
+                "started",
+            ],
+        }
+    }
+
     /// The name used in logs and `accepted_elements`.
     pub fn name(self) -> &'static str {
         match self {
@@ -513,6 +561,39 @@ mod tests {
         };
         assert!(!a.is_service());
         assert!(!a.is_removal());
+    }
+
+    /// A source that records what was asked.
+    struct Asked(Vec<String>);
+
+    impl FieldSource for Asked {
+        fn field(&mut self, name: &str) -> Option<Field> {
+            self.0.push(name.to_string());
+            None
+        }
+    }
+
+    #[test]
+    fn reads_only_declared_fields_each_once() {
+        for kind in [
+            ElementKind::HostStatus,
+            ElementKind::ServiceStatus,
+            ElementKind::Acknowledgement,
+            ElementKind::Downtime,
+        ] {
+            let mut asked = Asked(Vec::new());
+            let _ = NebEvent::read(kind, &mut asked);
+            let mut sorted = asked.0.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), asked.0.len(), "{kind:?} reads a field twice");
+            for name in &asked.0 {
+                assert!(
+                    kind.fields().contains(&name.as_str()),
+                    "{kind:?} reads undeclared {name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -116,13 +116,16 @@ struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
+    // Checks that need only the event come before those that need the
+    // cache: same outcome as the Lua library's order, far cheaper for the
+    // many events they drop.
     fn host_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
-        let mut subj = self.host(s.host_id)?;
         accept_state(&self.cfg.host_status, s.state)?;
         if self.cfg.host_dedup && s.last_hard_state_change != s.last_check {
             return Err(Rejection::Duplicate);
         }
         self.states(s)?;
+        let mut subj = self.host(s.host_id)?;
         self.poller(&mut subj, None)?;
         self.severity(&mut subj, None)?;
         self.hostgroups(&mut subj)?;
@@ -130,13 +133,13 @@ impl Lookup<'_> {
     }
 
     fn service_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
-        let mut subj = self.host(s.host_id)?;
-        self.service(&mut subj, s.service_id)?;
         accept_state(&self.cfg.service_status, s.state)?;
         if self.cfg.service_dedup && s.last_hard_state_change != s.last_check {
             return Err(Rejection::Duplicate);
         }
         self.states(s)?;
+        let mut subj = self.host(s.host_id)?;
+        self.service(&mut subj, s.service_id)?;
         self.poller(&mut subj, None)?;
         self.severity(&mut subj, None)?;
         let sid = subj.service.as_ref().map(|(id, _)| *id);

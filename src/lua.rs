@@ -6,16 +6,23 @@
 //! thread before Lua unloads this library. mlua turns a Rust panic in a
 //! callback into a Lua error, which broker logs as "0 acks".
 
-use crate::cache::{Cache, HostInfo, ServiceInfo};
+mod raw;
+
 use crate::config::{self, ParamValue, Params};
 use crate::connector::Connector;
 use crate::event::{Field, FieldSource};
 use crate::logger::{self, Logger};
-use mlua::{
-    FromLuaMulti, IntoLuaMulti, Lua, ObjectLike, Result as LuaResult, Table, UserData,
-    UserDataMethods, Value,
-};
+use mlua::{Lua, Result as LuaResult, Table, UserData, UserDataMethods, Value};
 use std::time::{Duration, Instant};
+
+/// The fields of an event the connector does not take (never asked).
+struct NoFields;
+
+impl FieldSource for NoFields {
+    fn field(&mut self, _: &str) -> Option<Field> {
+        None
+    }
+}
 
 /// How often a misconfigured connector repeats why it acknowledges nothing.
 const REMINDER: Duration = Duration::from_secs(60);
@@ -45,128 +52,6 @@ fn param_value(v: &Value) -> Option<ParamValue> {
         Value::Boolean(b) => ParamValue::Bool(*b),
         _ => return None,
     })
-}
-
-fn field_of(v: Value) -> Option<Field> {
-    Some(match v {
-        Value::Nil => return None,
-        Value::Integer(i) => Field::Int(i),
-        Value::Number(f) => Field::Float(f),
-        Value::String(s) => Field::Str(s.as_bytes().to_vec()),
-        Value::Boolean(b) => Field::Bool(b),
-        other => Field::Other(other.type_name()),
-    })
-}
-
-fn get(v: &Value, key: &str) -> Option<Value> {
-    match v {
-        Value::Table(t) => t.get::<Value>(key).ok(),
-        Value::UserData(u) => u.get::<Value>(key).ok(),
-        _ => None,
-    }
-}
-
-fn get_string(v: &Value, key: &str) -> Option<String> {
-    match get(v, key)? {
-        Value::String(s) => Some(s.to_string_lossy()),
-        _ => None,
-    }
-}
-
-fn get_int(v: &Value, key: &str) -> Option<i64> {
-    match get(v, key)? {
-        Value::Integer(i) => Some(i),
-        Value::Number(f) if f.fract() == 0.0 => Some(f as i64),
-        _ => None,
-    }
-}
-
-/// An event as broker hands it: API 1 table or API 2 userdata.
-struct LuaEvent<'a>(&'a Value);
-
-impl FieldSource for LuaEvent<'_> {
-    fn field(&mut self, name: &str) -> Option<Field> {
-        field_of(get(self.0, name)?)
-    }
-}
-
-/// `broker_cache`, looked up in the globals at each event (it only exists
-/// after the script's main chunk ran). Broker's is a userdata; any object
-/// with the same methods works.
-struct LuaCache(Value);
-
-impl LuaCache {
-    fn call<R: FromLuaMulti>(&self, method: &str, args: impl IntoLuaMulti) -> Option<R> {
-        match &self.0 {
-            Value::UserData(u) => u.call_method::<R>(method, args).ok(),
-            Value::Table(t) => t.call_method::<R>(method, args).ok(),
-            _ => None,
-        }
-    }
-
-    fn groups(&self, method: &str, args: impl IntoLuaMulti) -> Vec<String> {
-        let Some(list) = self.call::<Option<Table>>(method, args).flatten() else {
-            return Vec::new();
-        };
-        list.sequence_values::<Value>()
-            .filter_map(|g| g.ok())
-            .filter_map(|g| get_string(&g, "group_name"))
-            .collect()
-    }
-}
-
-impl Cache for LuaCache {
-    fn host(&mut self, host_id: u64) -> Option<HostInfo> {
-        let h = self.call::<Value>("get_host", host_id)?;
-        if h.is_nil() {
-            return None;
-        }
-        Some(HostInfo {
-            name: get_string(&h, "name"),
-            instance_id: get_int(&h, "instance_id")
-                .or_else(|| get_int(&h, "poller_id"))
-                .filter(|i| *i > 0)
-                .map(|i| i as u64),
-            notes_url: get_string(&h, "notes_url").filter(|s| !s.is_empty()),
-            action_url: get_string(&h, "action_url").filter(|s| !s.is_empty()),
-            state: get_int(&h, "state"),
-        })
-    }
-
-    fn service(&mut self, host_id: u64, service_id: u64) -> Option<ServiceInfo> {
-        let s = self.call::<Value>("get_service", (host_id, service_id))?;
-        if s.is_nil() {
-            return None;
-        }
-        Some(ServiceInfo {
-            description: get_string(&s, "description"),
-            notes_url: get_string(&s, "notes_url").filter(|s| !s.is_empty()),
-            action_url: get_string(&s, "action_url").filter(|s| !s.is_empty()),
-            state: get_int(&s, "state"),
-        })
-    }
-
-    fn hostgroups(&mut self, host_id: u64) -> Vec<String> {
-        self.groups("get_hostgroups", host_id)
-    }
-
-    fn servicegroups(&mut self, host_id: u64, service_id: u64) -> Vec<String> {
-        self.groups("get_servicegroups", (host_id, service_id))
-    }
-
-    fn poller_name(&mut self, instance_id: u64) -> Option<String> {
-        self.call::<Option<String>>("get_instance_name", instance_id)
-            .flatten()
-    }
-
-    fn severity(&mut self, host_id: u64, service_id: Option<u64>) -> Option<i64> {
-        match service_id {
-            None => self.call::<Option<i64>>("get_severity", host_id).flatten(),
-            Some(s) => self
-                .call::<Option<i64>>("get_severity", (host_id, s))
-                .flatten(),
-        }
-    }
 }
 
 impl Handle {
@@ -275,22 +160,31 @@ impl Handle {
         let State::Running(c) = &mut self.state else {
             return self.refuse();
         };
-        let (category, element) = match (get_int(&event, "category"), get_int(&event, "element")) {
-            (Some(cat), Some(el)) => (cat, el),
-            _ => match get_int(&event, "_type") {
-                Some(t) => (t >> 16, t & 0xffff),
-                None => (-1, -1),
-            },
+        let kind_of = |cat: i64, el: i64| match (u32::try_from(cat), u32::try_from(el)) {
+            (Ok(cat), Ok(el)) => c.kind_of(cat, el),
+            _ => None,
         };
-        let mut cache = LuaCache(
-            lua.globals()
-                .get::<Value>("broker_cache")
-                .unwrap_or(Value::Nil),
-        );
+        let read = match raw::read_event(lua, &event, kind_of) {
+            Ok(read) => read,
+            Err(e) => {
+                c.log().warn(format_args!("cannot read event: {e}"));
+                raw::EventRead {
+                    category: -1,
+                    element: -1,
+                    fields: None,
+                }
+            }
+        };
+        let mut fields = read.fields;
+        let mut cache = raw::RawCache::new(lua);
         c.write(
-            u32::try_from(category).unwrap_or(u32::MAX),
-            u32::try_from(element).unwrap_or(u32::MAX),
-            &mut LuaEvent(&event),
+            u32::try_from(read.category).unwrap_or(u32::MAX),
+            u32::try_from(read.element).unwrap_or(u32::MAX),
+            fields
+                .as_mut()
+                .map_or(&mut NoFields as &mut dyn FieldSource, |f| {
+                    f as &mut dyn FieldSource
+                }),
             &mut cache,
         )
     }

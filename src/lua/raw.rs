@@ -1,0 +1,321 @@
+//! Reading broker values with one protected call each.
+//!
+//! In module mode mlua cannot know the allocator, so every high-level
+//! access (`Table::get`, `AnyUserData::get`, `call_method`) runs in its own
+//! protected call: about a microsecond each, and an accepted event needs
+//! dozens. Here each event, and each cache lookup, is read inside a single
+//! [`Lua::exec_raw`] with the plain C API (`lua_gettable` honours `__index`,
+//! so API 1 tables and API 2 userdata read the same way).
+//!
+//! Safety rule for the closures below: a Lua error inside them unwinds with
+//! `longjmp` to `exec_raw`'s protected call, skipping their frames. So they
+//! keep no value with a destructor in their own frame while calling Lua;
+//! results go straight into storage owned by the caller.
+
+use crate::cache::{Cache, HostInfo, ServiceInfo};
+use crate::event::{ElementKind, Field, FieldSource};
+use mlua::{ffi, Lua, Value};
+use std::os::raw::c_int;
+
+/// Converts the value on top of the stack. Raises no Lua error: strings are
+/// read as they are, numbers are not converted.
+unsafe fn top_field(state: *mut ffi::lua_State) -> Option<Field> {
+    Some(match ffi::lua_type(state, -1) {
+        ffi::LUA_TNIL | ffi::LUA_TNONE => return None,
+        ffi::LUA_TNUMBER => {
+            if ffi::lua_isinteger(state, -1) != 0 {
+                Field::Int(ffi::lua_tointeger(state, -1))
+            } else {
+                Field::Float(ffi::lua_tonumber(state, -1))
+            }
+        }
+        ffi::LUA_TSTRING => {
+            let mut len = 0;
+            let p = ffi::lua_tolstring(state, -1, &mut len);
+            Field::Str(std::slice::from_raw_parts(p as *const u8, len).to_vec())
+        }
+        ffi::LUA_TBOOLEAN => Field::Bool(ffi::lua_toboolean(state, -1) != 0),
+        ffi::LUA_TTABLE => Field::Other("table"),
+        ffi::LUA_TFUNCTION => Field::Other("function"),
+        ffi::LUA_TTHREAD => Field::Other("thread"),
+        _ => Field::Other("userdata"),
+    })
+}
+
+/// Pushes `obj[name]` (metamethods honoured) for `obj` at `idx`.
+unsafe fn push_field(state: *mut ffi::lua_State, idx: c_int, name: &str) {
+    let idx = ffi::lua_absindex(state, idx);
+    ffi::lua_pushlstring(state, name.as_ptr() as *const _, name.len());
+    ffi::lua_gettable(state, idx);
+}
+
+unsafe fn read_field(state: *mut ffi::lua_State, idx: c_int, name: &str) -> Option<Field> {
+    push_field(state, idx, name);
+    let f = top_field(state);
+    ffi::lua_pop(state, 1);
+    f
+}
+
+fn indexable(t: c_int) -> bool {
+    t == ffi::LUA_TTABLE || t == ffi::LUA_TUSERDATA
+}
+
+/// An event's fields, fetched at once.
+pub struct Prefetched {
+    names: &'static [&'static str],
+    values: Vec<Option<Field>>,
+}
+
+impl FieldSource for Prefetched {
+    /// Each field is handed out once ([`crate::event::NebEvent::read`]
+    /// reads each at most once).
+    fn field(&mut self, name: &str) -> Option<Field> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        self.values.get_mut(i)?.take()
+    }
+}
+
+/// What `write` needs of an event: its type, and the fields of the kind the
+/// connector takes (`kind_of` decides; nothing more is read for others).
+pub struct EventRead {
+    /// `category`, or -1 when unknown.
+    pub category: i64,
+    /// `element`, or -1 when unknown.
+    pub element: i64,
+    /// The fields, when the connector takes this kind.
+    pub fields: Option<Prefetched>,
+}
+
+fn as_int(f: Option<Field>) -> Option<i64> {
+    match f? {
+        Field::Int(i) => Some(i),
+        Field::Float(x) if x.fract() == 0.0 => Some(x as i64),
+        _ => None,
+    }
+}
+
+/// Reads an event (table or userdata) in one protected call.
+pub fn read_event(
+    lua: &Lua,
+    event: &Value,
+    kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
+) -> mlua::Result<EventRead> {
+    let mut out = EventRead {
+        category: -1,
+        element: -1,
+        fields: None,
+    };
+    let mut values: Vec<Option<Field>> = Vec::with_capacity(16);
+    let mut names: &'static [&'static str] = &[];
+    // SAFETY: see the module documentation; `out`, `values` and `names`
+    // live in this frame, outside the protected call.
+    unsafe {
+        lua.exec_raw::<()>(event, |state| {
+            if !indexable(ffi::lua_type(state, 1)) {
+                return;
+            }
+            let cat = as_int(read_field(state, 1, "category"));
+            let el = as_int(read_field(state, 1, "element"));
+            let (cat, el) = match (cat, el) {
+                (Some(c), Some(e)) => (c, e),
+                _ => match as_int(read_field(state, 1, "_type")) {
+                    Some(t) => (t >> 16, t & 0xffff),
+                    None => (-1, -1),
+                },
+            };
+            out.category = cat;
+            out.element = el;
+            if let Some(kind) = kind_of(cat, el) {
+                names = kind.fields();
+                for name in names {
+                    values.push(read_field(state, 1, name));
+                }
+            }
+        })?;
+    }
+    if !names.is_empty() {
+        out.fields = Some(Prefetched { names, values });
+    }
+    Ok(out)
+}
+
+/// `broker_cache` (or any object with its methods), each lookup one
+/// protected call. A failing or missing method is a cache miss.
+pub struct RawCache<'a> {
+    lua: &'a Lua,
+    cache: Option<Value>,
+}
+
+impl<'a> RawCache<'a> {
+    /// `broker_cache` is looked up in the globals at the first lookup (it
+    /// exists only after the script's main chunk ran; most events need none).
+    pub fn new(lua: &'a Lua) -> RawCache<'a> {
+        RawCache { lua, cache: None }
+    }
+
+    /// Calls `cache:method(args...)` and hands the result (at stack top) to
+    /// `read`, which must follow the module's safety rule.
+    fn call(&mut self, method: &str, args: &[i64], read: impl FnOnce(*mut ffi::lua_State)) -> bool {
+        let lua = self.lua;
+        let cache = self.cache.get_or_insert_with(|| {
+            lua.globals()
+                .raw_get::<Value>("broker_cache")
+                .unwrap_or(Value::Nil)
+        });
+        if !matches!(cache, Value::Table(_) | Value::UserData(_)) {
+            return false;
+        }
+        let mut called = false;
+        // SAFETY: see the module documentation.
+        let r = unsafe {
+            lua.exec_raw::<()>(&*cache, |state| {
+                push_field(state, 1, method);
+                if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
+                    return;
+                }
+                ffi::lua_pushvalue(state, 1);
+                for a in args {
+                    ffi::lua_pushinteger(state, *a);
+                }
+                ffi::lua_call(state, args.len() as c_int + 1, 1);
+                called = true;
+                read(state);
+            })
+        };
+        r.is_ok() && called
+    }
+
+    /// `names` of the object a method returns; `None` when it returned nil.
+    fn object_fields(
+        &mut self,
+        method: &str,
+        args: &[i64],
+        names: &[&str],
+    ) -> Option<Vec<Option<Field>>> {
+        let mut values = Vec::with_capacity(names.len());
+        self.call(method, args, |state| unsafe {
+            if indexable(ffi::lua_type(state, -1)) {
+                for n in names {
+                    values.push(read_field(state, -1, n));
+                }
+            }
+        });
+        (!values.is_empty()).then_some(values)
+    }
+
+    fn string_result(&mut self, method: &str, args: &[i64]) -> Option<String> {
+        let mut out = None;
+        self.call(method, args, |state| unsafe {
+            if let Some(Field::Str(b)) = top_field(state) {
+                out = Some(b);
+            }
+        });
+        out.map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn groups(&mut self, method: &str, args: &[i64]) -> Vec<String> {
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        self.call(method, args, |state| unsafe {
+            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+                return;
+            }
+            let n = ffi::lua_rawlen(state, -1) as ffi::lua_Integer;
+            for i in 1..=n {
+                ffi::lua_rawgeti(state, -1, i);
+                if indexable(ffi::lua_type(state, -1)) {
+                    if let Some(Field::Str(b)) = read_field(state, -1, "group_name") {
+                        names.push(b);
+                    }
+                }
+                ffi::lua_pop(state, 1);
+            }
+        });
+        names
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+}
+
+fn text_of(f: Option<Field>) -> Option<String> {
+    match f? {
+        Field::Str(b) if !b.is_empty() => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    }
+}
+
+impl Cache for RawCache<'_> {
+    fn host(&mut self, host_id: u64) -> Option<HostInfo> {
+        let mut f = self
+            .object_fields(
+                "get_host",
+                &[host_id as i64],
+                &[
+                    "name",
+                    "instance_id",
+                    "poller_id",
+                    "notes_url",
+                    "action_url",
+                    "state",
+                ],
+            )?
+            .into_iter();
+        let mut next = || f.next().flatten();
+        let name = match next() {
+            Some(Field::Str(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+            _ => None,
+        };
+        let instance = as_int(next()).or(as_int(next()));
+        Some(HostInfo {
+            name,
+            instance_id: instance.filter(|i| *i > 0).map(|i| i as u64),
+            notes_url: text_of(next()),
+            action_url: text_of(next()),
+            state: as_int(next()),
+        })
+    }
+
+    fn service(&mut self, host_id: u64, service_id: u64) -> Option<ServiceInfo> {
+        let mut f = self
+            .object_fields(
+                "get_service",
+                &[host_id as i64, service_id as i64],
+                &["description", "notes_url", "action_url", "state"],
+            )?
+            .into_iter();
+        let mut next = || f.next().flatten();
+        Some(ServiceInfo {
+            description: match next() {
+                Some(Field::Str(b)) => Some(String::from_utf8_lossy(&b).into_owned()),
+                _ => None,
+            },
+            notes_url: text_of(next()),
+            action_url: text_of(next()),
+            state: as_int(next()),
+        })
+    }
+
+    fn hostgroups(&mut self, host_id: u64) -> Vec<String> {
+        self.groups("get_hostgroups", &[host_id as i64])
+    }
+
+    fn servicegroups(&mut self, host_id: u64, service_id: u64) -> Vec<String> {
+        self.groups("get_servicegroups", &[host_id as i64, service_id as i64])
+    }
+
+    fn poller_name(&mut self, instance_id: u64) -> Option<String> {
+        self.string_result("get_instance_name", &[instance_id as i64])
+    }
+
+    fn severity(&mut self, host_id: u64, service_id: Option<u64>) -> Option<i64> {
+        let mut out = None;
+        let args: Vec<i64> = match service_id {
+            None => vec![host_id as i64],
+            Some(s) => vec![host_id as i64, s as i64],
+        };
+        self.call("get_severity", &args, |state| unsafe {
+            out = as_int(top_field(state));
+        });
+        out
+    }
+}
