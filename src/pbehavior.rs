@@ -204,30 +204,24 @@ pub enum Outcome {
     Refused(String),
 }
 
-fn snippet(resp: &Response) -> String {
-    let b = resp.body.trim();
-    let end = b.char_indices().nth(300).map_or(b.len(), |(i, _)| i);
-    b[..end].to_string()
-}
-
 fn rights(resp: &Response, right: &str) -> Outcome {
     match resp.status {
         401 => Outcome::Retry {
             reason: format!(
                 "HTTP 401 {}: Canopsis refused canopsis_authkey",
-                snippet(resp)
+                resp.snippet()
             ),
             config_fault: true,
         },
         403 => Outcome::Retry {
             reason: format!(
                 "HTTP 403 {}: the user of canopsis_authkey lacks the right {right}",
-                snippet(resp)
+                resp.snippet()
             ),
             config_fault: true,
         },
         s => Outcome::Retry {
-            reason: format!("HTTP {s}: {}", snippet(resp)),
+            reason: format!("HTTP {s}: {}", resp.snippet()),
             config_fault: false,
         },
     }
@@ -247,9 +241,9 @@ pub fn judge_create(resp: &Response) -> Outcome {
         400 if resp.body.contains("Reason doesn't exist")
             || resp.body.contains("Type doesn't exist") =>
         {
-            Outcome::StaleIds(format!("HTTP 400 {}", snippet(resp)))
+            Outcome::StaleIds(format!("HTTP 400 {}", resp.snippet()))
         }
-        400 => Outcome::Refused(format!("HTTP 400 {}", snippet(resp))),
+        400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
         _ => rights(resp, "create on pbehaviors (api_pbehavior)"),
     }
 }
@@ -259,7 +253,7 @@ pub fn judge_delete(resp: &Response) -> Outcome {
     match resp.status {
         200..=299 => Outcome::Done("deleted"),
         404 if resp.body.contains("Not found") => Outcome::Done("already deleted"),
-        400 => Outcome::Refused(format!("HTTP 400 {}", snippet(resp))),
+        400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
         _ => rights(resp, "delete on pbehaviors (api_pbehavior)"),
     }
 }
@@ -269,7 +263,7 @@ pub fn judge_comment(resp: &Response) -> Outcome {
     match resp.status {
         200..=299 => Outcome::Done("comment posted"),
         404 => Outcome::Done("pbehavior gone before its comment"),
-        400 => Outcome::Refused(format!("HTTP 400 {}", snippet(resp))),
+        400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
         _ => rights(
             resp,
             "update on pbehaviors (api_pbehavior), needed for comments",
@@ -362,7 +356,7 @@ fn get_json(t: &mut dyn Transport, path: &str, right: &str) -> Result<Value, Out
         return Err(rights(&resp, right));
     }
     serde_json::from_str(&resp.body).map_err(|_| Outcome::Retry {
-        reason: format!("GET {path}: answer is not JSON: {}", snippet(&resp)),
+        reason: format!("GET {path}: answer is not JSON: {}", resp.snippet()),
         config_fault: true,
     })
 }
@@ -416,7 +410,7 @@ fn create_reason(t: &mut dyn Transport, cfg: &DowntimeConfig) -> Result<String, 
                 reason: format!(
                     "created reason '{}' but the answer has no _id: {}",
                     cfg.reason_name,
-                    snippet(&resp)
+                    resp.snippet()
                 ),
                 config_fault: true,
             }),

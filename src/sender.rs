@@ -159,11 +159,7 @@ pub enum Verdict {
 
 /// Reads an answer of `POST /api/v4/event`.
 pub fn judge_events(resp: &Response) -> Verdict {
-    let snippet = || {
-        let b = resp.body.trim();
-        let end = b.char_indices().nth(300).map_or(b.len(), |(i, _)| i);
-        b[..end].to_string()
-    };
+    let snippet = || resp.snippet();
     match resp.status {
         200..=299 => {
             #[derive(serde::Deserialize)]

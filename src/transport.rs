@@ -52,6 +52,15 @@ pub struct Response {
     pub retry_after: Option<Duration>,
 }
 
+impl Response {
+    /// The start of the body (300 characters), for log lines.
+    pub fn snippet(&self) -> &str {
+        let b = self.body.trim();
+        let end = b.char_indices().nth(300).map_or(b.len(), |(i, _)| i);
+        &b[..end]
+    }
+}
+
 /// Why no answer came back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransportError {

@@ -7,11 +7,13 @@ pub mod events;
 pub mod mock;
 pub mod pbh;
 
-use broker::{install_connector, module_name, CacheData, Output, OutputConfig, Param};
+use broker::{install_connector, module_name, CacheData, Muxer, Output, OutputConfig, Param};
 use events::Bbdo;
+use events::Event;
 use mock::MockCanopsis;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// The repository root (this crate lives in `tests/harness`).
 pub fn repo_root() -> PathBuf {
@@ -125,4 +127,33 @@ impl Drop for Lab {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Runs broker's failover loop (20 ms ticks, idle flush every 200 ms) until
+/// every event is acknowledged; panics after 40 s.
+pub fn deliver(out: &mut Output, events: Vec<Event>) -> Muxer {
+    let mut mux = Muxer::new();
+    for e in events {
+        mux.push(e);
+    }
+    let done = mux.run(
+        out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(40),
+        |m| m.unacked() == 0,
+    );
+    assert!(done, "{} events never acknowledged", mux.unacked());
+    mux
+}
+
+/// Runs the failover loop for `d`, whatever happens.
+pub fn run_for(out: &mut Output, mux: &mut Muxer, d: Duration) {
+    mux.run(
+        out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        d,
+        |_| false,
+    );
 }

@@ -366,11 +366,13 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
     }
 }
 
-fn error(status: u16, msg: &str) -> (u16, String) {
+/// An error answer `{"error": msg}`.
+pub(crate) fn error(status: u16, msg: &str) -> (u16, String) {
     (status, json!({ "error": msg }).to_string())
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+/// A decoded query parameter.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| crate::pbh::decode(v))

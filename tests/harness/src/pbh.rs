@@ -2,22 +2,11 @@
 //! reasons, types, pbehaviors and comments, with pagination, the exact
 //! validation bodies, and the 22.10 / 23.x / 24.x differences that matter.
 
-use crate::mock::State;
+use crate::mock::{error, query_param, State};
 use serde_json::{json, Map, Value};
-
-fn error(status: u16, msg: &str) -> (u16, String) {
-    (status, json!({ "error": msg }).to_string())
-}
 
 fn errors(map: Map<String, Value>) -> (u16, String) {
     (400, json!({ "errors": map }).to_string())
-}
-
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| decode(v))
-    })
 }
 
 /// Percent-decoding of a query value.

@@ -1,9 +1,9 @@
 //! End to end: the built module, loaded by the broker emulator through the
 //! shipped loader script, sending to the mock Canopsis on 127.0.0.1.
 
-use canopsis_harness::broker::{Muxer, Output, Param};
+use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Ack, Bbdo, Event, Status, V};
-use canopsis_harness::Lab;
+use canopsis_harness::{deliver, run_for, Lab};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -11,34 +11,6 @@ const T: i64 = 1_763_000_000;
 
 fn s(v: &str) -> Param {
     Param::Str(v.into())
-}
-
-/// Runs broker's failover loop until every event is acknowledged.
-fn deliver(out: &mut Output, events: Vec<Event>) -> Muxer {
-    let mut mux = Muxer::new();
-    for e in events {
-        mux.push(e);
-    }
-    let done = mux.run(
-        out,
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-        Duration::from_secs(30),
-        |m| m.unacked() == 0,
-    );
-    assert!(done, "{} events never acknowledged", mux.unacked());
-    mux
-}
-
-/// Runs the failover loop for `d` whatever happens.
-fn run_for(out: &mut Output, mux: &mut Muxer, d: Duration) {
-    mux.run(
-        out,
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-        d,
-        |_| false,
-    );
 }
 
 fn posted(lab: &Lab) -> Vec<Value> {

@@ -1,28 +1,12 @@
 //! Downtimes to pbehaviors, end to end through the emulator and the mock.
 
-use canopsis_harness::broker::{Muxer, Output, Param};
-use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
-use canopsis_harness::Lab;
+use canopsis_harness::broker::{Muxer, Param};
+use canopsis_harness::events::{Bbdo, Downtime, Status};
+use canopsis_harness::{deliver, Lab};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const T: i64 = 1_763_000_000;
-
-fn deliver(out: &mut Output, events: Vec<Event>) -> Muxer {
-    let mut mux = Muxer::new();
-    for e in events {
-        mux.push(e);
-    }
-    let done = mux.run(
-        out,
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-        Duration::from_secs(40),
-        |m| m.unacked() == 0,
-    );
-    assert!(done, "{} events never acknowledged", mux.unacked());
-    mux
-}
 
 fn maintenance_id(lab: &Lab) -> Value {
     let st = lab.mock.state();
