@@ -171,7 +171,17 @@ impl Lookup<'_> {
     /// whose start was sent must always remove its pbehavior.
     fn downtime(&mut self, d: &DowntimeEvent) -> Result<Subject, Rejection> {
         let starting = pbehavior::phase(d) == Some(Phase::Start);
-        let mut subj = self.host(d.host_id)?;
+        let mut subj = match self.host(d.host_id) {
+            // Deleting needs only the ids: an end must remove the
+            // pbehavior even when the host has left broker's cache.
+            Err(Rejection::Anonymous(..)) if !starting => {
+                return Ok(Subject {
+                    host_id: d.host_id.unwrap_or(0),
+                    ..Subject::default()
+                })
+            }
+            other => other?,
+        };
         self.author(&d.author)?;
         self.poller(&mut subj, d.instance_id)?;
         if d.is_service() {
@@ -589,6 +599,20 @@ pub(crate) mod tests {
         assert!(
             run(&only_ok, dt(Some(20))).is_ok(),
             "an end must always go through"
+        );
+        let gone = |deletion_time| {
+            NebEvent::Downtime(DowntimeEvent {
+                host_id: Some(77),
+                actual_start_time: Some(10),
+                deletion_time,
+                ..DowntimeEvent::default()
+            })
+        };
+        assert_eq!(run(&[], gone(None)), Err(Rejection::Anonymous("host", 77)));
+        assert_eq!(
+            run(&[], gone(Some(20))).map(|s| s.host_id),
+            Ok(77),
+            "end of an unknown host's downtime"
         );
     }
 
