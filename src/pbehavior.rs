@@ -435,6 +435,7 @@ fn color_required(t: &mut dyn Transport) -> Result<bool, Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::tests::resp;
     use crate::transport::TransportError;
     use std::collections::VecDeque;
 
@@ -514,14 +515,6 @@ mod tests {
                    "enabled":true,"reason":"r1","type":"t1","rrule":"","tstart":1060,"tstop":4660,"color":"#73D8FF",
                    "entity_pattern":[[{"field":"_id","cond":{"type":"eq","value":"Ping/host-a"}}]]})
         );
-    }
-
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            body: body.into(),
-            retry_after: None,
-        }
     }
 
     #[test]

@@ -661,15 +661,8 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::tests::resp;
     use std::collections::VecDeque;
-
-    fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            body: body.into(),
-            retry_after: None,
-        }
-    }
 
     #[test]
     fn judges_canopsis_answers() {

@@ -304,8 +304,23 @@ impl Transport for DryRun {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A Canopsis answer, for tests.
+    pub(crate) fn resp(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn snippets_are_cut_on_characters() {
+        let r = resp(400, &format!("  {}  ", "é".repeat(400)));
+        assert_eq!(r.snippet().chars().count(), 300);
+    }
     use crate::config::{self, tests::minimal, ParamValue};
 
     #[test]
