@@ -93,3 +93,202 @@ impl Cache for MemoryCache {
             .copied()
     }
 }
+
+/// How long remembered answers are trusted without any change event.
+pub const MEMO_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Neb elements that change what `broker_cache` answers (BBDO 2 and 3):
+/// custom variables (severity), host/service groups and members, hosts,
+/// services, adaptive host/service, instances (poller names), severities,
+/// tags.
+pub fn changes_cache(category: u32, element: u32) -> bool {
+    category == crate::event::NEB
+        && matches!(
+            element,
+            3 | 4
+                | 10
+                | 11
+                | 12
+                | 15
+                | 21
+                | 22
+                | 23
+                | 27
+                | 28
+                | 30
+                | 31
+                | 33
+                | 34
+                | 37
+                | 44
+                | 49
+                | 50
+                | 51
+                | 52
+        )
+}
+
+/// Answers from `broker_cache`, remembered until broker reports a
+/// configuration change ([`changes_cache`]) or [`MEMO_TTL`] passes. Each
+/// lookup is a call into Lua; a status event needs five or six. Misses are
+/// not remembered, so an object appears as soon as broker knows it.
+#[derive(Debug, Default)]
+pub struct Memo {
+    hosts: HashMap<u64, HostInfo>,
+    services: HashMap<(u64, u64), ServiceInfo>,
+    hostgroups: HashMap<u64, Vec<String>>,
+    servicegroups: HashMap<(u64, u64), Vec<String>>,
+    pollers: HashMap<u64, String>,
+    severities: HashMap<(u64, u64), i64>,
+    since: Option<std::time::Instant>,
+}
+
+impl Memo {
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        *self = Memo::default();
+    }
+
+    /// A cache that answers from memory first, then from `inner`.
+    pub fn over<'a>(&'a mut self, inner: &'a mut dyn Cache) -> Memoized<'a> {
+        let now = std::time::Instant::now();
+        if self.since.is_none_or(|t| now.duration_since(t) >= MEMO_TTL) {
+            self.clear();
+            self.since = Some(now);
+        }
+        Memoized { memo: self, inner }
+    }
+}
+
+/// See [`Memo::over`].
+pub struct Memoized<'a> {
+    memo: &'a mut Memo,
+    inner: &'a mut dyn Cache,
+}
+
+fn remember<K: std::hash::Hash + Eq, V: Clone>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    fetch: impl FnOnce() -> Option<V>,
+) -> Option<V> {
+    if let Some(v) = map.get(&key) {
+        return Some(v.clone());
+    }
+    let v = fetch()?;
+    map.insert(key, v.clone());
+    Some(v)
+}
+
+impl Cache for Memoized<'_> {
+    fn host(&mut self, host_id: u64) -> Option<HostInfo> {
+        let inner = &mut *self.inner;
+        remember(&mut self.memo.hosts, host_id, || inner.host(host_id))
+    }
+    fn service(&mut self, host_id: u64, service_id: u64) -> Option<ServiceInfo> {
+        let inner = &mut *self.inner;
+        remember(&mut self.memo.services, (host_id, service_id), || {
+            inner.service(host_id, service_id)
+        })
+    }
+    fn hostgroups(&mut self, host_id: u64) -> Vec<String> {
+        let inner = &mut *self.inner;
+        remember(&mut self.memo.hostgroups, host_id, || {
+            Some(inner.hostgroups(host_id))
+        })
+        .unwrap_or_default()
+    }
+    fn servicegroups(&mut self, host_id: u64, service_id: u64) -> Vec<String> {
+        let inner = &mut *self.inner;
+        remember(&mut self.memo.servicegroups, (host_id, service_id), || {
+            Some(inner.servicegroups(host_id, service_id))
+        })
+        .unwrap_or_default()
+    }
+    fn poller_name(&mut self, instance_id: u64) -> Option<String> {
+        let inner = &mut *self.inner;
+        remember(&mut self.memo.pollers, instance_id, || {
+            inner.poller_name(instance_id)
+        })
+    }
+    fn severity(&mut self, host_id: u64, service_id: Option<u64>) -> Option<i64> {
+        let inner = &mut *self.inner;
+        remember(
+            &mut self.memo.severities,
+            (host_id, service_id.unwrap_or(0)),
+            || inner.severity(host_id, service_id),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts lookups reaching the real cache.
+    struct Counting(MemoryCache, usize);
+
+    impl Cache for Counting {
+        fn host(&mut self, id: u64) -> Option<HostInfo> {
+            self.1 += 1;
+            self.0.host(id)
+        }
+        fn service(&mut self, h: u64, s: u64) -> Option<ServiceInfo> {
+            self.1 += 1;
+            self.0.service(h, s)
+        }
+        fn hostgroups(&mut self, h: u64) -> Vec<String> {
+            self.1 += 1;
+            self.0.hostgroups(h)
+        }
+        fn servicegroups(&mut self, h: u64, s: u64) -> Vec<String> {
+            self.1 += 1;
+            self.0.servicegroups(h, s)
+        }
+        fn poller_name(&mut self, i: u64) -> Option<String> {
+            self.1 += 1;
+            self.0.poller_name(i)
+        }
+        fn severity(&mut self, h: u64, s: Option<u64>) -> Option<i64> {
+            self.1 += 1;
+            self.0.severity(h, s)
+        }
+    }
+
+    #[test]
+    fn remembers_hits_until_cleared_but_not_misses() {
+        let mut real = Counting(MemoryCache::default(), 0);
+        real.0.hosts.insert(
+            1,
+            HostInfo {
+                name: Some("a".into()),
+                ..HostInfo::default()
+            },
+        );
+        let mut memo = Memo::default();
+        for _ in 0..3 {
+            assert_eq!(
+                memo.over(&mut real).host(1).unwrap().name.as_deref(),
+                Some("a")
+            );
+            assert_eq!(memo.over(&mut real).host(2), None);
+        }
+        assert_eq!(real.1, 1 + 3, "one lookup for the hit, one per miss");
+        real.0.hosts.get_mut(&1).unwrap().name = Some("renamed".into());
+        memo.clear();
+        assert_eq!(
+            memo.over(&mut real).host(1).unwrap().name.as_deref(),
+            Some("renamed")
+        );
+    }
+
+    #[test]
+    fn configuration_events_are_recognised() {
+        for el in [12, 23, 30, 27, 11, 50, 44, 37] {
+            assert!(changes_cache(1, el));
+        }
+        for el in [14, 24, 29, 32, 1, 45, 5, 36] {
+            assert!(!changes_cache(1, el));
+        }
+        assert!(!changes_cache(3, 12));
+    }
+}

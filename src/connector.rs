@@ -17,7 +17,7 @@
 //! made progress after a wait that timed out.
 
 use crate::batch::{Batcher, MAX_BODY_BYTES};
-use crate::cache::Cache;
+use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
 use crate::event::{ElementKind, FieldSource, NebEvent, NEB};
 use crate::filter;
@@ -66,6 +66,7 @@ pub struct Connector {
     wait_gate: Option<u64>,
     counters: Counters,
     last_stats: Instant,
+    memo: Memo,
 }
 
 impl Connector {
@@ -115,6 +116,7 @@ impl Connector {
             wait_gate: None,
             counters: Counters::default(),
             last_stats: Instant::now(),
+            memo: Memo::default(),
         })
     }
 
@@ -128,9 +130,10 @@ impl Connector {
         &self.log
     }
 
-    /// broker's `filter(category, element)`.
+    /// broker's `filter(category, element)`: the events this connector
+    /// sends, and configuration changes (to forget remembered cache answers).
     pub fn accepts(&self, category: u32, element: u32) -> bool {
-        self.kind_of(category, element).is_some()
+        self.kind_of(category, element).is_some() || cache::changes_cache(category, element)
     }
 
     /// The kind of event this connector takes for a broker type, if any.
@@ -153,7 +156,12 @@ impl Connector {
         self.counters.received += 1;
         let now = Instant::now();
         match self.kind_of(category, element) {
-            None => self.counters.filtered += 1,
+            None => {
+                if cache::changes_cache(category, element) {
+                    self.memo.clear();
+                }
+                self.counters.filtered += 1;
+            }
             Some(kind) => self.process(kind, src, cache, now),
         }
         if self.batcher.due(now) {
@@ -193,7 +201,18 @@ impl Connector {
             ));
             return;
         }
-        let subject = match filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache) {
+        // Downtime starts read the object's current state: ask broker.
+        let checked = if kind == ElementKind::Downtime {
+            filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache)
+        } else {
+            filter::check(
+                &self.cfg.filter,
+                &self.cfg.format,
+                &ev,
+                &mut self.memo.over(cache),
+            )
+        };
+        let subject = match checked {
             Ok(subject) => subject,
             Err(why) => {
                 self.counters.filtered += 1;
@@ -429,6 +448,29 @@ mod tests {
     }
 
     #[test]
+    fn configuration_changes_clear_remembered_names() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[], &canopsis);
+        let mut cache = cache();
+        c.write(NEB, 24, &mut service_event(2), &mut cache);
+        cache.hosts.get_mut(&12).unwrap().name = Some("renamed".into());
+        c.write(NEB, 24, &mut service_event(1), &mut cache);
+        assert!(c.accepts(NEB, 30), "pb_host reaches write");
+        c.write(NEB, 30, &mut MapSource::default(), &mut cache);
+        c.write(NEB, 24, &mut service_event(0), &mut cache);
+        assert!(c.flush());
+        let names: Vec<String> = canopsis
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| serde_json::from_str::<Vec<serde_json::Value>>(b).unwrap())
+            .map(|e| e["component"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, vec!["host-a", "host-a", "renamed"]);
+    }
+
+    #[test]
     fn accepts_only_configured_elements() {
         let c = connector(
             &[(
@@ -438,6 +480,6 @@ mod tests {
             &Canopsis::default(),
         );
         assert!(c.accepts(1, 24) && c.accepts(1, 29));
-        assert!(!c.accepts(1, 14) && !c.accepts(1, 1) && !c.accepts(3, 24));
+        assert!(!c.accepts(1, 14) && !c.accepts(1, 1) && !c.accepts(3, 24) && !c.accepts(1, 2));
     }
 }
