@@ -162,9 +162,11 @@ pub fn judge_events(resp: &Response) -> Verdict {
     let snippet = || resp.snippet();
     match resp.status {
         200..=299 => {
+            // Canopsis echoes every event; only the failed ones are kept,
+            // the sent ones are skipped without being built.
             #[derive(serde::Deserialize)]
             struct Answer {
-                sent_events: Vec<serde_json::Value>,
+                sent_events: Vec<serde::de::IgnoredAny>,
                 failed_events: Vec<serde_json::Value>,
             }
             match serde_json::from_str::<Answer>(&resp.body) {
