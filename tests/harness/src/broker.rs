@@ -7,8 +7,7 @@
 
 use crate::events::{Bbdo, Event, V};
 use mlua::{
-    Function, Lua, LuaOptions, MetaMethod, MultiValue, StdLib, Table, UserData, UserDataMethods,
-    Value,
+    Function, Lua, LuaOptions, MetaMethod, StdLib, Table, UserData, UserDataMethods, Value,
 };
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -176,50 +175,6 @@ fn to_lua(lua: &Lua, v: &V) -> mlua::Result<Value> {
         V::S(s) => Value::String(lua.create_string(s)?),
         V::B(b) => Value::Boolean(*b),
     })
-}
-
-/// An API 2 event: read-only userdata with `__index` and `__pairs`.
-struct EventUd(Rc<Event>);
-
-impl EventUd {
-    fn index(&self, lua: &Lua, key: &str) -> mlua::Result<Value> {
-        let ev = &self.0;
-        match key {
-            "_type" => Ok(Value::Integer(ev.type_id as i64)),
-            "category" => Ok(Value::Integer(ev.category() as i64)),
-            "element" => Ok(Value::Integer(ev.element() as i64)),
-            _ => match ev.get(key) {
-                Some(v) => to_lua(lua, v),
-                None => Ok(Value::Nil),
-            },
-        }
-    }
-}
-
-impl UserData for EventUd {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_method(MetaMethod::Index, |lua, this, key: Value| match key {
-            Value::String(s) => this.index(lua, &s.to_str()?),
-            _ => Ok(Value::Nil),
-        });
-        methods.add_meta_method(MetaMethod::Pairs, |lua, this, ()| {
-            let mut keys = vec!["_type", "category", "element"];
-            keys.extend(this.0.fields.iter().map(|(k, _)| *k));
-            let ev = this.0.clone();
-            let pos = RefCell::new(0usize);
-            let next = lua.create_function(move |lua, _: MultiValue| {
-                let mut p = pos.borrow_mut();
-                if *p >= keys.len() {
-                    return Ok((Value::Nil, Value::Nil));
-                }
-                let k = keys[*p];
-                *p += 1;
-                let v = EventUd(ev.clone()).index(lua, k)?;
-                Ok((Value::String(lua.create_string(k)?), v))
-            })?;
-            Ok((next, Value::Nil, Value::Nil))
-        });
-    }
 }
 
 /// API 2 objects from `broker_cache:get_host` / `get_service`.
@@ -571,6 +526,7 @@ fn broker_table(lua: &Lua, bbdo: Bbdo) -> mlua::Result<Table> {
 pub struct Output {
     lua: Lua,
     write_fn: Function,
+    pairs_fn: Function,
     filter_fn: Option<Function>,
     flush_fn: Option<Function>,
     api: i64,
@@ -695,9 +651,14 @@ impl Output {
             init.call::<()>(conf)
         };
         reg().map_err(|e| format!("lua: error running function `init' {e}"))?;
+        let pairs_fn = lua
+            .load("return function(e) return next, getmetatable(e).__index, nil end")
+            .eval::<Function>()
+            .map_err(|e| e.to_string())?;
         Ok(Output {
             lua,
             write_fn,
+            pairs_fn,
             filter_fn,
             flush_fn,
             api,
@@ -773,22 +734,37 @@ impl Output {
         self.acks("write", r)
     }
 
+    /// API 1: a fresh table. API 2: a read-only userdata whose metatable's
+    /// `__index` holds the fields, so fields read at C speed as broker's
+    /// C++ accessors do; assigning a field raises an error, `pairs` works.
     fn build(&self, ev: &Event) -> mlua::Result<Value> {
-        if self.api == 2 {
-            return Ok(Value::UserData(
-                self.lua.create_userdata(EventUd(Rc::new(ev.clone())))?,
-            ));
-        }
-        let t = self.lua.create_table()?;
-        t.set("_type", ev.type_id as i64)?;
-        t.set("category", ev.category() as i64)?;
-        t.set("element", ev.element() as i64)?;
+        let t = self
+            .lua
+            .create_table_with_capacity(0, ev.fields.len() + 3)?;
+        t.raw_set("_type", ev.type_id as i64)?;
+        t.raw_set("category", ev.category() as i64)?;
+        t.raw_set("element", ev.element() as i64)?;
         for (k, v) in &ev.fields {
             if let Some(v) = v {
-                t.set(*k, to_lua(&self.lua, v)?)?;
+                t.raw_set(*k, to_lua(&self.lua, v)?)?;
             }
         }
-        Ok(Value::Table(t))
+        if self.api != 2 {
+            return Ok(Value::Table(t));
+        }
+        let mt = self.lua.create_table_with_capacity(0, 2)?;
+        mt.raw_set("__index", t)?;
+        mt.raw_set("__pairs", self.pairs_fn.clone())?;
+        // SAFETY: pushes one new userdata, sets its metatable, returns it.
+        unsafe {
+            self.lua.exec_raw::<Value>(mt, |state| {
+                mlua::ffi::lua_newuserdata(state, 0);
+                mlua::ffi::lua_pushvalue(state, 1);
+                mlua::ffi::lua_setmetatable(state, -2);
+                // Leave only the userdata as the result.
+                mlua::ffi::lua_remove(state, 1);
+            })
+        }
     }
 
     /// Benchmark helper: builds every event first (broker's cost), then

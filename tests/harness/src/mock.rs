@@ -62,6 +62,10 @@ pub struct State {
     pub record: bool,
     /// Events published so far, recorded or not.
     pub published: u64,
+    /// Benchmarks only: answer event POSTs by echoing the array as
+    /// `sent_events` without validating it, so the figures measure the
+    /// connector rather than this mock's JSON handling.
+    pub echo_only: bool,
     /// Every request, in order.
     pub requests: Vec<Recorded>,
     /// Events published (as mutated by the API), in order.
@@ -105,6 +109,7 @@ impl State {
             fail_next_events: 0,
             record: true,
             published: 0,
+            echo_only: false,
             requests: Vec::new(),
             events: Vec::new(),
             reasons: vec![json!({"_id": "r-default", "name": "Default", "description": "Default"})],
@@ -437,6 +442,15 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
 
 /// `POST /api/v4/event`, §2.
 fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
+    if st.echo_only {
+        let text = String::from_utf8_lossy(body);
+        let n = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&text).map_or(0, |v| v.len());
+        st.published += n as u64;
+        return (
+            200,
+            format!("{{\"sent_events\":{text},\"failed_events\":[],\"retry_events\":[]}}"),
+        );
+    }
     let text = String::from_utf8_lossy(body);
     if text.trim().is_empty() {
         return error(400, "cannot parse JSON: cannot parse empty string");

@@ -120,7 +120,7 @@ fn filters_reject_what_they_must_and_acknowledge_it() {
         dup.event(Bbdo::V3),
         Status::service(12, 99, 2, T).event(Bbdo::V3), // unknown service
         Status::host(13, 1, T).event(Bbdo::V3),        // not in hostgroup linux
-        Event::bare(1, 30),                            // pb_host: filter() says no
+        Event::bare(1, 30),                            // pb_host: only clears remembered names
         Event::bare(3, 10),                            // storage: filter() says no
         Status::service(12, 34, 2, T).event(Bbdo::V3), // the one to send
     ];
