@@ -273,6 +273,8 @@ pub struct Config {
     pub max_buffer_age: Duration,
     /// `logfile`.
     pub logfile: PathBuf,
+    /// `deadletter_file`: where events Canopsis refuses are kept.
+    pub deadletter_file: PathBuf,
     /// `log_level`, 1 to 3.
     pub log_level: i64,
     /// `send_data_test`: write payloads to the log instead of sending them.
@@ -703,6 +705,10 @@ impl Reader<'_> {
             old_age
         };
         let (logfile, _) = log_settings(self.params);
+        let deadletter_file = match self.string("deadletter_file", "").trim() {
+            "" => crate::deadletter::path_for(&logfile),
+            path => PathBuf::from(path),
+        };
         let log_level = self
             .int("log_level", 1, 0, 3, "1 (errors), 2 (notices) or 3 (debug)")
             .max(1);
@@ -728,6 +734,7 @@ impl Reader<'_> {
             max_buffer_size,
             max_buffer_age: Duration::from_secs(max_buffer_age as u64),
             logfile,
+            deadletter_file,
             log_level,
             send_data_test,
         }

@@ -91,6 +91,7 @@ impl Connector {
             event_route: cfg.http.event_route.clone(),
             downtime: cfg.downtime.clone(),
             placeholder_ids: cfg.send_data_test,
+            deadletter: cfg.deadletter_file.clone(),
         };
         let sender = Sender::spawn(transport, routes, log.clone())
             .map_err(|e| format!("cannot start the sender thread: {e}"))?;
@@ -299,7 +300,7 @@ impl Connector {
         let s = &p.stats;
         let last_error = s.last_error.lock().map(|e| e.clone()).unwrap_or_default();
         self.log.info(format_args!(
-            "stats: received={} accepted={} filtered={} malformed={} waiting={} sent={} requests={} failed_requests={} rejected_by_canopsis={} unacked={} state={} last_error={}",
+            "stats: received={} accepted={} filtered={} malformed={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} unacked={} state={} last_error={}",
             self.counters.received,
             self.counters.accepted,
             self.counters.filtered,
@@ -308,7 +309,7 @@ impl Connector {
             s.sent_events.load(Ordering::Relaxed),
             s.requests.load(Ordering::Relaxed),
             s.failed_requests.load(Ordering::Relaxed),
-            s.rejected_events.load(Ordering::Relaxed),
+            s.dead_lettered.load(Ordering::Relaxed),
             self.unacked,
             if p.failing() { "failing" } else { "ok" },
             last_error.as_deref().unwrap_or("none"),

@@ -15,6 +15,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod connector;
+pub mod deadletter;
 pub mod event;
 pub mod filter;
 pub mod format;

@@ -134,6 +134,17 @@ pub fn action(d: &DowntimeEvent, subj: &Subject) -> Result<Action, Skip> {
     }
 }
 
+/// A pbehavior change as JSON, for the dead-letter file.
+pub fn action_json(action: &Action) -> Vec<u8> {
+    let v = match action {
+        Action::Create(c) => json!({"pbehavior_create": {
+            "name": c.name, "author": c.author, "tstart": c.tstart, "tstop": c.tstop,
+            "entity": c.entity, "comment": c.comment}}),
+        Action::Delete(name) => json!({"pbehavior_delete": {"name": name}}),
+    };
+    serde_json::to_vec(&v).expect("serializing plain data cannot fail")
+}
+
 /// Ids a pbehavior needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {

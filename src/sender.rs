@@ -7,10 +7,12 @@
 
 use crate::batch::Batch;
 use crate::config::DowntimeConfig;
+use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
 use crate::pbehavior::{self, Action, Outcome, Resolver};
 use crate::transport::{Method, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,9 +22,9 @@ use std::time::{Duration, Instant};
 /// Longest pause between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Failed events of a batch are retried this many times; then they are
-/// written to the log in full at error level and counted as handled, so one
-/// event Canopsis will never take cannot block every event behind it.
+/// Failed events of a batch are retried this many times; then they go to the
+/// dead-letter file and count as handled, so one event Canopsis will never
+/// take cannot block every event behind it.
 pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 
 /// Work for the sender thread.
@@ -57,6 +59,8 @@ pub struct Routes {
     pub downtime: DowntimeConfig,
     /// `send_data_test=1`: fixed pbehavior ids, no lookups.
     pub placeholder_ids: bool,
+    /// Where refused events are kept.
+    pub deadletter: std::path::PathBuf,
 }
 
 /// Counters for the periodic stats line.
@@ -68,8 +72,8 @@ pub struct Stats {
     pub requests: AtomicU64,
     /// Requests that failed (no answer, or an error answer).
     pub failed_requests: AtomicU64,
-    /// Events Canopsis refused repeatedly and that were logged and dropped.
-    pub rejected_events: AtomicU64,
+    /// Events Canopsis refused, kept in the dead-letter file.
+    pub dead_lettered: AtomicU64,
     /// The last error, for the stats line.
     pub last_error: Mutex<Option<String>>,
 }
@@ -146,6 +150,9 @@ pub enum Verdict {
         /// The refused events, as Canopsis echoed them.
         failed: Vec<serde_json::Value>,
     },
+    /// The batch's content is refused (400, 413, 422): split it to find
+    /// the events at fault.
+    Poison(String),
     /// Nothing was taken; try again later.
     Retry {
         /// For the log.
@@ -186,6 +193,7 @@ pub fn judge_events(resp: &Response) -> Verdict {
                 },
             }
         }
+        400 | 413 | 422 => Verdict::Poison(format!("HTTP {} {}", resp.status, snippet())),
         401 => Verdict::Retry {
             reason: format!(
                 "HTTP 401 {}: Canopsis refused canopsis_authkey (unknown key or disabled user)",
@@ -299,6 +307,7 @@ impl Sender {
         });
         let mut worker = Worker {
             transport,
+            dead: DeadLetter::new(routes.deadletter.clone(), log.clone()),
             resolver: Resolver::new(routes.placeholder_ids),
             routes,
             log: log.clone(),
@@ -375,6 +384,7 @@ impl Drop for Sender {
 
 struct Worker {
     transport: Box<dyn Transport>,
+    dead: DeadLetter,
     routes: Routes,
     resolver: Resolver,
     log: Logger,
@@ -428,11 +438,12 @@ impl Worker {
         }
     }
 
+    /// Sends a batch; on 400/413/422 splits it in halves, down to single
+    /// events, which go to the dead-letter file. Order is kept.
     fn deliver_events(&mut self, batch: Batch) -> bool {
-        let mut body = batch.body;
-        let mut total = batch.count;
+        let mut pending = VecDeque::from([(batch.body, batch.count)]);
         let mut partial_attempts = 0;
-        loop {
+        while let Some((body, count)) = pending.pop_front() {
             let stats = &self.shared.progress.stats;
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let req = Request {
@@ -441,53 +452,74 @@ impl Worker {
                 body: &body,
             };
             let step = match self.transport.send(req) {
-                Err(e) => self.failed(&e.to_string(), matches!(e, TransportError::Tls(_)), None),
+                Err(e) => {
+                    pending.push_front((body, count));
+                    self.failed(&e.to_string(), matches!(e, TransportError::Tls(_)), None)
+                }
                 Ok(resp) => match judge_events(&resp) {
                     Verdict::Delivered => {
-                        stats.sent_events.fetch_add(total as u64, Ordering::Relaxed);
+                        stats.sent_events.fetch_add(count as u64, Ordering::Relaxed);
                         self.log
-                            .debug(format_args!("Canopsis took {total} event(s)"));
+                            .debug(format_args!("Canopsis took {count} event(s)"));
                         self.backoff.reset();
-                        Attempt::Done
+                        partial_attempts = 0;
+                        continue;
+                    }
+                    Verdict::Poison(reason) => {
+                        match split(&body) {
+                            Some((first, second)) if count > 1 => {
+                                self.log.warn(format_args!(
+                                    "{reason}: splitting {count} events to find the refused ones"
+                                ));
+                                pending.push_front(second);
+                                pending.push_front(first);
+                            }
+                            _ => {
+                                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                                let event = body
+                                    .strip_prefix(b"[")
+                                    .and_then(|b| b.strip_suffix(b"]"))
+                                    .unwrap_or(&body);
+                                self.dead.keep(&reason, event);
+                            }
+                        }
+                        continue;
                     }
                     Verdict::Partial { sent, failed } => {
                         stats.sent_events.fetch_add(sent as u64, Ordering::Relaxed);
                         partial_attempts += 1;
-                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
                         if partial_attempts >= MAX_PARTIAL_ATTEMPTS {
-                            stats
-                                .rejected_events
-                                .fetch_add(failed.len() as u64, Ordering::Relaxed);
-                            self.log.error(format_args!(
-                                "Canopsis refused {} event(s) {} times, giving up on them: {}",
-                                failed.len(),
-                                partial_attempts,
-                                String::from_utf8_lossy(&failed_json)
-                            ));
-                            Attempt::Done
-                        } else {
-                            total = failed.len();
-                            body = failed_json;
-                            self.failed(
-                                &format!(
-                                    "Canopsis listed {} event(s) in failed_events (attempt {partial_attempts}/{MAX_PARTIAL_ATTEMPTS}): {}",
-                                    failed.len(),
-                                    String::from_utf8_lossy(&body)
-                                ),
-                                false,
-                                None,
-                            )
+                            let reason =
+                                format!("listed in failed_events {partial_attempts} times");
+                            for ev in &failed {
+                                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                                self.dead
+                                    .keep(&reason, &serde_json::to_vec(ev).unwrap_or_default());
+                            }
+                            partial_attempts = 0;
+                            continue;
                         }
+                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
+                        let reason = format!(
+                            "Canopsis listed {} event(s) in failed_events (attempt {partial_attempts}/{MAX_PARTIAL_ATTEMPTS}): {}",
+                            failed.len(),
+                            String::from_utf8_lossy(&failed_json)
+                        );
+                        pending.push_front((failed_json, failed.len()));
+                        self.failed(&reason, false, None)
                     }
                     Verdict::Retry {
                         reason,
                         config_fault,
                         retry_after,
-                    } => self.failed(&reason, config_fault, retry_after),
+                    } => {
+                        pending.push_front((body, count));
+                        self.failed(&reason, config_fault, retry_after)
+                    }
                 },
             };
             match step {
-                Attempt::Done => return true,
+                Attempt::Done => {}
                 Attempt::Again(None) => return false,
                 Attempt::Again(Some(delay)) => {
                     // Woken early (shutdown): loop once more, bounded by the deadline.
@@ -495,6 +527,7 @@ impl Worker {
                 }
             }
         }
+        true
     }
 
     fn deliver_pbehavior(&mut self, action: Action) -> bool {
@@ -540,11 +573,12 @@ impl Worker {
                         self.shared
                             .progress
                             .stats
-                            .rejected_events
+                            .dead_lettered
                             .fetch_add(1, Ordering::Relaxed);
-                        self.log.error(format_args!(
-                            "Canopsis refused pbehavior change {action:?} {refusals} times, giving up on it: {reason}"
-                        ));
+                        self.dead.keep(
+                            &format!("pbehavior change refused {refusals} times: {reason}"),
+                            &pbehavior::action_json(&action),
+                        );
                         Attempt::Done
                     } else {
                         self.failed(
@@ -660,6 +694,30 @@ impl Worker {
     }
 }
 
+/// A JSON array of events and how many it holds.
+type Part = (Vec<u8>, usize);
+
+/// Splits a JSON array of events in two halves.
+fn split(body: &[u8]) -> Option<(Part, Part)> {
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).ok()?;
+    if items.len() < 2 {
+        return None;
+    }
+    let join = |part: &[&serde_json::value::RawValue]| {
+        let mut out = b"[".to_vec();
+        for (i, item) in part.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item.get().as_bytes());
+        }
+        out.push(b']');
+        (out, part.len())
+    };
+    let (a, b) = items.split_at(items.len() / 2);
+    Some((join(a), join(b)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -714,6 +772,7 @@ mod tests {
         assert!(delays.iter().all(|d| *d <= MAX_BACKOFF));
         assert!(delays[9] >= MAX_BACKOFF / 2);
         assert_eq!(b.next(Some(Duration::from_secs(3600))), MAX_BACKOFF);
+        assert!(matches!(judge_events(&resp(413, "")), Verdict::Poison(_)));
         b.reset();
         assert!(b.next(None) <= Duration::from_secs(1));
     }
@@ -742,6 +801,8 @@ mod tests {
             event_route: cfg.http.event_route,
             downtime: cfg.downtime,
             placeholder_ids: false,
+            deadletter: std::env::temp_dir()
+                .join(format!("cn-sender-{}.deadletter.jsonl", std::process::id())),
         }
     }
 
@@ -786,6 +847,53 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.contains("cannot connect: refused")));
+    }
+
+    /// Refuses (400) any body holding "bad", takes the others.
+    struct Picky(Arc<Mutex<Vec<usize>>>);
+
+    impl Transport for Picky {
+        fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+            let n: Vec<serde_json::Value> = serde_json::from_slice(req.body).unwrap();
+            self.0.lock().unwrap().push(n.len());
+            if String::from_utf8_lossy(req.body).contains("bad") {
+                return Ok(resp(400, r#"{"error":"request has invalid structure"}"#));
+            }
+            Ok(resp(200, r#"{"sent_events":[],"failed_events":[]}"#))
+        }
+    }
+
+    #[test]
+    fn refused_batches_are_split_and_only_the_bad_event_is_dead_lettered() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let r = routes();
+        let _ = std::fs::remove_file(&r.deadletter);
+        let mut s = Sender::spawn(
+            Box::new(Picky(sizes.clone())),
+            r.clone(),
+            Logger::memory(log::LevelFilter::Error),
+        )
+        .unwrap();
+        s.send(batch(
+            1,
+            5,
+            r#"[{"n":1},{"n":2},{"n":"bad"},{"n":4},{"n":5}]"#,
+        ));
+        let t = Instant::now();
+        while s.progress().delivered() < 5 {
+            assert!(t.elapsed() < Duration::from_secs(5), "never settled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(s.shutdown(Duration::from_secs(1)));
+        assert_eq!(*sizes.lock().unwrap(), vec![5, 2, 3, 1, 2]);
+        let stats = &s.progress().stats;
+        assert_eq!(stats.sent_events.load(Ordering::Relaxed), 4);
+        assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 1);
+        let kept = std::fs::read_to_string(&r.deadletter).unwrap();
+        assert!(
+            kept.contains(r#""event":{"n":"bad"}"#) && kept.contains("HTTP 400"),
+            "{kept}"
+        );
     }
 
     #[test]

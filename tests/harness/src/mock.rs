@@ -58,6 +58,9 @@ pub struct State {
     pub forced: VecDeque<(u16, String)>,
     /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
     pub fail_next_events: usize,
+    /// Event POSTs whose body contains this text get a 400, as a body
+    /// Canopsis cannot decode does.
+    pub refuse_containing: Option<String>,
     /// When false, only counts are kept (benchmarks with millions of events).
     pub record: bool,
     /// Events published so far, recorded or not.
@@ -107,6 +110,7 @@ impl State {
             down: false,
             forced: VecDeque::new(),
             fail_next_events: 0,
+            refuse_containing: None,
             record: true,
             published: 0,
             echo_only: false,
@@ -442,6 +446,11 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
 
 /// `POST /api/v4/event`, §2.
 fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
+    if let Some(marker) = &st.refuse_containing {
+        if String::from_utf8_lossy(body).contains(marker.as_str()) {
+            return error(400, "request has invalid structure");
+        }
+    }
     if st.echo_only {
         let text = String::from_utf8_lossy(body);
         let n = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&text).map_or(0, |v| v.len());

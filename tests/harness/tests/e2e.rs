@@ -458,3 +458,30 @@ fn malformed_events_are_logged_and_never_crash() {
         out.broker_log.borrow()
     );
 }
+
+#[test]
+fn events_canopsis_refuses_go_to_the_dead_letter_file_and_the_rest_arrives() {
+    let lab = Lab::new("deadletter");
+    lab.mock.state().refuse_containing = Some("POISON".into());
+    let mut out = lab.open(lab.params(&[("max_buffer_size", Param::Num(8))]), Bbdo::V3);
+    let events = (0..8)
+        .map(|i| {
+            let mut s = Status::service(12, 34, 2, T + i);
+            if i == 5 {
+                s.output = "POISON".into();
+            }
+            s.event(Bbdo::V3)
+        })
+        .collect();
+    let mux = deliver(&mut out, events);
+    assert_eq!(mux.acked, 8);
+    assert_eq!(lab.mock.state().events.len(), 7);
+    out.close();
+    let kept = std::fs::read_to_string(lab.dir.join("canopsis.deadletter.jsonl"))
+        .expect("dead-letter file");
+    assert_eq!(kept.lines().count(), 1);
+    let v: Value = serde_json::from_str(kept.trim()).unwrap();
+    assert_eq!(v["event"]["output"], "POISON");
+    assert!(v["reason"].as_str().unwrap().starts_with("HTTP 400"));
+    assert!(lab.log().contains("dead_lettered=1"));
+}
