@@ -485,3 +485,95 @@ fn events_canopsis_refuses_go_to_the_dead_letter_file_and_the_rest_arrives() {
     assert!(v["reason"].as_str().unwrap().starts_with("HTTP 400"));
     assert!(lab.log().contains("dead_lettered=1"));
 }
+
+/// xorshift: reproducible random events without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn ten_thousand_random_malformed_events_never_crash_and_are_all_acknowledged() {
+    let lab = Lab::new("random");
+    let mut out = lab.open(lab.params(&[("log_level", Param::Num(2))]), Bbdo::V3);
+    let mut rng = Rng(0x5eed_1234_abcd_ef01);
+    let names = [
+        "host_id",
+        "service_id",
+        "state",
+        "state_type",
+        "acknowledged",
+        "acknowledgement_type",
+        "scheduled_downtime_depth",
+        "flapping",
+        "last_check",
+        "last_hard_state_change",
+        "output",
+        "long_output",
+        "author",
+        "comment_data",
+        "entry_time",
+        "deletion_time",
+        "instance_id",
+        "internal_id",
+        "id",
+        "start_time",
+        "end_time",
+        "actual_start_time",
+        "actual_end_time",
+        "cancelled",
+    ];
+    let huge = V::S(vec![b'x'; 1 << 20]);
+    let mut events = Vec::new();
+    for i in 0..10_000u64 {
+        let base = match i % 5 {
+            0 => Status::service(12, 34, 2, T + i as i64).event(Bbdo::V3),
+            1 => Status::host(12, 1, T + i as i64).event(Bbdo::V2),
+            2 => Ack::new(12, 34, 2, T).event(Bbdo::V3),
+            3 => canopsis_harness::events::Downtime::started(i as i64, 12, 34, T, T + 60)
+                .event(Bbdo::V2),
+            _ => Event::bare(1, *rng.pick(&[14u32, 24, 1, 5, 29, 32, 45, 36, 2, 999])),
+        };
+        let mut ev = base;
+        for _ in 0..(rng.next() % 4) {
+            let value = match rng.next() % 8 {
+                0 => None,
+                1 => Some(V::I(rng.next() as i64)),
+                2 => Some(V::F(f64::from_bits(rng.next()))),
+                3 => Some(V::B(rng.next().is_multiple_of(2))),
+                4 => Some(V::S(
+                    (0..(rng.next() % 40)).map(|_| rng.next() as u8).collect(),
+                )),
+                5 => Some(V::I(-1)),
+                6 if i.is_multiple_of(1000) => Some(huge.clone()),
+                _ => Some(V::S(b"\xff\xfe not utf-8".to_vec())),
+            };
+            let name: &'static str = names[(rng.next() % names.len() as u64) as usize];
+            ev = ev.set(name, value);
+        }
+        events.push(ev);
+    }
+    let mux = deliver(&mut out, events);
+    assert_eq!(mux.acked, 10_000);
+    assert!(
+        out.broker_log.borrow().is_empty(),
+        "Lua errors: {:?}",
+        &out.broker_log.borrow()[..1]
+    );
+    out.close();
+    let log = lab.log();
+    assert!(
+        log.contains("unusable"),
+        "malformed fields are named in the log"
+    );
+    assert!(log.contains("connector stopped"));
+}
