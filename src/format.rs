@@ -286,6 +286,78 @@ mod tests {
         assert_eq!(v["state"], 2);
     }
 
+    /// xorshift, so the property test needs no dependency and replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn text(&mut self) -> String {
+            let alphabet = [
+                'a', 'é', '"', '\\', '\n', '\t', '\u{0}', '\u{1b}', '/', '€', '𝄞', ' ',
+            ];
+            (0..self.next() % 64)
+                .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn any_event_becomes_valid_json_carrying_its_values() {
+        let mut rng = Rng(0x0dd_c0ffee);
+        let cfg = config::parse(&minimal()).unwrap().config.format;
+        for i in 0..5000 {
+            let subject = Subject {
+                host_id: rng.next() >> 1,
+                host_name: rng.text(),
+                service: (i % 2 == 0).then(|| (rng.next() >> 1, rng.text())),
+                hostgroups: (0..rng.next() % 4).map(|_| rng.text()).collect(),
+                servicegroups: (0..rng.next() % 4).map(|_| rng.text()).collect(),
+                poller: (i % 3 == 0).then(|| rng.text()),
+                ..Subject::default()
+            };
+            let ev = if i % 5 == 4 {
+                NebEvent::Ack(AckEvent {
+                    author: rng.text(),
+                    comment: rng.text(),
+                    state: Some((rng.next() % 4) as i64),
+                    deletion_time: (i % 2 == 0).then_some(1),
+                    ..AckEvent::default()
+                })
+            } else {
+                let mut s = service((rng.next() % 4) as i64);
+                s.output = rng.text();
+                s.long_output = (i % 3 == 0).then(|| rng.text());
+                s.last_check = Some(rng.next() as i64);
+                if i % 2 == 0 {
+                    NebEvent::Service(s)
+                } else {
+                    NebEvent::Host(s)
+                }
+            };
+            let bytes = event_json(&cfg, &ev, &subject).unwrap();
+            let v: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+            assert_eq!(v["component"], subject.host_name.as_str());
+            assert_eq!(v["connector"], "centreon-stream");
+            match &ev {
+                NebEvent::Ack(a) => assert_eq!(v["output"], a.comment.as_str()),
+                NebEvent::Host(s) | NebEvent::Service(s) => {
+                    assert_eq!(v["output"], s.output.split('\n').next().unwrap());
+                    assert_eq!(v["timestamp"], s.last_check.unwrap());
+                    assert_eq!(
+                        v["hostgroups"].as_array().unwrap().len(),
+                        subject.hostgroups.len()
+                    );
+                }
+                NebEvent::Downtime(_) => unreachable!(),
+            }
+        }
+    }
+
     #[test]
     fn output_limit_cuts_on_a_character_boundary() {
         assert_eq!(truncate("héllo", Some(2)), "h");
