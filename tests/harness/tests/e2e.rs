@@ -577,3 +577,46 @@ fn ten_thousand_random_malformed_events_never_crash_and_are_all_acknowledged() {
     );
     assert!(log.contains("connector stopped"));
 }
+
+#[test]
+fn a_thirty_second_outage_under_continuous_load_loses_and_acks_nothing_early() {
+    let lab = Lab::new("outage");
+    let mut out = lab.open(lab.params(&[("log_level", Param::Num(1))]), Bbdo::V3);
+    let mut mux = Muxer::new();
+    mux.max_size = 3000;
+    lab.mock.down();
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        for _ in 0..40 {
+            mux.push(Status::service(12, 34, n % 3, T + n).event(Bbdo::V3));
+            n += 1;
+        }
+        run_for(&mut out, &mut mux, Duration::from_millis(100));
+        assert_eq!(mux.acked, 0, "acknowledged while Canopsis was down");
+    }
+    lab.mock.up();
+    assert!(mux.run(
+        &mut out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(90),
+        |m| m.unacked() == 0
+    ));
+    assert_eq!(mux.acked, n as u64);
+    let mut stamps: Vec<i64> = lab
+        .mock
+        .state()
+        .events
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    stamps.sort();
+    stamps.dedup();
+    assert_eq!(stamps.len(), n as usize, "lost events");
+    assert_eq!(
+        lab.mock.state().events.len(),
+        n as usize,
+        "duplicated events"
+    );
+}
