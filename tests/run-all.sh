@@ -31,5 +31,8 @@ echo "== end to end, Lua 5.3 (EL8, Debian, Ubuntu)"
 echo "== end to end, Lua 5.4 (EL9)"
 (cd tests/harness && cargo test --features lua54 --target-dir target/lua54)
 
+echo "== fuzzing the event-to-JSON path (30 s)"
+bash tests/fuzz.sh 30
+
 echo "== packages"
 bash packaging/check.sh
