@@ -5,9 +5,10 @@
 //!
 //! Broker's `true` acknowledges every event handed over since the previous
 //! `true`, so `write`/`flush` answer `true` only when every accepted event
-//! received so far has been confirmed by Canopsis (filtered events need
-//! nothing). Anything still buffered, in flight or failing means `false`,
-//! and broker keeps those events in its retention.
+//! received so far has been confirmed by Canopsis, or refused by it and kept
+//! in the dead-letter file (filtered events need nothing). Anything still
+//! buffered, in flight or failing means `false`, and broker keeps those
+//! events in its retention.
 //!
 //! Under sustained load broker never calls `flush` and the buffer is never
 //! empty, so acks would stall until broker's queue fills. To keep them
