@@ -9,25 +9,6 @@ use canopsis_native::event::{ElementKind, Field, MapSource, NebEvent};
 use canopsis_native::{filter, format, pbehavior};
 use libfuzzer_sys::fuzz_target;
 
-const NAMES: [&str; 16] = [
-    "host_id",
-    "service_id",
-    "state",
-    "state_type",
-    "acknowledged",
-    "acknowledgement_type",
-    "scheduled_downtime_depth",
-    "flapping",
-    "last_check",
-    "last_hard_state_change",
-    "output",
-    "long_output",
-    "author",
-    "comment_data",
-    "actual_start_time",
-    "deletion_time",
-];
-
 fn field(kind: u8, bytes: &[u8]) -> Field {
     let int = || {
         let mut b = [0u8; 8];
@@ -53,11 +34,20 @@ fuzz_target!(|data: &[u8]| {
         ElementKind::Acknowledgement,
         ElementKind::Downtime,
     ][(head % 4) as usize];
+    // Every field the core may read, for any kind.
+    let names: Vec<&'static str> = [
+        ElementKind::HostStatus,
+        ElementKind::Acknowledgement,
+        ElementKind::Downtime,
+    ]
+    .iter()
+    .flat_map(|k| k.fields().iter().copied())
+    .collect();
     let mut fields = Vec::new();
     while rest.len() >= 3 {
         let (name, ty, len) = (rest[0], rest[1], rest[2] as usize % 32);
         let end = (3 + len).min(rest.len());
-        fields.push((NAMES[name as usize % NAMES.len()], field(ty, &rest[3..end])));
+        fields.push((names[name as usize % names.len()], field(ty, &rest[3..end])));
         rest = &rest[end..];
     }
     let Ok(ev) = NebEvent::read(kind, &mut MapSource(fields)) else {

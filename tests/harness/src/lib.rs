@@ -136,15 +136,24 @@ pub fn deliver(out: &mut Output, events: Vec<Event>) -> Muxer {
     for e in events {
         mux.push(e);
     }
-    let done = mux.run(
+    assert!(
+        drain(out, &mut mux, Duration::from_secs(40)),
+        "{} events never acknowledged",
+        mux.unacked()
+    );
+    mux
+}
+
+/// Runs the failover loop until every queued event is acknowledged, at most
+/// `timeout`; whether it got there.
+pub fn drain(out: &mut Output, mux: &mut Muxer, timeout: Duration) -> bool {
+    mux.run(
         out,
         Duration::from_millis(20),
         Duration::from_millis(200),
-        Duration::from_secs(40),
+        timeout,
         |m| m.unacked() == 0,
-    );
-    assert!(done, "{} events never acknowledged", mux.unacked());
-    mux
+    )
 }
 
 /// Runs the failover loop for `d`, whatever happens.

@@ -2,7 +2,7 @@
 
 use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Bbdo, Downtime, Status};
-use canopsis_harness::{deliver, Lab};
+use canopsis_harness::{deliver, drain, run_for, Lab};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -172,22 +172,10 @@ fn nothing_is_acked_before_canopsis_confirms_the_downtime() {
     let mut mux = Muxer::new();
     mux.push(Status::service(12, 34, 2, T).event(Bbdo::V2));
     mux.push(Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V2));
-    mux.run(
-        &mut out,
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-        Duration::from_secs(2),
-        |_| false,
-    );
+    run_for(&mut out, &mut mux, Duration::from_secs(2));
     assert_eq!(mux.acked, 0);
     lab.mock.up();
-    assert!(mux.run(
-        &mut out,
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-        Duration::from_secs(40),
-        |m| m.unacked() == 0
-    ));
+    assert!(drain(&mut out, &mut mux, Duration::from_secs(40)));
     assert_eq!(mux.acked, 2);
     let st = lab.mock.state();
     assert_eq!((st.events.len(), st.pbehaviors.len()), (1, 1));
@@ -241,13 +229,7 @@ fn missing_rights_are_named_and_nothing_is_acked() {
     let mut out = lab.open(lab.params(&[]), Bbdo::V3);
     let mut mux = Muxer::new();
     mux.push(Downtime::started(7, 12, 34, T, T + 60).event(Bbdo::V3));
-    mux.run(
-        &mut out,
-        Duration::from_millis(20),
-        Duration::from_millis(200),
-        Duration::from_secs(2),
-        |_| false,
-    );
+    run_for(&mut out, &mut mux, Duration::from_secs(2));
     assert_eq!(mux.acked, 0);
     assert!(
         lab.log()
