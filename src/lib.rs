@@ -7,8 +7,8 @@
 //! Everything below the thin [`lua`] edge is plain Rust that unit tests drive
 //! without Lua: parameters ([`config`]), event model ([`event`]), filters
 //! ([`filter`]), Canopsis JSON ([`format`]), bulking ([`batch`]), HTTP
-//! ([`transport`]), downtimes as pbehaviors ([`pbehavior`]) and the
-//! background [`sender`].
+//! ([`transport`]), downtimes as pbehaviors ([`pbehavior`]) the
+//! background [`sender`] and the durable [`spool`].
 #![deny(missing_docs)]
 
 pub mod batch;
@@ -23,6 +23,7 @@ pub mod logger;
 pub mod pbehavior;
 pub mod secret;
 pub mod sender;
+pub mod spool;
 pub mod transport;
 
 #[cfg(all(feature = "lua53", feature = "lua54"))]

@@ -145,6 +145,24 @@ pub fn action_json(action: &Action) -> Vec<u8> {
     serde_json::to_vec(&v).expect("serializing plain data cannot fail")
 }
 
+/// Reads back what [`action_json`] wrote (the spool keeps changes that way).
+pub fn action_from_json(json: &[u8]) -> Option<Action> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    if let Some(d) = v.get("pbehavior_delete") {
+        return Some(Action::Delete(d.get("name")?.as_str()?.to_string()));
+    }
+    let c = v.get("pbehavior_create")?;
+    let text = |k: &str| c.get(k)?.as_str().map(str::to_string);
+    Some(Action::Create(Create {
+        name: text("name")?,
+        author: text("author")?,
+        tstart: c.get("tstart")?.as_i64()?,
+        tstop: c.get("tstop")?.as_i64()?,
+        entity: text("entity")?,
+        comment: text("comment")?,
+    }))
+}
+
 /// Ids a pbehavior needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {

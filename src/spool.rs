@@ -1,0 +1,864 @@
+//! The durable spool: a write-ahead log of accepted events.
+//!
+//! With the spool on, `write` acknowledges an event once it is on disk, so
+//! broker's retention stays empty and a SIGKILL of cbd loses nothing that
+//! was acknowledged. The sender reads the log back, in order, and records
+//! how far Canopsis confirmed it.
+//!
+//! # On disk
+//!
+//! One directory per connector, locked by `spool.lock` (a second connector
+//! or a stale Lua state pointing at the same directory is refused).
+//! Segment files `<first seq, 20 digits>.seg` hold records:
+//!
+//! ```text
+//! len u32 LE | crc32c u32 LE | seq u64 LE | kind u8 | payload (len - 1 bytes)
+//! ```
+//!
+//! The CRC covers `seq`, `kind` and the payload. `checkpoint` holds the last
+//! sequence number Canopsis confirmed (with its own CRC); a segment is
+//! deleted as a whole once every record in it is confirmed.
+//!
+//! # Guarantees
+//!
+//! Records are appended in memory and written to the segment in groups;
+//! [`Writer::commit`] writes and `fdatasync`s, and only then may the
+//! connector acknowledge. On start, the tail of the last segment is checked
+//! and cut at the first torn or corrupt record (those were never
+//! acknowledged). The checkpoint is rewritten after each confirmed batch,
+//! without fsync: a crash of cbd keeps it (it is in the page cache), a power
+//! cut may roll it back, which only means events sent again. Duplicates are
+//! possible, losses are not.
+
+use crate::logger::Logger;
+use crate::pbehavior::{self, Action};
+use crossbeam_channel::{Receiver, Sender as ChannelSender};
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes before a record's kind and payload.
+const HEADER: usize = 16;
+
+/// Records are written to the segment once this much waits in memory.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Largest segment file; smaller spools get segments of an eighth of their size.
+const MAX_SEGMENT: u64 = 32 * 1024 * 1024;
+
+/// How long opening waits for another holder of the directory (a Lua
+/// state being closed) to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+const CHECKPOINT_MAGIC: u32 = 0x434e_5350; // "CNSP"
+
+/// What the spool holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// One Canopsis event, as JSON.
+    Event(Vec<u8>),
+    /// One pbehavior change.
+    Downtime(Action),
+}
+
+impl Record {
+    fn kind(&self) -> u8 {
+        match self {
+            Record::Event(_) => 1,
+            Record::Downtime(_) => 2,
+        }
+    }
+
+    fn decode(kind: u8, payload: Vec<u8>) -> Result<Record, String> {
+        match kind {
+            1 => Ok(Record::Event(payload)),
+            2 => pbehavior::action_from_json(&payload)
+                .map(Record::Downtime)
+                .ok_or_else(|| {
+                    format!(
+                        "unreadable pbehavior change {}",
+                        String::from_utf8_lossy(&payload)
+                    )
+                }),
+            k => Err(format!("unknown record kind {k}")),
+        }
+    }
+}
+
+/// Where and how big.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolConfig {
+    /// The spool directory.
+    pub dir: PathBuf,
+    /// Size cap of all segment files together.
+    pub max_bytes: u64,
+}
+
+impl SpoolConfig {
+    fn segment_bytes(&self) -> u64 {
+        (self.max_bytes / 8).clamp(64 * 1024, MAX_SEGMENT)
+    }
+}
+
+/// Why the spool cannot be used.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// Another connector (or a Lua state still closing) holds the directory.
+    Locked(PathBuf),
+    /// The file system said no.
+    Io(PathBuf, io::Error),
+}
+
+impl std::fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpoolError::Locked(p) => write!(
+                f,
+                "spool directory {} is in use by another connector (each output needs its own spool_directory)",
+                p.display()
+            ),
+            SpoolError::Io(p, e) => write!(f, "spool {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {}
+
+/// Why an append did not happen.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The spool is at its size cap.
+    Full,
+    /// Writing failed.
+    Io(io::Error),
+}
+
+/// State both sides read.
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    /// Last sequence number whose record is in a segment file (readable).
+    written: AtomicU64,
+    /// Size of all segment files plus what waits in the writer's memory.
+    bytes: AtomicU64,
+    /// Last sequence number Canopsis confirmed.
+    confirmed: AtomicU64,
+    wake: ChannelSender<()>,
+    _lock: File,
+}
+
+/// Figures for the stats line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Bytes on disk (and about to be).
+    pub bytes: u64,
+    /// Events and pbehavior changes not confirmed yet.
+    pub pending: u64,
+}
+
+/// The broker-thread side: appends and commits.
+#[derive(Debug)]
+pub struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    segment_len: u64,
+    segment_cap: u64,
+    max_bytes: u64,
+    buf: Vec<u8>,
+    next_seq: u64,
+    unsynced: u64,
+    oldest_unsynced: Option<Instant>,
+}
+
+/// The sender side: reads in order, confirms.
+pub struct Reader {
+    shared: Arc<Shared>,
+    wake: Receiver<()>,
+    segment: Option<(u64, BufReader<File>)>,
+    /// Segments read past: (first seq of the segment after it, path, size).
+    passed: VecDeque<(u64, PathBuf, u64)>,
+    next: u64,
+    checkpoint: File,
+    log: Logger,
+}
+
+/// Opens (or creates) the spool at `cfg.dir`; what is left from a previous
+/// run will be read first.
+pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolError> {
+    let dir = cfg.dir.clone();
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| SpoolError::Io(p, e)
+    };
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let lock = lock_dir(&dir)?;
+
+    let cp_path = dir.join("checkpoint");
+    let checkpoint = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&cp_path)
+        .map_err(io_err(&cp_path))?;
+    let confirmed = read_checkpoint(&checkpoint).unwrap_or_else(|| {
+        if checkpoint.metadata().map_or(0, |m| m.len()) > 0 {
+            log.warn(format_args!(
+                "spool checkpoint {} is unreadable: every spooled event will be sent again",
+                cp_path.display()
+            ));
+        }
+        0
+    });
+
+    let segments = list_segments(&dir).map_err(io_err(&dir))?;
+    let mut bytes = 0;
+    let mut last_seq = confirmed;
+    for (i, (first, path)) in segments.iter().enumerate() {
+        if i + 1 == segments.len() {
+            let (valid_len, last) = repair_tail(path, log).map_err(io_err(path))?;
+            bytes += valid_len;
+            last_seq = last.unwrap_or(first - 1).max(last_seq);
+        } else {
+            bytes += fs::metadata(path).map_or(0, |m| m.len());
+        }
+    }
+    let next_seq = last_seq + 1;
+    let seg_path = segment_path(&dir, next_seq);
+    let file = create_segment(&seg_path).map_err(io_err(&seg_path))?;
+    sync_dir(&dir).map_err(io_err(&dir))?;
+
+    let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
+    let shared = Arc::new(Shared {
+        dir,
+        written: AtomicU64::new(last_seq),
+        bytes: AtomicU64::new(bytes),
+        confirmed: AtomicU64::new(confirmed),
+        wake: wake_tx,
+        _lock: lock,
+    });
+    if last_seq > confirmed {
+        log.info(format_args!(
+            "spool {}: {} event(s) left by the previous run are sent first",
+            cfg.dir.display(),
+            last_seq - confirmed
+        ));
+    }
+    let writer = Writer {
+        shared: shared.clone(),
+        file,
+        segment_len: 0,
+        segment_cap: cfg.segment_bytes(),
+        max_bytes: cfg.max_bytes,
+        buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+        next_seq,
+        unsynced: 0,
+        oldest_unsynced: None,
+    };
+    let reader = Reader {
+        shared,
+        wake: wake_rx,
+        segment: None,
+        passed: VecDeque::new(),
+        next: confirmed + 1,
+        checkpoint,
+        log: log.clone(),
+    };
+    Ok((writer, reader))
+}
+
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    let path = dir.join("spool.lock");
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| SpoolError::Io(path.clone(), e))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir.into())),
+            Err(fs::TryLockError::Error(e)) => return Err(SpoolError::Io(path, e)),
+        }
+    }
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.seg"))
+}
+
+fn create_segment(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+}
+
+/// Segment files, oldest first.
+fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut segs = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first.filter(|f| *f > 0) {
+            segs.push((first, path));
+        }
+    }
+    segs.sort();
+    Ok(segs)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Reads records of the last segment up to the first bad one and cuts the
+/// file there. Returns the valid length and the last good sequence number.
+fn repair_tail(path: &Path, log: &Logger) -> io::Result<(u64, Option<u64>)> {
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let total = file.metadata()?.len();
+    let mut reader = BufReader::new(&file);
+    let mut valid = 0u64;
+    let mut last = None;
+    loop {
+        match read_record(&mut reader) {
+            Ok(Some((seq, _, payload))) => {
+                valid += (HEADER + 1 + payload.len()) as u64;
+                last = Some(seq);
+            }
+            Ok(None) => break,
+            Err(_) => break,
+        }
+    }
+    if valid < total {
+        log.warn(format_args!(
+            "spool segment {}: {} byte(s) after the last complete record cut (written but never acknowledged)",
+            path.display(),
+            total - valid
+        ));
+        file.set_len(valid)?;
+        file.sync_all()?;
+    }
+    Ok((valid, last))
+}
+
+/// Reads one record: `Ok(None)` at a clean end of file, `Err` on a torn or
+/// corrupt one.
+fn read_record(r: &mut impl Read) -> io::Result<Option<(u64, u8, Vec<u8>)>> {
+    let mut header = [0u8; HEADER];
+    let mut got = 0;
+    while got < HEADER {
+        match r.read(&mut header[got..])? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "torn header")),
+            n => got += n,
+        }
+    }
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    if len == 0 || len > 1 << 30 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad length"));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    let mut sum = crc32c(0, &header[8..16]);
+    sum = crc32c(sum, &body);
+    if sum != crc {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "checksum mismatch",
+        ));
+    }
+    let kind = body.remove(0);
+    Ok(Some((seq, kind, body)))
+}
+
+fn read_checkpoint(f: &File) -> Option<u64> {
+    let mut b = [0u8; 16];
+    f.read_exact_at(&mut b, 0).ok()?;
+    let seq = u64::from_le_bytes(b[0..8].try_into().ok()?);
+    let crc = u32::from_le_bytes(b[8..12].try_into().ok()?);
+    let magic = u32::from_le_bytes(b[12..16].try_into().ok()?);
+    (magic == CHECKPOINT_MAGIC && crc == crc32c(0, &b[0..8])).then_some(seq)
+}
+
+impl Writer {
+    /// Appends a record in memory and returns its sequence number; it is
+    /// durable after the next [`commit`](Writer::commit).
+    pub fn append(&mut self, record: &Record) -> Result<u64, AppendError> {
+        let payload_len = match record {
+            Record::Event(json) => json.len(),
+            Record::Downtime(_) => 0,
+        };
+        let est = (HEADER + 1 + payload_len) as u64;
+        let bytes = self.shared.bytes.load(Ordering::Acquire);
+        // A record bigger than the whole cap still goes into an empty spool,
+        // or it would wait forever.
+        if bytes > 0 && bytes + est > self.max_bytes {
+            return Err(AppendError::Full);
+        }
+        if self.segment_len > 0 && self.segment_len + est > self.segment_cap {
+            self.rotate().map_err(AppendError::Io)?;
+        }
+        let seq = self.next_seq;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0u8; HEADER]);
+        self.buf.push(record.kind());
+        match record {
+            Record::Event(json) => self.buf.extend_from_slice(json),
+            Record::Downtime(action) => self.buf.extend_from_slice(&pbehavior::action_json(action)),
+        }
+        let len = (self.buf.len() - start - HEADER) as u32;
+        self.buf[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
+        let mut crc = crc32c(0, &self.buf[start + 8..start + 16]);
+        crc = crc32c(crc, &self.buf[start + HEADER..]);
+        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        let size = (self.buf.len() - start) as u64;
+        self.segment_len += size;
+        self.shared.bytes.fetch_add(size, Ordering::AcqRel);
+        self.next_seq += 1;
+        self.unsynced += 1;
+        self.oldest_unsynced.get_or_insert_with(Instant::now);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.write_out().map_err(AppendError::Io)?;
+        }
+        Ok(seq)
+    }
+
+    /// Records appended since the last commit.
+    pub fn unsynced(&self) -> u64 {
+        self.unsynced
+    }
+
+    /// When the oldest record not yet committed was appended.
+    pub fn oldest_unsynced(&self) -> Option<Instant> {
+        self.oldest_unsynced
+    }
+
+    /// Writes what waits in memory and `fdatasync`s: everything appended is
+    /// durable when this returns `Ok`.
+    pub fn commit(&mut self) -> io::Result<()> {
+        if self.unsynced == 0 {
+            return Ok(());
+        }
+        self.write_out()?;
+        self.file.sync_data()?;
+        self.unsynced = 0;
+        self.oldest_unsynced = None;
+        Ok(())
+    }
+
+    /// Sequence number of the last appended record.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Size and backlog.
+    pub fn stats(&self) -> SpoolStats {
+        stats(&self.shared, self.last_seq())
+    }
+
+    /// Hands what waits in memory to the file and tells the reader.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&self.buf)?;
+        self.buf.clear();
+        self.shared
+            .written
+            .store(self.next_seq - 1, Ordering::Release);
+        let _ = self.shared.wake.try_send(());
+        Ok(())
+    }
+
+    /// Closes the segment (durably) and starts the next one.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.write_out()?;
+        self.file.sync_data()?;
+        let path = segment_path(&self.shared.dir, self.next_seq);
+        self.file = create_segment(&path)?;
+        sync_dir(&self.shared.dir)?;
+        self.segment_len = 0;
+        Ok(())
+    }
+}
+
+fn stats(shared: &Shared, last: u64) -> SpoolStats {
+    SpoolStats {
+        bytes: shared.bytes.load(Ordering::Acquire),
+        pending: last.saturating_sub(shared.confirmed.load(Ordering::Acquire)),
+    }
+}
+
+impl Reader {
+    /// The next record not read yet, if one is in the files.
+    pub fn next_record(&mut self) -> Option<(u64, Result<Record, String>)> {
+        loop {
+            if self.next > self.shared.written.load(Ordering::Acquire) {
+                return None;
+            }
+            let Some((first, file)) = self.segment.as_mut() else {
+                if !self.open_segment_at(self.next) {
+                    return None;
+                }
+                continue;
+            };
+            let first = *first;
+            match read_record(file) {
+                Ok(Some((seq, kind, payload))) => {
+                    if seq < self.next {
+                        continue;
+                    }
+                    self.next = seq + 1;
+                    return Some((seq, Record::decode(kind, payload)));
+                }
+                Ok(None) => {
+                    // This segment is done if a later one exists.
+                    if !self.move_past(first) {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    self.log.error(format_args!(
+                        "spool segment {} is damaged after #{} ({e}); the rest of it cannot be read and is skipped",
+                        segment_path(&self.shared.dir, first).display(),
+                        self.next - 1
+                    ));
+                    if !self.move_past(first) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the writer to add records.
+    pub fn wait(&self, timeout: Duration) {
+        let _ = self.wake.recv_timeout(timeout);
+    }
+
+    /// Canopsis confirmed everything up to `seq`: checkpoint, then drop the
+    /// segments that hold nothing newer.
+    pub fn confirm(&mut self, seq: u64) {
+        self.shared.confirmed.fetch_max(seq, Ordering::AcqRel);
+        let mut b = [0u8; 16];
+        b[0..8].copy_from_slice(&seq.to_le_bytes());
+        let crc = crc32c(0, &b[0..8]);
+        b[8..12].copy_from_slice(&crc.to_le_bytes());
+        b[12..16].copy_from_slice(&CHECKPOINT_MAGIC.to_le_bytes());
+        if let Err(e) = self.checkpoint.write_all_at(&b, 0) {
+            self.log.error(format_args!(
+                "cannot write the spool checkpoint ({e}); confirmed events may be sent again after a restart"
+            ));
+            return;
+        }
+        while let Some((next_first, path, size)) = self.passed.front() {
+            if *next_first > seq + 1 {
+                break;
+            }
+            match fs::remove_file(path) {
+                Ok(()) => {
+                    self.shared.bytes.fetch_sub(*size, Ordering::AcqRel);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.shared.bytes.fetch_sub(*size, Ordering::AcqRel);
+                }
+                Err(e) => {
+                    self.log.error(format_args!(
+                        "cannot delete confirmed spool segment {} ({e})",
+                        path.display()
+                    ));
+                    break;
+                }
+            }
+            self.passed.pop_front();
+        }
+    }
+
+    /// Size and backlog.
+    pub fn stats(&self) -> SpoolStats {
+        stats(&self.shared, self.shared.written.load(Ordering::Acquire))
+    }
+
+    /// Opens the segment holding `seq` (or the first one after it).
+    fn open_segment_at(&mut self, seq: u64) -> bool {
+        let segs = match list_segments(&self.shared.dir) {
+            Ok(s) => s,
+            Err(e) => {
+                self.log
+                    .error(format_args!("cannot list the spool directory ({e})"));
+                return false;
+            }
+        };
+        let idx = segs
+            .iter()
+            .rposition(|(first, _)| *first <= seq)
+            .unwrap_or(0);
+        // Segments wholly before the start are confirmed leftovers.
+        for (i, (_, path)) in segs[..idx].iter().enumerate() {
+            let size = fs::metadata(path).map_or(0, |m| m.len());
+            self.passed.push_back((segs[i + 1].0, path.clone(), size));
+        }
+        let Some((first, path)) = segs.get(idx) else {
+            return false;
+        };
+        self.open(*first, path.clone())
+    }
+
+    fn open(&mut self, first: u64, path: PathBuf) -> bool {
+        match File::open(&path) {
+            Ok(f) => {
+                self.segment = Some((first, BufReader::with_capacity(256 * 1024, f)));
+                true
+            }
+            Err(e) => {
+                self.log.error(format_args!(
+                    "cannot open spool segment {} ({e})",
+                    path.display()
+                ));
+                false
+            }
+        }
+    }
+
+    /// Leaves segment `first` for the next one, if the writer started it.
+    fn move_past(&mut self, first: u64) -> bool {
+        let later = match list_segments(&self.shared.dir) {
+            Ok(segs) => segs.into_iter().find(|(f, _)| *f > first),
+            Err(_) => None,
+        };
+        let Some((next_first, next_path)) = later else {
+            return false;
+        };
+        let path = segment_path(&self.shared.dir, first);
+        let size = fs::metadata(&path).map_or(0, |m| m.len());
+        self.passed.push_back((next_first, path, size));
+        if next_first > self.next {
+            self.log.error(format_args!(
+                "spool records #{}..#{} are missing (damaged segment); continuing at #{next_first}",
+                self.next,
+                next_first - 1
+            ));
+            self.next = next_first;
+        }
+        self.segment = None;
+        self.open(next_first, next_path)
+    }
+}
+
+/// CRC-32C (Castagnoli), the checksum disk formats use for torn-write
+/// detection; table-driven, no dependency.
+pub fn crc32c(crc: u32, data: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut t = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0x82f6_3b78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            t[i] = c;
+            i += 1;
+        }
+        t
+    };
+    let mut c = !crc;
+    for &b in data {
+        c = TABLE[((c ^ b as u32) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pbehavior::Create;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("cn-spool-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn cfg(d: &Path, max: u64) -> SpoolConfig {
+        SpoolConfig {
+            dir: d.to_path_buf(),
+            max_bytes: max,
+        }
+    }
+
+    fn log() -> Logger {
+        Logger::memory(log::LevelFilter::Debug)
+    }
+
+    fn drain(r: &mut Reader) -> Vec<(u64, Record)> {
+        std::iter::from_fn(|| r.next_record())
+            .map(|(s, rec)| (s, rec.unwrap()))
+            .collect()
+    }
+
+    fn ev(i: u64) -> Record {
+        Record::Event(format!("{{\"n\":{i}}}").into_bytes())
+    }
+
+    #[test]
+    fn crc32c_matches_the_standard_check_value() {
+        assert_eq!(crc32c(0, b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(crc32c(0, b"1234"), b"56789"), 0xe306_9283);
+    }
+
+    #[test]
+    fn records_come_back_in_order_and_only_once_written() {
+        let d = dir("order");
+        let (mut w, mut r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+        let dt = Record::Downtime(Action::Create(Create {
+            name: "centreon-downtime-h-s-1-2".into(),
+            author: "admin".into(),
+            tstart: 1,
+            tstop: 2,
+            entity: "s/h".into(),
+            comment: "é \"quoted\"".into(),
+        }));
+        assert_eq!(w.append(&ev(1)).unwrap(), 1);
+        assert_eq!(w.append(&dt).unwrap(), 2);
+        assert!(r.next_record().is_none(), "nothing readable before it is written");
+        w.commit().unwrap();
+        assert_eq!(drain(&mut r), vec![(1, ev(1)), (2, dt)]);
+        w.append(&ev(3)).unwrap();
+        w.commit().unwrap();
+        assert_eq!(drain(&mut r), vec![(3, ev(3))]);
+    }
+
+    #[test]
+    fn a_restart_resumes_after_the_checkpoint() {
+        let d = dir("restart");
+        {
+            let (mut w, mut r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+            for i in 1..=10 {
+                w.append(&ev(i)).unwrap();
+            }
+            w.commit().unwrap();
+            assert_eq!(drain(&mut r).len(), 10);
+            r.confirm(4);
+        }
+        let (mut w, mut r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+        let seqs: Vec<u64> = drain(&mut r).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(seqs, (5..=10).collect::<Vec<_>>());
+        assert_eq!(w.append(&ev(11)).unwrap(), 11, "numbering goes on");
+        w.commit().unwrap();
+        assert_eq!(drain(&mut r), vec![(11, ev(11))]);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_numbering_continues() {
+        let d = dir("torn");
+        {
+            let (mut w, _r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+            for i in 1..=3 {
+                w.append(&ev(i)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let seg = segment_path(&d, 1);
+        let len = fs::metadata(&seg).unwrap().len();
+        // Half a record, as a crash in the middle of a write leaves it.
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let l = log();
+        let (mut w, mut r) = open(&cfg(&d, 1 << 20), &l).unwrap();
+        assert!(l.lines().iter().any(|x| x.contains("cut")));
+        assert_eq!(w.append(&ev(3)).unwrap(), 3);
+        w.commit().unwrap();
+        let got: Vec<u64> = drain(&mut r).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_reported_and_later_segments_still_read() {
+        let d = dir("corrupt");
+        let c = cfg(&d, 8 * 64 * 1024);
+        {
+            let (mut w, _r) = open(&c, &log()).unwrap();
+            let big = Record::Event(vec![b'x'; 40 * 1024]);
+            for _ in 0..4 {
+                w.append(&big).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let segs = list_segments(&d).unwrap();
+        assert!(segs.len() >= 3, "{segs:?}");
+        // Flip a byte in the payload of the first record.
+        let f = OpenOptions::new().write(true).open(&segs[0].1).unwrap();
+        f.write_all_at(b"y", 100).unwrap();
+        let l = log();
+        let (_w, mut r) = open(&c, &l).unwrap();
+        let got: Vec<u64> = drain(&mut r).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![2, 3, 4]);
+        assert!(l.lines().iter().any(|x| x.contains("damaged")));
+    }
+
+    #[test]
+    fn confirmed_segments_are_deleted_and_a_full_spool_refuses() {
+        let d = dir("full");
+        let c = cfg(&d, 8 * 64 * 1024);
+        let (mut w, mut r) = open(&c, &log()).unwrap();
+        let big = Record::Event(vec![b'x'; 60 * 1024]);
+        let mut appended = 0;
+        loop {
+            match w.append(&big) {
+                Ok(_) => appended += 1,
+                Err(AppendError::Full) => break,
+                Err(AppendError::Io(e)) => panic!("{e}"),
+            }
+        }
+        assert_eq!(appended, 8);
+        w.commit().unwrap();
+        let before = list_segments(&d).unwrap().len();
+        let all = drain(&mut r);
+        r.confirm(all.last().unwrap().0);
+        assert!(list_segments(&d).unwrap().len() < before);
+        assert!(w.stats().bytes < 2 * 64 * 1024, "{:?}", w.stats());
+        assert!(w.append(&big).is_ok(), "room again");
+    }
+
+    #[test]
+    fn a_second_connector_cannot_share_the_directory() {
+        let d = dir("lock");
+        let _held = open(&cfg(&d, 1 << 20), &log()).unwrap();
+        let t = Instant::now();
+        match open(&cfg(&d, 1 << 20), &log()) {
+            Err(SpoolError::Locked(_)) => {}
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("opened twice"),
+        }
+        assert!(t.elapsed() >= LOCK_WAIT);
+    }
+}
