@@ -10,7 +10,7 @@ use crate::event::{Category, ElementKind};
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One value of the table broker gives to `init`.
@@ -275,6 +275,9 @@ pub struct Config {
     pub logfile: PathBuf,
     /// `deadletter_file`: where events Canopsis refuses are kept.
     pub deadletter_file: PathBuf,
+    /// `use_spool=1`: the durable spool, with `spool_directory` and
+    /// `spool_max_size_mb`.
+    pub spool: Option<crate::spool::SpoolConfig>,
     /// `log_level`, 1 to 3.
     pub log_level: i64,
     /// `send_data_test`: write payloads to the log instead of sending them.
@@ -361,6 +364,20 @@ pub fn log_settings(params: &Params) -> (PathBuf, i64) {
         .clamp(1, 3);
     (file, level)
 }
+
+/// The default spool directory: one per log file, so two outputs with their
+/// own logs never share a spool.
+pub fn spool_dir_for(logfile: &Path) -> PathBuf {
+    let stem = logfile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "canopsis".into());
+    PathBuf::from(DEFAULT_SPOOL_PARENT).join(format!("{stem}.spool"))
+}
+
+/// Where spools live unless `spool_directory` says otherwise (broker's own
+/// state directory, writable by centreon-broker).
+pub const DEFAULT_SPOOL_PARENT: &str = "/var/lib/centreon-broker";
 
 fn int_of(v: &ParamValue) -> Option<i64> {
     match v {
@@ -709,6 +726,23 @@ impl Reader<'_> {
             "" => crate::deadletter::path_for(&logfile),
             path => PathBuf::from(path),
         };
+        let spool_dir = match self.string("spool_directory", "").trim() {
+            "" => spool_dir_for(&logfile),
+            path => PathBuf::from(path),
+        };
+        let spool_mb = self.int(
+            "spool_max_size_mb",
+            1024,
+            1,
+            1 << 20,
+            "a size in MiB between 1 and 1048576",
+        ) as u64;
+        let spool = self
+            .flag("use_spool", false)
+            .then_some(crate::spool::SpoolConfig {
+                dir: spool_dir,
+                max_bytes: spool_mb << 20,
+            });
         let log_level = self
             .int("log_level", 1, 0, 3, "1 (errors), 2 (notices) or 3 (debug)")
             .max(1);
@@ -735,6 +769,7 @@ impl Reader<'_> {
             max_buffer_age: Duration::from_secs(max_buffer_age as u64),
             logfile,
             deadletter_file,
+            spool,
             log_level,
             send_data_test,
         }
@@ -896,6 +931,36 @@ pub(crate) mod tests {
         assert_eq!(c.downtime.route, "/api/v4/pbehaviors");
         assert_eq!(c.downtime.reason_name, "Centreon_downtime");
         assert!(!c.send_data_test);
+        assert_eq!(c.spool, None, "the spool is opt-in");
+    }
+
+    #[test]
+    fn the_spool_defaults_next_to_broker_state_one_per_log_file() {
+        let mut p = minimal();
+        p.insert("use_spool".into(), ParamValue::Str("1".into()));
+        p.insert(
+            "logfile".into(),
+            ParamValue::Str("/var/log/x/canopsis-a.log".into()),
+        );
+        let spool = parse(&p).unwrap().config.spool.unwrap();
+        assert_eq!(
+            spool.dir,
+            PathBuf::from("/var/lib/centreon-broker/canopsis-a.spool")
+        );
+        assert_eq!(spool.max_bytes, 1024 << 20);
+        p.insert(
+            "spool_directory".into(),
+            ParamValue::Str("/srv/spool".into()),
+        );
+        p.insert("spool_max_size_mb".into(), ParamValue::Int(64));
+        let spool = parse(&p).unwrap().config.spool.unwrap();
+        assert_eq!(
+            (spool.dir, spool.max_bytes),
+            (PathBuf::from("/srv/spool"), 64 << 20)
+        );
+        p.insert("spool_max_size_mb".into(), ParamValue::Int(0));
+        let errs = parse(&p).unwrap_err();
+        assert_eq!(errs[0].param, "spool_max_size_mb");
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! what it holds and waits (at most [`ACK_WAIT`]) for Canopsis to confirm;
 //! it does not wait while the sender is failing, nor again until the sender
 //! made progress after a wait that timed out.
+//!
+//! With the spool (`use_spool=1`), "confirmed" means "on disk": accepted
+//! events are appended to the spool and `write` answers `true` after a
+//! group commit ([`SPOOL_SYNC_INTERVAL`] or [`ACK_WINDOW`] events, whichever
+//! comes first; `flush` always commits). When the spool is full, new events
+//! wait in memory and nothing is acknowledged until the sender frees room,
+//! so broker's own retention takes the rest: never a silent drop.
 
 use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
@@ -25,8 +32,10 @@ use crate::filter;
 use crate::format;
 use crate::logger::Logger;
 use crate::pbehavior;
-use crate::sender::{Routes, Sender, Work};
+use crate::sender::{Routes, Sender, Source, Work};
+use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -48,6 +57,10 @@ pub const CLOSE_BUDGET: Duration = Duration::from_secs(4);
 /// How often the stats line is written.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Longest time an appended event waits for its group commit (the figure
+/// Vector's disk buffer uses).
+pub const SPOOL_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Default)]
 struct Counters {
     received: u64,
@@ -60,14 +73,36 @@ struct Counters {
 pub struct Connector {
     cfg: Config,
     log: Logger,
-    batcher: Batcher,
+    queue: Queue,
     sender: Sender,
-    last_seq: u64,
     unacked: u64,
-    wait_gate: Option<u64>,
     counters: Counters,
     last_stats: Instant,
     memo: Memo,
+}
+
+/// Where accepted events go before the sender takes them.
+enum Queue {
+    /// Batches handed to the sender; acks wait for Canopsis.
+    Handover(Handover),
+    /// The spool; acks wait for the disk.
+    Spool(Spooled),
+}
+
+struct Handover {
+    batcher: Batcher,
+    last_seq: u64,
+    wait_gate: Option<u64>,
+}
+
+struct Spooled {
+    writer: spool::Writer,
+    /// Events waiting for room in a full spool (never acknowledged).
+    waiting: VecDeque<Record>,
+    /// How many events had to wait so.
+    full_waits: u64,
+    /// Writing failed: nothing is acknowledged any more.
+    broken: bool,
 }
 
 impl Connector {
@@ -94,7 +129,38 @@ impl Connector {
             placeholder_ids: cfg.send_data_test,
             deadletter: cfg.deadletter_file.clone(),
         };
-        let sender = Sender::spawn(transport, routes, log.clone())
+        let (queue, source) = match &cfg.spool {
+            None => (
+                Queue::Handover(Handover {
+                    batcher: Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age),
+                    last_seq: 0,
+                    wait_gate: None,
+                }),
+                Source::Handover,
+            ),
+            Some(sc) => {
+                let (writer, reader) = spool::open(sc, &log).map_err(|e| e.to_string())?;
+                log.info(format_args!(
+                    "spool {} (up to {} MiB): events are acknowledged once on disk",
+                    sc.dir.display(),
+                    sc.max_bytes >> 20
+                ));
+                (
+                    Queue::Spool(Spooled {
+                        writer,
+                        waiting: VecDeque::new(),
+                        full_waits: 0,
+                        broken: false,
+                    }),
+                    Source::Spool {
+                        reader,
+                        max_events: cfg.max_buffer_size,
+                        max_age: cfg.max_buffer_age,
+                    },
+                )
+            }
+        };
+        let sender = Sender::spawn(transport, routes, log.clone(), source)
             .map_err(|e| format!("cannot start the sender thread: {e}"))?;
         log.info(format_args!(
             "connector started: sending to {}{} in batches of up to {} events or {}s{}",
@@ -109,13 +175,11 @@ impl Connector {
             }
         ));
         Ok(Connector {
-            batcher: Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age),
+            queue,
             cfg,
             log,
             sender,
-            last_seq: 0,
             unacked: 0,
-            wait_gate: None,
             counters: Counters::default(),
             last_stats: Instant::now(),
             memo: Memo::default(),
@@ -164,36 +228,85 @@ impl Connector {
                 }
                 self.counters.filtered += 1;
             }
-            Some(kind) => self.process(kind, src, cache, now),
-        }
-        if self.batcher.due(now) {
-            self.hand_over();
+            Some(kind) => {
+                if let Some(record) = self.process(kind, src, cache) {
+                    self.counters.accepted += 1;
+                    self.enqueue(record, now);
+                }
+            }
         }
         self.maybe_stats(now);
-        let wait = (self.unacked >= ACK_WINDOW).then_some(ACK_WAIT);
-        self.settle(wait)
+        let done = match &mut self.queue {
+            Queue::Handover(h) => {
+                if h.batcher.due(now) {
+                    hand_over(h, &self.sender, &self.log);
+                }
+                let wait = (self.unacked >= ACK_WINDOW).then_some(ACK_WAIT);
+                h.settle(wait, &self.sender, &self.log)
+            }
+            Queue::Spool(q) => q.settle(self.unacked >= ACK_WINDOW, now, &self.log),
+        };
+        if done {
+            self.unacked = 0;
+        }
+        done
     }
 
-    /// broker's `flush()`: broker is idle, send what waits.
+    /// broker's `flush()`: broker is idle, send (or commit) what waits.
     pub fn flush(&mut self) -> bool {
-        self.hand_over();
-        self.maybe_stats(Instant::now());
-        self.settle(Some(FLUSH_WAIT))
+        let now = Instant::now();
+        self.maybe_stats(now);
+        let done = match &mut self.queue {
+            Queue::Handover(h) => {
+                hand_over(h, &self.sender, &self.log);
+                h.settle(Some(FLUSH_WAIT), &self.sender, &self.log)
+            }
+            Queue::Spool(q) => q.settle(true, now, &self.log),
+        };
+        if done {
+            self.unacked = 0;
+        }
+        done
     }
 
+    fn enqueue(&mut self, record: Record, now: Instant) {
+        match &mut self.queue {
+            Queue::Handover(h) => match record {
+                Record::Event(json) => {
+                    h.last_seq += 1;
+                    h.batcher.push(h.last_seq, &json, now);
+                }
+                Record::Downtime(action) => {
+                    // Keep Canopsis's view in broker's order: events before
+                    // this downtime go first.
+                    hand_over(h, &self.sender, &self.log);
+                    h.last_seq += 1;
+                    let work = Work::Downtime {
+                        seq: h.last_seq,
+                        action,
+                    };
+                    if !self.sender.send(work) {
+                        sender_gone(&self.log);
+                    }
+                }
+            },
+            Queue::Spool(q) => q.push(record, &self.log),
+        }
+    }
+
+    /// Reads, filters and formats one event: what to send, if anything.
     fn process(
         &mut self,
         kind: ElementKind,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
-        now: Instant,
-    ) {
+    ) -> Option<Record> {
         let ev = match NebEvent::read(kind, src) {
             Ok(ev) => ev,
             Err(e) => {
                 self.counters.malformed += 1;
                 self.log.warn(format_args!("skipping event: {e}"));
-                return;
+                return None;
             }
         };
         if kind == ElementKind::Downtime && !self.cfg.downtime.send_pbh {
@@ -201,7 +314,7 @@ impl Connector {
             self.log.debug(format_args!(
                 "downtime event not sent: canopsis_downtime_send_pbh=0"
             ));
-            return;
+            return None;
         }
         // Downtime starts read the object's current state: ask broker.
         let checked = if kind == ElementKind::Downtime {
@@ -220,72 +333,21 @@ impl Connector {
                 self.counters.filtered += 1;
                 self.log
                     .debug(format_args!("{} event not sent: {why}", kind.name()));
-                return;
+                return None;
             }
         };
         match &ev {
             NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
-                Ok(action) => {
-                    // Keep Canopsis's view in broker's order: events before
-                    // this downtime go first.
-                    self.hand_over();
-                    self.counters.accepted += 1;
-                    self.last_seq += 1;
-                    if !self.sender.send(Work::Downtime {
-                        seq: self.last_seq,
-                        action,
-                    }) {
-                        self.log.error(format_args!(
-                            "sender thread is gone; events stay unacknowledged"
-                        ));
-                    }
-                }
+                Ok(action) => Some(Record::Downtime(action)),
                 Err(skip) => {
                     self.counters.filtered += 1;
                     self.log
                         .debug(format_args!("downtime event not sent: {skip}"));
+                    None
                 }
             },
-            _ => {
-                if let Some(json) = format::event_json(&self.cfg.format, &ev, &subject) {
-                    self.counters.accepted += 1;
-                    self.last_seq += 1;
-                    self.batcher.push(self.last_seq, &json, now);
-                }
-            }
+            _ => format::event_json(&self.cfg.format, &ev, &subject).map(Record::Event),
         }
-    }
-
-    fn hand_over(&mut self) {
-        if let Some(batch) = self.batcher.take() {
-            if !self.sender.send(Work::Events(batch)) {
-                self.log.error(format_args!(
-                    "sender thread is gone; events stay unacknowledged"
-                ));
-            }
-        }
-    }
-
-    /// `true` when everything received so far is confirmed; may wait up to
-    /// `wait` for in-flight batches.
-    fn settle(&mut self, wait: Option<Duration>) -> bool {
-        let progress = self.sender.progress();
-        let mut done = self.batcher.is_empty() && progress.delivered() >= self.last_seq;
-        if !done {
-            if let Some(timeout) = wait {
-                let gate_open = self.wait_gate.is_none_or(|g| progress.delivered() > g);
-                if gate_open && !progress.failing() {
-                    self.hand_over();
-                    let progress = self.sender.progress();
-                    done = progress.wait_for(self.last_seq, timeout);
-                    self.wait_gate = (!done).then(|| progress.delivered());
-                }
-            }
-        }
-        if done {
-            self.unacked = 0;
-        }
-        done
     }
 
     fn maybe_stats(&mut self, now: Instant) {
@@ -300,13 +362,28 @@ impl Connector {
         let p = self.sender.progress();
         let s = &p.stats;
         let last_error = s.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+        let (last_seq, spool) = match &self.queue {
+            Queue::Handover(h) => (h.last_seq, "spool=off".to_string()),
+            Queue::Spool(q) => {
+                let st = q.writer.stats();
+                (
+                    q.writer.last_seq() + q.waiting.len() as u64,
+                    format!(
+                        "spool_bytes={} spool_full_waits={}{}",
+                        st.bytes,
+                        q.full_waits,
+                        if q.broken { " spool=broken" } else { "" }
+                    ),
+                )
+            }
+        };
         self.log.info(format_args!(
-            "stats: received={} accepted={} filtered={} malformed={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} unacked={} state={} last_error={}",
+            "stats: received={} accepted={} filtered={} malformed={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} unacked={} {spool} state={} last_error={}",
             self.counters.received,
             self.counters.accepted,
             self.counters.filtered,
             self.counters.malformed,
-            self.last_seq - p.delivered().min(self.last_seq),
+            last_seq - p.delivered().min(last_seq),
             s.sent_events.load(Ordering::Relaxed),
             s.requests.load(Ordering::Relaxed),
             s.failed_requests.load(Ordering::Relaxed),
@@ -318,9 +395,125 @@ impl Connector {
     }
 }
 
+fn sender_gone(log: &Logger) {
+    log.error(format_args!(
+        "sender thread is gone; events stay unacknowledged"
+    ));
+}
+
+fn hand_over(h: &mut Handover, sender: &Sender, log: &Logger) {
+    if let Some(batch) = h.batcher.take() {
+        if !sender.send(Work::Events(batch)) {
+            sender_gone(log);
+        }
+    }
+}
+
+impl Handover {
+    /// `true` when everything received so far is confirmed; may wait up to
+    /// `wait` for in-flight batches.
+    fn settle(&mut self, wait: Option<Duration>, sender: &Sender, log: &Logger) -> bool {
+        let progress = sender.progress();
+        let mut done = self.batcher.is_empty() && progress.delivered() >= self.last_seq;
+        if !done {
+            if let Some(timeout) = wait {
+                let gate_open = self.wait_gate.is_none_or(|g| progress.delivered() > g);
+                if gate_open && !progress.failing() {
+                    hand_over(self, sender, log);
+                    done = progress.wait_for(self.last_seq, timeout);
+                    self.wait_gate = (!done).then(|| progress.delivered());
+                }
+            }
+        }
+        done
+    }
+}
+
+impl Spooled {
+    fn push(&mut self, record: Record, log: &Logger) {
+        if self.broken {
+            // Never acknowledged from now on: broker keeps it.
+            return;
+        }
+        if self.waiting.is_empty() {
+            match self.writer.append(&record) {
+                Ok(_) => return,
+                Err(AppendError::Full) => self.report_full(log),
+                Err(AppendError::Io(e)) => return self.fail(&e, log),
+            }
+        }
+        self.full_waits += 1;
+        self.waiting.push_back(record);
+    }
+
+    /// Moves waiting events into the spool while it has room, commits when
+    /// due (or `now_please`), and says whether everything is on disk.
+    fn settle(&mut self, now_please: bool, now: Instant, log: &Logger) -> bool {
+        while let Some(record) = self.waiting.front() {
+            match self.writer.append(record) {
+                Ok(_) => {
+                    self.waiting.pop_front();
+                    if self.waiting.is_empty() {
+                        log.info(format_args!(
+                            "spool has room again; acknowledgements resume"
+                        ));
+                    }
+                }
+                Err(AppendError::Full) => break,
+                Err(AppendError::Io(e)) => {
+                    self.fail(&e, log);
+                    break;
+                }
+            }
+        }
+        if self.broken {
+            return false;
+        }
+        if self.writer.unsynced() > 0 {
+            let due = now_please
+                || self
+                    .writer
+                    .oldest_unsynced()
+                    .is_some_and(|t| now.duration_since(t) >= SPOOL_SYNC_INTERVAL);
+            if !due {
+                return false;
+            }
+            if let Err(e) = self.writer.commit() {
+                self.fail(&e, log);
+                return false;
+            }
+        }
+        self.waiting.is_empty()
+    }
+
+    fn report_full(&self, log: &Logger) {
+        let st = self.writer.stats();
+        log.error(format_args!(
+            "spool is full ({} bytes, {} events not yet confirmed by Canopsis): new events wait unacknowledged in broker's retention until Canopsis takes spooled ones; nothing is dropped",
+            st.bytes, st.pending
+        ));
+    }
+
+    fn fail(&mut self, e: &std::io::Error, log: &Logger) {
+        self.broken = true;
+        log.error(format_args!(
+            "cannot write the spool ({e}): from now on nothing is acknowledged and broker keeps every event; fix the disk and restart cbd"
+        ));
+    }
+}
+
 impl Drop for Connector {
     fn drop(&mut self) {
-        self.hand_over();
+        match &mut self.queue {
+            Queue::Handover(h) => hand_over(h, &self.sender, &self.log),
+            Queue::Spool(q) => {
+                if !q.broken {
+                    if let Err(e) = q.writer.commit() {
+                        q.fail(&e, &self.log);
+                    }
+                }
+            }
+        }
         let joined = self.sender.shutdown(CLOSE_BUDGET);
         self.log_stats();
         self.log.info(format_args!(
@@ -470,6 +663,104 @@ mod tests {
             .map(|e| e["component"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(names, vec!["host-a", "host-a", "renamed"]);
+    }
+
+    fn spool_params(name: &str, max_mb: i64) -> Vec<(&'static str, ParamValue)> {
+        let dir = std::env::temp_dir().join(format!("cn-conn-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        vec![
+            ("use_spool", ParamValue::Int(1)),
+            (
+                "spool_directory",
+                ParamValue::Str(dir.display().to_string()),
+            ),
+            ("spool_max_size_mb", ParamValue::Int(max_mb)),
+            ("max_all_queues_age", ParamValue::Int(1)),
+        ]
+    }
+
+    fn delivered(canopsis: &Canopsis) -> usize {
+        canopsis
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<Vec<serde_json::Value>>(b)
+                    .unwrap()
+                    .len()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn with_the_spool_events_are_acked_once_on_disk_and_survive_a_restart() {
+        let canopsis = Canopsis::default();
+        *canopsis.down.lock().unwrap() = true;
+        let params = spool_params("restart", 16);
+        {
+            let mut c = connector(&params, &canopsis);
+            assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache()));
+            assert!(c.flush(), "acked once committed, Canopsis down or not");
+            for _ in 0..(ACK_WINDOW - 1) {
+                c.write(NEB, 24, &mut service_event(1), &mut cache());
+            }
+            assert!(
+                c.write(NEB, 24, &mut service_event(1), &mut cache()),
+                "a full ack window commits without flush"
+            );
+        }
+        assert_eq!(delivered(&canopsis), 0);
+        *canopsis.down.lock().unwrap() = false;
+        let c = connector(&params, &canopsis);
+        let t = Instant::now();
+        while delivered(&canopsis) < ACK_WINDOW as usize + 1 {
+            assert!(t.elapsed() < Duration::from_secs(10), "spool not replayed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(c
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("left by the previous run")));
+        drop(c);
+        let c = connector(&params, &canopsis);
+        std::thread::sleep(Duration::from_millis(300));
+        drop(c);
+        assert_eq!(
+            delivered(&canopsis),
+            ACK_WINDOW as usize + 1,
+            "nothing sent twice"
+        );
+    }
+
+    #[test]
+    fn a_full_spool_stops_acknowledging_until_canopsis_frees_room() {
+        let canopsis = Canopsis::default();
+        *canopsis.down.lock().unwrap() = true;
+        let mut c = connector(&spool_params("full", 1), &canopsis);
+        let mut big = service_event(2);
+        big.0.retain(|(k, _)| *k != "output");
+        big.0.push(("output", Field::Str(vec![b'o'; 60 * 1024])));
+        let mut written = 0;
+        loop {
+            c.write(NEB, 24, &mut big, &mut cache());
+            written += 1;
+            if !c.flush() {
+                break;
+            }
+            assert!(written < 100, "the spool never filled");
+        }
+        assert!(c.log.lines().iter().any(|l| l.contains("spool is full")));
+        assert!(!c.flush());
+        *canopsis.down.lock().unwrap() = false;
+        let t = Instant::now();
+        while !c.flush() {
+            assert!(t.elapsed() < Duration::from_secs(15), "acks never resumed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(c);
+        assert_eq!(delivered(&canopsis), written);
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! The background thread that talks to Canopsis.
 //!
-//! Broker's thread hands over batches through a channel and never waits on
-//! the network; this thread sends them one at a time, in order, retrying
-//! with backoff until Canopsis confirms them, and publishes the sequence
-//! number of the last confirmed event. It never touches Lua.
+//! Broker's thread never waits on the network: it hands over batches
+//! through a channel, or, with the spool, appends to it. This thread takes
+//! the work in order, sends it, retries with backoff until Canopsis confirms
+//! it, and publishes the sequence number of the last confirmed event (and
+//! checkpoints it in the spool). It never touches Lua.
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
 use crate::config::DowntimeConfig;
 use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
 use crate::pbehavior::{self, Action, Outcome, Resolver};
+use crate::spool::{self, Record};
 use crate::transport::{Method, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
 use std::collections::VecDeque;
@@ -39,15 +41,98 @@ pub enum Work {
         /// What to do.
         action: Action,
     },
+    /// A spool record that cannot be read back (kept aside, then skipped).
+    Unreadable {
+        /// Its sequence number.
+        seq: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Work {
     fn last_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.last_seq,
-            Work::Downtime { seq, .. } => *seq,
+            Work::Downtime { seq, .. } | Work::Unreadable { seq, .. } => *seq,
         }
     }
+}
+
+/// Where the sender's work comes from.
+pub enum Source {
+    /// Batches the connector hands over with [`Sender::send`].
+    Handover,
+    /// Records read back from the spool, bulked here.
+    Spool {
+        /// The spool's read side.
+        reader: spool::Reader,
+        /// `max_buffer_size`.
+        max_events: usize,
+        /// `max_all_queues_age`: how long a partial batch waits for more.
+        max_age: Duration,
+    },
+}
+
+/// Bulks spool records into work, in order.
+struct SpoolFeed {
+    reader: spool::Reader,
+    batcher: Batcher,
+    /// A downtime read while a batch was open; it goes next.
+    held: Option<Work>,
+}
+
+impl SpoolFeed {
+    /// The next work; waits for records or for a partial batch to come of
+    /// age. `None` once stopping and nothing is left.
+    fn next(&mut self, stopping: &dyn Fn() -> bool) -> Option<Work> {
+        if let Some(work) = self.held.take() {
+            return Some(work);
+        }
+        loop {
+            let now = Instant::now();
+            match self.reader.next_record() {
+                Some((seq, Ok(Record::Event(json)))) => {
+                    self.batcher.push(seq, &json, now);
+                    if self.batcher.due(now) {
+                        return self.batcher.take().map(Work::Events);
+                    }
+                }
+                Some((seq, record)) => {
+                    let work = match record {
+                        Ok(Record::Downtime(action)) => Work::Downtime { seq, action },
+                        Ok(Record::Event(_)) => unreachable!("matched above"),
+                        Err(reason) => Work::Unreadable { seq, reason },
+                    };
+                    // Keep broker's order: events read before it go first.
+                    return match self.batcher.take() {
+                        Some(batch) => {
+                            self.held = Some(work);
+                            Some(Work::Events(batch))
+                        }
+                        None => Some(work),
+                    };
+                }
+                None => {
+                    let stop = stopping();
+                    if stop || self.batcher.due(now) {
+                        if let Some(batch) = self.batcher.take() {
+                            return Some(Work::Events(batch));
+                        }
+                    }
+                    if stop {
+                        return None;
+                    }
+                    self.reader.wait(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}
+
+enum Feed {
+    Channel(Receiver<Work>),
+    Spool(Box<SpoolFeed>),
 }
 
 /// Where the sender sends.
@@ -292,13 +377,29 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Starts the thread.
+    /// Starts the thread, taking work from `source`.
     pub fn spawn(
         transport: Box<dyn Transport>,
         routes: Routes,
         log: Logger,
+        source: Source,
     ) -> std::io::Result<Sender> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, feed) = match source {
+            Source::Handover => (Some(tx), Feed::Channel(rx)),
+            Source::Spool {
+                reader,
+                max_events,
+                max_age,
+            } => (
+                None,
+                Feed::Spool(Box::new(SpoolFeed {
+                    reader,
+                    batcher: Batcher::new(max_events, MAX_BODY_BYTES, max_age),
+                    held: None,
+                })),
+            ),
+        };
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
         let shared = Arc::new(Shared {
@@ -319,10 +420,10 @@ impl Sender {
             .name("canopsis-sender".into())
             .spawn(move || {
                 let _done = done_tx;
-                worker.run(rx);
+                worker.run(feed);
             })?;
         Ok(Sender {
-            tx: Some(tx),
+            tx,
             wake: Some(wake_tx),
             done: done_rx,
             thread: Some(thread),
@@ -399,21 +500,38 @@ enum Attempt {
 }
 
 impl Worker {
-    fn run(&mut self, rx: Receiver<Work>) {
-        while let Ok(work) = rx.recv() {
+    fn run(&mut self, mut feed: Feed) {
+        let left_where = match feed {
+            Feed::Channel(_) => "stay unacknowledged in broker and will be replayed",
+            Feed::Spool(_) => "stay in the spool and are sent at the next start",
+        };
+        loop {
+            let shared = self.shared.clone();
+            let work = match &mut feed {
+                Feed::Channel(rx) => rx.recv().ok(),
+                Feed::Spool(f) => f.next(&|| shared.deadline().is_some()),
+            };
+            let Some(work) = work else { return };
             let last = work.last_seq();
             if self.shared.deadline().is_some_and(|d| Instant::now() >= d) {
                 self.log.error(format_args!(
-                    "shutdown budget spent: events up to #{last} stay unacknowledged in broker and will be replayed"
+                    "shutdown budget spent: events from #{} on {left_where}",
+                    self.shared.progress.delivered() + 1
                 ));
                 return;
             }
             let outcome = catch_unwind(AssertUnwindSafe(|| self.deliver(work)));
             match outcome {
-                Ok(true) => self.shared.progress.set_delivered(last),
+                Ok(true) => {
+                    self.shared.progress.set_delivered(last);
+                    if let Feed::Spool(f) = &mut feed {
+                        f.reader.confirm(last);
+                    }
+                }
                 Ok(false) => {
                     self.log.error(format_args!(
-                        "shutdown budget spent: events up to #{last} stay unacknowledged in broker and will be replayed"
+                        "shutdown budget spent: events from #{} on {left_where}",
+                        self.shared.progress.delivered() + 1
                     ));
                     return;
                 }
@@ -435,6 +553,18 @@ impl Worker {
         match work {
             Work::Events(batch) => self.deliver_events(batch),
             Work::Downtime { action, .. } => self.deliver_pbehavior(action),
+            Work::Unreadable { seq, reason } => {
+                self.shared
+                    .progress
+                    .stats
+                    .dead_lettered
+                    .fetch_add(1, Ordering::Relaxed);
+                self.dead.keep(
+                    &format!("spool record #{seq} cannot be read back: {reason}"),
+                    b"null",
+                );
+                true
+            }
         }
     }
 
@@ -830,6 +960,7 @@ mod tests {
             Box::new(Scripted(script, seen.clone())),
             routes(),
             log.clone(),
+            Source::Handover,
         )
         .unwrap();
         assert!(s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#)));
@@ -872,6 +1003,7 @@ mod tests {
             Box::new(Picky(sizes.clone())),
             r.clone(),
             Logger::memory(log::LevelFilter::Error),
+            Source::Handover,
         )
         .unwrap();
         s.send(batch(
@@ -908,6 +1040,7 @@ mod tests {
             Box::new(Scripted(script, Default::default())),
             routes(),
             log,
+            Source::Handover,
         )
         .unwrap();
         s.send(batch(1, 1, "[{}]"));

@@ -745,7 +745,10 @@ mod tests {
         }));
         assert_eq!(w.append(&ev(1)).unwrap(), 1);
         assert_eq!(w.append(&dt).unwrap(), 2);
-        assert!(r.next_record().is_none(), "nothing readable before it is written");
+        assert!(
+            r.next_record().is_none(),
+            "nothing readable before it is written"
+        );
         w.commit().unwrap();
         assert_eq!(drain(&mut r), vec![(1, ev(1)), (2, dt)]);
         w.append(&ev(3)).unwrap();
