@@ -19,8 +19,8 @@
 //!
 //! With the spool (`use_spool=1`), "confirmed" means "on disk": accepted
 //! events are appended to the spool and `write` answers `true` after a
-//! group commit ([`SPOOL_SYNC_INTERVAL`] or [`ACK_WINDOW`] events, whichever
-//! comes first; `flush` always commits). When the spool is full, new events
+//! group commit ([`SPOOL_SYNC_INTERVAL`], [`ACK_WINDOW`] events or
+//! [`SPOOL_SYNC_BYTES`], whichever comes first; `flush` always commits). When the spool is full, new events
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
 
@@ -60,6 +60,9 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest time an appended event waits for its group commit (the figure
 /// Vector's disk buffer uses).
 pub const SPOOL_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Uncommitted spool bytes (held in memory) that force a commit.
+pub const SPOOL_SYNC_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -471,6 +474,7 @@ impl Spooled {
         }
         if self.writer.unsynced() > 0 {
             let due = now_please
+                || self.writer.unsynced_bytes() >= SPOOL_SYNC_BYTES
                 || self
                     .writer
                     .oldest_unsynced()

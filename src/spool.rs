@@ -21,9 +21,10 @@
 //!
 //! # Guarantees
 //!
-//! Records are appended in memory and written to the segment in groups;
-//! [`Writer::commit`] writes and `fdatasync`s, and only then may the
-//! connector acknowledge. On start, the tail of the last segment is checked
+//! Records are appended in memory and reach the segment only through
+//! [`Writer::commit`], which writes and `fdatasync`s; the connector
+//! acknowledges right after. So the files hold what broker was told is safe
+//! (and, after a crash, nothing it will replay on its own). On start, the tail of the last segment is checked
 //! and cut at the first torn or corrupt record (those were never
 //! acknowledged). The checkpoint is rewritten after each confirmed batch,
 //! without fsync: a crash of cbd keeps it (it is in the page cache), a power
@@ -44,9 +45,6 @@ use std::time::{Duration, Instant};
 
 /// Bytes before a record's kind and payload.
 const HEADER: usize = 16;
-
-/// Records are written to the segment once this much waits in memory.
-const WRITE_CHUNK: usize = 256 * 1024;
 
 /// Largest segment file; smaller spools get segments of an eighth of their size.
 const MAX_SEGMENT: u64 = 32 * 1024 * 1024;
@@ -255,7 +253,7 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         segment_len: 0,
         segment_cap: cfg.segment_bytes(),
         max_bytes: cfg.max_bytes,
-        buf: Vec::with_capacity(WRITE_CHUNK + 4096),
+        buf: Vec::new(),
         next_seq,
         unsynced: 0,
         oldest_unsynced: None,
@@ -436,15 +434,17 @@ impl Writer {
         self.next_seq += 1;
         self.unsynced += 1;
         self.oldest_unsynced.get_or_insert_with(Instant::now);
-        if self.buf.len() >= WRITE_CHUNK {
-            self.write_out().map_err(AppendError::Io)?;
-        }
         Ok(seq)
     }
 
     /// Records appended since the last commit.
     pub fn unsynced(&self) -> u64 {
         self.unsynced
+    }
+
+    /// Bytes appended since the last commit (held in memory).
+    pub fn unsynced_bytes(&self) -> usize {
+        self.buf.len()
     }
 
     /// When the oldest record not yet committed was appended.
@@ -489,10 +489,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the segment (durably) and starts the next one.
+    /// Commits into the current segment and starts the next one.
     fn rotate(&mut self) -> io::Result<()> {
-        self.write_out()?;
-        self.file.sync_data()?;
+        self.commit()?;
         let path = segment_path(&self.shared.dir, self.next_seq);
         self.file = create_segment(&path)?;
         sync_dir(&self.shared.dir)?;
