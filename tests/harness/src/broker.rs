@@ -771,10 +771,20 @@ impl Output {
     /// times only the calls to the script's `write`. Returns the time spent
     /// in `write` and the events acked.
     pub fn timed_writes(&mut self, events: &[Event]) -> (Duration, u64) {
-        let args: Vec<Value> = events
+        let args = self.build_all(events);
+        self.timed_calls(args)
+    }
+
+    /// Builds events as broker hands them to `write` (for benchmarks).
+    pub fn build_all(&self, events: &[Event]) -> Vec<Value> {
+        events
             .iter()
             .map(|e| self.build(e).expect("event builds"))
-            .collect();
+            .collect()
+    }
+
+    /// Calls `write` with prebuilt events, timing only the calls.
+    pub fn timed_calls(&mut self, args: Vec<Value>) -> (Duration, u64) {
         let mut acked = 0;
         // Broker collects garbage from event creation, not inside `write`:
         // keep collection of earlier events out of the measured calls.

@@ -11,7 +11,9 @@
 //!     the mock answers by echoing, without validating (its JSON handling
 //!     would otherwise be most of what is measured);
 //! (c) peak RSS of the whole process (emulator, connector, mock) while 1M
-//!     events flow, and its growth between the first and second half.
+//!     events flow, and its growth between the first and second half;
+//! (d) (a) to (c) with the spool on (`use_spool=1`, in a temporary
+//!     directory: group commit with fdatasync on the broker thread).
 
 use canopsis_harness::broker::{Output, Param};
 use canopsis_harness::events::{Bbdo, Event, Status};
@@ -30,16 +32,21 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn open(lab: &Lab, buffer: i32) -> Output {
+fn open(lab: &Lab, buffer: i32, spool: bool) -> Output {
     lab.mock.state().record = false;
     lab.mock.state().echo_only = true;
-    lab.open(
-        lab.params(&[
-            ("max_buffer_size", Param::Num(buffer)),
-            ("log_level", Param::Num(1)),
-        ]),
-        Bbdo::V3,
-    )
+    let mut params = vec![
+        ("max_buffer_size", Param::Num(buffer)),
+        ("log_level", Param::Num(1)),
+    ];
+    if spool {
+        params.push(("use_spool", Param::Num(1)));
+        params.push((
+            "spool_directory",
+            Param::Str(lab.dir.join("spool").display().to_string()),
+        ));
+    }
+    lab.open(lab.params(&params), Bbdo::V3)
 }
 
 fn event(i: i64, hard: bool) -> Event {
@@ -51,9 +58,9 @@ fn event(i: i64, hard: bool) -> Event {
 }
 
 /// Mean broker-thread nanoseconds per `write`.
-fn write_cost(hard: bool, n: i64) -> f64 {
+fn write_cost(hard: bool, n: i64, spool: bool) -> f64 {
     let lab = Lab::new("bench-write");
-    let mut out = open(&lab, 1000);
+    let mut out = open(&lab, 1000, spool);
     let chunk = 10_000;
     let _ = out.timed_writes(&(0..chunk).map(|i| event(i, hard)).collect::<Vec<_>>());
     let mut spent = Duration::ZERO;
@@ -69,9 +76,9 @@ fn write_cost(hard: bool, n: i64) -> f64 {
 
 /// Events/s from the first `write` to the last confirmation by the mock,
 /// not counting the time the emulator spends building events (broker's).
-fn throughput(buffer: i32, n: i64) -> f64 {
+fn throughput(buffer: i32, n: i64, spool: bool) -> f64 {
     let lab = Lab::new("bench-e2e");
-    let mut out = open(&lab, buffer);
+    let mut out = open(&lab, buffer, spool);
     let chunk = 10_000.min(n);
     let mut spent = Duration::ZERO;
     let mut i = 0;
@@ -93,9 +100,11 @@ fn throughput(buffer: i32, n: i64) -> f64 {
 
 /// Peak RSS (MiB) over a 1M-event run, and RSS growth (MiB) between the
 /// middle and the end of the run.
-fn memory(n: i64) -> (f64, f64) {
+fn memory(n: i64, spool: bool) -> (f64, f64) {
     let lab = Lab::new("bench-rss");
-    let mut out = open(&lab, 1000);
+    // Start the peak from here, not from the earlier measures.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let mut out = open(&lab, 1000, spool);
     let mut mid = 0;
     for i in 0..n {
         out.write(&event(i, true));
@@ -127,46 +136,53 @@ fn main() {
     let row =
         |name: &str, value: String, target: &str| println!("{name:<58} {value:>14} {target:>12}");
 
-    let accepted = write_cost(true, 200_000 / scale);
-    row(
-        "(a) write, accepted service_status (BBDO 3, API 2)",
-        format!("{:.2} us", accepted / 1000.0),
-        "<= 2 us",
-    );
-    let filtered = write_cost(false, 200_000 / scale);
-    row(
-        "(a) write, filtered service_status (SOFT)",
-        format!("{:.2} us", filtered / 1000.0),
-        "<= 0.3 us",
-    );
-    for (buffer, n) in [
-        (1, 20_000 / scale),
-        (100, 300_000 / scale),
-        (1000, 300_000 / scale),
-    ] {
-        let rate = throughput(buffer, n);
+    for spool in [false, true] {
+        let name = |what: &str| {
+            if spool {
+                format!("(d) {} + spool", &what[4..])
+            } else {
+                what.to_string()
+            }
+        };
+        let accepted = write_cost(true, 200_000 / scale, spool);
         row(
-            &format!("(b) end to end, max_buffer_size {buffer}"),
-            format!("{:.0} ev/s", rate),
-            if buffer > 1 { ">= 200k/s" } else { "" },
+            &name("(a) write, accepted service_status (BBDO 3, API 2)"),
+            format!("{:.2} us", accepted / 1000.0),
+            "<= 2 us",
+        );
+        if !spool {
+            let filtered = write_cost(false, 200_000 / scale, spool);
+            row(
+                "(a) write, filtered service_status (SOFT)",
+                format!("{:.2} us", filtered / 1000.0),
+                "<= 0.3 us",
+            );
+        }
+        let sizes: &[(i32, i64)] = if spool {
+            &[(1000, 300_000)]
+        } else {
+            &[(1, 20_000), (100, 300_000), (1000, 300_000)]
+        };
+        for &(buffer, n) in sizes {
+            let rate = throughput(buffer, n / scale, spool);
+            row(
+                &name(&format!("(b) end to end, max_buffer_size {buffer}")),
+                format!("{:.0} ev/s", rate),
+                if buffer > 1 { ">= 200k/s" } else { "" },
+            );
+        }
+        let (peak, growth) = memory(1_000_000 / scale, spool);
+        row(
+            &name("(c) peak RSS of the process, 1M events"),
+            format!("{peak:.1} MiB"),
+            "<= 64 MiB",
+        );
+        row(
+            &name("(c) RSS growth, second half of the run"),
+            format!("{growth:+.1} MiB"),
+            "~0",
         );
     }
-    let (peak, growth) = memory(1_000_000 / scale);
-    row(
-        "(c) peak RSS of the process, 1M events",
-        format!("{peak:.1} MiB"),
-        "<= 64 MiB",
-    );
-    row(
-        "(c) RSS growth, second half of the run",
-        format!("{growth:+.1} MiB"),
-        "~0",
-    );
-    row(
-        "(d) the same with the spool on",
-        "n/a".into(),
-        "spool: issue 5",
-    );
 }
 
 fn mlua_version() -> &'static str {
