@@ -213,6 +213,28 @@ impl Connector {
         ElementKind::from_element(element).filter(|k| self.cfg.elements.contains(k))
     }
 
+    /// A [`filter::Screen`] for events of `kind`, for readers that fetch
+    /// fields one at a time and can stop early.
+    pub fn screen(&self, kind: ElementKind) -> filter::Screen<'_> {
+        filter::Screen::new(&self.cfg.filter, kind)
+    }
+
+    /// broker's `write(event)` for an event its [`screen`](Self::screen)
+    /// rejected while it was being read.
+    pub fn write_screened_out(&mut self, kind: ElementKind, why: filter::Rejection) -> bool {
+        let now = self.received();
+        self.counters.filtered += 1;
+        self.log
+            .debug(format_args!("{} event not sent: {why}", kind.name()));
+        self.answer(now)
+    }
+
+    fn received(&mut self) -> Instant {
+        self.unacked += 1;
+        self.counters.received += 1;
+        Instant::now()
+    }
+
     /// broker's `write(event)`.
     pub fn write(
         &mut self,
@@ -221,9 +243,7 @@ impl Connector {
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
     ) -> bool {
-        self.unacked += 1;
-        self.counters.received += 1;
-        let now = Instant::now();
+        let now = self.received();
         match self.kind_of(category, element) {
             None => {
                 if cache::changes_cache(category, element) {
@@ -238,6 +258,11 @@ impl Connector {
                 }
             }
         }
+        self.answer(now)
+    }
+
+    /// What `write` returns: whether everything so far is safe.
+    fn answer(&mut self, now: Instant) -> bool {
         self.maybe_stats(now);
         let done = match &mut self.queue {
             Queue::Handover(h) => {

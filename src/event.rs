@@ -74,17 +74,19 @@ impl ElementKind {
     /// them all at once.
     pub fn fields(self) -> &'static [&'static str] {
         match self {
+            // Ordered for [`crate::filter::Screen`]: the fields that most
+            // often reject an event come first.
             ElementKind::HostStatus | ElementKind::ServiceStatus => &[
-                "host_id",
-                "service_id",
-                "state",
                 "state_type",
+                "state",
+                "last_check",
+                "last_hard_state_change",
                 "acknowledged",
                 "acknowledgement_type",
                 "scheduled_downtime_depth",
                 "flapping",
-                "last_check",
-                "last_hard_state_change",
+                "host_id",
+                "service_id",
                 "output",
                 "long_output",
             ],
@@ -373,6 +375,50 @@ impl NebEvent {
 struct Reader<'a> {
     kind: ElementKind,
     src: &'a mut dyn FieldSource,
+}
+
+/// One field on its own, converted as [`NebEvent::read`] converts it, for
+/// code that looks at fields one at a time ([`crate::filter::Screen`]).
+pub struct Single<'a> {
+    kind: ElementKind,
+    name: &'static str,
+    value: Option<&'a Field>,
+}
+
+impl FieldSource for Option<Field> {
+    fn field(&mut self, _: &str) -> Option<Field> {
+        self.take()
+    }
+}
+
+impl<'a> Single<'a> {
+    /// `value`, the field `name` of a `kind` event.
+    pub fn new(kind: ElementKind, name: &'static str, value: Option<&'a Field>) -> Single<'a> {
+        Single { kind, name, value }
+    }
+
+    fn reader<T>(&self, read: impl FnOnce(&mut Reader<'_>) -> T) -> T {
+        let mut one = self.value.cloned();
+        read(&mut Reader {
+            kind: self.kind,
+            src: &mut one,
+        })
+    }
+
+    /// As an integer.
+    pub fn int(&self) -> Result<Option<i64>, EventError> {
+        self.reader(|r| r.int(self.name))
+    }
+
+    /// As a timestamp.
+    pub fn time(&self) -> Result<Option<i64>, EventError> {
+        self.reader(|r| r.time(self.name))
+    }
+
+    /// As a boolean.
+    pub fn boolean(&self) -> Result<Option<bool>, EventError> {
+        self.reader(|r| r.boolean(self.name))
+    }
 }
 
 impl Reader<'_> {

@@ -164,7 +164,7 @@ impl Handle {
             (Ok(cat), Ok(el)) => c.kind_of(cat, el),
             _ => None,
         };
-        let read = match raw::read_event(lua, &event, kind_of) {
+        let read = match raw::read_event(lua, &event, kind_of, |kind| c.screen(kind)) {
             Ok(read) => read,
             Err(e) => {
                 c.log().warn(format_args!("cannot read event: {e}"));
@@ -172,9 +172,13 @@ impl Handle {
                     category: -1,
                     element: -1,
                     fields: None,
+                    screened_out: None,
                 }
             }
         };
+        if let Some((kind, why)) = read.screened_out {
+            return c.write_screened_out(kind, why);
+        }
         let mut fields = read.fields;
         let mut cache = raw::RawCache::new(lua);
         c.write(

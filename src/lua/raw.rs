@@ -14,6 +14,7 @@
 
 use crate::cache::{Cache, HostInfo, ServiceInfo};
 use crate::event::{ElementKind, Field, FieldSource};
+use crate::filter::{Rejection, Screen};
 use mlua::{ffi, Lua, Value};
 use std::os::raw::c_int;
 
@@ -84,6 +85,8 @@ pub struct EventRead {
     pub element: i64,
     /// The fields, when the connector takes this kind.
     pub fields: Option<Prefetched>,
+    /// Why the screen rejected the event part way (the rest was not read).
+    pub screened_out: Option<(ElementKind, Rejection)>,
 }
 
 fn as_int(f: Option<Field>) -> Option<i64> {
@@ -94,16 +97,19 @@ fn as_int(f: Option<Field>) -> Option<i64> {
     }
 }
 
-/// Reads an event (table or userdata) in one protected call.
-pub fn read_event(
+/// Reads an event (table or userdata) in one protected call, handing each
+/// field to the kind's `screen` and stopping at the first it rejects.
+pub fn read_event<'c>(
     lua: &Lua,
     event: &Value,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
+    screen: impl Fn(ElementKind) -> Screen<'c>,
 ) -> mlua::Result<EventRead> {
     let mut out = EventRead {
         category: -1,
         element: -1,
         fields: None,
+        screened_out: None,
     };
     let mut values: Vec<Option<Field>> = Vec::with_capacity(16);
     let mut names: &'static [&'static str] = &[];
@@ -114,26 +120,32 @@ pub fn read_event(
             if !indexable(ffi::lua_type(state, 1)) {
                 return;
             }
-            let cat = as_int(read_field(state, 1, "category"));
-            let el = as_int(read_field(state, 1, "element"));
-            let (cat, el) = match (cat, el) {
-                (Some(c), Some(e)) => (c, e),
-                _ => match as_int(read_field(state, 1, "_type")) {
-                    Some(t) => (t >> 16, t & 0xffff),
-                    None => (-1, -1),
-                },
+            // `_type` is one read where `category` and `element` are two.
+            let (cat, el) = match as_int(read_field(state, 1, "_type")) {
+                Some(t) => (t >> 16, t & 0xffff),
+                None => {
+                    let cat = as_int(read_field(state, 1, "category"));
+                    let el = as_int(read_field(state, 1, "element"));
+                    (cat.unwrap_or(-1), el.unwrap_or(-1))
+                }
             };
             out.category = cat;
             out.element = el;
             if let Some(kind) = kind_of(cat, el) {
+                let mut screen = screen(kind);
                 names = kind.fields();
                 for name in names {
-                    values.push(read_field(state, 1, name));
+                    let value = read_field(state, 1, name);
+                    if let Some(why) = screen.field(name, value.as_ref()) {
+                        out.screened_out = Some((kind, why));
+                        return;
+                    }
+                    values.push(value);
                 }
             }
         })?;
     }
-    if !names.is_empty() {
+    if !names.is_empty() && out.screened_out.is_none() {
         out.fields = Some(Prefetched { names, values });
     }
     Ok(out)
