@@ -51,6 +51,11 @@ impl Batcher {
 
     /// Adds one serialized event.
     pub fn push(&mut self, seq: u64, json: &[u8], now: Instant) {
+        self.push_with(seq, now, |body| body.extend_from_slice(json));
+    }
+
+    /// Adds one event that `write` serializes straight into the batch.
+    pub fn push_with(&mut self, seq: u64, now: Instant, write: impl FnOnce(&mut Vec<u8>)) {
         if self.count == 0 {
             self.body.push(b'[');
             self.first_seq = seq;
@@ -58,7 +63,7 @@ impl Batcher {
         } else {
             self.body.push(b',');
         }
-        self.body.extend_from_slice(json);
+        write(&mut self.body);
         self.count += 1;
         self.last_seq = seq;
     }

@@ -92,6 +92,16 @@ enum Queue {
     Spool(Spooled),
 }
 
+/// An event that passed the filters. Lives on the stack for one `write`;
+/// boxing the big variant would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Accepted {
+    /// For the event route.
+    Event(NebEvent, filter::Subject),
+    /// A pbehavior change.
+    Downtime(pbehavior::Action),
+}
+
 struct Handover {
     batcher: Batcher,
     last_seq: u64,
@@ -252,9 +262,9 @@ impl Connector {
                 self.counters.filtered += 1;
             }
             Some(kind) => {
-                if let Some(record) = self.process(kind, src, cache) {
+                if let Some(accepted) = self.process(kind, src, cache) {
                     self.counters.accepted += 1;
-                    self.enqueue(record, now);
+                    self.enqueue(accepted, now);
                 }
             }
         }
@@ -297,14 +307,17 @@ impl Connector {
         done
     }
 
-    fn enqueue(&mut self, record: Record, now: Instant) {
+    fn enqueue(&mut self, accepted: Accepted, now: Instant) {
+        let format = &self.cfg.format;
         match &mut self.queue {
-            Queue::Handover(h) => match record {
-                Record::Event(json) => {
+            Queue::Handover(h) => match accepted {
+                Accepted::Event(ev, subject) => {
                     h.last_seq += 1;
-                    h.batcher.push(h.last_seq, &json, now);
+                    h.batcher.push_with(h.last_seq, now, |body| {
+                        format::write_event_json(format, &ev, &subject, body);
+                    });
                 }
-                Record::Downtime(action) => {
+                Accepted::Downtime(action) => {
                     // Keep Canopsis's view in broker's order: events before
                     // this downtime go first.
                     hand_over(h, &self.sender, &self.log);
@@ -318,7 +331,18 @@ impl Connector {
                     }
                 }
             },
-            Queue::Spool(q) => q.push(record, &self.log),
+            Queue::Spool(q) => {
+                let record = match accepted {
+                    Accepted::Event(ev, subject) => {
+                        match format::event_json(format, &ev, &subject) {
+                            Some(json) => Record::Event(json),
+                            None => return,
+                        }
+                    }
+                    Accepted::Downtime(action) => Record::Downtime(action),
+                };
+                q.push(record, &self.log);
+            }
         }
     }
 
@@ -328,7 +352,7 @@ impl Connector {
         kind: ElementKind,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
-    ) -> Option<Record> {
+    ) -> Option<Accepted> {
         let ev = match NebEvent::read(kind, src) {
             Ok(ev) => ev,
             Err(e) => {
@@ -366,7 +390,7 @@ impl Connector {
         };
         match &ev {
             NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
-                Ok(action) => Some(Record::Downtime(action)),
+                Ok(action) => Some(Accepted::Downtime(action)),
                 Err(skip) => {
                     self.counters.filtered += 1;
                     self.log
@@ -374,7 +398,7 @@ impl Connector {
                     None
                 }
             },
-            _ => format::event_json(&self.cfg.format, &ev, &subject).map(Record::Event),
+            _ => Some(Accepted::Event(ev, subject)),
         }
     }
 

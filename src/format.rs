@@ -65,11 +65,11 @@ pub fn service_state(state: i64) -> i64 {
 
 /// The first line of a plugin output, and the whole text (BBDO 2 keeps both
 /// in `output`; BBDO 3 splits them into `output` and `long_output`).
-fn outputs(s: &StatusEvent) -> (&str, String) {
+fn outputs(s: &StatusEvent) -> (&str, std::borrow::Cow<'_, str>) {
     let short = s.output.split('\n').next().unwrap_or("");
     let long = match &s.long_output {
-        Some(l) if !l.is_empty() => format!("{}\n{}", s.output, l),
-        _ => s.output.clone(),
+        Some(l) if !l.is_empty() => format!("{}\n{}", s.output, l).into(),
+        _ => s.output.as_str().into(),
     };
     (short, long)
 }
@@ -94,7 +94,7 @@ fn connector_name<'a>(cfg: &'a FormatConfig, subj: &'a Subject) -> &'a str {
     }
 }
 
-fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) -> Vec<u8> {
+fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool, out: &mut Vec<u8>) {
     let (short, long) = outputs(s);
     let mapped = s.state.map(|st| {
         if service {
@@ -131,10 +131,10 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) ->
         host_id: Some(subj.host_id.to_string()),
         service_id: subj.service.as_ref().map(|(id, _)| id.to_string()),
     };
-    serde_json::to_vec(&ev).expect("serializing plain data cannot fail")
+    serde_json::to_writer(out, &ev).expect("serializing plain data cannot fail")
 }
 
-fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject) -> Vec<u8> {
+fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject, out: &mut Vec<u8>) {
     let service = subj.service.is_some();
     let ev = CanopsisEvent {
         event_type: if a.is_removal() { "ackremove" } else { "ack" },
@@ -161,18 +161,32 @@ fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject) -> Vec<u8> {
         host_id: None,
         service_id: None,
     };
-    serde_json::to_vec(&ev).expect("serializing plain data cannot fail")
+    serde_json::to_writer(out, &ev).expect("serializing plain data cannot fail")
 }
 
 /// The JSON object for an accepted event; `None` for kinds that are not
 /// sent to the event route (downtimes become pbehaviors).
 pub fn event_json(cfg: &FormatConfig, ev: &NebEvent, subj: &Subject) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(1024);
+    write_event_json(cfg, ev, subj, &mut out).then_some(out)
+}
+
+/// Appends the JSON object for an accepted event to `out` (a batch being
+/// built, so no buffer per event); `false`, and nothing written, for kinds
+/// that are not sent to the event route.
+pub fn write_event_json(
+    cfg: &FormatConfig,
+    ev: &NebEvent,
+    subj: &Subject,
+    out: &mut Vec<u8>,
+) -> bool {
     match ev {
-        NebEvent::Host(s) => Some(status(cfg, s, subj, false)),
-        NebEvent::Service(s) => Some(status(cfg, s, subj, true)),
-        NebEvent::Ack(a) => Some(ack(cfg, a, subj)),
-        NebEvent::Downtime(_) => None,
+        NebEvent::Host(s) => status(cfg, s, subj, false, out),
+        NebEvent::Service(s) => status(cfg, s, subj, true, out),
+        NebEvent::Ack(a) => ack(cfg, a, subj, out),
+        NebEvent::Downtime(_) => return false,
     }
+    true
 }
 
 #[cfg(test)]

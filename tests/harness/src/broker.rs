@@ -775,6 +775,20 @@ impl Output {
         self.timed_calls(args)
     }
 
+    /// Benchmark helper: builds one event (broker's cost, not timed) and
+    /// times the call to the script's `write` right after, as broker calls
+    /// it with the event fresh in cache. Returns the time spent in `write`
+    /// and the events acked.
+    pub fn timed_write(&mut self, ev: &Event) -> (Duration, u64) {
+        self.cache.borrow_mut().feed(ev);
+        let arg = self.build(ev).expect("event builds");
+        self.total += 1;
+        let start = Instant::now();
+        let r = self.write_fn.call::<Value>(arg);
+        let spent = start.elapsed();
+        (spent, self.acks("write", r))
+    }
+
     /// Builds events as broker hands them to `write` (for benchmarks).
     pub fn build_all(&self, events: &[Event]) -> Vec<Value> {
         events
