@@ -664,8 +664,34 @@ impl Reader {
 }
 
 /// CRC-32C (Castagnoli), the checksum disk formats use for torn-write
-/// detection; table-driven, no dependency.
+/// detection: the CPU's instruction where there is one (SSE 4.2, every
+/// EL8-era x86 server), else a table. No dependency.
 pub fn crc32c(crc: u32, data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE 4.2.
+        return unsafe { crc32c_sse42(crc, data) };
+    }
+    crc32c_table(crc, data)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+unsafe fn crc32c_sse42(crc: u32, data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let mut c = u64::from(!crc);
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        c = _mm_crc32_u64(c, u64::from_le_bytes(w.try_into().expect("8 bytes")));
+    }
+    let mut c = c as u32;
+    for &b in words.remainder() {
+        c = _mm_crc32_u8(c, b);
+    }
+    !c
+}
+
+fn crc32c_table(crc: u32, data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
         let mut i = 0;
@@ -728,6 +754,15 @@ mod tests {
     fn crc32c_matches_the_standard_check_value() {
         assert_eq!(crc32c(0, b"123456789"), 0xe306_9283);
         assert_eq!(crc32c(crc32c(0, b"1234"), b"56789"), 0xe306_9283);
+        assert_eq!(crc32c_table(0, b"123456789"), 0xe306_9283);
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        for len in [0, 1, 7, 8, 9, 63, 64, 999, 1000] {
+            assert_eq!(
+                crc32c(5, &data[..len]),
+                crc32c_table(5, &data[..len]),
+                "{len}"
+            );
+        }
     }
 
     #[test]

@@ -260,7 +260,9 @@ impl Transport for Http {
             .map_err(classify)?;
         Ok(Response {
             status,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            // Canopsis echoes every event: no second copy of a valid body.
+            body: String::from_utf8(body)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             retry_after,
         })
     }

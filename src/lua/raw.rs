@@ -71,7 +71,12 @@ impl FieldSource for Prefetched {
     /// Each field is handed out once ([`crate::event::NebEvent::read`]
     /// reads each at most once).
     fn field(&mut self, name: &str) -> Option<Field> {
-        let i = self.names.iter().position(|n| *n == name)?;
+        // Names are the same static strings: compare addresses first.
+        let i = self
+            .names
+            .iter()
+            .position(|n| std::ptr::eq(*n, name))
+            .or_else(|| self.names.iter().position(|n| *n == name))?;
         self.values.get_mut(i)?.take()
     }
 }

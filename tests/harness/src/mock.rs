@@ -158,7 +158,10 @@ impl MockCanopsis {
         let state = Arc::new(Mutex::new(State::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s2, st2) = (state.clone(), stop.clone());
-        let thread = std::thread::spawn(move || accept_loop(listener, s2, st2));
+        let thread = std::thread::Builder::new()
+            .name("mock-accept".into())
+            .spawn(move || accept_loop(listener, s2, st2))
+            .expect("mock thread");
         MockCanopsis {
             addr,
             state,
@@ -207,7 +210,9 @@ fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, stop: Arc<Atomic
         match listener.accept() {
             Ok((stream, _)) => {
                 let (s, st) = (state.clone(), stop.clone());
-                std::thread::spawn(move || serve(stream, s, st));
+                let _ = std::thread::Builder::new()
+                    .name("mock-canopsis".into())
+                    .spawn(move || serve(stream, s, st));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
