@@ -42,6 +42,7 @@ enum State {
 /// The userdata behind the loader's `connector` object.
 pub struct Handle {
     state: State,
+    names: raw::Names,
 }
 
 fn param_value(v: &Value) -> Option<ParamValue> {
@@ -164,7 +165,7 @@ impl Handle {
             (Ok(cat), Ok(el)) => c.kind_of(cat, el),
             _ => None,
         };
-        let read = match raw::read_event(lua, &event, kind_of, |kind| c.screen(kind)) {
+        let read = match raw::read_event(lua, &self.names, &event, kind_of, |kind| c.screen(kind)) {
             Ok(read) => read,
             Err(e) => {
                 c.log().warn(format_args!("cannot read event: {e}"));
@@ -222,9 +223,10 @@ fn exports(lua: &Lua) -> LuaResult<Table> {
     let t = lua.create_table()?;
     t.set(
         "new",
-        lua.create_function(|_, ()| {
+        lua.create_function(|lua, ()| {
             Ok(Handle {
                 state: State::Fresh,
+                names: raw::Names::new(lua)?,
             })
         })?,
     )?;

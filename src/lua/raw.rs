@@ -15,7 +15,7 @@
 use crate::cache::{Cache, HostInfo, ServiceInfo};
 use crate::event::{ElementKind, Field, FieldSource};
 use crate::filter::{Rejection, Screen};
-use mlua::{ffi, Lua, Value};
+use mlua::{ffi, Lua, Table, Value};
 use std::os::raw::c_int;
 
 /// Converts the value on top of the stack. Raises no Lua error: strings are
@@ -55,6 +55,60 @@ unsafe fn read_field(state: *mut ffi::lua_State, idx: c_int, name: &str) -> Opti
     let f = top_field(state);
     ffi::lua_pop(state, 1);
     f
+}
+
+/// Pushes `obj[names[i]]` and converts it.
+unsafe fn read_named(
+    state: *mut ffi::lua_State,
+    obj: c_int,
+    names: c_int,
+    i: usize,
+) -> Option<Field> {
+    ffi::lua_rawgeti(state, names, i as ffi::lua_Integer);
+    ffi::lua_gettable(state, obj);
+    let f = top_field(state);
+    ffi::lua_pop(state, 1);
+    f
+}
+
+/// Every field name an event is read by, as Lua strings made once per
+/// state: `lua_pushlstring` would hash and intern each name on every read.
+pub struct Names {
+    table: Table,
+}
+
+/// Kinds in the order their names sit in [`Names`], after the three
+/// type fields.
+const KINDS: [ElementKind; 4] = [
+    ElementKind::HostStatus,
+    ElementKind::ServiceStatus,
+    ElementKind::Acknowledgement,
+    ElementKind::Downtime,
+];
+
+const TYPE_FIELDS: [&str; 3] = ["_type", "category", "element"];
+
+impl Names {
+    /// The names table for this state.
+    pub fn new(lua: &Lua) -> mlua::Result<Names> {
+        let all = TYPE_FIELDS
+            .iter()
+            .chain(KINDS.iter().flat_map(|k| k.fields().iter()));
+        Ok(Names {
+            table: lua.create_sequence_from(all.copied())?,
+        })
+    }
+
+    /// Index (1-based) of `kind`'s first field name.
+    fn first(kind: ElementKind) -> usize {
+        TYPE_FIELDS.len()
+            + 1
+            + KINDS
+                .iter()
+                .take_while(|k| **k != kind)
+                .map(|k| k.fields().len())
+                .sum::<usize>()
+    }
 }
 
 fn indexable(t: c_int) -> bool {
@@ -106,6 +160,7 @@ fn as_int(f: Option<Field>) -> Option<i64> {
 /// field to the kind's `screen` and stopping at the first it rejects.
 pub fn read_event<'c>(
     lua: &Lua,
+    names_table: &Names,
     event: &Value,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
     screen: impl Fn(ElementKind) -> Screen<'c>,
@@ -121,16 +176,16 @@ pub fn read_event<'c>(
     // SAFETY: see the module documentation; `out`, `values` and `names`
     // live in this frame, outside the protected call.
     unsafe {
-        lua.exec_raw::<()>(event, |state| {
+        lua.exec_raw::<()>((event, &names_table.table), |state| {
             if !indexable(ffi::lua_type(state, 1)) {
                 return;
             }
             // `_type` is one read where `category` and `element` are two.
-            let (cat, el) = match as_int(read_field(state, 1, "_type")) {
+            let (cat, el) = match as_int(read_named(state, 1, 2, 1)) {
                 Some(t) => (t >> 16, t & 0xffff),
                 None => {
-                    let cat = as_int(read_field(state, 1, "category"));
-                    let el = as_int(read_field(state, 1, "element"));
+                    let cat = as_int(read_named(state, 1, 2, 2));
+                    let el = as_int(read_named(state, 1, 2, 3));
                     (cat.unwrap_or(-1), el.unwrap_or(-1))
                 }
             };
@@ -139,8 +194,9 @@ pub fn read_event<'c>(
             if let Some(kind) = kind_of(cat, el) {
                 let mut screen = screen(kind);
                 names = kind.fields();
-                for name in names {
-                    let value = read_field(state, 1, name);
+                let first = Names::first(kind);
+                for (i, name) in names.iter().enumerate() {
+                    let value = read_named(state, 1, 2, first + i);
                     if let Some(why) = screen.field(name, value.as_ref()) {
                         out.screened_out = Some((kind, why));
                         return;

@@ -42,6 +42,8 @@ pub struct Recorded {
     pub status: u16,
     /// Value of `x-canopsis-authkey`, if any.
     pub authkey: Option<String>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// Everything the mock knows; tests read and change it through
@@ -56,6 +58,8 @@ pub struct State {
     pub down: bool,
     /// Answers forced on the next requests, before any check.
     pub forced: VecDeque<(u16, String)>,
+    /// `Retry-After` seconds sent with 429 and 503 answers.
+    pub retry_after: Option<u64>,
     /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
     pub fail_next_events: usize,
     /// Event POSTs whose body contains this text get a 400, as a body
@@ -109,6 +113,7 @@ impl State {
             }],
             down: false,
             forced: VecDeque::new(),
+            retry_after: None,
             fail_next_events: 0,
             refuse_containing: None,
             record: true,
@@ -327,7 +332,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             let _ = writer.shutdown(Shutdown::Both);
             return;
         }
-        let (status, body) = {
+        let (status, body, retry_after) = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             let (status, body) = route(&mut st, &req);
             let keep = st.record;
@@ -339,9 +344,14 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                     body: String::from_utf8_lossy(&req.body).into_owned(),
                     status,
                     authkey: req.headers.get("x-canopsis-authkey").cloned(),
+                    at: std::time::Instant::now(),
                 });
             }
-            (status, body)
+            let retry_after = match status {
+                429 | 503 => st.retry_after,
+                _ => None,
+            };
+            (status, body, retry_after)
         };
         let reason = match status {
             200 => "OK",
@@ -358,8 +368,9 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             _ => "Status",
         };
         let body = if status == 204 { String::new() } else { body };
+        let retry_after = retry_after.map_or(String::new(), |s| format!("Retry-After: {s}\r\n"));
         let head = format!(
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n{retry_after}Content-Length: {}\r\n\r\n",
             body.len()
         );
         // One write: a head and a body in two segments would meet the

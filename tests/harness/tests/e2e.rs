@@ -246,6 +246,46 @@ fn nothing_is_acked_while_canopsis_is_down_and_everything_arrives_once_after() {
 }
 
 #[test]
+fn server_errors_and_throttling_are_retried_with_backoff_and_retry_after() {
+    let lab = Lab::new("retry");
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    {
+        let mut st = lab.mock.state();
+        st.retry_after = Some(2);
+        st.forced.push_back((500, r#"{"error":"boom"}"#.into()));
+        st.forced
+            .push_back((429, r#"{"error":"slow down"}"#.into()));
+    }
+    let mut mux = Muxer::new();
+    for n in 0..10 {
+        mux.push(Status::service(12, 34, n % 3, T + n).event(Bbdo::V3));
+    }
+    run_for(&mut out, &mut mux, Duration::from_millis(300));
+    assert_eq!(mux.acked, 0, "acknowledged before Canopsis took them");
+    assert!(drain(&mut out, &mut mux, Duration::from_secs(30)));
+    let st = lab.mock.state();
+    let posts: Vec<_> = st
+        .requests
+        .iter()
+        .filter(|r| r.path == "/api/v4/event")
+        .collect();
+    let statuses: Vec<u16> = posts.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![500, 429, 200]);
+    let first_pause = posts[1].at - posts[0].at;
+    let after_429 = posts[2].at - posts[1].at;
+    // Backoff starts between 0.5 s and 1 s; Retry-After: 2 is honoured.
+    assert!(first_pause >= Duration::from_millis(450), "{first_pause:?}");
+    assert!(after_429 >= Duration::from_millis(1950), "{after_429:?}");
+    assert_eq!(st.events.len(), 10, "every event once");
+    drop(st);
+    let log = lab.log();
+    assert!(
+        log.contains("HTTP 500") && log.contains("HTTP 429"),
+        "{log}"
+    );
+}
+
+#[test]
 fn events_canopsis_lists_as_failed_are_sent_again() {
     let lab = Lab::new("failed-events");
     let mut out = lab.open(lab.params(&[]), Bbdo::V3);
