@@ -538,7 +538,7 @@ impl Rng {
 #[test]
 fn ten_thousand_random_malformed_events_never_crash_and_are_all_acknowledged() {
     let lab = Lab::new("random");
-    let mut out = lab.open(lab.params(&[("log_level", Param::Num(2))]), Bbdo::V3);
+    let mut out = lab.open(lab.params(&[("log_level", Param::Num(3))]), Bbdo::V3);
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let names = [
         "host_id",
@@ -605,9 +605,21 @@ fn ten_thousand_random_malformed_events_never_crash_and_are_all_acknowledged() {
     );
     out.close();
     let log = lab.log();
+    // One kind of line per kind of damage, naming the field.
+    for kind in [
+        "expected an integer",
+        "expected a positive id",
+        "expected a string",
+        "expected a boolean",
+        "no host id",
+        "is not accepted",
+    ] {
+        assert!(log.contains(kind), "no log line says {kind:?}");
+    }
+    let stats = log.lines().rev().find(|l| l.contains("stats:")).unwrap();
     assert!(
-        log.contains("unusable"),
-        "malformed fields are named in the log"
+        !stats.contains("malformed=0 "),
+        "malformed events are counted: {stats}"
     );
     assert!(log.contains("connector stopped"));
 }
