@@ -6,6 +6,7 @@
 //! tests over [`MemoryCache`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// A cached host.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -134,13 +135,37 @@ pub fn changes_cache(category: u32, element: u32) -> bool {
 /// not remembered, so an object appears as soon as broker knows it.
 #[derive(Debug, Default)]
 pub struct Memo {
-    hosts: HashMap<u64, HostInfo>,
-    services: HashMap<(u64, u64), ServiceInfo>,
-    hostgroups: HashMap<u64, Vec<String>>,
-    servicegroups: HashMap<(u64, u64), Vec<String>>,
-    pollers: HashMap<u64, String>,
-    severities: HashMap<(u64, u64), i64>,
+    hosts: Ids<u64, HostInfo>,
+    services: Ids<(u64, u64), ServiceInfo>,
+    hostgroups: Ids<u64, Vec<String>>,
+    servicegroups: Ids<(u64, u64), Vec<String>>,
+    pollers: Ids<u64, String>,
+    severities: Ids<(u64, u64), i64>,
     since: Option<std::time::Instant>,
+}
+
+/// Maps keyed by broker ids, hashed by one multiplication per word:
+/// SipHash's flooding resistance buys nothing for ids broker hands us and
+/// costs on every event.
+type Ids<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
 }
 
 impl Memo {
@@ -149,9 +174,13 @@ impl Memo {
         *self = Memo::default();
     }
 
-    /// A cache that answers from memory first, then from `inner`.
-    pub fn over<'a>(&'a mut self, inner: &'a mut dyn Cache) -> Memoized<'a> {
-        let now = std::time::Instant::now();
+    /// A cache that answers from memory first, then from `inner`; `now`
+    /// ages the remembered answers.
+    pub fn over<'a>(
+        &'a mut self,
+        inner: &'a mut dyn Cache,
+        now: std::time::Instant,
+    ) -> Memoized<'a> {
         if self.since.is_none_or(|t| now.duration_since(t) >= MEMO_TTL) {
             self.clear();
             self.since = Some(now);
@@ -167,7 +196,7 @@ pub struct Memoized<'a> {
 }
 
 fn remember<K: std::hash::Hash + Eq, V: Clone>(
-    map: &mut HashMap<K, V>,
+    map: &mut Ids<K, V>,
     key: K,
     fetch: impl FnOnce() -> Option<V>,
 ) -> Option<V> {
@@ -267,16 +296,27 @@ mod tests {
         let mut memo = Memo::default();
         for _ in 0..3 {
             assert_eq!(
-                memo.over(&mut real).host(1).unwrap().name.as_deref(),
+                memo.over(&mut real, std::time::Instant::now())
+                    .host(1)
+                    .unwrap()
+                    .name
+                    .as_deref(),
                 Some("a")
             );
-            assert_eq!(memo.over(&mut real).host(2), None);
+            assert_eq!(
+                memo.over(&mut real, std::time::Instant::now()).host(2),
+                None
+            );
         }
         assert_eq!(real.1, 1 + 3, "one lookup for the hit, one per miss");
         real.0.hosts.get_mut(&1).unwrap().name = Some("renamed".into());
         memo.clear();
         assert_eq!(
-            memo.over(&mut real).host(1).unwrap().name.as_deref(),
+            memo.over(&mut real, std::time::Instant::now())
+                .host(1)
+                .unwrap()
+                .name
+                .as_deref(),
             Some("renamed")
         );
     }

@@ -262,7 +262,7 @@ impl Connector {
                 self.counters.filtered += 1;
             }
             Some(kind) => {
-                if let Some(accepted) = self.process(kind, src, cache) {
+                if let Some(accepted) = self.process(kind, src, cache, now) {
                     self.counters.accepted += 1;
                     self.enqueue(accepted, now);
                 }
@@ -352,6 +352,7 @@ impl Connector {
         kind: ElementKind,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
+        now: Instant,
     ) -> Option<Accepted> {
         let ev = match NebEvent::read(kind, src) {
             Ok(ev) => ev,
@@ -376,7 +377,7 @@ impl Connector {
                 &self.cfg.filter,
                 &self.cfg.format,
                 &ev,
-                &mut self.memo.over(cache),
+                &mut self.memo.over(cache, now),
             )
         };
         let subject = match checked {

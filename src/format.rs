@@ -37,9 +37,20 @@ struct CanopsisEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     action_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    host_id: Option<String>,
+    host_id: Option<IdText>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    service_id: Option<String>,
+    service_id: Option<IdText>,
+}
+
+/// An id sent as a JSON string (as the Lua connector does), written
+/// without building a `String` first.
+#[derive(Debug)]
+struct IdText(u64);
+
+impl Serialize for IdText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 /// Centreon host state (UP, DOWN, UNREACHABLE) to Canopsis severity.
@@ -128,8 +139,8 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool, ou
         servicegroups: service.then_some(subj.servicegroups.as_slice()),
         notes_url: Some(notes.as_deref().unwrap_or("")),
         action_url: Some(action.as_deref().unwrap_or("")),
-        host_id: Some(subj.host_id.to_string()),
-        service_id: subj.service.as_ref().map(|(id, _)| id.to_string()),
+        host_id: Some(IdText(subj.host_id)),
+        service_id: subj.service.as_ref().map(|(id, _)| IdText(*id)),
     };
     serde_json::to_writer(out, &ev).expect("serializing plain data cannot fail")
 }
