@@ -1,7 +1,7 @@
 //! `bench`: prints the connector's figures (issue 6) as a table. It measures
 //! and asserts nothing; README keeps the targets and the last table.
 //!
-//! Usage: bench [--quick]
+//! Usage: bench [--quick] [--soak SECONDS]
 //!
 //! (a) broker-thread time per `write` for BBDO 3 service statuses handed
 //!     over as API 2 userdata, accepted and filtered (SOFT): each event is
@@ -14,7 +14,9 @@
 //! (c) peak RSS of the whole process (emulator, connector, mock) while 1M
 //!     events flow, and its growth between the first and second half;
 //! (d) (a) to (c) with the spool on (`use_spool=1`, in a temporary
-//!     directory: group commit with fdatasync on the broker thread).
+//!     directory: group commit with fdatasync on the broker thread);
+//! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
+//!     every minute: growth from the first minute to the last.
 
 use canopsis_harness::broker::{Output, Param};
 use canopsis_harness::events::{Bbdo, Event, Status};
@@ -130,8 +132,58 @@ fn memory(n: i64, spool: bool) -> (f64, f64) {
     )
 }
 
+/// RSS (MiB) at the end of each minute of `secs` seconds at full speed.
+fn soak(secs: u64) -> (u64, Vec<f64>) {
+    let lab = Lab::new("bench-soak");
+    let mut out = open(&lab, 1000, false);
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    let mut next = Duration::from_secs(60.min(secs));
+    let mut i: i64 = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..1000 {
+            out.write(&event(i, true));
+            i += 1;
+        }
+        if start.elapsed() >= next {
+            samples.push(status_kb("VmRSS:") as f64 / 1024.0);
+            eprintln!(
+                "soak: {} s, {i} events, RSS {:.1} MiB",
+                next.as_secs(),
+                samples.last().unwrap()
+            );
+            next += Duration::from_secs(60);
+        }
+    }
+    out.close();
+    (i as u64, samples)
+}
+
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(secs) = args
+        .windows(2)
+        .find(|w| w[0] == "--soak")
+        .and_then(|w| w[1].parse::<u64>().ok())
+    {
+        let (events, rss) = soak(secs);
+        println!(
+            "soak {secs} s: {events} events ({:.0}/s), RSS by minute (MiB): {}",
+            events as f64 / secs as f64,
+            rss.iter()
+                .map(|r| format!("{r:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
+            println!(
+                "soak growth, first minute to last: {:+.1} MiB",
+                last - first
+            );
+        }
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     println!(
         "canopsis-native bench ({}, {} CPUs)",
