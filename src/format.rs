@@ -23,7 +23,7 @@ struct CanopsisEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     author: Option<&'a str>,
     output: &'a str,
-    long_output: &'a str,
+    long_output: std::borrow::Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,7 +105,12 @@ fn connector_name<'a>(cfg: &'a FormatConfig, subj: &'a Subject) -> &'a str {
     }
 }
 
-fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool, out: &mut Vec<u8>) {
+fn status<'a>(
+    cfg: &'a FormatConfig,
+    s: &'a StatusEvent,
+    subj: &'a Subject,
+    service: bool,
+) -> CanopsisEvent<'a> {
     let (short, long) = outputs(s);
     let mapped = s.state.map(|st| {
         if service {
@@ -123,7 +128,7 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool, ou
     } else {
         (&subj.host.notes_url, &subj.host.action_url)
     };
-    let ev = CanopsisEvent {
+    CanopsisEvent {
         event_type: "check",
         source_type: if service { "resource" } else { "component" },
         connector: &cfg.connector,
@@ -132,7 +137,7 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool, ou
         resource: subj.service.as_ref().map(|(_, d)| d.as_str()),
         author: None,
         output: truncate(short, cfg.output_size_limit),
-        long_output: &long,
+        long_output: long,
         state,
         timestamp: s.last_check,
         hostgroups: Some(&subj.hostgroups),
@@ -141,13 +146,12 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool, ou
         action_url: Some(action.as_deref().unwrap_or("")),
         host_id: Some(IdText(subj.host_id)),
         service_id: subj.service.as_ref().map(|(id, _)| IdText(*id)),
-    };
-    serde_json::to_writer(out, &ev).expect("serializing plain data cannot fail")
+    }
 }
 
-fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject, out: &mut Vec<u8>) {
+fn ack<'a>(cfg: &'a FormatConfig, a: &'a AckEvent, subj: &'a Subject) -> CanopsisEvent<'a> {
     let service = subj.service.is_some();
-    let ev = CanopsisEvent {
+    CanopsisEvent {
         event_type: if a.is_removal() { "ackremove" } else { "ack" },
         source_type: if service { "resource" } else { "component" },
         connector: &cfg.connector,
@@ -156,7 +160,7 @@ fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject, out: &mut Vec<u8>) {
         resource: Some(subj.service.as_ref().map(|(_, d)| d.as_str()).unwrap_or("")),
         author: Some(&a.author),
         output: &a.comment,
-        long_output: &a.comment,
+        long_output: a.comment.as_str().into(),
         state: a.state.map(|st| {
             if service {
                 service_state(st)
@@ -171,8 +175,167 @@ fn ack(cfg: &FormatConfig, a: &AckEvent, subj: &Subject, out: &mut Vec<u8>) {
         action_url: None,
         host_id: None,
         service_id: None,
-    };
-    serde_json::to_writer(out, &ev).expect("serializing plain data cannot fail")
+    }
+}
+
+/// The Canopsis event for an accepted event, if it goes to the event route.
+fn canopsis_event<'a>(
+    cfg: &'a FormatConfig,
+    ev: &'a NebEvent,
+    subj: &'a Subject,
+) -> Option<CanopsisEvent<'a>> {
+    match ev {
+        NebEvent::Host(s) => Some(status(cfg, s, subj, false)),
+        NebEvent::Service(s) => Some(status(cfg, s, subj, true)),
+        NebEvent::Ack(a) => Some(ack(cfg, a, subj)),
+        NebEvent::Downtime(_) => None,
+    }
+}
+
+impl CanopsisEvent<'_> {
+    /// Writes the object exactly as serde_json would (a test holds it to
+    /// that), without serde's per-field machinery: this runs for every
+    /// event on broker's thread, and the keys need no escaping.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut w = JsonFields { out, first: true };
+        w.str("event_type", self.event_type);
+        w.str("source_type", self.source_type);
+        w.str("connector", self.connector);
+        w.str("connector_name", self.connector_name);
+        w.str("component", self.component);
+        if let Some(v) = self.resource {
+            w.str("resource", v);
+        }
+        if let Some(v) = self.author {
+            w.str("author", v);
+        }
+        w.str("output", self.output);
+        w.str("long_output", &self.long_output);
+        if let Some(v) = self.state {
+            w.key("state");
+            json_int(w.out, v);
+        }
+        if let Some(v) = self.timestamp {
+            w.key("timestamp");
+            json_int(w.out, v);
+        }
+        if let Some(v) = self.hostgroups {
+            w.strs("hostgroups", v);
+        }
+        if let Some(v) = self.servicegroups {
+            w.strs("servicegroups", v);
+        }
+        if let Some(v) = self.notes_url {
+            w.str("notes_url", v);
+        }
+        if let Some(v) = self.action_url {
+            w.str("action_url", v);
+        }
+        if let Some(IdText(v)) = self.host_id {
+            w.id("host_id", v);
+        }
+        if let Some(IdText(v)) = self.service_id {
+            w.id("service_id", v);
+        }
+        out.push(b'}');
+    }
+}
+
+struct JsonFields<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl JsonFields<'_> {
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        json_str(self.out, value);
+    }
+
+    fn strs(&mut self, key: &str, values: &[String]) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            json_str(self.out, v);
+        }
+        self.out.push(b']');
+    }
+
+    fn id(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.push(b'"');
+        json_uint(self.out, value);
+        self.out.push(b'"');
+    }
+}
+
+/// A JSON string with serde_json's escapes: `\"`, `\\`, the short forms
+/// of `\b \f \n \r \t`, `\u00xx` for other control characters.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(short);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn json_int(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    json_uint(out, v.unsigned_abs());
+}
+
+fn json_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// The JSON object for an accepted event; `None` for kinds that are not
@@ -191,15 +354,14 @@ pub fn write_event_json(
     subj: &Subject,
     out: &mut Vec<u8>,
 ) -> bool {
-    match ev {
-        NebEvent::Host(s) => status(cfg, s, subj, false, out),
-        NebEvent::Service(s) => status(cfg, s, subj, true, out),
-        NebEvent::Ack(a) => ack(cfg, a, subj, out),
-        NebEvent::Downtime(_) => return false,
+    match canopsis_event(cfg, ev, subj) {
+        Some(e) => {
+            e.write_json(out);
+            true
+        }
+        None => false,
     }
-    true
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,7 +485,8 @@ mod tests {
         }
         fn text(&mut self) -> String {
             let alphabet = [
-                'a', 'é', '"', '\\', '\n', '\t', '\u{0}', '\u{1b}', '/', '€', '𝄞', ' ',
+                'a', 'é', '"', '\\', '\n', '\t', '\u{0}', '\u{1b}', '/', '€', '𝄞', ' ', '\r',
+                '\u{8}', '\u{c}', '\u{7f}', '\u{1f}',
             ];
             (0..self.next() % 64)
                 .map(|_| alphabet[(self.next() % alphabet.len() as u64) as usize])
@@ -365,6 +528,12 @@ mod tests {
                 }
             };
             let bytes = event_json(&cfg, &ev, &subject).unwrap();
+            let reference = serde_json::to_vec(&canopsis_event(&cfg, &ev, &subject).unwrap());
+            assert_eq!(
+                String::from_utf8(bytes.clone()).unwrap(),
+                String::from_utf8(reference.unwrap()).unwrap(),
+                "the hand-written JSON is serde_json's, byte for byte"
+            );
             let v: Value = serde_json::from_slice(&bytes).expect("valid JSON");
             assert_eq!(v["component"], subject.host_name.as_str());
             assert_eq!(v["connector"], "centreon-stream");
