@@ -415,12 +415,17 @@ impl Connector {
         let p = self.sender.progress();
         let s = &p.stats;
         let last_error = s.last_error.lock().map(|e| e.clone()).unwrap_or_default();
-        let (last_seq, spool) = match &self.queue {
-            Queue::Handover(h) => (h.last_seq, "spool=off".to_string()),
+        let (waiting, spool) = match &self.queue {
+            Queue::Handover(h) => (
+                h.last_seq - p.delivered().min(h.last_seq),
+                "spool=off".to_string(),
+            ),
             Queue::Spool(q) => {
+                // Counted from the spool's checkpoint: it includes what an
+                // earlier run left.
                 let st = q.writer.stats();
                 (
-                    q.writer.last_seq() + q.waiting.len() as u64,
+                    st.pending + q.waiting.len() as u64,
                     format!(
                         "spool_bytes={} spool_full_waits={}{}",
                         st.bytes,
@@ -436,7 +441,7 @@ impl Connector {
             self.counters.accepted,
             self.counters.filtered,
             self.counters.malformed,
-            last_seq - p.delivered().min(last_seq),
+            waiting,
             s.sent_events.load(Ordering::Relaxed),
             s.requests.load(Ordering::Relaxed),
             s.failed_requests.load(Ordering::Relaxed),
