@@ -299,7 +299,13 @@ impl Connector {
                 hand_over(h, &self.sender, &self.log);
                 h.settle(Some(FLUSH_WAIT), &self.sender, &self.log)
             }
-            Queue::Spool(q) => q.settle(true, now, &self.log),
+            Queue::Spool(q) => {
+                let done = q.settle(true, now, &self.log);
+                // Broker is idle: as without the spool, nothing waits for a
+                // batch to fill.
+                q.writer.hurry();
+                done
+            }
         };
         if done {
             self.unacked = 0;

@@ -115,7 +115,7 @@ impl SpoolFeed {
                 }
                 None => {
                     let stop = stopping();
-                    if stop || self.batcher.due(now) {
+                    if stop || self.reader.hurried() || self.batcher.due(now) {
                         if let Some(batch) = self.batcher.take() {
                             return Some(Work::Events(batch));
                         }

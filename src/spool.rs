@@ -39,7 +39,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,9 @@ struct Shared {
     bytes: AtomicU64,
     /// Last sequence number Canopsis confirmed.
     confirmed: AtomicU64,
+    /// Broker is idle: send a partial batch now instead of waiting for it
+    /// to fill (what `flush` does without the spool).
+    hurry: AtomicBool,
     wake: ChannelSender<()>,
     _lock: File,
 }
@@ -237,6 +240,7 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         written: AtomicU64::new(last_seq),
         bytes: AtomicU64::new(bytes),
         confirmed: AtomicU64::new(confirmed),
+        hurry: AtomicBool::new(false),
         wake: wake_tx,
         _lock: lock,
     });
@@ -465,6 +469,12 @@ impl Writer {
         Ok(())
     }
 
+    /// Tells the reader not to wait for a partial batch to fill.
+    pub fn hurry(&self) {
+        self.shared.hurry.store(true, Ordering::Release);
+        let _ = self.shared.wake.try_send(());
+    }
+
     /// Sequence number of the last appended record.
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
@@ -547,6 +557,11 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Whether the writer asked for what is read to go now (asking once).
+    pub fn hurried(&self) -> bool {
+        self.shared.hurry.swap(false, Ordering::AcqRel)
     }
 
     /// Waits at most `timeout` for the writer to add records.

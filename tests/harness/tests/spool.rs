@@ -2,7 +2,7 @@
 //! disk, SIGKILL of the broker process, restarts, bounded close.
 
 use canopsis_harness::broker::{Muxer, Param};
-use canopsis_harness::events::{Bbdo, Status};
+use canopsis_harness::events::{Bbdo, Downtime, Status};
 use canopsis_harness::{drain, run_for, Lab};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -256,4 +256,62 @@ fn a_second_output_on_the_same_spool_is_refused_and_acks_nothing() {
         "{}",
         lab.log()
     );
+}
+
+#[test]
+fn downtimes_travel_through_the_spool_in_order_with_the_events_around_them() {
+    let lab = Lab::new("spool-downtimes");
+    let params = spool_params(&lab, &[]);
+    lab.mock.down();
+    let dt = Downtime::started(7, 12, 34, BASE, BASE + 3600);
+    {
+        let mut out = lab.open(params.clone(), Bbdo::V3);
+        let mut mux = Muxer::new();
+        mux.push(Status::service(12, 34, 2, BASE + 1).event(Bbdo::V3));
+        mux.push(dt.event(Bbdo::V3));
+        mux.push(Status::service(12, 34, 1, BASE + 2).event(Bbdo::V3));
+        assert!(drain(&mut out, &mut mux, Duration::from_secs(10)));
+    }
+    // Canopsis comes back after the restart: the spool replays all three.
+    lab.mock.up();
+    let mut out = lab.open(params.clone(), Bbdo::V3);
+    let mut idle = Muxer::new();
+    let t = Instant::now();
+    while (published(&lab).len() < 2 || lab.mock.state().pbehaviors.is_empty())
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        run_for(&mut out, &mut idle, Duration::from_millis(100));
+    }
+    {
+        let st = lab.mock.state();
+        assert_eq!(st.pbehaviors.len(), 1, "pbehavior created from the spool");
+        assert_eq!(
+            st.pbehaviors[0]["_id"],
+            format!("centreon-downtime-12-34-7-{}", BASE - 60)
+        );
+        assert_eq!(
+            st.pbehaviors[0]["comments"][0]["message"],
+            "Planned maintenance"
+        );
+        // Broker's order is kept: event, pbehavior, event.
+        let order: Vec<&str> = st
+            .requests
+            .iter()
+            .filter(|r| r.status < 300 && r.method == "POST")
+            .filter(|r| r.path == "/api/v4/event" || r.path == "/api/v4/pbehaviors")
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            vec!["/api/v4/event", "/api/v4/pbehaviors", "/api/v4/event"]
+        );
+    }
+    let mut mux = Muxer::new();
+    mux.push(dt.ended(BASE + 100).event(Bbdo::V3));
+    assert!(drain(&mut out, &mut mux, Duration::from_secs(10)));
+    let t = Instant::now();
+    while !lab.mock.state().pbehaviors.is_empty() && t.elapsed() < Duration::from_secs(10) {
+        run_for(&mut out, &mut idle, Duration::from_millis(100));
+    }
+    assert!(lab.mock.state().pbehaviors.is_empty(), "pbehavior deleted");
 }
