@@ -253,6 +253,7 @@ pub enum Verdict {
 pub fn judge_events(resp: &Response) -> Verdict {
     let snippet = || resp.snippet();
     match resp.status {
+        200..=299 if nothing_failed(&resp.body) => Verdict::Delivered,
         200..=299 => {
             // Canopsis echoes every event; only the failed ones are kept,
             // the sent ones are skipped without being built.
@@ -306,6 +307,22 @@ pub fn judge_events(resp: &Response) -> Verdict {
             retry_after: resp.retry_after,
         },
     }
+}
+
+/// Whether an answer is Canopsis's `{"sent_events":[...],"failed_events":[],...}`
+/// with nothing failed, found without parsing the echo of every event (the
+/// sender would spend more time on that than on the request). The last
+/// `"failed_events":` is the top-level one: inside the echoed events' text
+/// every quote is escaped, and the keys come in this order. Anything else
+/// goes through the full parse.
+fn nothing_failed(body: &str) -> bool {
+    const KEY: &str = "\"failed_events\":";
+    let b = body.trim();
+    b.strip_prefix('{')
+        .is_some_and(|rest| rest.trim_start().starts_with("\"sent_events\":"))
+        && b.ends_with('}')
+        && b.rfind(KEY)
+            .is_some_and(|i| b[i + KEY.len()..].trim_start().starts_with("[]"))
 }
 
 /// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at
@@ -853,6 +870,31 @@ mod tests {
     use super::*;
     use crate::transport::tests::resp;
     use std::collections::VecDeque;
+
+    #[test]
+    fn the_quick_check_agrees_with_the_full_parse() {
+        for (body, delivered) in [
+            (r#"{"sent_events":[{"a":1}],"failed_events":[],"retry_events":[]}"#, true),
+            (r#"{ "sent_events": [], "failed_events": [ ] }"#, true),
+            (
+                r#"{"sent_events":[{"output":"\"failed_events\":[]"}],"failed_events":[{"b":2}],"retry_events":[]}"#,
+                false,
+            ),
+            (r#"{"failed_events":[],"sent_events":[{"a":1}]}"#, true),
+            (r#"{"sent_events":[{"a":1}],"failed_events":[{"a":1}]}"#, false),
+            (r#"{"sent_events":[{"a":1}],"failed_events":[]"#, false),
+        ] {
+            assert_eq!(
+                judge_events(&resp(200, body)) == Verdict::Delivered,
+                delivered,
+                "{body}"
+            );
+        }
+        assert!(!nothing_failed(r#"{"failed_events":[],"sent_events":[]}"#));
+        assert!(!nothing_failed(
+            r#"{"sent_events":[{"output":"x"}],"failed_events":[{"o":"\"failed_events\":[]"}]}"#
+        ));
+    }
 
     #[test]
     fn judges_canopsis_answers() {
