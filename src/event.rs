@@ -70,6 +70,26 @@ impl ElementKind {
         })
     }
 
+    /// Whether a reader fetching [`fields`](Self::fields) in order needs
+    /// `name` of an event with this `element` id, given whether
+    /// `acknowledged` was present. What [`NebEvent::read`] would not use, or
+    /// broker never sends (host statuses have no `service_id`; BBDO 3
+    /// statuses no `acknowledged`; BBDO 2 statuses no `long_output`, and
+    /// `acknowledged` makes `acknowledgement_type` moot), is not worth a
+    /// lookup in broker's event.
+    pub fn needs(self, element: u32, name: &str, acknowledged_present: bool) -> bool {
+        let bbdo3 = matches!(element, 29 | 32);
+        match (self, name) {
+            (ElementKind::HostStatus, "service_id") => false,
+            (ElementKind::HostStatus | ElementKind::ServiceStatus, "acknowledged") => !bbdo3,
+            (ElementKind::HostStatus | ElementKind::ServiceStatus, "acknowledgement_type") => {
+                !acknowledged_present
+            }
+            (ElementKind::HostStatus | ElementKind::ServiceStatus, "long_output") => bbdo3,
+            _ => true,
+        }
+    }
+
     /// Every field [`NebEvent::read`] may ask for, so a caller can fetch
     /// them all at once.
     pub fn fields(self) -> &'static [&'static str] {
@@ -524,6 +544,60 @@ mod tests {
 
     fn s(v: &str) -> Field {
         Field::Str(v.as_bytes().to_vec())
+    }
+
+    /// Skipping what [`ElementKind::needs`] says is not needed reads the
+    /// same event as reading every field, for broker's shapes of each BBDO
+    /// version (and a BBDO 2 event missing `acknowledged`).
+    #[test]
+    fn skipped_fields_change_nothing_for_broker_shaped_events() {
+        for (kind, element) in [
+            (ElementKind::ServiceStatus, 24),
+            (ElementKind::ServiceStatus, 29),
+            (ElementKind::HostStatus, 14),
+            (ElementKind::HostStatus, 32),
+        ] {
+            let bbdo3 = element == 29 || element == 32;
+            for ack in [None, Some(false), Some(true)] {
+                if bbdo3 && ack.is_some() {
+                    continue;
+                }
+                let mut fields = vec![
+                    ("host_id", Field::Int(12)),
+                    ("state", Field::Int(2)),
+                    ("state_type", Field::Int(1)),
+                    ("acknowledgement_type", Field::Int(2)),
+                    ("output", s("out")),
+                ];
+                if kind == ElementKind::ServiceStatus {
+                    fields.push(("service_id", Field::Int(34)));
+                }
+                if let Some(a) = ack {
+                    fields.push(("acknowledged", Field::Bool(a)));
+                }
+                if bbdo3 {
+                    fields.push(("long_output", s("long")));
+                }
+                let full = NebEvent::read(kind, &mut MapSource(fields.clone())).unwrap();
+                let mut present = false;
+                let kept: Vec<(&'static str, Field)> = kind
+                    .fields()
+                    .iter()
+                    .filter_map(|name| {
+                        if !kind.needs(element, name, present) {
+                            return None;
+                        }
+                        let v = fields.iter().find(|(k, _)| k == name).cloned();
+                        if *name == "acknowledged" {
+                            present = v.is_some();
+                        }
+                        v
+                    })
+                    .collect();
+                let skipped = NebEvent::read(kind, &mut MapSource(kept)).unwrap();
+                assert_eq!(full, skipped, "{kind:?} {element} {ack:?}");
+            }
+        }
     }
 
     #[test]

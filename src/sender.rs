@@ -874,14 +874,20 @@ mod tests {
     #[test]
     fn the_quick_check_agrees_with_the_full_parse() {
         for (body, delivered) in [
-            (r#"{"sent_events":[{"a":1}],"failed_events":[],"retry_events":[]}"#, true),
+            (
+                r#"{"sent_events":[{"a":1}],"failed_events":[],"retry_events":[]}"#,
+                true,
+            ),
             (r#"{ "sent_events": [], "failed_events": [ ] }"#, true),
             (
                 r#"{"sent_events":[{"output":"\"failed_events\":[]"}],"failed_events":[{"b":2}],"retry_events":[]}"#,
                 false,
             ),
             (r#"{"failed_events":[],"sent_events":[{"a":1}]}"#, true),
-            (r#"{"sent_events":[{"a":1}],"failed_events":[{"a":1}]}"#, false),
+            (
+                r#"{"sent_events":[{"a":1}],"failed_events":[{"a":1}]}"#,
+                false,
+            ),
             (r#"{"sent_events":[{"a":1}],"failed_events":[]"#, false),
         ] {
             assert_eq!(

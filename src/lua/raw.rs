@@ -195,8 +195,17 @@ pub fn read_event<'c>(
                 let mut screen = screen(kind);
                 names = kind.fields();
                 let first = Names::first(kind);
+                let element = u32::try_from(el).unwrap_or(0);
+                let mut acknowledged = false;
                 for (i, name) in names.iter().enumerate() {
-                    let value = read_named(state, 1, 2, first + i);
+                    let value = if kind.needs(element, name, acknowledged) {
+                        read_named(state, 1, 2, first + i)
+                    } else {
+                        None
+                    };
+                    if *name == "acknowledged" {
+                        acknowledged = value.is_some();
+                    }
                     if let Some(why) = screen.field(name, value.as_ref()) {
                         out.screened_out = Some((kind, why));
                         return;
