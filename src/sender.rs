@@ -522,8 +522,8 @@ impl Worker {
             Feed::Channel(_) => "stay unacknowledged in broker and will be replayed",
             Feed::Spool(_) => "stay in the spool and are sent at the next start",
         };
+        let shared = self.shared.clone();
         loop {
-            let shared = self.shared.clone();
             let work = match &mut feed {
                 Feed::Channel(rx) => rx.recv().ok(),
                 Feed::Spool(f) => f.next(&|| shared.deadline().is_some()),
@@ -571,18 +571,24 @@ impl Worker {
             Work::Events(batch) => self.deliver_events(batch),
             Work::Downtime { action, .. } => self.deliver_pbehavior(action),
             Work::Unreadable { seq, reason } => {
-                self.shared
-                    .progress
-                    .stats
-                    .dead_lettered
-                    .fetch_add(1, Ordering::Relaxed);
-                self.dead.keep(
+                self.dead_letter(
                     &format!("spool record #{seq} cannot be read back: {reason}"),
                     b"null",
                 );
                 true
             }
         }
+    }
+
+    /// Keeps what Canopsis will never take in the dead-letter file, and
+    /// counts it for the stats line.
+    fn dead_letter(&self, reason: &str, event: &[u8]) {
+        self.shared
+            .progress
+            .stats
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        self.dead.keep(reason, event);
     }
 
     /// Sends a batch; on 400/413/422 splits it in halves, down to single
@@ -622,12 +628,11 @@ impl Worker {
                                 pending.push_front(first);
                             }
                             _ => {
-                                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                                 let event = body
                                     .strip_prefix(b"[")
                                     .and_then(|b| b.strip_suffix(b"]"))
                                     .unwrap_or(&body);
-                                self.dead.keep(&reason, event);
+                                self.dead_letter(&reason, event);
                             }
                         }
                         continue;
@@ -639,9 +644,10 @@ impl Worker {
                             let reason =
                                 format!("listed in failed_events {partial_attempts} times");
                             for ev in &failed {
-                                stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                                self.dead
-                                    .keep(&reason, &serde_json::to_vec(ev).unwrap_or_default());
+                                self.dead_letter(
+                                    &reason,
+                                    &serde_json::to_vec(ev).unwrap_or_default(),
+                                );
                             }
                             partial_attempts = 0;
                             continue;
@@ -717,12 +723,7 @@ impl Worker {
                 Outcome::Refused(reason) => {
                     refusals += 1;
                     if refusals >= MAX_PARTIAL_ATTEMPTS {
-                        self.shared
-                            .progress
-                            .stats
-                            .dead_lettered
-                            .fetch_add(1, Ordering::Relaxed);
-                        self.dead.keep(
+                        self.dead_letter(
                             &format!("pbehavior change refused {refusals} times: {reason}"),
                             &pbehavior::action_json(&action),
                         );

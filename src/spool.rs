@@ -482,7 +482,12 @@ impl Writer {
 
     /// Size and backlog.
     pub fn stats(&self) -> SpoolStats {
-        stats(&self.shared, self.last_seq())
+        SpoolStats {
+            bytes: self.shared.bytes.load(Ordering::Acquire),
+            pending: self
+                .last_seq()
+                .saturating_sub(self.shared.confirmed.load(Ordering::Acquire)),
+        }
     }
 
     /// Hands what waits in memory to the file and tells the reader.
@@ -507,13 +512,6 @@ impl Writer {
         sync_dir(&self.shared.dir)?;
         self.segment_len = 0;
         Ok(())
-    }
-}
-
-fn stats(shared: &Shared, last: u64) -> SpoolStats {
-    SpoolStats {
-        bytes: shared.bytes.load(Ordering::Acquire),
-        pending: last.saturating_sub(shared.confirmed.load(Ordering::Acquire)),
     }
 }
 
@@ -605,11 +603,6 @@ impl Reader {
             }
             self.passed.pop_front();
         }
-    }
-
-    /// Size and backlog.
-    pub fn stats(&self) -> SpoolStats {
-        stats(&self.shared, self.shared.written.load(Ordering::Acquire))
     }
 
     /// Opens the segment holding `seq` (or the first one after it).
