@@ -322,24 +322,30 @@ impl NebEvent {
         let mut r = Reader { kind, src };
         Ok(match kind {
             ElementKind::HostStatus | ElementKind::ServiceStatus => {
+                // Read in the order of `kind.fields()`, which sources that
+                // fetch all fields at once hand them out in.
+                let state_type = r.int("state_type")?;
+                let state = r.int("state")?;
+                let last_check = r.time("last_check")?;
+                let last_hard_state_change = r.time("last_hard_state_change")?;
                 let acknowledged = match r.boolean("acknowledged")? {
                     Some(b) => b,
                     None => r.int("acknowledgement_type")?.unwrap_or(0) != 0,
                 };
                 let status = StatusEvent {
+                    state_type,
+                    state,
+                    last_check,
+                    last_hard_state_change,
+                    acknowledged,
+                    downtime_depth: r.int("scheduled_downtime_depth")?.unwrap_or(0),
+                    flapping: r.boolean("flapping")?.unwrap_or(false),
                     host_id: r.id("host_id")?,
                     service_id: if kind == ElementKind::ServiceStatus {
                         r.id("service_id")?
                     } else {
                         None
                     },
-                    state: r.int("state")?,
-                    state_type: r.int("state_type")?,
-                    acknowledged,
-                    downtime_depth: r.int("scheduled_downtime_depth")?.unwrap_or(0),
-                    flapping: r.boolean("flapping")?.unwrap_or(false),
-                    last_check: r.time("last_check")?,
-                    last_hard_state_change: r.time("last_hard_state_change")?,
                     output: r.text("output")?.unwrap_or_default(),
                     long_output: r.text("long_output")?,
                 };

@@ -119,18 +119,20 @@ fn indexable(t: c_int) -> bool {
 pub struct Prefetched {
     names: &'static [&'static str],
     values: Vec<Option<Field>>,
+    /// Where the next name asked is expected: readers ask in the order of
+    /// `names`, mostly.
+    next: usize,
 }
 
 impl FieldSource for Prefetched {
     /// Each field is handed out once ([`crate::event::NebEvent::read`]
     /// reads each at most once).
     fn field(&mut self, name: &str) -> Option<Field> {
-        // Names are the same static strings: compare addresses first.
-        let i = self
-            .names
-            .iter()
-            .position(|n| std::ptr::eq(*n, name))
-            .or_else(|| self.names.iter().position(|n| *n == name))?;
+        let i = match self.names.get(self.next) {
+            Some(n) if *n == name => self.next,
+            _ => self.names.iter().position(|n| *n == name)?,
+        };
+        self.next = i + 1;
         self.values.get_mut(i)?.take()
     }
 }
@@ -216,7 +218,11 @@ pub fn read_event<'c>(
         })?;
     }
     if !names.is_empty() && out.screened_out.is_none() {
-        out.fields = Some(Prefetched { names, values });
+        out.fields = Some(Prefetched {
+            names,
+            values,
+            next: 0,
+        });
     }
     Ok(out)
 }
