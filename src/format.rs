@@ -192,6 +192,13 @@ fn canopsis_event<'a>(
     }
 }
 
+/// A JSON key as written after the separator: `"name":`.
+macro_rules! k {
+    ($name:literal) => {
+        concat!("\"", $name, "\":").as_bytes()
+    };
+}
+
 impl CanopsisEvent<'_> {
     /// Writes the object exactly as serde_json would (a test holds it to
     /// that), without serde's per-field machinery: this runs for every
@@ -199,44 +206,44 @@ impl CanopsisEvent<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
         let mut w = JsonFields { out, first: true };
-        w.str("event_type", self.event_type);
-        w.str("source_type", self.source_type);
-        w.str("connector", self.connector);
-        w.str("connector_name", self.connector_name);
-        w.str("component", self.component);
+        w.str(k!("event_type"), self.event_type);
+        w.str(k!("source_type"), self.source_type);
+        w.str(k!("connector"), self.connector);
+        w.str(k!("connector_name"), self.connector_name);
+        w.str(k!("component"), self.component);
         if let Some(v) = self.resource {
-            w.str("resource", v);
+            w.str(k!("resource"), v);
         }
         if let Some(v) = self.author {
-            w.str("author", v);
+            w.str(k!("author"), v);
         }
-        w.str("output", self.output);
-        w.str("long_output", &self.long_output);
+        w.str(k!("output"), self.output);
+        w.str(k!("long_output"), &self.long_output);
         if let Some(v) = self.state {
-            w.key("state");
+            w.key(k!("state"));
             json_int(w.out, v);
         }
         if let Some(v) = self.timestamp {
-            w.key("timestamp");
+            w.key(k!("timestamp"));
             json_int(w.out, v);
         }
         if let Some(v) = self.hostgroups {
-            w.strs("hostgroups", v);
+            w.strs(k!("hostgroups"), v);
         }
         if let Some(v) = self.servicegroups {
-            w.strs("servicegroups", v);
+            w.strs(k!("servicegroups"), v);
         }
         if let Some(v) = self.notes_url {
-            w.str("notes_url", v);
+            w.str(k!("notes_url"), v);
         }
         if let Some(v) = self.action_url {
-            w.str("action_url", v);
+            w.str(k!("action_url"), v);
         }
         if let Some(IdText(v)) = self.host_id {
-            w.id("host_id", v);
+            w.id(k!("host_id"), v);
         }
         if let Some(IdText(v)) = self.service_id {
-            w.id("service_id", v);
+            w.id(k!("service_id"), v);
         }
         out.push(b'}');
     }
@@ -248,22 +255,21 @@ struct JsonFields<'o> {
 }
 
 impl JsonFields<'_> {
-    fn key(&mut self, key: &str) {
+    /// `key` is quoted and followed by its colon ([`k!`]).
+    fn key(&mut self, key: &[u8]) {
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
+        self.out.extend_from_slice(key);
     }
 
-    fn str(&mut self, key: &str, value: &str) {
+    fn str(&mut self, key: &[u8], value: &str) {
         self.key(key);
         json_str(self.out, value);
     }
 
-    fn strs(&mut self, key: &str, values: &[String]) {
+    fn strs(&mut self, key: &[u8], values: &[String]) {
         self.key(key);
         self.out.push(b'[');
         for (i, v) in values.iter().enumerate() {
@@ -275,7 +281,7 @@ impl JsonFields<'_> {
         self.out.push(b']');
     }
 
-    fn id(&mut self, key: &str, value: u64) {
+    fn id(&mut self, key: &[u8], value: u64) {
         self.key(key);
         self.out.push(b'"');
         json_uint(self.out, value);
@@ -287,8 +293,15 @@ impl JsonFields<'_> {
 /// of `\b \f \n \r \t`, `\u00xx` for other control characters.
 fn json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let short: &[u8] = match b {
@@ -315,6 +328,28 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any byte is a control character, `"` or `\\`. Eight bytes at a
+/// time: almost no monitoring output needs escaping, and a byte-by-byte
+/// scan was the largest part of writing an event.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Exact "some byte of x is below n" for n <= 128 (no false positives).
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
+    let zero_byte = |x: u64| below(x, 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        if below(x, 0x20) || zero_byte(x ^ (ONES * 0x22)) || zero_byte(x ^ (ONES * 0x5c)) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn json_int(out: &mut Vec<u8>, v: i64) {
@@ -371,6 +406,27 @@ mod tests {
         tests::{cache, service},
     };
     use serde_json::{json, Value};
+
+    #[test]
+    fn the_word_scan_finds_every_byte_that_needs_escaping_wherever_it_is() {
+        let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        for len in 0..20 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut buf = vec![b'a'; len];
+                    buf[at] = byte;
+                    assert_eq!(needs_escape(&buf), naive(&buf), "{buf:?}");
+                    // Neighbours that sit just above the thresholds.
+                    buf.iter_mut().for_each(|c| *c = 0x20);
+                    buf[at] = byte;
+                    assert_eq!(needs_escape(&buf), naive(&buf), "{buf:?}");
+                    buf.iter_mut().for_each(|c| *c = 0xff);
+                    buf[at] = byte;
+                    assert_eq!(needs_escape(&buf), naive(&buf), "{buf:?}");
+                }
+            }
+        }
+    }
 
     fn render(extra: &[(&str, ParamValue)], ev: NebEvent) -> Value {
         let mut p = minimal();
