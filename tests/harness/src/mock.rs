@@ -460,6 +460,36 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
     }
 }
 
+/// Elements of a JSON array of objects, counted with a scan: the echo mode
+/// must cost less than the connector it measures (a full parse took a
+/// fifth of the machine's CPU).
+fn array_len(json: &[u8]) -> u64 {
+    let (mut depth, mut in_str, mut escaped, mut n) = (0u32, false, false, 0);
+    for &b in json {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth == 2 {
+                    n += 1;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    n
+}
+
 /// `POST /api/v4/event`, §2.
 fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
     if let Some(marker) = &st.refuse_containing {
@@ -468,9 +498,10 @@ fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
         }
     }
     if st.echo_only {
-        let text = String::from_utf8_lossy(body);
-        let n = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&text).map_or(0, |v| v.len());
-        st.published += n as u64;
+        let Ok(text) = std::str::from_utf8(body) else {
+            return error(400, "cannot parse JSON: invalid UTF-8");
+        };
+        st.published += array_len(text.as_bytes());
         return (
             200,
             format!("{{\"sent_events\":{text},\"failed_events\":[],\"retry_events\":[]}}"),
@@ -600,6 +631,18 @@ mod tests {
 
     fn user() -> User {
         State::new().users[0].clone()
+    }
+
+    #[test]
+    fn echo_counts_what_a_parser_counts() {
+        for body in [
+            r#"[]"#,
+            r#"[{"a":1}]"#,
+            r#"[{"a":"}{][\"x"},{"b":[{"c":{}}]},{"d":"\\"}]"#,
+        ] {
+            let parsed: Vec<Value> = serde_json::from_str(body).unwrap();
+            assert_eq!(array_len(body.as_bytes()), parsed.len() as u64, "{body}");
+        }
     }
 
     #[test]
