@@ -13,18 +13,8 @@ local connector = native.new()
 
 broker_api_version = 2
 
-function init(conf)
-  connector:init(conf)
-end
-
-function filter(category, element)
-  return connector:filter(category, element)
-end
-
-function write(event)
-  return connector:write(event)
-end
-
-function flush()
-  return connector:flush()
-end
+-- C functions bound to this connector: broker calls them directly.
+init = connector.init
+filter = connector.filter
+write = connector.write
+flush = connector.flush

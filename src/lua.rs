@@ -1,10 +1,15 @@
 //! The FFI edge: what broker calls, mapped onto a [`Connector`].
 //!
-//! Kept thin on purpose. Per-connector state lives in a userdata owned by
-//! the Lua state (several connectors may share the process); when the state
-//! closes, its `__gc` drops the connector, which stops and joins the sender
-//! thread before Lua unloads this library. mlua turns a Rust panic in a
-//! callback into a Lua error, which broker logs as "0 acks".
+//! Kept thin on purpose. `new()` returns `{init, filter, write, flush}`, C
+//! closures sharing one userdata that owns the connector, so the loader
+//! makes them broker's globals as they are (`write = connector.write`):
+//! from broker's `lua_pcall` to Rust there is no Lua frame, method lookup
+//! or mlua dispatch, which on a filtered event cost more than the work.
+//!
+//! Per-connector state lives in that userdata (several connectors may share
+//! the process); when the state closes, its `__gc` drops the connector,
+//! which stops and joins the sender thread before Lua unloads this library.
+//! A panic stops at this edge: logged, and nothing acknowledged.
 
 mod raw;
 
@@ -12,7 +17,11 @@ use crate::config::{self, ParamValue, Params};
 use crate::connector::Connector;
 use crate::event::{Field, FieldSource};
 use crate::logger::{self, Logger};
-use mlua::{Lua, Result as LuaResult, Table, UserData, UserDataMethods, Value};
+use mlua::{ffi, Lua, Result as LuaResult, Table};
+use std::any::Any;
+use std::cell::RefCell;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// The fields of an event the connector does not take (never asked).
@@ -39,36 +48,25 @@ enum State {
     Running(Box<Connector>),
 }
 
-/// The userdata behind the loader's `connector` object.
-pub struct Handle {
+/// What the userdata behind `new()`'s closures owns.
+struct Handle {
     state: State,
-    names: raw::Names,
 }
 
-fn param_value(v: &Value) -> Option<ParamValue> {
-    Some(match v {
-        Value::Integer(i) => ParamValue::Int(*i),
-        Value::Number(f) => ParamValue::Float(*f),
-        Value::String(s) => ParamValue::Str(s.to_string_lossy()),
-        Value::Boolean(b) => ParamValue::Bool(*b),
-        _ => return None,
-    })
-}
+/// `init`'s parameters as read from Lua, or why they could not be.
+type Entries = Result<Vec<(String, Option<ParamValue>)>, String>;
 
 impl Handle {
-    fn init(&mut self, conf: Value) {
+    fn init(&mut self, entries: Entries) {
         let mut params = Params::new();
         let mut skipped = Vec::new();
-        if let Value::Table(t) = &conf {
-            for (k, v) in t.pairs::<Value, Value>().flatten() {
-                let Value::String(k) = k else { continue };
-                let name = k.to_string_lossy();
-                match param_value(&v) {
-                    Some(p) => {
-                        params.insert(name, p);
-                    }
-                    None => skipped.push(name),
+        let unreadable = entries.as_ref().err().cloned();
+        for (name, value) in entries.unwrap_or_default() {
+            match value {
+                Some(p) => {
+                    params.insert(name, p);
                 }
+                None => skipped.push(name),
             }
         }
         let (path, level) = config::log_settings(&params);
@@ -81,6 +79,9 @@ impl Handle {
             ));
             l
         });
+        if let Some(e) = unreadable {
+            log.error(format_args!("cannot read the parameters: {e}"));
+        }
         for name in skipped {
             log.error(format_args!(
                 "parameter '{name}' has a value that is neither a string nor a number: ignored"
@@ -140,14 +141,9 @@ impl Handle {
         false
     }
 
-    fn filter(&self, category: Value, element: Value) -> bool {
-        let as_u32 = |v: &Value| match v {
-            Value::Integer(i) => u32::try_from(*i).ok(),
-            Value::Number(f) if f.fract() == 0.0 && *f >= 0.0 => Some(*f as u32),
-            _ => None,
-        };
+    fn filter(&self, category: Option<u32>, element: Option<u32>) -> bool {
         match &self.state {
-            State::Running(c) => match (as_u32(&category), as_u32(&element)) {
+            State::Running(c) => match (category, element) {
                 (Some(cat), Some(el)) => c.accepts(cat, el),
                 _ => false,
             },
@@ -157,7 +153,10 @@ impl Handle {
         }
     }
 
-    fn write(&mut self, lua: &Lua, event: Value) -> bool {
+    /// # Safety
+    /// `state` is the running Lua state; `event` and `names` (the
+    /// [`raw::Names`] table) absolute or pseudo indices.
+    unsafe fn write(&mut self, state: *mut ffi::lua_State, event: c_int, names: c_int) -> bool {
         let State::Running(c) = &mut self.state else {
             return self.refuse();
         };
@@ -165,7 +164,7 @@ impl Handle {
             (Ok(cat), Ok(el)) => c.kind_of(cat, el),
             _ => None,
         };
-        let read = match raw::read_event(lua, &self.names, &event, kind_of, |kind| c.screen(kind)) {
+        let read = match raw::read_event(state, event, names, kind_of, |kind| c.screen(kind)) {
             Ok(read) => read,
             Err(e) => {
                 c.log().warn(format_args!("cannot read event: {e}"));
@@ -181,7 +180,7 @@ impl Handle {
             return c.write_screened_out(kind, why);
         }
         let mut fields = read.fields;
-        let mut cache = raw::RawCache::new(lua);
+        let mut cache = raw::RawCache::new(state);
         c.write(
             u32::try_from(read.category).unwrap_or(u32::MAX),
             u32::try_from(read.element).unwrap_or(u32::MAX),
@@ -200,36 +199,147 @@ impl Handle {
             _ => self.refuse(),
         }
     }
+
+    fn log(&self) -> Option<&Logger> {
+        match &self.state {
+            State::Running(c) => Some(c.log()),
+            State::Broken { log, .. } => Some(log),
+            State::Fresh => None,
+        }
+    }
+
+    fn report_panic(&self, what: &str, payload: &(dyn Any + Send)) {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        if let Some(log) = self.log() {
+            log.error(format_args!(
+                "internal error in {what}: {msg}; nothing acknowledged"
+            ));
+        }
+    }
 }
 
-impl UserData for Handle {
-    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method_mut("init", |_, this, conf: Value| {
-            this.init(conf);
-            Ok(())
-        });
-        methods.add_method("filter", |_, this, (category, element): (Value, Value)| {
-            Ok(this.filter(category, element))
-        });
-        methods.add_method_mut(
-            "write",
-            |lua, this, event: Value| Ok(this.write(lua, event)),
-        );
-        methods.add_method_mut("flush", |_, this, ()| Ok(this.flush()));
+/// What the userdata holds: null once `__gc` dropped the handle.
+type Slot = *mut RefCell<Handle>;
+
+/// Runs `f` on the handle of the closure being called (its first upvalue),
+/// or answers `fallback` when there is none (collected, or already in use:
+/// a cache method calling back into the connector). A panic in `f` is
+/// logged and answered with `fallback`.
+///
+/// # Safety
+/// Called from one of `new()`'s closures, with `state` running it.
+unsafe fn run<T>(
+    state: *mut ffi::lua_State,
+    what: &str,
+    fallback: T,
+    f: impl FnOnce(&mut Handle) -> T,
+) -> T {
+    let slot = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *mut Slot;
+    if slot.is_null() || (*slot).is_null() {
+        return fallback;
     }
+    let Ok(mut handle) = (**slot).try_borrow_mut() else {
+        return fallback;
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(&mut handle))) {
+        Ok(v) => v,
+        Err(payload) => {
+            handle.report_panic(what, &*payload);
+            fallback
+        }
+    }
+}
+
+/// A number argument as a broker type part.
+unsafe fn u32_arg(state: *mut ffi::lua_State, idx: c_int) -> Option<u32> {
+    if ffi::lua_type(state, idx) != ffi::LUA_TNUMBER {
+        return None;
+    }
+    if ffi::lua_isinteger(state, idx) != 0 {
+        return u32::try_from(ffi::lua_tointeger(state, idx)).ok();
+    }
+    let f = ffi::lua_tonumber(state, idx);
+    (f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&f)).then_some(f as u32)
+}
+
+unsafe extern "C-unwind" fn l_init(state: *mut ffi::lua_State) -> c_int {
+    let entries = raw::read_params(state, 1);
+    run(state, "init", (), |h| h.init(entries));
+    0
+}
+
+unsafe extern "C-unwind" fn l_filter(state: *mut ffi::lua_State) -> c_int {
+    let (category, element) = (u32_arg(state, 1), u32_arg(state, 2));
+    // On failure let the event reach `write`: `false` would drop it.
+    let pass = run(state, "filter", true, |h| h.filter(category, element));
+    ffi::lua_pushboolean(state, pass as c_int);
+    1
+}
+
+unsafe extern "C-unwind" fn l_write(state: *mut ffi::lua_State) -> c_int {
+    let names = ffi::lua_upvalueindex(2);
+    let acked = run(state, "write", false, |h| h.write(state, 1, names));
+    ffi::lua_pushboolean(state, acked as c_int);
+    1
+}
+
+unsafe extern "C-unwind" fn l_flush(state: *mut ffi::lua_State) -> c_int {
+    let acked = run(state, "flush", false, |h| h.flush());
+    ffi::lua_pushboolean(state, acked as c_int);
+    1
+}
+
+/// The userdata's finalizer: stops the connector (joins its threads).
+unsafe extern "C-unwind" fn l_gc(state: *mut ffi::lua_State) -> c_int {
+    let slot = ffi::lua_touserdata(state, 1) as *mut Slot;
+    if !slot.is_null() && !(*slot).is_null() {
+        let handle = Box::from_raw(*slot);
+        *slot = std::ptr::null_mut();
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(handle)));
+    }
+    0
+}
+
+/// `new()`: a fresh connector, as `{init, filter, write, flush}`.
+unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
+    // Any of these calls may raise "out of memory": until the handle is
+    // boxed there is nothing to release, and after it `__gc` owns it.
+    let slot = ffi::lua_newuserdata(state, std::mem::size_of::<Slot>()) as *mut Slot;
+    slot.write(std::ptr::null_mut());
+    let ud = ffi::lua_gettop(state);
+    ffi::lua_createtable(state, 0, 1);
+    ffi::lua_pushcfunction(state, l_gc);
+    ffi::lua_setfield(state, -2, c"__gc".as_ptr());
+    ffi::lua_setmetatable(state, ud);
+    *slot = Box::into_raw(Box::new(RefCell::new(Handle {
+        state: State::Fresh,
+    })));
+    ffi::lua_createtable(state, 0, 4);
+    let closures: [(&std::ffi::CStr, ffi::lua_CFunction); 3] = [
+        (c"init", l_init),
+        (c"filter", l_filter),
+        (c"flush", l_flush),
+    ];
+    for (name, f) in closures {
+        ffi::lua_pushvalue(state, ud);
+        ffi::lua_pushcclosure(state, f, 1);
+        ffi::lua_setfield(state, -2, name.as_ptr());
+    }
+    ffi::lua_pushvalue(state, ud);
+    raw::Names::push(state);
+    ffi::lua_pushcclosure(state, l_write, 2);
+    ffi::lua_setfield(state, -2, c"write".as_ptr());
+    1
 }
 
 fn exports(lua: &Lua) -> LuaResult<Table> {
     let t = lua.create_table()?;
-    t.set(
-        "new",
-        lua.create_function(|lua, ()| {
-            Ok(Handle {
-                state: State::Fresh,
-                names: raw::Names::new(lua)?,
-            })
-        })?,
-    )?;
+    // SAFETY: `l_new` follows the Lua C API's rules for C functions.
+    t.set("new", unsafe { lua.create_c_function(l_new)? })?;
     t.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(t)
 }

@@ -1,22 +1,93 @@
-//! Reading broker values with one protected call each.
+//! Talking to Lua with the plain C API.
 //!
-//! In module mode mlua cannot know the allocator, so every high-level
-//! access (`Table::get`, `AnyUserData::get`, `call_method`) runs in its own
-//! protected call: about a microsecond each, and an accepted event needs
-//! dozens. Here each event, and each cache lookup, is read inside a single
-//! [`Lua::exec_raw`] with the plain C API (`lua_gettable` honours `__index`,
-//! so API 1 tables and API 2 userdata read the same way).
+//! Broker calls `write` for every event, so the path from its `lua_pcall`
+//! to the connector must cost little: no mlua dispatch, no registry
+//! references, one protected call per event in which all its fields are
+//! read (`lua_gettable` honours `__index`, so API 1 tables and API 2
+//! userdata read the same way), and one per cache lookup.
 //!
-//! Safety rule for the closures below: a Lua error inside them unwinds with
-//! `longjmp` to `exec_raw`'s protected call, skipping their frames. So they
-//! keep no value with a destructor in their own frame while calling Lua;
-//! results go straight into storage owned by the caller.
+//! Safety rule for the closures given to [`protect`]: a Lua error inside
+//! them unwinds with `longjmp` to the protected call, skipping their
+//! frames. So they keep no value with a destructor in their own frame while
+//! calling Lua; results go straight into storage owned by the caller.
 
 use crate::cache::{Cache, HostInfo, ServiceInfo};
+use crate::config::ParamValue;
 use crate::event::{ElementKind, Field, FieldSource};
 use crate::filter::{Rejection, Screen};
-use mlua::{ffi, Lua, Table, Value};
+use mlua::ffi;
+use std::ffi::c_void;
 use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// What [`trampoline`] runs, and whether it panicked.
+struct Call<'a> {
+    f: &'a mut dyn FnMut(*mut ffi::lua_State),
+    panicked: bool,
+}
+
+/// The protected function behind [`protect`]: its first argument is the
+/// [`Call`], the others are handed to the closure at indices 1, 2, ...
+unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
+    let call = &mut *(ffi::lua_touserdata(state, 1) as *mut Call);
+    ffi::lua_remove(state, 1);
+    // A panic must not unwind through Lua's C frames.
+    call.panicked = catch_unwind(AssertUnwindSafe(|| (call.f)(state))).is_err();
+    0
+}
+
+/// Runs `f` in a protected call, with the values at `args` (absolute or
+/// pseudo indices) at indices 1, 2, ... of its stack. A Lua error or a
+/// panic inside comes back as `Err`; the stack is left as it was.
+///
+/// # Safety
+/// `state` is the running Lua state, and `f` follows the module's rule.
+pub unsafe fn protect(
+    state: *mut ffi::lua_State,
+    args: &[c_int],
+    f: impl FnOnce(*mut ffi::lua_State),
+) -> Result<(), String> {
+    let base = ffi::lua_gettop(state);
+    if ffi::lua_checkstack(state, args.len() as c_int + 2) == 0 {
+        return Err("Lua stack exhausted".into());
+    }
+    let mut f = Some(f);
+    let mut once = |s: *mut ffi::lua_State| {
+        if let Some(f) = f.take() {
+            f(s)
+        }
+    };
+    let mut call = Call {
+        f: &mut once,
+        panicked: false,
+    };
+    ffi::lua_pushcfunction(state, trampoline);
+    ffi::lua_pushlightuserdata(state, &mut call as *mut Call as *mut c_void);
+    for &a in args {
+        ffi::lua_pushvalue(state, a);
+    }
+    let rc = ffi::lua_pcall(state, args.len() as c_int + 1, 0, 0);
+    let r = if rc != 0 {
+        Err(error_text(state))
+    } else if call.panicked {
+        Err("internal error (panic, see stderr)".into())
+    } else {
+        Ok(())
+    };
+    ffi::lua_settop(state, base);
+    r
+}
+
+/// The error object on top of the stack, as text.
+unsafe fn error_text(state: *mut ffi::lua_State) -> String {
+    match ffi::lua_type(state, -1) {
+        ffi::LUA_TSTRING | ffi::LUA_TNUMBER => text_at(state, -1),
+        t => format!(
+            "error object is a {}",
+            std::ffi::CStr::from_ptr(ffi::lua_typename(state, t)).to_string_lossy()
+        ),
+    }
+}
 
 /// Converts the value on top of the stack. Raises no Lua error: strings are
 /// read as they are, numbers are not converted.
@@ -72,10 +143,10 @@ unsafe fn read_named(
 }
 
 /// Every field name an event is read by, as Lua strings made once per
-/// state: `lua_pushlstring` would hash and intern each name on every read.
-pub struct Names {
-    table: Table,
-}
+/// connector: `lua_pushlstring` would hash and intern each name on every
+/// read. A sequence: [`TYPE_FIELDS`], then each kind's fields in [`KINDS`]
+/// order.
+pub struct Names;
 
 /// Kinds in the order their names sit in [`Names`], after the three
 /// type fields.
@@ -89,14 +160,20 @@ const KINDS: [ElementKind; 4] = [
 const TYPE_FIELDS: [&str; 3] = ["_type", "category", "element"];
 
 impl Names {
-    /// The names table for this state.
-    pub fn new(lua: &Lua) -> mlua::Result<Names> {
+    /// Pushes a new names table.
+    ///
+    /// # Safety
+    /// `state` is the running Lua state; raises a Lua error when out of
+    /// memory (nothing to release in this frame).
+    pub unsafe fn push(state: *mut ffi::lua_State) {
         let all = TYPE_FIELDS
             .iter()
             .chain(KINDS.iter().flat_map(|k| k.fields().iter()));
-        Ok(Names {
-            table: lua.create_sequence_from(all.copied())?,
-        })
+        ffi::lua_createtable(state, 64, 0);
+        for (i, name) in all.enumerate() {
+            ffi::lua_pushlstring(state, name.as_ptr() as *const _, name.len());
+            ffi::lua_rawseti(state, -2, i as ffi::lua_Integer + 1);
+        }
     }
 
     /// Index (1-based) of `kind`'s first field name.
@@ -158,15 +235,20 @@ fn as_int(f: Option<Field>) -> Option<i64> {
     }
 }
 
-/// Reads an event (table or userdata) in one protected call, handing each
-/// field to the kind's `screen` and stopping at the first it rejects.
-pub fn read_event<'c>(
-    lua: &Lua,
-    names_table: &Names,
-    event: &Value,
+/// Reads the event at `event` (table or userdata) in one protected call,
+/// with the [`Names`] table at `names`, handing each field to the kind's
+/// `screen` and stopping at the first it rejects.
+///
+/// # Safety
+/// `state` is the running Lua state; `event` and `names` are absolute or
+/// pseudo indices.
+pub unsafe fn read_event<'c>(
+    state: *mut ffi::lua_State,
+    event: c_int,
+    names_table: c_int,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
     screen: impl Fn(ElementKind) -> Screen<'c>,
-) -> mlua::Result<EventRead> {
+) -> Result<EventRead, String> {
     let mut out = EventRead {
         category: -1,
         element: -1,
@@ -175,48 +257,46 @@ pub fn read_event<'c>(
     };
     let mut values: Vec<Option<Field>> = Vec::with_capacity(16);
     let mut names: &'static [&'static str] = &[];
-    // SAFETY: see the module documentation; `out`, `values` and `names`
-    // live in this frame, outside the protected call.
-    unsafe {
-        lua.exec_raw::<()>((event, &names_table.table), |state| {
-            if !indexable(ffi::lua_type(state, 1)) {
-                return;
+    // `out`, `values` and `names` live in this frame, outside the
+    // protected call.
+    protect(state, &[event, names_table], |state| {
+        if !indexable(ffi::lua_type(state, 1)) {
+            return;
+        }
+        // `_type` is one read where `category` and `element` are two.
+        let (cat, el) = match as_int(read_named(state, 1, 2, 1)) {
+            Some(t) => (t >> 16, t & 0xffff),
+            None => {
+                let cat = as_int(read_named(state, 1, 2, 2));
+                let el = as_int(read_named(state, 1, 2, 3));
+                (cat.unwrap_or(-1), el.unwrap_or(-1))
             }
-            // `_type` is one read where `category` and `element` are two.
-            let (cat, el) = match as_int(read_named(state, 1, 2, 1)) {
-                Some(t) => (t >> 16, t & 0xffff),
-                None => {
-                    let cat = as_int(read_named(state, 1, 2, 2));
-                    let el = as_int(read_named(state, 1, 2, 3));
-                    (cat.unwrap_or(-1), el.unwrap_or(-1))
+        };
+        out.category = cat;
+        out.element = el;
+        if let Some(kind) = kind_of(cat, el) {
+            let mut screen = screen(kind);
+            names = kind.fields();
+            let first = Names::first(kind);
+            let element = u32::try_from(el).unwrap_or(0);
+            let mut acknowledged = false;
+            for (i, name) in names.iter().enumerate() {
+                let value = if kind.needs(element, name, acknowledged) {
+                    read_named(state, 1, 2, first + i)
+                } else {
+                    None
+                };
+                if *name == "acknowledged" {
+                    acknowledged = value.is_some();
                 }
-            };
-            out.category = cat;
-            out.element = el;
-            if let Some(kind) = kind_of(cat, el) {
-                let mut screen = screen(kind);
-                names = kind.fields();
-                let first = Names::first(kind);
-                let element = u32::try_from(el).unwrap_or(0);
-                let mut acknowledged = false;
-                for (i, name) in names.iter().enumerate() {
-                    let value = if kind.needs(element, name, acknowledged) {
-                        read_named(state, 1, 2, first + i)
-                    } else {
-                        None
-                    };
-                    if *name == "acknowledged" {
-                        acknowledged = value.is_some();
-                    }
-                    if let Some(why) = screen.field(name, value.as_ref()) {
-                        out.screened_out = Some((kind, why));
-                        return;
-                    }
-                    values.push(value);
+                if let Some(why) = screen.field(name, value.as_ref()) {
+                    out.screened_out = Some((kind, why));
+                    return;
                 }
+                values.push(value);
             }
-        })?;
-    }
+        }
+    })?;
     if !names.is_empty() && out.screened_out.is_none() {
         out.fields = Some(Prefetched {
             names,
@@ -227,41 +307,81 @@ pub fn read_event<'c>(
     Ok(out)
 }
 
-/// `broker_cache` (or any object with its methods), each lookup one
-/// protected call. A failing or missing method is a cache miss.
-pub struct RawCache<'a> {
-    lua: &'a Lua,
-    cache: Option<Value>,
+/// Bytes of the string at `idx` as text (lossy).
+unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
+    let mut len = 0;
+    let p = ffi::lua_tolstring(state, idx, &mut len);
+    String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
 }
 
-impl<'a> RawCache<'a> {
-    /// `broker_cache` is looked up in the globals at the first lookup (it
-    /// exists only after the script's main chunk ran; most events need none).
-    pub fn new(lua: &'a Lua) -> RawCache<'a> {
-        RawCache { lua, cache: None }
+/// The `conf` table broker hands `init`, as (name, value) pairs; `None`
+/// for a value that is neither a string, a number nor a boolean. Entries
+/// whose key is not a string are skipped (broker never makes them).
+///
+/// # Safety
+/// `state` is the running Lua state; `conf` an absolute index.
+pub unsafe fn read_params(
+    state: *mut ffi::lua_State,
+    conf: c_int,
+) -> Result<Vec<(String, Option<ParamValue>)>, String> {
+    let mut out = Vec::new();
+    if ffi::lua_type(state, conf) != ffi::LUA_TTABLE {
+        return Ok(out);
+    }
+    protect(state, &[conf], |state| {
+        ffi::lua_pushnil(state);
+        while ffi::lua_next(state, 1) != 0 {
+            if ffi::lua_type(state, -2) == ffi::LUA_TSTRING {
+                // No Lua call until both are moved into `out`.
+                let name = text_at(state, -2);
+                let value = match ffi::lua_type(state, -1) {
+                    ffi::LUA_TNUMBER if ffi::lua_isinteger(state, -1) != 0 => {
+                        Some(ParamValue::Int(ffi::lua_tointeger(state, -1)))
+                    }
+                    ffi::LUA_TNUMBER => Some(ParamValue::Float(ffi::lua_tonumber(state, -1))),
+                    ffi::LUA_TSTRING => Some(ParamValue::Str(text_at(state, -1))),
+                    ffi::LUA_TBOOLEAN => Some(ParamValue::Bool(ffi::lua_toboolean(state, -1) != 0)),
+                    _ => None,
+                };
+                out.push((name, value));
+            }
+            ffi::lua_pop(state, 1);
+        }
+    })?;
+    Ok(out)
+}
+
+/// `broker_cache` (or any object with its methods), each lookup one
+/// protected call. A failing or missing method is a cache miss.
+pub struct RawCache {
+    state: *mut ffi::lua_State,
+}
+
+impl RawCache {
+    /// # Safety
+    /// `state` is the running Lua state, for as long as this lives.
+    pub unsafe fn new(state: *mut ffi::lua_State) -> RawCache {
+        RawCache { state }
     }
 
-    /// Calls `cache:method(args...)` and hands the result (at stack top) to
-    /// `read`, which must follow the module's safety rule.
+    /// Calls `broker_cache:method(args...)` and hands the result (at stack
+    /// top) to `read`, which must follow the module's safety rule.
+    /// `broker_cache` is looked up at each call: it exists only once the
+    /// script's main chunk ran, and most events need no lookup.
     fn call(&mut self, method: &str, args: &[i64], read: impl FnOnce(*mut ffi::lua_State)) -> bool {
-        let lua = self.lua;
-        let cache = self.cache.get_or_insert_with(|| {
-            lua.globals()
-                .raw_get::<Value>("broker_cache")
-                .unwrap_or(Value::Nil)
-        });
-        if !matches!(cache, Value::Table(_) | Value::UserData(_)) {
-            return false;
-        }
         let mut called = false;
-        // SAFETY: see the module documentation.
+        // SAFETY: `new`'s contract; the closure follows the module's rule.
         let r = unsafe {
-            lua.exec_raw::<()>(&*cache, |state| {
-                push_field(state, 1, method);
+            protect(self.state, &[], |state| {
+                ffi::lua_getglobal(state, c"broker_cache".as_ptr());
+                if !indexable(ffi::lua_type(state, -1)) {
+                    return;
+                }
+                push_field(state, -1, method);
                 if ffi::lua_type(state, -1) != ffi::LUA_TFUNCTION {
                     return;
                 }
-                ffi::lua_pushvalue(state, 1);
+                ffi::lua_pushvalue(state, -2);
                 for a in args {
                     ffi::lua_pushinteger(state, *a);
                 }
@@ -332,7 +452,7 @@ fn text_of(f: Option<Field>) -> Option<String> {
     }
 }
 
-impl Cache for RawCache<'_> {
+impl Cache for RawCache {
     fn host(&mut self, host_id: u64) -> Option<HostInfo> {
         let mut f = self
             .object_fields(
