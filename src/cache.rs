@@ -142,15 +142,18 @@ pub struct Memo {
     pollers: Ids<u64, String>,
     severities: Ids<(u64, u64), i64>,
     since: Option<std::time::Instant>,
+    /// Changes each time everything is forgotten, so what was derived from
+    /// remembered answers can be forgotten with them.
+    generation: u64,
 }
 
 /// Maps keyed by broker ids, hashed by one multiplication per word:
 /// SipHash's flooding resistance buys nothing for ids broker hands us and
 /// costs on every event.
-type Ids<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+pub(crate) type Ids<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 #[derive(Debug, Default, Clone, Copy)]
-struct IdHasher(u64);
+pub(crate) struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
@@ -171,7 +174,25 @@ impl Hasher for IdHasher {
 impl Memo {
     /// Forgets everything.
     pub fn clear(&mut self) {
-        *self = Memo::default();
+        let generation = self.generation + 1;
+        *self = Memo {
+            generation,
+            ..Memo::default()
+        };
+    }
+
+    fn age(&mut self, now: std::time::Instant) {
+        if self.since.is_none_or(|t| now.duration_since(t) >= MEMO_TTL) {
+            self.clear();
+            self.since = Some(now);
+        }
+    }
+
+    /// Which set of remembered answers is current at `now`: it changes
+    /// whenever they are all forgotten.
+    pub fn generation(&mut self, now: std::time::Instant) -> u64 {
+        self.age(now);
+        self.generation
     }
 
     /// A cache that answers from memory first, then from `inner`; `now`
@@ -181,11 +202,12 @@ impl Memo {
         inner: &'a mut dyn Cache,
         now: std::time::Instant,
     ) -> Memoized<'a> {
-        if self.since.is_none_or(|t| now.duration_since(t) >= MEMO_TTL) {
-            self.clear();
-            self.since = Some(now);
+        self.age(now);
+        Memoized {
+            memo: self,
+            inner,
+            missed: false,
         }
-        Memoized { memo: self, inner }
     }
 }
 
@@ -193,6 +215,20 @@ impl Memo {
 pub struct Memoized<'a> {
     memo: &'a mut Memo,
     inner: &'a mut dyn Cache,
+    missed: bool,
+}
+
+impl Memoized<'_> {
+    /// Whether a lookup found nothing: misses are not remembered, so what
+    /// was concluded from them must not be either.
+    pub fn missed(&self) -> bool {
+        self.missed
+    }
+
+    fn note<T>(&mut self, answer: Option<T>) -> Option<T> {
+        self.missed |= answer.is_none();
+        answer
+    }
 }
 
 fn remember<K: std::hash::Hash + Eq, V: Clone>(
@@ -211,13 +247,15 @@ fn remember<K: std::hash::Hash + Eq, V: Clone>(
 impl Cache for Memoized<'_> {
     fn host(&mut self, host_id: u64) -> Option<HostInfo> {
         let inner = &mut *self.inner;
-        remember(&mut self.memo.hosts, host_id, || inner.host(host_id))
+        let found = remember(&mut self.memo.hosts, host_id, || inner.host(host_id));
+        self.note(found)
     }
     fn service(&mut self, host_id: u64, service_id: u64) -> Option<ServiceInfo> {
         let inner = &mut *self.inner;
-        remember(&mut self.memo.services, (host_id, service_id), || {
+        let found = remember(&mut self.memo.services, (host_id, service_id), || {
             inner.service(host_id, service_id)
-        })
+        });
+        self.note(found)
     }
     fn hostgroups(&mut self, host_id: u64) -> Vec<String> {
         let inner = &mut *self.inner;
@@ -235,17 +273,19 @@ impl Cache for Memoized<'_> {
     }
     fn poller_name(&mut self, instance_id: u64) -> Option<String> {
         let inner = &mut *self.inner;
-        remember(&mut self.memo.pollers, instance_id, || {
+        let found = remember(&mut self.memo.pollers, instance_id, || {
             inner.poller_name(instance_id)
-        })
+        });
+        self.note(found)
     }
     fn severity(&mut self, host_id: u64, service_id: Option<u64>) -> Option<i64> {
         let inner = &mut *self.inner;
-        remember(
+        let found = remember(
             &mut self.memo.severities,
             (host_id, service_id.unwrap_or(0)),
             || inner.severity(host_id, service_id),
-        )
+        );
+        self.note(found)
     }
 }
 

@@ -36,6 +36,7 @@ use crate::sender::{Routes, Sender, Source, Work};
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,7 @@ pub struct Connector {
     counters: Counters,
     last_stats: Instant,
     memo: Memo,
+    verdicts: filter::Verdicts,
 }
 
 /// Where accepted events go before the sender takes them.
@@ -97,7 +99,7 @@ enum Queue {
 #[allow(clippy::large_enum_variant)]
 enum Accepted {
     /// For the event route.
-    Event(NebEvent, filter::Subject),
+    Event(NebEvent, Rc<filter::Subject>),
     /// A pbehavior change.
     Downtime(pbehavior::Action),
 }
@@ -196,6 +198,7 @@ impl Connector {
             counters: Counters::default(),
             last_stats: Instant::now(),
             memo: Memo::default(),
+            verdicts: filter::Verdicts::default(),
         })
     }
 
@@ -377,13 +380,15 @@ impl Connector {
         }
         // Downtime starts read the object's current state: ask broker.
         let checked = if kind == ElementKind::Downtime {
-            filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache)
+            filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache).map(Rc::new)
         } else {
-            filter::check(
+            self.verdicts.check_status(
                 &self.cfg.filter,
                 &self.cfg.format,
                 &ev,
-                &mut self.memo.over(cache, now),
+                &mut self.memo,
+                cache,
+                now,
             )
         };
         let subject = match checked {

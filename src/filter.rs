@@ -7,11 +7,13 @@
 //! acknowledgements on BBDO 3, and `flapping` (declared but never applied
 //! by the library, so only applied here when set).
 
-use crate::cache::{Cache, HostInfo, ServiceInfo};
+use crate::cache::{Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
 use crate::event::{AckEvent, DowntimeEvent, ElementKind, Field, NebEvent, Single, StatusEvent};
 use crate::pbehavior::{self, Phase};
 use std::fmt;
+use std::rc::Rc;
+use std::time::Instant;
 
 /// Why an event is not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +180,93 @@ impl<'a> Screen<'a> {
     }
 }
 
+/// The checks of a status that need only the event, in the Lua library's
+/// order.
+fn status_event(cfg: &FilterConfig, service: bool, s: &StatusEvent) -> Result<(), Rejection> {
+    let (states, dedup) = if service {
+        (&cfg.service_status, cfg.service_dedup)
+    } else {
+        (&cfg.host_status, cfg.host_dedup)
+    };
+    accept_state(states, s.state)?;
+    if dedup && s.last_hard_state_change != s.last_check {
+        return Err(Rejection::Duplicate);
+    }
+    if cfg.hard_only && s.state_type.unwrap_or(0) < 1 {
+        return Err(Rejection::Soft);
+    }
+    if !cfg.acknowledged && s.acknowledged {
+        return Err(Rejection::Acknowledged);
+    }
+    if !cfg.in_downtime && s.downtime_depth > 0 {
+        return Err(Rejection::InDowntime);
+    }
+    if cfg.flapping == Some(false) && s.flapping {
+        return Err(Rejection::Flapping);
+    }
+    Ok(())
+}
+
+/// What the checks of statuses that need the cache concluded, per object:
+/// they depend only on the object and on the cache's answers, and a status
+/// arrives for each object every few minutes. Forgotten with the answers
+/// they came from ([`Memo::generation`]); never kept when a lookup missed.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    generation: u64,
+    /// By (host id, service id or 0 for a host).
+    map: Ids<(u64, u64), Result<Rc<Subject>, Rejection>>,
+}
+
+impl Verdicts {
+    /// [`check`] for a host or service status, through `memo`.
+    pub fn check_status(
+        &mut self,
+        cfg: &FilterConfig,
+        fmt: &FormatConfig,
+        ev: &NebEvent,
+        memo: &mut Memo,
+        cache: &mut dyn Cache,
+        now: Instant,
+    ) -> Result<Rc<Subject>, Rejection> {
+        let (s, service) = match ev {
+            NebEvent::Host(s) => (s, false),
+            NebEvent::Service(s) => (s, true),
+            _ => return check(cfg, fmt, ev, &mut memo.over(cache, now)).map(Rc::new),
+        };
+        status_event(cfg, service, s)?;
+        let generation = memo.generation(now);
+        if generation != self.generation {
+            self.map.clear();
+            self.generation = generation;
+        }
+        let key = match (s.host_id, service) {
+            (Some(h), false) => Some((h, 0)),
+            (Some(h), true) => s.service_id.filter(|id| *id != 0).map(|id| (h, id)),
+            (None, _) => None,
+        };
+        if let Some(known) = key.and_then(|k| self.map.get(&k)) {
+            return known.clone();
+        }
+        let mut cache = memo.over(cache, now);
+        let mut l = Lookup {
+            cfg,
+            fmt,
+            cache: &mut cache,
+        };
+        let verdict = if service {
+            l.service_objects(s)
+        } else {
+            l.host_objects(s)
+        }
+        .map(Rc::new);
+        if let (Some(key), false) = (key, cache.missed()) {
+            self.map.insert(key, verdict.clone());
+        }
+        verdict
+    }
+}
+
 struct Lookup<'a> {
     cfg: &'a FilterConfig,
     fmt: &'a FormatConfig,
@@ -189,11 +278,11 @@ impl Lookup<'_> {
     // cache: same outcome as the Lua library's order, far cheaper for the
     // many events they drop.
     fn host_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
-        accept_state(&self.cfg.host_status, s.state)?;
-        if self.cfg.host_dedup && s.last_hard_state_change != s.last_check {
-            return Err(Rejection::Duplicate);
-        }
-        self.states(s)?;
+        status_event(self.cfg, false, s)?;
+        self.host_objects(s)
+    }
+
+    fn host_objects(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
         let mut subj = self.host(s.host_id)?;
         self.poller(&mut subj, None)?;
         self.severity(&mut subj, None)?;
@@ -202,11 +291,11 @@ impl Lookup<'_> {
     }
 
     fn service_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
-        accept_state(&self.cfg.service_status, s.state)?;
-        if self.cfg.service_dedup && s.last_hard_state_change != s.last_check {
-            return Err(Rejection::Duplicate);
-        }
-        self.states(s)?;
+        status_event(self.cfg, true, s)?;
+        self.service_objects(s)
+    }
+
+    fn service_objects(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
         let mut subj = self.host(s.host_id)?;
         self.service(&mut subj, s.service_id)?;
         self.poller(&mut subj, None)?;
@@ -307,22 +396,6 @@ impl Lookup<'_> {
         };
         subj.service = Some((service_id, description));
         subj.service_info = info;
-        Ok(())
-    }
-
-    fn states(&self, s: &StatusEvent) -> Result<(), Rejection> {
-        if self.cfg.hard_only && s.state_type.unwrap_or(0) < 1 {
-            return Err(Rejection::Soft);
-        }
-        if !self.cfg.acknowledged && s.acknowledged {
-            return Err(Rejection::Acknowledged);
-        }
-        if !self.cfg.in_downtime && s.downtime_depth > 0 {
-            return Err(Rejection::InDowntime);
-        }
-        if self.cfg.flapping == Some(false) && s.flapping {
-            return Err(Rejection::Flapping);
-        }
         Ok(())
     }
 
@@ -593,6 +666,73 @@ pub(crate) mod tests {
             }
         }
         assert!(screened > 1000, "{screened}");
+    }
+
+    #[test]
+    fn verdicts_agree_with_check_and_last_as_long_as_the_memo() {
+        let mut p = minimal();
+        p.insert("skip_anon_events".into(), ParamValue::Int(0));
+        p.insert("accepted_servicegroups".into(), s("net"));
+        let c = config::parse(&p).unwrap().config;
+        let (mut memo, mut verdicts, mut real) = (Memo::default(), Verdicts::default(), cache());
+        let now = Instant::now();
+        let mut check_status = |ev: NebEvent, real: &mut MemoryCache, memo: &mut Memo| {
+            verdicts.check_status(&c.filter, &c.format, &ev, memo, real, now)
+        };
+        let ev = || NebEvent::Service(service(2));
+        let first = check_status(ev(), &mut real, &mut memo).unwrap();
+        assert_eq!(
+            *first,
+            check(&c.filter, &c.format, &ev(), &mut cache()).unwrap()
+        );
+        // Remembered: broker's answers changing without a configuration
+        // event do not show until the memo forgets.
+        real.hosts.get_mut(&12).unwrap().name = Some("renamed".into());
+        real.servicegroups.insert((12, 34), vec!["other".into()]);
+        let again = check_status(ev(), &mut real, &mut memo).unwrap();
+        assert!(Rc::ptr_eq(&first, &again));
+        // Event-only checks still apply to each event.
+        let mut soft = service(2);
+        soft.state_type = Some(0);
+        assert_eq!(
+            check_status(NebEvent::Service(soft), &mut real, &mut memo),
+            Err(Rejection::Soft)
+        );
+        memo.clear();
+        assert_eq!(
+            check_status(ev(), &mut real, &mut memo),
+            Err(Rejection::Group("service"))
+        );
+        // A rejection is remembered too.
+        real.servicegroups.insert((12, 34), vec!["net".into()]);
+        assert_eq!(
+            check_status(ev(), &mut real, &mut memo),
+            Err(Rejection::Group("service"))
+        );
+    }
+
+    #[test]
+    fn verdicts_drawn_from_a_miss_are_not_remembered() {
+        let mut p = minimal();
+        p.insert("skip_anon_events".into(), ParamValue::Int(0));
+        let c = config::parse(&p).unwrap().config;
+        let (mut memo, mut verdicts, mut real) = (Memo::default(), Verdicts::default(), cache());
+        let now = Instant::now();
+        let mut unknown = service(2);
+        unknown.host_id = Some(99);
+        let ev = || NebEvent::Service(unknown.clone());
+        let anonymous =
+            verdicts.check_status(&c.filter, &c.format, &ev(), &mut memo, &mut real, now);
+        assert_eq!(anonymous.unwrap().host_name, "99");
+        real.hosts.insert(
+            99,
+            HostInfo {
+                name: Some("new-host".into()),
+                ..HostInfo::default()
+            },
+        );
+        let known = verdicts.check_status(&c.filter, &c.format, &ev(), &mut memo, &mut real, now);
+        assert_eq!(known.unwrap().host_name, "new-host");
     }
 
     #[test]
