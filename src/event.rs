@@ -92,7 +92,7 @@ impl ElementKind {
 
     /// Every field [`NebEvent::read`] may ask for, so a caller can fetch
     /// them all at once.
-    pub fn fields(self) -> &'static [&'static str] {
+    pub const fn fields(self) -> &'static [&'static str] {
         match self {
             // Ordered for [`crate::filter::Screen`]: the fields that most
             // often reject an event come first.
@@ -431,19 +431,33 @@ impl<'a> Single<'a> {
         })
     }
 
+    // The common shapes are answered here, without a copy of the value.
+
     /// As an integer.
     pub fn int(&self) -> Result<Option<i64>, EventError> {
-        self.reader(|r| r.int(self.name))
+        match self.value {
+            None => Ok(None),
+            Some(Field::Int(i)) => Ok(Some(*i)),
+            _ => self.reader(|r| r.int(self.name)),
+        }
     }
 
     /// As a timestamp.
     pub fn time(&self) -> Result<Option<i64>, EventError> {
-        self.reader(|r| r.time(self.name))
+        match self.value {
+            None => Ok(None),
+            Some(Field::Int(i)) => Ok(Some(*i).filter(|t| *t > 0)),
+            _ => self.reader(|r| r.time(self.name)),
+        }
     }
 
     /// As a boolean.
     pub fn boolean(&self) -> Result<Option<bool>, EventError> {
-        self.reader(|r| r.boolean(self.name))
+        match self.value {
+            None => Ok(None),
+            Some(Field::Bool(b)) => Ok(Some(*b)),
+            _ => self.reader(|r| r.boolean(self.name)),
+        }
     }
 }
 

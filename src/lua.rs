@@ -51,6 +51,8 @@ enum State {
 /// What the userdata behind `new()`'s closures owns.
 struct Handle {
     state: State,
+    /// Where `write` reads an event's fields into, reused.
+    fields: Vec<Option<Field>>,
 }
 
 /// `init`'s parameters as read from Lua, or why they could not be.
@@ -160,22 +162,24 @@ impl Handle {
         let State::Running(c) = &mut self.state else {
             return self.refuse();
         };
+        let values = &mut self.fields;
         let kind_of = |cat: i64, el: i64| match (u32::try_from(cat), u32::try_from(el)) {
             (Ok(cat), Ok(el)) => c.kind_of(cat, el),
             _ => None,
         };
-        let read = match raw::read_event(state, event, names, kind_of, |kind| c.screen(kind)) {
-            Ok(read) => read,
-            Err(e) => {
-                c.log().warn(format_args!("cannot read event: {e}"));
-                raw::EventRead {
-                    category: -1,
-                    element: -1,
-                    fields: None,
-                    screened_out: None,
+        let read =
+            match raw::read_event(state, event, names, values, kind_of, |kind| c.screen(kind)) {
+                Ok(read) => read,
+                Err(e) => {
+                    c.log().warn(format_args!("cannot read event: {e}"));
+                    raw::EventRead {
+                        category: -1,
+                        element: -1,
+                        fields: None,
+                        screened_out: None,
+                    }
                 }
-            }
-        };
+            };
         if let Some((kind, why)) = read.screened_out {
             return c.write_screened_out(kind, why);
         }
@@ -317,6 +321,7 @@ unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
     ffi::lua_setmetatable(state, ud);
     *slot = Box::into_raw(Box::new(RefCell::new(Handle {
         state: State::Fresh,
+        fields: Vec::with_capacity(16),
     })));
     ffi::lua_createtable(state, 0, 4);
     let closures: [(&std::ffi::CStr, ffi::lua_CFunction); 3] = [

@@ -92,7 +92,12 @@ unsafe fn error_text(state: *mut ffi::lua_State) -> String {
 /// Converts the value on top of the stack. Raises no Lua error: strings are
 /// read as they are, numbers are not converted.
 unsafe fn top_field(state: *mut ffi::lua_State) -> Option<Field> {
-    Some(match ffi::lua_type(state, -1) {
+    typed_top_field(state, ffi::lua_type(state, -1))
+}
+
+/// [`top_field`] when the value's type `t` is known.
+unsafe fn typed_top_field(state: *mut ffi::lua_State, t: c_int) -> Option<Field> {
+    Some(match t {
         ffi::LUA_TNIL | ffi::LUA_TNONE => return None,
         ffi::LUA_TNUMBER => {
             if ffi::lua_isinteger(state, -1) != 0 {
@@ -136,8 +141,8 @@ unsafe fn read_named(
     i: usize,
 ) -> Option<Field> {
     ffi::lua_rawgeti(state, names, i as ffi::lua_Integer);
-    ffi::lua_gettable(state, obj);
-    let f = top_field(state);
+    let t = ffi::lua_gettable(state, obj);
+    let f = typed_top_field(state, t);
     ffi::lua_pop(state, 1);
     f
 }
@@ -178,13 +183,24 @@ impl Names {
 
     /// Index (1-based) of `kind`'s first field name.
     fn first(kind: ElementKind) -> usize {
-        TYPE_FIELDS.len()
-            + 1
-            + KINDS
-                .iter()
-                .take_while(|k| **k != kind)
-                .map(|k| k.fields().len())
-                .sum::<usize>()
+        /// The index for each of [`KINDS`].
+        const FIRST: [usize; KINDS.len()] = {
+            let mut first = [0; KINDS.len()];
+            let mut next = TYPE_FIELDS.len() + 1;
+            let mut i = 0;
+            while i < KINDS.len() {
+                first[i] = next;
+                next += KINDS[i].fields().len();
+                i += 1;
+            }
+            first
+        };
+        match kind {
+            ElementKind::HostStatus => FIRST[0],
+            ElementKind::ServiceStatus => FIRST[1],
+            ElementKind::Acknowledgement => FIRST[2],
+            ElementKind::Downtime => FIRST[3],
+        }
     }
 }
 
@@ -193,15 +209,15 @@ fn indexable(t: c_int) -> bool {
 }
 
 /// An event's fields, fetched at once.
-pub struct Prefetched {
+pub struct Prefetched<'v> {
     names: &'static [&'static str],
-    values: Vec<Option<Field>>,
+    values: &'v mut Vec<Option<Field>>,
     /// Where the next name asked is expected: readers ask in the order of
     /// `names`, mostly.
     next: usize,
 }
 
-impl FieldSource for Prefetched {
+impl FieldSource for Prefetched<'_> {
     /// Each field is handed out once ([`crate::event::NebEvent::read`]
     /// reads each at most once).
     fn field(&mut self, name: &str) -> Option<Field> {
@@ -216,13 +232,13 @@ impl FieldSource for Prefetched {
 
 /// What `write` needs of an event: its type, and the fields of the kind the
 /// connector takes (`kind_of` decides; nothing more is read for others).
-pub struct EventRead {
+pub struct EventRead<'v> {
     /// `category`, or -1 when unknown.
     pub category: i64,
     /// `element`, or -1 when unknown.
     pub element: i64,
     /// The fields, when the connector takes this kind.
-    pub fields: Option<Prefetched>,
+    pub fields: Option<Prefetched<'v>>,
     /// Why the screen rejected the event part way (the rest was not read).
     pub screened_out: Option<(ElementKind, Rejection)>,
 }
@@ -237,25 +253,28 @@ fn as_int(f: Option<Field>) -> Option<i64> {
 
 /// Reads the event at `event` (table or userdata) in one protected call,
 /// with the [`Names`] table at `names`, handing each field to the kind's
-/// `screen` and stopping at the first it rejects.
+/// `screen` and stopping at the first it rejects. `values` is where the
+/// fields go (cleared first; kept by the caller from one event to the
+/// next, so reading allocates nothing).
 ///
 /// # Safety
 /// `state` is the running Lua state; `event` and `names` are absolute or
 /// pseudo indices.
-pub unsafe fn read_event<'c>(
+pub unsafe fn read_event<'c, 'v>(
     state: *mut ffi::lua_State,
     event: c_int,
     names_table: c_int,
+    values: &'v mut Vec<Option<Field>>,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
     screen: impl Fn(ElementKind) -> Screen<'c>,
-) -> Result<EventRead, String> {
+) -> Result<EventRead<'v>, String> {
     let mut out = EventRead {
         category: -1,
         element: -1,
         fields: None,
         screened_out: None,
     };
-    let mut values: Vec<Option<Field>> = Vec::with_capacity(16);
+    values.clear();
     let mut names: &'static [&'static str] = &[];
     // `out`, `values` and `names` live in this frame, outside the
     // protected call.
