@@ -11,6 +11,7 @@ use crate::cache::{Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
 use crate::event::{AckEvent, DowntimeEvent, ElementKind, Field, NebEvent, Single, StatusEvent};
 use crate::pbehavior::{self, Phase};
+use std::cell::OnceCell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
@@ -92,6 +93,38 @@ pub struct Subject {
     pub poller: Option<String>,
     /// The object's severity.
     pub severity: Option<i64>,
+    /// The formatter's rendering of what a status's JSON takes from this
+    /// subject alone (made once per remembered subject, for the
+    /// connector's format and the object's kind).
+    pub rendered: Rendered,
+}
+
+/// JSON written once for a [`Subject`]: a head and a tail. Not part of the
+/// subject's value: equal whatever it holds.
+#[derive(Clone, Default)]
+pub struct Rendered(OnceCell<HeadTail>);
+
+/// A head and a tail of JSON.
+type HeadTail = (Box<[u8]>, Box<[u8]>);
+
+impl Rendered {
+    /// The rendering, made by `render` the first time.
+    pub fn get_or_init(&self, render: impl FnOnce() -> (Box<[u8]>, Box<[u8]>)) -> (&[u8], &[u8]) {
+        let (head, tail) = self.0.get_or_init(render);
+        (head, tail)
+    }
+}
+
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Rendered) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Rendered")
+    }
 }
 
 /// Checks `ev` against the filters, gathering from `cache` what the

@@ -204,6 +204,14 @@ impl CanopsisEvent<'_> {
     /// that), without serde's per-field machinery: this runs for every
     /// event on broker's thread, and the keys need no escaping.
     fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_head(out);
+        self.write_middle(out);
+        self.write_tail(out);
+    }
+
+    /// `{` and the fields before `output`: for a status, the same for every
+    /// status of one object.
+    fn write_head(&self, out: &mut Vec<u8>) {
         out.push(b'{');
         let mut w = JsonFields { out, first: true };
         w.str(k!("event_type"), self.event_type);
@@ -217,6 +225,11 @@ impl CanopsisEvent<'_> {
         if let Some(v) = self.author {
             w.str(k!("author"), v);
         }
+    }
+
+    /// `output` to `timestamp`, after the head's fields.
+    fn write_middle(&self, out: &mut Vec<u8>) {
+        let mut w = JsonFields { out, first: false };
         w.str(k!("output"), self.output);
         w.str(k!("long_output"), &self.long_output);
         if let Some(v) = self.state {
@@ -227,6 +240,12 @@ impl CanopsisEvent<'_> {
             w.key(k!("timestamp"));
             json_int(w.out, v);
         }
+    }
+
+    /// The fields after `timestamp`, and `}`: for a status, the same for
+    /// every status of one object.
+    fn write_tail(&self, out: &mut Vec<u8>) {
+        let mut w = JsonFields { out, first: false };
         if let Some(v) = self.hostgroups {
             w.strs(k!("hostgroups"), v);
         }
@@ -389,13 +408,32 @@ pub fn write_event_json(
     subj: &Subject,
     out: &mut Vec<u8>,
 ) -> bool {
-    match canopsis_event(cfg, ev, subj) {
-        Some(e) => {
-            e.write_json(out);
-            true
+    let (s, service) = match ev {
+        NebEvent::Host(s) => (s, false),
+        NebEvent::Service(s) => (s, true),
+        _ => {
+            return match canopsis_event(cfg, ev, subj) {
+                Some(e) => {
+                    e.write_json(out);
+                    true
+                }
+                None => false,
+            }
         }
-        None => false,
-    }
+    };
+    // A remembered subject serves every status of its object: its head and
+    // tail are written once, then copied.
+    let e = status(cfg, s, subj, service);
+    let (head, tail) = subj.rendered.get_or_init(|| {
+        let (mut head, mut tail) = (Vec::new(), Vec::new());
+        e.write_head(&mut head);
+        e.write_tail(&mut tail);
+        (head.into(), tail.into())
+    });
+    out.extend_from_slice(head);
+    e.write_middle(out);
+    out.extend_from_slice(tail);
+    true
 }
 #[cfg(test)]
 mod tests {
@@ -590,6 +628,22 @@ mod tests {
                 String::from_utf8(reference.unwrap()).unwrap(),
                 "the hand-written JSON is serde_json's, byte for byte"
             );
+            // The next status of the same object reuses the subject's
+            // rendering: still serde_json's bytes.
+            if let NebEvent::Host(s) | NebEvent::Service(s) = &ev {
+                let mut next = s.clone();
+                next.output = rng.text();
+                next.state = Some((rng.next() % 4) as i64);
+                next.last_check = Some(rng.next() as i64 >> 1);
+                let next = match &ev {
+                    NebEvent::Host(_) => NebEvent::Host(next),
+                    _ => NebEvent::Service(next),
+                };
+                assert_eq!(
+                    String::from_utf8(event_json(&cfg, &next, &subject).unwrap()).unwrap(),
+                    serde_json::to_string(&canopsis_event(&cfg, &next, &subject).unwrap()).unwrap(),
+                );
+            }
             let v: Value = serde_json::from_slice(&bytes).expect("valid JSON");
             assert_eq!(v["component"], subject.host_name.as_str());
             assert_eq!(v["connector"], "centreon-stream");

@@ -221,8 +221,10 @@ impl FieldSource for Prefetched<'_> {
     /// Each field is handed out once ([`crate::event::NebEvent::read`]
     /// reads each at most once).
     fn field(&mut self, name: &str) -> Option<Field> {
+        // The same static strings, mostly: the address settles it.
+        let same = |n: &str| std::ptr::eq(n, name) || n == name;
         let i = match self.names.get(self.next) {
-            Some(n) if *n == name => self.next,
+            Some(n) if same(n) => self.next,
             _ => self.names.iter().position(|n| *n == name)?,
         };
         self.next = i + 1;
