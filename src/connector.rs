@@ -27,7 +27,7 @@
 use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
-use crate::event::{ElementKind, FieldSource, NebEvent, NEB};
+use crate::event::{ElementKind, EventError, FieldSource, NebEvent, NEB};
 use crate::filter;
 use crate::format;
 use crate::logger::Logger;
@@ -292,11 +292,26 @@ impl Connector {
                 self.counters.filtered += 1;
             }
             Some(kind) => {
-                if let Some(accepted) = self.process(kind, src, cache, now) {
+                if let Some(accepted) = self.process(NebEvent::read(kind, src), cache, now) {
                     self.counters.accepted += 1;
                     self.enqueue(accepted, now);
                 }
             }
+        }
+        self.answer(now)
+    }
+
+    /// broker's `write(event)` for an event of a kind the connector takes,
+    /// already read (or found unusable) by the caller.
+    pub fn write_event(
+        &mut self,
+        read: Result<NebEvent, EventError>,
+        cache: &mut dyn Cache,
+    ) -> bool {
+        let now = self.received();
+        if let Some(accepted) = self.process(read, cache, now) {
+            self.counters.accepted += 1;
+            self.enqueue(accepted, now);
         }
         self.answer(now)
     }
@@ -385,12 +400,11 @@ impl Connector {
     /// Reads, filters and formats one event: what to send, if anything.
     fn process(
         &mut self,
-        kind: ElementKind,
-        src: &mut dyn FieldSource,
+        read: Result<NebEvent, EventError>,
         cache: &mut dyn Cache,
         now: Instant,
     ) -> Option<Accepted> {
-        let ev = match NebEvent::read(kind, src) {
+        let ev = match read {
             Ok(ev) => ev,
             Err(e) => {
                 self.counters.malformed += 1;
@@ -398,6 +412,7 @@ impl Connector {
                 return None;
             }
         };
+        let kind = ev.kind();
         if kind == ElementKind::Downtime && !self.cfg.downtime.send_pbh {
             self.counters.filtered += 1;
             self.log.debug(format_args!(

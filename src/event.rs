@@ -70,26 +70,6 @@ impl ElementKind {
         })
     }
 
-    /// Whether a reader fetching [`fields`](Self::fields) in order needs
-    /// `name` of an event with this `element` id, given whether
-    /// `acknowledged` was present. What [`NebEvent::read`] would not use, or
-    /// broker never sends (host statuses have no `service_id`; BBDO 3
-    /// statuses no `acknowledged`; BBDO 2 statuses no `long_output`, and
-    /// `acknowledged` makes `acknowledgement_type` moot), is not worth a
-    /// lookup in broker's event.
-    pub fn needs(self, element: u32, name: &str, acknowledged_present: bool) -> bool {
-        let bbdo3 = matches!(element, 29 | 32);
-        match (self, name) {
-            (ElementKind::HostStatus, "service_id") => false,
-            (ElementKind::HostStatus | ElementKind::ServiceStatus, "acknowledged") => !bbdo3,
-            (ElementKind::HostStatus | ElementKind::ServiceStatus, "acknowledgement_type") => {
-                !acknowledged_present
-            }
-            (ElementKind::HostStatus | ElementKind::ServiceStatus, "long_output") => bbdo3,
-            _ => true,
-        }
-    }
-
     /// Every field [`NebEvent::read`] may ask for, so a caller can fetch
     /// them all at once.
     pub const fn fields(self) -> &'static [&'static str] {
@@ -227,6 +207,23 @@ pub struct StatusEvent {
     pub long_output: Option<String>,
 }
 
+impl StatusEvent {
+    /// Back to the default, keeping the output buffers.
+    fn clear(&mut self) {
+        self.host_id = None;
+        self.service_id = None;
+        self.state = None;
+        self.state_type = None;
+        self.acknowledged = false;
+        self.downtime_depth = 0;
+        self.flapping = false;
+        self.last_check = None;
+        self.last_hard_state_change = None;
+        self.output.clear();
+        self.long_output = None;
+    }
+}
+
 /// An acknowledgement being set or removed.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AckEvent {
@@ -322,38 +319,11 @@ impl NebEvent {
         let mut r = Reader { kind, src };
         Ok(match kind {
             ElementKind::HostStatus | ElementKind::ServiceStatus => {
-                // Read in the order of `kind.fields()`, which sources that
-                // fetch all fields at once hand them out in.
-                let state_type = r.int("state_type")?;
-                let state = r.int("state")?;
-                let last_check = r.time("last_check")?;
-                let last_hard_state_change = r.time("last_hard_state_change")?;
-                let acknowledged = match r.boolean("acknowledged")? {
-                    Some(b) => b,
-                    None => r.int("acknowledgement_type")?.unwrap_or(0) != 0,
-                };
-                let status = StatusEvent {
-                    state_type,
-                    state,
-                    last_check,
-                    last_hard_state_change,
-                    acknowledged,
-                    downtime_depth: r.int("scheduled_downtime_depth")?.unwrap_or(0),
-                    flapping: r.boolean("flapping")?.unwrap_or(false),
-                    host_id: r.id("host_id")?,
-                    service_id: if kind == ElementKind::ServiceStatus {
-                        r.id("service_id")?
-                    } else {
-                        None
-                    },
-                    output: r.text("output")?.unwrap_or_default(),
-                    long_output: r.text("long_output")?,
-                };
-                if kind == ElementKind::HostStatus {
-                    NebEvent::Host(status)
-                } else {
-                    NebEvent::Service(status)
+                let mut b = StatusBuilder::new(kind, None);
+                while let Some((i, name)) = b.next_field() {
+                    b.set(i, r.src.field(name))?;
                 }
+                b.finish()
             }
             ElementKind::Acknowledgement => NebEvent::Ack(AckEvent {
                 host_id: r.id("host_id")?,
@@ -403,66 +373,146 @@ struct Reader<'a> {
     src: &'a mut dyn FieldSource,
 }
 
-/// One field on its own, converted as [`NebEvent::read`] converts it, for
-/// code that looks at fields one at a time ([`crate::filter::Screen`]).
-pub struct Single<'a> {
+/// Positions of a status's fields in [`ElementKind::fields`].
+pub mod status_field {
+    /// `state_type`.
+    pub const STATE_TYPE: usize = 0;
+    /// `state`.
+    pub const STATE: usize = 1;
+    /// `last_check`.
+    pub const LAST_CHECK: usize = 2;
+    /// `last_hard_state_change`.
+    pub const LAST_HARD_STATE_CHANGE: usize = 3;
+    /// `acknowledged`.
+    pub const ACKNOWLEDGED: usize = 4;
+    /// `acknowledgement_type`.
+    pub const ACKNOWLEDGEMENT_TYPE: usize = 5;
+    /// `scheduled_downtime_depth`.
+    pub const SCHEDULED_DOWNTIME_DEPTH: usize = 6;
+    /// `flapping`.
+    pub const FLAPPING: usize = 7;
+    /// `host_id`.
+    pub const HOST_ID: usize = 8;
+    /// `service_id`.
+    pub const SERVICE_ID: usize = 9;
+    /// `output`.
+    pub const OUTPUT: usize = 10;
+    /// `long_output`.
+    pub const LONG_OUTPUT: usize = 11;
+}
+
+/// A host or service status built from its fields, taken one at a time in
+/// [`ElementKind::fields`] order and converted once each, so a reader that
+/// fetches them one by one from broker can stop at the first that rejects
+/// the event ([`crate::filter::Screen`]) or cannot be used.
+#[derive(Debug)]
+pub struct StatusBuilder {
     kind: ElementKind,
-    name: &'static str,
-    value: Option<&'a Field>,
+    bbdo3: Option<bool>,
+    status: StatusEvent,
+    acknowledged_present: bool,
+    next: usize,
 }
 
-impl FieldSource for Option<Field> {
-    fn field(&mut self, _: &str) -> Option<Field> {
-        self.take()
-    }
-}
-
-impl<'a> Single<'a> {
-    /// `value`, the field `name` of a `kind` event.
-    pub fn new(kind: ElementKind, name: &'static str, value: Option<&'a Field>) -> Single<'a> {
-        Single { kind, name, value }
-    }
-
-    fn reader<T>(&self, read: impl FnOnce(&mut Reader<'_>) -> T) -> T {
-        let mut one = self.value.cloned();
-        read(&mut Reader {
-            kind: self.kind,
-            src: &mut one,
-        })
-    }
-
-    // The common shapes are answered here, without a copy of the value.
-
-    /// As an integer.
-    pub fn int(&self) -> Result<Option<i64>, EventError> {
-        match self.value {
-            None => Ok(None),
-            Some(Field::Int(i)) => Ok(Some(*i)),
-            _ => self.reader(|r| r.int(self.name)),
+impl StatusBuilder {
+    /// For a status of `kind` carried by broker element `element`, when
+    /// known.
+    pub fn new(kind: ElementKind, element: Option<u32>) -> StatusBuilder {
+        StatusBuilder {
+            kind,
+            bbdo3: element.map(|e| matches!(e, 29 | 32)),
+            status: StatusEvent::default(),
+            acknowledged_present: false,
+            next: 0,
         }
     }
 
-    /// As a timestamp.
-    pub fn time(&self) -> Result<Option<i64>, EventError> {
-        match self.value {
-            None => Ok(None),
-            Some(Field::Int(i)) => Ok(Some(*i).filter(|t| *t > 0)),
-            _ => self.reader(|r| r.time(self.name)),
+    /// The next field worth fetching, as its position and name. Not worth a
+    /// lookup in broker's event: what the status would not use, or its BBDO
+    /// version never carries (host statuses have no `service_id`; BBDO 3
+    /// statuses no `acknowledged`, BBDO 2 ones no `long_output`;
+    /// `acknowledged` makes `acknowledgement_type` moot).
+    pub fn next_field(&mut self) -> Option<(usize, &'static str)> {
+        use status_field::*;
+        let names = self.kind.fields();
+        while self.next < names.len() {
+            let i = self.next;
+            self.next += 1;
+            let skip = match i {
+                SERVICE_ID => self.kind == ElementKind::HostStatus,
+                ACKNOWLEDGED => self.bbdo3 == Some(true),
+                ACKNOWLEDGEMENT_TYPE => self.acknowledged_present,
+                LONG_OUTPUT => self.bbdo3 == Some(false),
+                _ => false,
+            };
+            if !skip {
+                return Some((i, names[i]));
+            }
+        }
+        None
+    }
+
+    /// Converts and keeps the value of the field at position `i`.
+    pub fn set(&mut self, i: usize, v: Option<Field>) -> Result<(), EventError> {
+        use status_field::*;
+        let name = self.kind.fields()[i];
+        let c = Convert(self.kind);
+        let s = &mut self.status;
+        match i {
+            STATE_TYPE => s.state_type = c.int(name, v)?,
+            STATE => s.state = c.int(name, v)?,
+            LAST_CHECK => s.last_check = c.time(name, v)?,
+            LAST_HARD_STATE_CHANGE => s.last_hard_state_change = c.time(name, v)?,
+            ACKNOWLEDGED => {
+                if let Some(b) = c.boolean(name, v)? {
+                    s.acknowledged = b;
+                    self.acknowledged_present = true;
+                }
+            }
+            ACKNOWLEDGEMENT_TYPE => s.acknowledged = c.int(name, v)?.unwrap_or(0) != 0,
+            SCHEDULED_DOWNTIME_DEPTH => s.downtime_depth = c.int(name, v)?.unwrap_or(0),
+            FLAPPING => s.flapping = c.boolean(name, v)?.unwrap_or(false),
+            HOST_ID => s.host_id = c.id(name, v)?,
+            SERVICE_ID => s.service_id = c.id(name, v)?,
+            OUTPUT => s.output = c.text(name, v)?.unwrap_or_default(),
+            _ => s.long_output = c.text(name, v)?,
+        }
+        Ok(())
+    }
+
+    /// The status as taken so far.
+    pub fn status(&self) -> &StatusEvent {
+        &self.status
+    }
+
+    /// The event (taken: the builder is left empty, ready for [`reset`](Self::reset)).
+    pub fn finish(&mut self) -> NebEvent {
+        let status = std::mem::take(&mut self.status);
+        if self.kind == ElementKind::HostStatus {
+            NebEvent::Host(status)
+        } else {
+            NebEvent::Service(status)
         }
     }
 
-    /// As a boolean.
-    pub fn boolean(&self) -> Result<Option<bool>, EventError> {
-        match self.value {
-            None => Ok(None),
-            Some(Field::Bool(b)) => Ok(Some(*b)),
-            _ => self.reader(|r| r.boolean(self.name)),
-        }
+    /// Starts over, for a status of `kind` carried by `element` (as
+    /// [`new`](Self::new), without moving a new builder into place).
+    pub fn reset(&mut self, kind: ElementKind, element: Option<u32>) {
+        self.kind = kind;
+        self.bbdo3 = element.map(|e| matches!(e, 29 | 32));
+        self.status.clear();
+        self.acknowledged_present = false;
+        self.next = 0;
     }
 }
 
-impl Reader<'_> {
-    fn err(&self, field: &'static str, expected: &'static str, found: &Field) -> EventError {
+/// Conversions of one field's value, the error naming the field and
+/// the kind of event.
+#[derive(Clone, Copy)]
+struct Convert(ElementKind);
+
+impl Convert {
+    fn err(self, field: &'static str, expected: &'static str, found: &Field) -> EventError {
         let found = match found {
             Field::Int(i) => format!("integer {i}"),
             Field::Float(x) => format!("number {x}"),
@@ -474,15 +524,15 @@ impl Reader<'_> {
             Field::Other(t) => t.to_string(),
         };
         EventError {
-            kind: self.kind,
+            kind: self.0,
             field,
             expected,
             found,
         }
     }
 
-    fn int(&mut self, name: &'static str) -> Result<Option<i64>, EventError> {
-        match self.src.field(name) {
+    fn int(self, name: &'static str, value: Option<Field>) -> Result<Option<i64>, EventError> {
+        match value {
             None => Ok(None),
             Some(Field::Int(i)) => Ok(Some(i)),
             Some(Field::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
@@ -503,11 +553,11 @@ impl Reader<'_> {
 
     /// An id: BBDO 2 leaves out zero ids, BBDO 3 sends 0; both mean "none"
     /// except for `service_id`, where 0 means "the host" and is kept.
-    fn id(&mut self, name: &'static str) -> Result<Option<u64>, EventError> {
-        match self.int(name)? {
+    fn id(self, name: &'static str, value: Option<Field>) -> Result<Option<u64>, EventError> {
+        match self.int(name, value)? {
             None => Ok(None),
             Some(i) if i < 0 => Err(EventError {
-                kind: self.kind,
+                kind: self.0,
                 field: name,
                 expected: "a positive id",
                 found: format!("integer {i}"),
@@ -518,12 +568,12 @@ impl Reader<'_> {
     }
 
     /// A timestamp: BBDO 2 uses nil for "invalid", BBDO 3 uses 0 or -1.
-    fn time(&mut self, name: &'static str) -> Result<Option<i64>, EventError> {
-        Ok(self.int(name)?.filter(|t| *t > 0))
+    fn time(self, name: &'static str, value: Option<Field>) -> Result<Option<i64>, EventError> {
+        Ok(self.int(name, value)?.filter(|t| *t > 0))
     }
 
-    fn boolean(&mut self, name: &'static str) -> Result<Option<bool>, EventError> {
-        match self.src.field(name) {
+    fn boolean(self, name: &'static str, value: Option<Field>) -> Result<Option<bool>, EventError> {
+        match value {
             None => Ok(None),
             Some(Field::Bool(b)) => Ok(Some(b)),
             Some(Field::Int(i)) => Ok(Some(i != 0)),
@@ -531,8 +581,8 @@ impl Reader<'_> {
         }
     }
 
-    fn text(&mut self, name: &'static str) -> Result<Option<String>, EventError> {
-        match self.src.field(name) {
+    fn text(self, name: &'static str, value: Option<Field>) -> Result<Option<String>, EventError> {
+        match value {
             None => Ok(None),
             Some(Field::Str(bytes)) => Ok(Some(match String::from_utf8(bytes) {
                 Ok(s) => s,
@@ -542,6 +592,28 @@ impl Reader<'_> {
             Some(Field::Float(f)) => Ok(Some(f.to_string())),
             Some(other) => Err(self.err(name, "a string", &other)),
         }
+    }
+}
+
+impl Reader<'_> {
+    fn int(&mut self, name: &'static str) -> Result<Option<i64>, EventError> {
+        Convert(self.kind).int(name, self.src.field(name))
+    }
+
+    fn id(&mut self, name: &'static str) -> Result<Option<u64>, EventError> {
+        Convert(self.kind).id(name, self.src.field(name))
+    }
+
+    fn time(&mut self, name: &'static str) -> Result<Option<i64>, EventError> {
+        Convert(self.kind).time(name, self.src.field(name))
+    }
+
+    fn boolean(&mut self, name: &'static str) -> Result<Option<bool>, EventError> {
+        Convert(self.kind).boolean(name, self.src.field(name))
+    }
+
+    fn text(&mut self, name: &'static str) -> Result<Option<String>, EventError> {
+        Convert(self.kind).text(name, self.src.field(name))
     }
 }
 
@@ -599,23 +671,41 @@ mod tests {
                     fields.push(("long_output", s("long")));
                 }
                 let full = NebEvent::read(kind, &mut MapSource(fields.clone())).unwrap();
-                let mut present = false;
-                let kept: Vec<(&'static str, Field)> = kind
-                    .fields()
-                    .iter()
-                    .filter_map(|name| {
-                        if !kind.needs(element, name, present) {
-                            return None;
-                        }
-                        let v = fields.iter().find(|(k, _)| k == name).cloned();
-                        if *name == "acknowledged" {
-                            present = v.is_some();
-                        }
-                        v
-                    })
-                    .collect();
-                let skipped = NebEvent::read(kind, &mut MapSource(kept)).unwrap();
-                assert_eq!(full, skipped, "{kind:?} {element} {ack:?}");
+                let mut b = StatusBuilder::new(kind, Some(element));
+                while let Some((i, name)) = b.next_field() {
+                    let v = fields
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| v.clone());
+                    b.set(i, v).unwrap();
+                }
+                assert_eq!(full, b.finish(), "{kind:?} {element} {ack:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn status_field_positions_name_their_fields() {
+        use status_field::*;
+        for kind in [ElementKind::HostStatus, ElementKind::ServiceStatus] {
+            let f = kind.fields();
+            let named = [
+                (STATE_TYPE, "state_type"),
+                (STATE, "state"),
+                (LAST_CHECK, "last_check"),
+                (LAST_HARD_STATE_CHANGE, "last_hard_state_change"),
+                (ACKNOWLEDGED, "acknowledged"),
+                (ACKNOWLEDGEMENT_TYPE, "acknowledgement_type"),
+                (SCHEDULED_DOWNTIME_DEPTH, "scheduled_downtime_depth"),
+                (FLAPPING, "flapping"),
+                (HOST_ID, "host_id"),
+                (SERVICE_ID, "service_id"),
+                (OUTPUT, "output"),
+                (LONG_OUTPUT, "long_output"),
+            ];
+            assert_eq!(f.len(), named.len());
+            for (i, name) in named {
+                assert_eq!(f[i], name);
             }
         }
     }

@@ -9,7 +9,7 @@
 
 use crate::cache::{Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
-use crate::event::{AckEvent, DowntimeEvent, ElementKind, Field, NebEvent, Single, StatusEvent};
+use crate::event::{AckEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent};
 use crate::pbehavior::{self, Phase};
 use std::cell::OnceCell;
 use std::fmt;
@@ -144,70 +144,49 @@ pub fn check(
     }
 }
 
-/// The event-only checks of a status, applied field by field as a reader
-/// fetches them, so it can stop at the first field that rejects the event:
-/// most statuses broker sends are SOFT or repeat a state, and reading
-/// fields from broker is what a filtered event costs.
+/// The event-only checks of a status, applied as a [`StatusBuilder`] takes
+/// each field, so a reader can stop at the first field that rejects the
+/// event: most statuses broker sends are SOFT or repeat a state, and
+/// reading fields from broker is what a filtered event costs.
 ///
-/// It agrees with [`check`]: an event it rejects, `check` rejects too (maybe
-/// for another of the reasons). A field that cannot be converted rejects
-/// nothing here; the full read reports it.
+/// Each check is one of [`check`]'s, on values that no longer change: an
+/// event it rejects, `check` rejects too (maybe for another reason).
 #[derive(Debug)]
 pub struct Screen<'a> {
     cfg: &'a FilterConfig,
-    kind: ElementKind,
-    last_check: Option<i64>,
-    acknowledged: Option<bool>,
+    states: &'a [i64],
+    dedup: bool,
 }
 
 impl<'a> Screen<'a> {
-    /// A screen for events of `kind` (only statuses are screened).
+    /// A screen for statuses of `kind`.
     pub fn new(cfg: &'a FilterConfig, kind: ElementKind) -> Screen<'a> {
-        Screen {
-            cfg,
-            kind,
-            last_check: None,
-            acknowledged: None,
-        }
+        let (states, dedup) = match kind {
+            ElementKind::HostStatus => (&cfg.host_status, cfg.host_dedup),
+            _ => (&cfg.service_status, cfg.service_dedup),
+        };
+        Screen { cfg, states, dedup }
     }
 
-    /// Looks at the next field, in [`ElementKind::fields`] order.
-    pub fn field(&mut self, name: &'static str, value: Option<&Field>) -> Option<Rejection> {
-        let (states, dedup) = match self.kind {
-            ElementKind::HostStatus => (&self.cfg.host_status, self.cfg.host_dedup),
-            ElementKind::ServiceStatus => (&self.cfg.service_status, self.cfg.service_dedup),
-            _ => return None,
-        };
-        let v = Single::new(self.kind, name, value);
-        let cfg = self.cfg;
-        match name {
-            "state_type" if cfg.hard_only => {
-                (v.int().ok()?.unwrap_or(0) < 1).then_some(Rejection::Soft)
+    /// Looks at the status once `b` took the field at position `i`.
+    pub fn after(&self, i: usize, b: &StatusBuilder) -> Option<Rejection> {
+        use crate::event::status_field::*;
+        let (cfg, s) = (self.cfg, b.status());
+        match i {
+            STATE_TYPE if cfg.hard_only => {
+                (s.state_type.unwrap_or(0) < 1).then_some(Rejection::Soft)
             }
-            "state" => accept_state(states, v.int().ok()?).err(),
-            "last_check" => {
-                self.last_check = v.time().ok()?;
-                None
+            STATE => accept_state(self.states, s.state).err(),
+            LAST_HARD_STATE_CHANGE if self.dedup => {
+                (s.last_hard_state_change != s.last_check).then_some(Rejection::Duplicate)
             }
-            "last_hard_state_change" if dedup => {
-                (v.time().ok()? != self.last_check).then_some(Rejection::Duplicate)
+            ACKNOWLEDGED | ACKNOWLEDGEMENT_TYPE if !cfg.acknowledged => {
+                s.acknowledged.then_some(Rejection::Acknowledged)
             }
-            "acknowledged" => {
-                self.acknowledged = v.boolean().ok()?;
-                (!cfg.acknowledged && self.acknowledged == Some(true))
-                    .then_some(Rejection::Acknowledged)
+            SCHEDULED_DOWNTIME_DEPTH if !cfg.in_downtime => {
+                (s.downtime_depth > 0).then_some(Rejection::InDowntime)
             }
-            "acknowledgement_type" if self.acknowledged.is_none() && !cfg.acknowledged => {
-                (v.int().ok()?.unwrap_or(0) != 0).then_some(Rejection::Acknowledged)
-            }
-            "scheduled_downtime_depth" if !cfg.in_downtime => {
-                (v.int().ok()?.unwrap_or(0) > 0).then_some(Rejection::InDowntime)
-            }
-            "flapping" if cfg.flapping == Some(false) => v
-                .boolean()
-                .ok()?
-                .unwrap_or(false)
-                .then_some(Rejection::Flapping),
+            FLAPPING if cfg.flapping == Some(false) => s.flapping.then_some(Rejection::Flapping),
             _ => None,
         }
     }
@@ -557,6 +536,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::cache::MemoryCache;
     use crate::config::{self, tests::minimal, ParamValue};
+    use crate::event::Field;
 
     pub(crate) fn cache() -> MemoryCache {
         let mut c = MemoryCache::default();
@@ -665,14 +645,22 @@ pub(crate) mod tests {
                                                 ("service_id", Some(Field::Int(34))),
                                             ];
                                             let kind = ElementKind::ServiceStatus;
-                                            let mut screen = Screen::new(&c.filter, kind);
-                                            let rejected = kind.fields().iter().find_map(|n| {
+                                            let screen = Screen::new(&c.filter, kind);
+                                            let mut b = StatusBuilder::new(kind, None);
+                                            let mut rejected = None;
+                                            while let Some((i, n)) = b.next_field() {
                                                 let v = fields
                                                     .iter()
-                                                    .find(|(k, _)| k == n)
-                                                    .and_then(|(_, v)| v.as_ref());
-                                                screen.field(n, v)
-                                            });
+                                                    .find(|(k, _)| *k == n)
+                                                    .and_then(|(_, v)| v.clone());
+                                                if b.set(i, v).is_err() {
+                                                    break;
+                                                }
+                                                rejected = screen.after(i, &b);
+                                                if rejected.is_some() {
+                                                    break;
+                                                }
+                                            }
                                             let Some(why) = rejected else { continue };
                                             screened += 1;
                                             let mut src = MapSource(

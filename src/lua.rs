@@ -15,7 +15,7 @@ mod raw;
 
 use crate::config::{self, ParamValue, Params};
 use crate::connector::Connector;
-use crate::event::{Field, FieldSource};
+use crate::event::{ElementKind, Field, FieldSource, StatusBuilder};
 use crate::logger::{self, Logger};
 use mlua::{ffi, Lua, Result as LuaResult, Table};
 use std::any::Any;
@@ -53,6 +53,7 @@ struct Handle {
     state: State,
     /// Where `write` reads an event's fields into, reused.
     fields: Vec<Option<Field>>,
+    status: StatusBuilder,
 }
 
 /// `init`'s parameters as read from Lua, or why they could not be.
@@ -162,29 +163,34 @@ impl Handle {
         let State::Running(c) = &mut self.state else {
             return self.refuse();
         };
-        let values = &mut self.fields;
+        let (values, status) = (&mut self.fields, &mut self.status);
         let kind_of = |cat: i64, el: i64| match (u32::try_from(cat), u32::try_from(el)) {
             (Ok(cat), Ok(el)) => c.kind_of(cat, el),
             _ => None,
         };
-        let read =
-            match raw::read_event(state, event, names, values, kind_of, |kind| c.screen(kind)) {
-                Ok(read) => read,
-                Err(e) => {
-                    c.log().warn(format_args!("cannot read event: {e}"));
-                    raw::EventRead {
-                        category: -1,
-                        element: -1,
-                        fields: None,
-                        screened_out: None,
-                    }
+        let read = match raw::read_event(state, event, names, values, status, kind_of, |kind| {
+            c.screen(kind)
+        }) {
+            Ok(read) => read,
+            Err(e) => {
+                c.log().warn(format_args!("cannot read event: {e}"));
+                raw::EventRead {
+                    category: -1,
+                    element: -1,
+                    fields: None,
+                    status: None,
+                    screened_out: None,
                 }
-            };
+            }
+        };
         if let Some((kind, why)) = read.screened_out {
             return c.write_screened_out(kind, why);
         }
-        let mut fields = read.fields;
         let mut cache = raw::RawCache::new(state);
+        if let Some(read) = read.status {
+            return c.write_event(read.map(|()| status.finish()), &mut cache);
+        }
+        let mut fields = read.fields;
         c.write(
             u32::try_from(read.category).unwrap_or(u32::MAX),
             u32::try_from(read.element).unwrap_or(u32::MAX),
@@ -322,6 +328,7 @@ unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
     *slot = Box::into_raw(Box::new(RefCell::new(Handle {
         state: State::Fresh,
         fields: Vec::with_capacity(16),
+        status: StatusBuilder::new(ElementKind::ServiceStatus, None),
     })));
     ffi::lua_createtable(state, 0, 4);
     let closures: [(&std::ffi::CStr, ffi::lua_CFunction); 3] = [

@@ -13,7 +13,7 @@
 
 use crate::cache::{Cache, HostInfo, ServiceInfo};
 use crate::config::ParamValue;
-use crate::event::{ElementKind, Field, FieldSource};
+use crate::event::{ElementKind, EventError, Field, FieldSource, StatusBuilder};
 use crate::filter::{Rejection, Screen};
 use mlua::ffi;
 use std::ffi::c_void;
@@ -239,9 +239,12 @@ pub struct EventRead<'v> {
     pub category: i64,
     /// `element`, or -1 when unknown.
     pub element: i64,
-    /// The fields, when the connector takes this kind.
+    /// The fields of an acknowledgement or downtime the connector takes.
     pub fields: Option<Prefetched<'v>>,
-    /// Why the screen rejected the event part way (the rest was not read).
+    /// A status the connector takes: in the caller's builder, or why it
+    /// could not be read.
+    pub status: Option<Result<(), EventError>>,
+    /// Why the screen rejected a status part way (the rest was not read).
     pub screened_out: Option<(ElementKind, Rejection)>,
 }
 
@@ -267,6 +270,7 @@ pub unsafe fn read_event<'c, 'v>(
     event: c_int,
     names_table: c_int,
     values: &'v mut Vec<Option<Field>>,
+    status: &mut StatusBuilder,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
     screen: impl Fn(ElementKind) -> Screen<'c>,
 ) -> Result<EventRead<'v>, String> {
@@ -274,11 +278,14 @@ pub unsafe fn read_event<'c, 'v>(
         category: -1,
         element: -1,
         fields: None,
+        status: None,
         screened_out: None,
     };
     values.clear();
     let mut names: &'static [&'static str] = &[];
-    // `out`, `values` and `names` live in this frame, outside the
+    let mut is_status = false;
+    let mut unusable: Option<EventError> = None;
+    // `out`, `values`, `names`, `status` and `unusable` live outside the
     // protected call.
     protect(state, &[event, names_table], |state| {
         if !indexable(ffi::lua_type(state, 1)) {
@@ -295,30 +302,41 @@ pub unsafe fn read_event<'c, 'v>(
         };
         out.category = cat;
         out.element = el;
-        if let Some(kind) = kind_of(cat, el) {
-            let mut screen = screen(kind);
-            names = kind.fields();
-            let first = Names::first(kind);
-            let element = u32::try_from(el).unwrap_or(0);
-            let mut acknowledged = false;
-            for (i, name) in names.iter().enumerate() {
-                let value = if kind.needs(element, name, acknowledged) {
-                    read_named(state, 1, 2, first + i)
-                } else {
-                    None
-                };
-                if *name == "acknowledged" {
-                    acknowledged = value.is_some();
+        let Some(kind) = kind_of(cat, el) else {
+            return;
+        };
+        let first = Names::first(kind);
+        if let ElementKind::HostStatus | ElementKind::ServiceStatus = kind {
+            let screen = screen(kind);
+            let b = &mut *status;
+            b.reset(kind, u32::try_from(el).ok());
+            is_status = true;
+            while let Some((i, _)) = b.next_field() {
+                if let Err(e) = b.set(i, read_named(state, 1, 2, first + i)) {
+                    unusable = Some(e);
+                    return;
                 }
-                if let Some(why) = screen.field(name, value.as_ref()) {
+                if let Some(why) = screen.after(i, b) {
                     out.screened_out = Some((kind, why));
                     return;
                 }
-                values.push(value);
+            }
+        } else {
+            names = kind.fields();
+            for i in 0..names.len() {
+                values.push(read_named(state, 1, 2, first + i));
             }
         }
     })?;
-    if !names.is_empty() && out.screened_out.is_none() {
+    if out.screened_out.is_some() {
+        return Ok(out);
+    }
+    out.status = match (unusable, is_status) {
+        (Some(e), _) => Some(Err(e)),
+        (None, true) => Some(Ok(())),
+        (None, false) => None,
+    };
+    if !names.is_empty() {
         out.fields = Some(Prefetched {
             names,
             values,
