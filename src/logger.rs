@@ -17,13 +17,16 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Logger {
     inner: Arc<Inner>,
+    /// The most verbose level written, checked before anything else: on
+    /// broker's thread, a debug line is skipped for most events.
+    max: LevelFilter,
 }
 
 enum Inner {
     File(Box<WriteLogger<File>>),
-    Stderr(LevelFilter),
+    Stderr,
     #[cfg(test)]
-    Memory(std::sync::Mutex<Vec<String>>, LevelFilter),
+    Memory(std::sync::Mutex<Vec<String>>),
 }
 
 /// Maps the Lua connector's `log_level` (1 errors, 2 adds warnings, notices
@@ -48,13 +51,15 @@ impl Logger {
             .build();
         Ok(Logger {
             inner: Arc::new(Inner::File(WriteLogger::new(level, config, file))),
+            max: level,
         })
     }
 
     /// Used when the log file cannot be opened: cbd's journal gets the lines.
     pub fn stderr(level: LevelFilter) -> Logger {
         Logger {
-            inner: Arc::new(Inner::Stderr(level)),
+            inner: Arc::new(Inner::Stderr),
+            max: level,
         }
     }
 
@@ -62,7 +67,8 @@ impl Logger {
     #[cfg(test)]
     pub fn memory(level: LevelFilter) -> Logger {
         Logger {
-            inner: Arc::new(Inner::Memory(Default::default(), level)),
+            inner: Arc::new(Inner::Memory(Default::default())),
+            max: level,
         }
     }
 
@@ -70,7 +76,7 @@ impl Logger {
     #[cfg(test)]
     pub fn lines(&self) -> Vec<String> {
         match &*self.inner {
-            Inner::Memory(lines, _) => lines.lock().unwrap().clone(),
+            Inner::Memory(lines) => lines.lock().unwrap().clone(),
             _ => Vec::new(),
         }
     }
@@ -78,13 +84,7 @@ impl Logger {
     /// Whether a message at `level` would be written; lets callers skip
     /// building expensive messages (payload dumps).
     pub fn enabled(&self, level: Level) -> bool {
-        let max = match &*self.inner {
-            Inner::File(l) => l.enabled(&log::Metadata::builder().level(level).build()),
-            Inner::Stderr(max) => return level <= *max,
-            #[cfg(test)]
-            Inner::Memory(_, max) => return level <= *max,
-        };
-        max
+        level <= self.max
     }
 
     /// Writes one record.
@@ -102,9 +102,9 @@ impl Logger {
                         .build(),
                 );
             }
-            Inner::Stderr(_) => eprintln!("canopsis-native: {level}: {args}"),
+            Inner::Stderr => eprintln!("canopsis-native: {level}: {args}"),
             #[cfg(test)]
-            Inner::Memory(lines, _) => lines.lock().unwrap().push(format!("{level}: {args}")),
+            Inner::Memory(lines) => lines.lock().unwrap().push(format!("{level}: {args}")),
         }
     }
 
