@@ -83,12 +83,15 @@ pub struct Connector {
     sender: Sender,
     unacked: u64,
     counters: Counters,
-    last_stats: Instant,
+    /// When the stats line is next due.
+    next_stats: Instant,
     /// The last time read from the clock, and filtered events since.
     last_now: Instant,
     clock_skips: u32,
     memo: Memo,
     verdicts: filter::Verdicts,
+    /// The kind taken for each neb element id (asked for every event).
+    kinds: [Option<ElementKind>; 64],
 }
 
 /// Where accepted events go before the sender takes them.
@@ -194,6 +197,10 @@ impl Connector {
                 ""
             }
         ));
+        let neb = cfg.categories.iter().any(|c| c.id() == NEB);
+        let kinds = std::array::from_fn(|element| {
+            ElementKind::from_element(element as u32).filter(|k| neb && cfg.elements.contains(k))
+        });
         Ok(Connector {
             queue,
             cfg,
@@ -201,11 +208,12 @@ impl Connector {
             sender,
             unacked: 0,
             counters: Counters::default(),
-            last_stats: Instant::now(),
+            next_stats: Instant::now() + STATS_INTERVAL,
             last_now: Instant::now(),
             clock_skips: 0,
             memo: Memo::default(),
             verdicts: filter::Verdicts::default(),
+            kinds,
         })
     }
 
@@ -227,10 +235,10 @@ impl Connector {
 
     /// The kind of event this connector takes for a broker type, if any.
     pub fn kind_of(&self, category: u32, element: u32) -> Option<ElementKind> {
-        if category != NEB || !self.cfg.categories.iter().any(|c| c.id() == category) {
+        if category != NEB {
             return None;
         }
-        ElementKind::from_element(element).filter(|k| self.cfg.elements.contains(k))
+        *self.kinds.get(element as usize)?
     }
 
     /// A [`filter::Screen`] for events of `kind`, for readers that fetch
@@ -457,8 +465,8 @@ impl Connector {
     }
 
     fn maybe_stats(&mut self, now: Instant) {
-        if now.duration_since(self.last_stats) >= STATS_INTERVAL {
-            self.last_stats = now;
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
             self.log_stats();
         }
     }
