@@ -73,6 +73,10 @@ struct Counters {
     accepted: u64,
     filtered: u64,
     malformed: u64,
+    /// Time broker's thread spent in `write` waiting so it could
+    /// acknowledge: for Canopsis at the ack window, or for the spool's
+    /// disk syncs.
+    waited: Duration,
 }
 
 /// A running connector.
@@ -332,10 +336,21 @@ impl Connector {
                 if h.batcher.due(now) {
                     hand_over(h, &self.sender, &self.log);
                 }
-                let wait = (self.unacked >= ACK_WINDOW).then_some(ACK_WAIT);
-                h.settle(wait, &self.sender, &self.log)
+                if self.unacked < ACK_WINDOW {
+                    h.settle(None, &self.sender, &self.log)
+                } else {
+                    let start = Instant::now();
+                    let done = h.settle(Some(ACK_WAIT), &self.sender, &self.log);
+                    self.counters.waited += start.elapsed();
+                    done
+                }
             }
-            Queue::Spool(q) => q.settle(self.unacked >= ACK_WINDOW, now, &self.log),
+            Queue::Spool(q) => {
+                let synced_before = q.writer.sync_time();
+                let done = q.settle(self.unacked >= ACK_WINDOW, now, &self.log);
+                self.counters.waited += q.writer.sync_time() - synced_before;
+                done
+            }
         };
         if done {
             self.unacked = 0;
@@ -497,11 +512,12 @@ impl Connector {
             }
         };
         self.log.info(format_args!(
-            "stats: received={} accepted={} filtered={} malformed={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} unacked={} {spool} state={} last_error={}",
+            "stats: received={} accepted={} filtered={} malformed={} waited_ms={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} unacked={} {spool} state={} last_error={}",
             self.counters.received,
             self.counters.accepted,
             self.counters.filtered,
             self.counters.malformed,
+            self.counters.waited.as_millis(),
             waiting,
             s.sent_events.load(Ordering::Relaxed),
             s.requests.load(Ordering::Relaxed),

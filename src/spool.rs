@@ -174,6 +174,8 @@ pub struct Writer {
     next_seq: u64,
     unsynced: u64,
     oldest_unsynced: Option<Instant>,
+    /// Time spent in commits (writing out and syncing).
+    sync_time: Duration,
 }
 
 /// The sender side: reads in order, confirms.
@@ -261,6 +263,7 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         next_seq,
         unsynced: 0,
         oldest_unsynced: None,
+        sync_time: Duration::ZERO,
     };
     let reader = Reader {
         shared,
@@ -462,11 +465,18 @@ impl Writer {
         if self.unsynced == 0 {
             return Ok(());
         }
-        self.write_out()?;
-        self.file.sync_data()?;
+        let start = Instant::now();
+        let synced = self.write_out().and_then(|()| self.file.sync_data());
+        self.sync_time += start.elapsed();
+        synced?;
         self.unsynced = 0;
         self.oldest_unsynced = None;
         Ok(())
+    }
+
+    /// Time spent in commits so far.
+    pub fn sync_time(&self) -> Duration {
+        self.sync_time
     }
 
     /// Tells the reader not to wait for a partial batch to fill.
