@@ -2,9 +2,11 @@
 //!
 //! Kept thin on purpose. `new()` returns `{init, filter, write, flush}`, C
 //! closures sharing one userdata that owns the connector, so the loader
-//! makes them broker's globals as they are (`write = connector.write`):
-//! from broker's `lua_pcall` to Rust there is no Lua frame, method lookup
-//! or mlua dispatch, which on a filtered event cost more than the work.
+//! makes them broker's globals as they are (`filter = connector.filter`):
+//! from broker's `lua_pcall` to Rust there is no method lookup or mlua
+//! dispatch, which on a filtered event cost more than the work. `write`
+//! alone goes through a one-line Lua function that also hands over the
+//! two fields deciding most filtered events ([`raw::Preread`]).
 //!
 //! Per-connector state lives in that userdata (several connectors may share
 //! the process); when the state closes, its `__gc` drops the connector,
@@ -159,7 +161,13 @@ impl Handle {
     /// # Safety
     /// `state` is the running Lua state; `event` and `names` (the
     /// [`raw::Names`] table) absolute or pseudo indices.
-    unsafe fn write(&mut self, state: *mut ffi::lua_State, event: c_int, names: c_int) -> bool {
+    unsafe fn write(
+        &mut self,
+        state: *mut ffi::lua_State,
+        event: c_int,
+        names: c_int,
+        pre: raw::Preread,
+    ) -> bool {
         let State::Running(c) = &mut self.state else {
             return self.refuse();
         };
@@ -168,21 +176,22 @@ impl Handle {
             (Ok(cat), Ok(el)) => c.kind_of(cat, el),
             _ => None,
         };
-        let read = match raw::read_event(state, event, names, values, status, kind_of, |kind| {
-            c.screen(kind)
-        }) {
-            Ok(read) => read,
-            Err(e) => {
-                c.log().warn(format_args!("cannot read event: {e}"));
-                raw::EventRead {
-                    category: -1,
-                    element: -1,
-                    fields: None,
-                    status: None,
-                    screened_out: None,
+        let read =
+            match raw::read_event(state, event, names, pre, values, status, kind_of, |kind| {
+                c.screen(kind)
+            }) {
+                Ok(read) => read,
+                Err(e) => {
+                    c.log().warn(format_args!("cannot read event: {e}"));
+                    raw::EventRead {
+                        category: -1,
+                        element: -1,
+                        fields: None,
+                        status: None,
+                        screened_out: None,
+                    }
                 }
-            }
-        };
+            };
         if let Some((kind, why)) = read.screened_out {
             return c.write_screened_out(kind, why);
         }
@@ -290,9 +299,12 @@ unsafe extern "C-unwind" fn l_filter(state: *mut ffi::lua_State) -> c_int {
     1
 }
 
+/// `write(event [, _type, state_type])`: the loader passes the two fields
+/// it read (see [`raw::Preread`]).
 unsafe extern "C-unwind" fn l_write(state: *mut ffi::lua_State) -> c_int {
     let names = ffi::lua_upvalueindex(2);
-    let acked = run(state, "write", false, |h| h.write(state, 1, names));
+    let pre = raw::Preread::from_args(state);
+    let acked = run(state, "write", false, |h| h.write(state, 1, names, pre));
     ffi::lua_pushboolean(state, acked as c_int);
     1
 }

@@ -97,21 +97,26 @@ unsafe fn top_field(state: *mut ffi::lua_State) -> Option<Field> {
 
 /// [`top_field`] when the value's type `t` is known.
 unsafe fn typed_top_field(state: *mut ffi::lua_State, t: c_int) -> Option<Field> {
+    field_at(state, -1, t)
+}
+
+/// The value at `idx`, of type `t`, converted as [`top_field`] does.
+unsafe fn field_at(state: *mut ffi::lua_State, idx: c_int, t: c_int) -> Option<Field> {
     Some(match t {
         ffi::LUA_TNIL | ffi::LUA_TNONE => return None,
         ffi::LUA_TNUMBER => {
-            if ffi::lua_isinteger(state, -1) != 0 {
-                Field::Int(ffi::lua_tointeger(state, -1))
+            if ffi::lua_isinteger(state, idx) != 0 {
+                Field::Int(ffi::lua_tointeger(state, idx))
             } else {
-                Field::Float(ffi::lua_tonumber(state, -1))
+                Field::Float(ffi::lua_tonumber(state, idx))
             }
         }
         ffi::LUA_TSTRING => {
             let mut len = 0;
-            let p = ffi::lua_tolstring(state, -1, &mut len);
+            let p = ffi::lua_tolstring(state, idx, &mut len);
             Field::Str(std::slice::from_raw_parts(p as *const u8, len).to_vec())
         }
-        ffi::LUA_TBOOLEAN => Field::Bool(ffi::lua_toboolean(state, -1) != 0),
+        ffi::LUA_TBOOLEAN => Field::Bool(ffi::lua_toboolean(state, idx) != 0),
         ffi::LUA_TTABLE => Field::Other("table"),
         ffi::LUA_TFUNCTION => Field::Other("function"),
         ffi::LUA_TTHREAD => Field::Other("thread"),
@@ -256,19 +261,47 @@ fn as_int(f: Option<Field>) -> Option<i64> {
     }
 }
 
-/// Reads the event at `event` (table or userdata) in one protected call,
-/// with the [`Names`] table at `names`, handing each field to the kind's
-/// `screen` and stopping at the first it rejects. `values` is where the
-/// fields go (cleared first; kept by the caller from one event to the
-/// next, so reading allocates nothing).
+/// What the loader already read from the event, in Lua, where reading a
+/// field costs less than a protected call from C: `_type` and
+/// `state_type`, the fields that decide most filtered events.
+pub struct Preread {
+    /// `_type`.
+    pub type_id: Option<Field>,
+    /// `state_type`.
+    pub state_type: Option<Field>,
+}
+
+impl Preread {
+    /// The values `write` was given after the event, at stack positions 2
+    /// and 3 (none when called with the event alone).
+    ///
+    /// # Safety
+    /// `state` is the running Lua state.
+    pub unsafe fn from_args(state: *mut ffi::lua_State) -> Preread {
+        Preread {
+            type_id: field_at(state, 2, ffi::lua_type(state, 2)),
+            state_type: field_at(state, 3, ffi::lua_type(state, 3)),
+        }
+    }
+}
+
+/// Reads the event at `event` (table or userdata), with the [`Names`]
+/// table at `names`, handing each status field to the kind's `screen` and
+/// stopping at the first it rejects. What `pre` holds is not read again: a
+/// status rejected on it needs no call into Lua at all; otherwise the rest
+/// is read in one protected call. A status is built in `status`; the fields
+/// of other kinds go to `values` (cleared first). Both are kept by the
+/// caller from one event to the next, so reading allocates nothing.
 ///
 /// # Safety
 /// `state` is the running Lua state; `event` and `names` are absolute or
 /// pseudo indices.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn read_event<'c, 'v>(
     state: *mut ffi::lua_State,
     event: c_int,
     names_table: c_int,
+    pre: Preread,
     values: &'v mut Vec<Option<Field>>,
     status: &mut StatusBuilder,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
@@ -283,46 +316,80 @@ pub unsafe fn read_event<'c, 'v>(
     };
     values.clear();
     let mut names: &'static [&'static str] = &[];
+    let mut kind = None;
     let mut is_status = false;
     let mut unusable: Option<EventError> = None;
-    // `out`, `values`, `names`, `status` and `unusable` live outside the
-    // protected call.
-    protect(state, &[event, names_table], |state| {
-        if !indexable(ffi::lua_type(state, 1)) {
-            return;
-        }
-        // `_type` is one read where `category` and `element` are two.
-        let (cat, el) = match as_int(read_named(state, 1, 2, 1)) {
-            Some(t) => (t >> 16, t & 0xffff),
-            None => {
-                let cat = as_int(read_named(state, 1, 2, 2));
-                let el = as_int(read_named(state, 1, 2, 3));
-                (cat.unwrap_or(-1), el.unwrap_or(-1))
+    // Without `_type` (a table with `category` and `element` only), the
+    // type is read in the protected call, and `state_type` with the rest.
+    let pre = as_int(pre.type_id).map(|t| (t, pre.state_type));
+    let typed = pre.is_some();
+    if let Some((t, state_type)) = pre {
+        out.category = t >> 16;
+        out.element = t & 0xffff;
+        kind = kind_of(out.category, out.element);
+        match kind {
+            None => return Ok(out),
+            Some(k @ (ElementKind::HostStatus | ElementKind::ServiceStatus)) => {
+                is_status = true;
+                status.reset(k, u32::try_from(out.element).ok());
+                // The first field of a status is always `state_type`.
+                if let Some((i, _)) = status.next_field() {
+                    if let Err(e) = status.set(i, state_type) {
+                        out.status = Some(Err(e));
+                        return Ok(out);
+                    }
+                    if let Some(why) = screen(k).after(i, status) {
+                        out.screened_out = Some((k, why));
+                        return Ok(out);
+                    }
+                }
             }
-        };
-        out.category = cat;
-        out.element = el;
-        let Some(kind) = kind_of(cat, el) else {
+            Some(_) => {}
+        }
+    }
+    // `out`, `values`, `names`, `kind`, `status` and `unusable` live
+    // outside the protected call.
+    protect(state, &[event, names_table], |state| {
+        if !typed {
+            if !indexable(ffi::lua_type(state, 1)) {
+                return;
+            }
+            // `_type` is one read where `category` and `element` are two.
+            let (cat, el) = match as_int(read_named(state, 1, 2, 1)) {
+                Some(t) => (t >> 16, t & 0xffff),
+                None => {
+                    let cat = as_int(read_named(state, 1, 2, 2));
+                    let el = as_int(read_named(state, 1, 2, 3));
+                    (cat.unwrap_or(-1), el.unwrap_or(-1))
+                }
+            };
+            out.category = cat;
+            out.element = el;
+            kind = kind_of(cat, el);
+            if let Some(k @ (ElementKind::HostStatus | ElementKind::ServiceStatus)) = kind {
+                is_status = true;
+                status.reset(k, u32::try_from(el).ok());
+            }
+        }
+        let Some(k) = kind else {
             return;
         };
-        let first = Names::first(kind);
-        if let ElementKind::HostStatus | ElementKind::ServiceStatus = kind {
-            let screen = screen(kind);
+        let first = Names::first(k);
+        if is_status {
+            let screen = screen(k);
             let b = &mut *status;
-            b.reset(kind, u32::try_from(el).ok());
-            is_status = true;
             while let Some((i, _)) = b.next_field() {
                 if let Err(e) = b.set(i, read_named(state, 1, 2, first + i)) {
                     unusable = Some(e);
                     return;
                 }
                 if let Some(why) = screen.after(i, b) {
-                    out.screened_out = Some((kind, why));
+                    out.screened_out = Some((k, why));
                     return;
                 }
             }
         } else {
-            names = kind.fields();
+            names = k.fields();
             for i in 0..names.len() {
                 values.push(read_named(state, 1, 2, first + i));
             }
