@@ -92,12 +92,7 @@ unsafe fn error_text(state: *mut ffi::lua_State) -> String {
 /// Converts the value on top of the stack. Raises no Lua error: strings are
 /// read as they are, numbers are not converted.
 unsafe fn top_field(state: *mut ffi::lua_State) -> Option<Field> {
-    typed_top_field(state, ffi::lua_type(state, -1))
-}
-
-/// [`top_field`] when the value's type `t` is known.
-unsafe fn typed_top_field(state: *mut ffi::lua_State, t: c_int) -> Option<Field> {
-    field_at(state, -1, t)
+    field_at(state, -1, ffi::lua_type(state, -1))
 }
 
 /// The value at `idx`, of type `t`, converted as [`top_field`] does.
@@ -147,7 +142,7 @@ unsafe fn read_named(
 ) -> Option<Field> {
     ffi::lua_rawgeti(state, names, i as ffi::lua_Integer);
     let t = ffi::lua_gettable(state, obj);
-    let f = typed_top_field(state, t);
+    let f = field_at(state, -1, t);
     ffi::lua_pop(state, 1);
     f
 }
