@@ -208,7 +208,7 @@ fn indexable(t: c_int) -> bool {
     t == ffi::LUA_TTABLE || t == ffi::LUA_TUSERDATA
 }
 
-/// An event's fields, fetched at once.
+/// An acknowledgement's or downtime's fields, fetched at once.
 pub struct Prefetched<'v> {
     names: &'static [&'static str],
     values: &'v mut Vec<Option<Field>>,
@@ -221,10 +221,8 @@ impl FieldSource for Prefetched<'_> {
     /// Each field is handed out once ([`crate::event::NebEvent::read`]
     /// reads each at most once).
     fn field(&mut self, name: &str) -> Option<Field> {
-        // The same static strings, mostly: the address settles it.
-        let same = |n: &str| std::ptr::eq(n, name) || n == name;
         let i = match self.names.get(self.next) {
-            Some(n) if same(n) => self.next,
+            Some(n) if *n == name => self.next,
             _ => self.names.iter().position(|n| *n == name)?,
         };
         self.next = i + 1;
