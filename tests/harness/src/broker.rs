@@ -767,14 +767,6 @@ impl Output {
         }
     }
 
-    /// Benchmark helper: builds every event first (broker's cost), then
-    /// times only the calls to the script's `write`. Returns the time spent
-    /// in `write` and the events acked.
-    pub fn timed_writes(&mut self, events: &[Event]) -> (Duration, u64) {
-        let args = self.build_all(events);
-        self.timed_calls(args)
-    }
-
     /// Benchmark helper: builds one event (broker's cost, not timed) and
     /// times the call to the script's `write` right after, as broker calls
     /// it with the event fresh in cache. Returns the time spent in `write`
@@ -820,32 +812,6 @@ impl Output {
             (Ok(()), _) => Ok(Value::Nil),
         };
         (spent, self.acks("write", r))
-    }
-
-    /// Builds events as broker hands them to `write` (for benchmarks).
-    pub fn build_all(&self, events: &[Event]) -> Vec<Value> {
-        events
-            .iter()
-            .map(|e| self.build(e).expect("event builds"))
-            .collect()
-    }
-
-    /// Calls `write` with prebuilt events, timing only the calls.
-    pub fn timed_calls(&mut self, args: Vec<Value>) -> (Duration, u64) {
-        let mut acked = 0;
-        // Broker collects garbage from event creation, not inside `write`:
-        // keep collection of earlier events out of the measured calls.
-        let _ = self.lua.gc_collect();
-        self.lua.gc_stop();
-        let start = Instant::now();
-        for arg in args {
-            self.total += 1;
-            let r = self.write_fn.call::<Value>(arg);
-            acked += self.acks("write", r);
-        }
-        let spent = start.elapsed();
-        self.lua.gc_restart();
-        (spent, acked)
     }
 
     /// `luabinding::flush`. Returns the events acked.
