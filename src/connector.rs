@@ -254,8 +254,7 @@ impl Connector {
     /// broker's `write(event)` for an event its [`screen`](Self::screen)
     /// rejected while it was being read.
     pub fn write_screened_out(&mut self, kind: ElementKind, why: filter::Rejection) -> bool {
-        self.unacked += 1;
-        self.counters.received += 1;
+        self.count_received();
         let now = self.time_for_nothing_new();
         self.counters.filtered += 1;
         self.log
@@ -263,9 +262,14 @@ impl Connector {
         self.answer(now)
     }
 
-    fn received(&mut self) -> Instant {
+    fn count_received(&mut self) {
         self.unacked += 1;
         self.counters.received += 1;
+    }
+
+    /// Counts an event in and reads the clock.
+    fn received(&mut self) -> Instant {
+        self.count_received();
         self.last_now = Instant::now();
         self.last_now
     }
@@ -303,12 +307,7 @@ impl Connector {
                 }
                 self.counters.filtered += 1;
             }
-            Some(kind) => {
-                if let Some(accepted) = self.process(NebEvent::read(kind, src), cache, now) {
-                    self.counters.accepted += 1;
-                    self.enqueue(accepted, now);
-                }
-            }
+            Some(kind) => self.take(NebEvent::read(kind, src), cache, now),
         }
         self.answer(now)
     }
@@ -321,11 +320,16 @@ impl Connector {
         cache: &mut dyn Cache,
     ) -> bool {
         let now = self.received();
+        self.take(read, cache, now);
+        self.answer(now)
+    }
+
+    /// Filters an event read (or found unusable) and queues it if accepted.
+    fn take(&mut self, read: Result<NebEvent, EventError>, cache: &mut dyn Cache, now: Instant) {
         if let Some(accepted) = self.process(read, cache, now) {
             self.counters.accepted += 1;
             self.enqueue(accepted, now);
         }
-        self.answer(now)
     }
 
     /// What `write` returns: whether everything so far is safe.
