@@ -109,7 +109,7 @@ type HeadTail = (Box<[u8]>, Box<[u8]>);
 
 impl Rendered {
     /// The rendering, made by `render` the first time.
-    pub fn get_or_init(&self, render: impl FnOnce() -> (Box<[u8]>, Box<[u8]>)) -> (&[u8], &[u8]) {
+    pub fn get_or_init(&self, render: impl FnOnce() -> HeadTail) -> (&[u8], &[u8]) {
         let (head, tail) = self.0.get_or_init(render);
         (head, tail)
     }
@@ -161,10 +161,7 @@ pub struct Screen<'a> {
 impl<'a> Screen<'a> {
     /// A screen for statuses of `kind`.
     pub fn new(cfg: &'a FilterConfig, kind: ElementKind) -> Screen<'a> {
-        let (states, dedup) = match kind {
-            ElementKind::HostStatus => (&cfg.host_status, cfg.host_dedup),
-            _ => (&cfg.service_status, cfg.service_dedup),
-        };
+        let (states, dedup) = status_rules(cfg, kind != ElementKind::HostStatus);
         Screen { cfg, states, dedup }
     }
 
@@ -192,14 +189,20 @@ impl<'a> Screen<'a> {
     }
 }
 
-/// The checks of a status that need only the event, in the Lua library's
-/// order.
-fn status_event(cfg: &FilterConfig, service: bool, s: &StatusEvent) -> Result<(), Rejection> {
-    let (states, dedup) = if service {
+/// The accepted states and whether dedup applies, for service or host
+/// statuses.
+fn status_rules(cfg: &FilterConfig, service: bool) -> (&[i64], bool) {
+    if service {
         (&cfg.service_status, cfg.service_dedup)
     } else {
         (&cfg.host_status, cfg.host_dedup)
-    };
+    }
+}
+
+/// The checks of a status that need only the event, in the Lua library's
+/// order.
+fn status_event(cfg: &FilterConfig, service: bool, s: &StatusEvent) -> Result<(), Rejection> {
+    let (states, dedup) = status_rules(cfg, service);
     accept_state(states, s.state)?;
     if dedup && s.last_hard_state_change != s.last_check {
         return Err(Rejection::Duplicate);
