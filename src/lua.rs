@@ -183,13 +183,7 @@ impl Handle {
                 Ok(read) => read,
                 Err(e) => {
                     c.log().warn(format_args!("cannot read event: {e}"));
-                    raw::EventRead {
-                        category: -1,
-                        element: -1,
-                        fields: None,
-                        status: None,
-                        screened_out: None,
-                    }
+                    raw::EventRead::unread()
                 }
             };
         if let Some((kind, why)) = read.screened_out {
@@ -275,14 +269,7 @@ unsafe fn run<T>(
 
 /// A number argument as a broker type part.
 unsafe fn u32_arg(state: *mut ffi::lua_State, idx: c_int) -> Option<u32> {
-    if ffi::lua_type(state, idx) != ffi::LUA_TNUMBER {
-        return None;
-    }
-    if ffi::lua_isinteger(state, idx) != 0 {
-        return u32::try_from(ffi::lua_tointeger(state, idx)).ok();
-    }
-    let f = ffi::lua_tonumber(state, idx);
-    (f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(&f)).then_some(f as u32)
+    raw::int_at(state, idx).and_then(|i| u32::try_from(i).ok())
 }
 
 unsafe extern "C-unwind" fn l_init(state: *mut ffi::lua_State) -> c_int {

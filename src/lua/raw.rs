@@ -246,12 +246,34 @@ pub struct EventRead<'v> {
     pub screened_out: Option<(ElementKind, Rejection)>,
 }
 
+impl EventRead<'_> {
+    /// Nothing known of the event: its type unknown, nothing read.
+    pub fn unread() -> Self {
+        EventRead {
+            category: -1,
+            element: -1,
+            fields: None,
+            status: None,
+            screened_out: None,
+        }
+    }
+}
+
 fn as_int(f: Option<Field>) -> Option<i64> {
     match f? {
         Field::Int(i) => Some(i),
         Field::Float(x) if x.fract() == 0.0 => Some(x as i64),
         _ => None,
     }
+}
+
+/// The value at `idx` as an integer (an integral float counts), if it is
+/// a number.
+///
+/// # Safety
+/// `state` is the running Lua state.
+pub unsafe fn int_at(state: *mut ffi::lua_State, idx: c_int) -> Option<i64> {
+    as_int(field_at(state, idx, ffi::lua_type(state, idx)))
 }
 
 /// What the loader already read from the event, in Lua, where reading a
@@ -300,13 +322,7 @@ pub unsafe fn read_event<'c, 'v>(
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
     screen: impl Fn(ElementKind) -> Screen<'c>,
 ) -> Result<EventRead<'v>, String> {
-    let mut out = EventRead {
-        category: -1,
-        element: -1,
-        fields: None,
-        status: None,
-        screened_out: None,
-    };
+    let mut out = EventRead::unread();
     values.clear();
     let mut names: &'static [&'static str] = &[];
     let mut kind = None;
