@@ -43,6 +43,9 @@ pub type Params = BTreeMap<String, ParamValue>;
 /// Names whose values are never written to a log line.
 pub const SECRET_PARAMS: &[&str] = &["canopsis_authkey", "proxy_password"];
 
+/// The Lua library's `delta_host_status_change_allow`.
+pub const DEFAULT_HOST_CHANGE_DELTA: i64 = 20;
+
 /// Default log file, kept from the Lua connector's documentation.
 pub const DEFAULT_LOGFILE: &str = "/var/log/centreon-broker/canopsis-events-apiv2.log";
 
@@ -164,6 +167,12 @@ pub struct FilterConfig {
     pub host_dedup: bool,
     /// `enable_service_status_dedup`.
     pub service_dedup: bool,
+    /// `delta_host_status_change_allow`: how many seconds a host's
+    /// `last_hard_state_change` may lie from its `last_check` (or
+    /// `last_update`) for the status to report the change. A real engine
+    /// stamps the change when it processes the result, a second or more
+    /// after the check.
+    pub host_change_delta: i64,
 }
 
 /// Everything the formatter needs.
@@ -634,6 +643,13 @@ impl Reader<'_> {
             skip_nil_id: self.flag("skip_nil_id", true),
             host_dedup: self.flag("enable_host_status_dedup", true),
             service_dedup: self.flag("enable_service_status_dedup", true),
+            host_change_delta: self.int(
+                "delta_host_status_change_allow",
+                DEFAULT_HOST_CHANGE_DELTA,
+                0,
+                86_400,
+                "a number of seconds between 0 and 86400",
+            ),
         };
         for (a, b) in [
             ("accepted_hostgroups", "rejected_hostgroups"),

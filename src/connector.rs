@@ -27,6 +27,7 @@
 use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
+use crate::dedup;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, NEB};
 use crate::filter;
 use crate::format;
@@ -94,6 +95,8 @@ pub struct Connector {
     clock_skips: u32,
     memo: Memo,
     verdicts: filter::Verdicts,
+    /// The state last sent per object, so a change is sent once.
+    sent: dedup::Sent,
     /// The kind taken for each neb element id (asked for every event).
     kinds: [Option<ElementKind>; 64],
 }
@@ -217,6 +220,7 @@ impl Connector {
             clock_skips: 0,
             memo: Memo::default(),
             verdicts: filter::Verdicts::default(),
+            sent: dedup::Sent::default(),
             kinds,
         })
     }
@@ -460,6 +464,19 @@ impl Connector {
                 now,
             )
         };
+        // Only what passed every filter counts as sent: a change held back
+        // (in downtime, acknowledged) goes out with its next status that
+        // passes them.
+        let checked = checked.and_then(|subject| match &ev {
+            NebEvent::Host(s) | NebEvent::Service(s)
+                if filter::dedup_enabled(&self.cfg.filter, kind == ElementKind::ServiceStatus) =>
+            {
+                self.sent
+                    .first_time(s, kind == ElementKind::ServiceStatus)
+                    .map(|()| subject)
+            }
+            _ => Ok(subject),
+        });
         let subject = match checked {
             Ok(subject) => subject,
             Err(why) => {
@@ -713,14 +730,18 @@ mod tests {
         .unwrap()
     }
 
+    /// A HARD state change of service 12/34, each call a new one (as the
+    /// engine stamps it), so dedup lets every one through.
     fn service_event(state: i64) -> MapSource {
+        static STAMP: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(100);
+        let t = STAMP.fetch_add(1, Ordering::Relaxed);
         MapSource(vec![
             ("host_id", Field::Int(12)),
             ("service_id", Field::Int(34)),
             ("state", Field::Int(state)),
             ("state_type", Field::Int(1)),
-            ("last_check", Field::Int(100)),
-            ("last_hard_state_change", Field::Int(100)),
+            ("last_check", Field::Int(t)),
+            ("last_hard_state_change", Field::Int(t)),
             ("output", Field::Str(b"x".to_vec())),
         ])
     }
@@ -879,12 +900,15 @@ mod tests {
         let canopsis = Canopsis::default();
         *canopsis.down.lock().unwrap() = true;
         let mut c = connector(&spool_params("full", 1), &canopsis);
-        let mut big = service_event(2);
-        big.0.retain(|(k, _)| *k != "output");
-        big.0.push(("output", Field::Str(vec![b'o'; 60 * 1024])));
+        let big = || {
+            let mut big = service_event(2);
+            big.0.retain(|(k, _)| *k != "output");
+            big.0.push(("output", Field::Str(vec![b'o'; 60 * 1024])));
+            big
+        };
         let mut written = 0;
         loop {
-            c.write(NEB, 24, &mut big, &mut cache());
+            c.write(NEB, 24, &mut big(), &mut cache());
             written += 1;
             if !c.flush() {
                 break;

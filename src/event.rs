@@ -80,6 +80,7 @@ impl ElementKind {
                 "state_type",
                 "state",
                 "last_check",
+                "last_update",
                 "last_hard_state_change",
                 "acknowledged",
                 "acknowledgement_type",
@@ -201,6 +202,9 @@ pub struct StatusEvent {
     pub last_check: Option<i64>,
     /// `last_hard_state_change`.
     pub last_hard_state_change: Option<i64>,
+    /// `last_update` (BBDO 2 only): when the engine last updated the
+    /// object, which a host's change stamp may match better than the check.
+    pub last_update: Option<i64>,
     /// `output`: BBDO 2 holds first line and long output; BBDO 3 the first line.
     pub output: String,
     /// `long_output` (BBDO 3 only).
@@ -364,24 +368,26 @@ pub mod status_field {
     pub const STATE: usize = 1;
     /// `last_check`.
     pub const LAST_CHECK: usize = 2;
+    /// `last_update`.
+    pub const LAST_UPDATE: usize = 3;
     /// `last_hard_state_change`.
-    pub const LAST_HARD_STATE_CHANGE: usize = 3;
+    pub const LAST_HARD_STATE_CHANGE: usize = 4;
     /// `acknowledged`.
-    pub const ACKNOWLEDGED: usize = 4;
+    pub const ACKNOWLEDGED: usize = 5;
     /// `acknowledgement_type`.
-    pub const ACKNOWLEDGEMENT_TYPE: usize = 5;
+    pub const ACKNOWLEDGEMENT_TYPE: usize = 6;
     /// `scheduled_downtime_depth`.
-    pub const SCHEDULED_DOWNTIME_DEPTH: usize = 6;
+    pub const SCHEDULED_DOWNTIME_DEPTH: usize = 7;
     /// `flapping`.
-    pub const FLAPPING: usize = 7;
+    pub const FLAPPING: usize = 8;
     /// `host_id`.
-    pub const HOST_ID: usize = 8;
+    pub const HOST_ID: usize = 9;
     /// `service_id`.
-    pub const SERVICE_ID: usize = 9;
+    pub const SERVICE_ID: usize = 10;
     /// `output`.
-    pub const OUTPUT: usize = 10;
+    pub const OUTPUT: usize = 11;
     /// `long_output`.
-    pub const LONG_OUTPUT: usize = 11;
+    pub const LONG_OUTPUT: usize = 12;
 }
 
 /// A host or service status built from its fields, taken one at a time in
@@ -415,7 +421,8 @@ impl StatusBuilder {
     /// The next field worth fetching, as its position and name. Not worth a
     /// lookup in broker's event: what the status would not use, or its BBDO
     /// version never carries (host statuses have no `service_id`; BBDO 3
-    /// statuses no `acknowledged`, BBDO 2 ones no `long_output`;
+    /// statuses no `acknowledged` nor `last_update`, BBDO 2 ones no
+    /// `long_output`;
     /// `acknowledged` makes `acknowledgement_type` moot).
     pub fn next_field(&mut self) -> Option<(usize, &'static str)> {
         use status_field::*;
@@ -425,7 +432,7 @@ impl StatusBuilder {
             self.next += 1;
             let skip = match i {
                 SERVICE_ID => self.kind == ElementKind::HostStatus,
-                ACKNOWLEDGED => self.bbdo3 == Some(true),
+                ACKNOWLEDGED | LAST_UPDATE => self.bbdo3 == Some(true),
                 ACKNOWLEDGEMENT_TYPE => self.acknowledged_present,
                 LONG_OUTPUT => self.bbdo3 == Some(false),
                 _ => false,
@@ -447,6 +454,7 @@ impl StatusBuilder {
             STATE_TYPE => s.state_type = c.int(name, v)?,
             STATE => s.state = c.int(name, v)?,
             LAST_CHECK => s.last_check = c.time(name, v)?,
+            LAST_UPDATE => s.last_update = c.time(name, v)?,
             LAST_HARD_STATE_CHANGE => s.last_hard_state_change = c.time(name, v)?,
             ACKNOWLEDGED => {
                 if let Some(b) = c.boolean(name, v)? {
@@ -678,6 +686,7 @@ mod tests {
                 (STATE_TYPE, "state_type"),
                 (STATE, "state"),
                 (LAST_CHECK, "last_check"),
+                (LAST_UPDATE, "last_update"),
                 (LAST_HARD_STATE_CHANGE, "last_hard_state_change"),
                 (ACKNOWLEDGED, "acknowledged"),
                 (ACKNOWLEDGEMENT_TYPE, "acknowledgement_type"),

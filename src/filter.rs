@@ -9,6 +9,7 @@
 
 use crate::cache::{Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
+use crate::dedup::{self, Stamps};
 use crate::event::{AckEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent};
 use crate::pbehavior::{self, Phase};
 use std::cell::OnceCell;
@@ -27,8 +28,17 @@ pub enum Rejection {
     BamHost,
     /// The state is not in the accepted list.
     State(Option<i64>),
-    /// Same state as before (`enable_*_status_dedup=1`).
-    Duplicate,
+    /// The status does not carry a state change, by the engine's stamps
+    /// (`enable_*_status_dedup=1`).
+    Duplicate(Stamps),
+    /// The state change it reports was sent already
+    /// (`enable_*_status_dedup=1`).
+    AlreadySent {
+        /// The state.
+        state: Option<i64>,
+        /// The engine's stamp of the change.
+        last_hard_state_change: Option<i64>,
+    },
     /// A SOFT state with `hard_only=1`.
     Soft,
     /// Acknowledged with `acknowledged=0`.
@@ -59,7 +69,18 @@ impl fmt::Display for Rejection {
             }
             Rejection::BamHost => write!(f, "BAM pseudo host"),
             Rejection::State(s) => write!(f, "state {s:?} is not accepted"),
-            Rejection::Duplicate => write!(f, "state did not change (dedup enabled)"),
+            Rejection::Duplicate(stamps) => {
+                write!(f, "state did not change (dedup enabled): {stamps}")
+            }
+            Rejection::AlreadySent {
+                state,
+                last_hard_state_change,
+            } => write!(
+                f,
+                "state {} of the change at last_hard_state_change={} was sent already (dedup enabled)",
+                state.map_or("unset".into(), |s| s.to_string()),
+                last_hard_state_change.map_or("unset".into(), |t| t.to_string()),
+            ),
             Rejection::Soft => write!(f, "SOFT state and hard_only=1"),
             Rejection::Acknowledged => write!(f, "acknowledged and acknowledged=0"),
             Rejection::InDowntime => write!(f, "in downtime and in_downtime=0"),
@@ -154,15 +175,14 @@ pub fn check(
 #[derive(Debug)]
 pub struct Screen<'a> {
     cfg: &'a FilterConfig,
-    states: &'a [i64],
-    dedup: bool,
+    rules: StatusRules<'a>,
 }
 
 impl<'a> Screen<'a> {
     /// A screen for statuses of `kind`.
     pub fn new(cfg: &'a FilterConfig, kind: ElementKind) -> Screen<'a> {
-        let (states, dedup) = status_rules(cfg, kind != ElementKind::HostStatus);
-        Screen { cfg, states, dedup }
+        let rules = status_rules(cfg, kind != ElementKind::HostStatus);
+        Screen { cfg, rules }
     }
 
     /// Looks at the status once `b` took the field at position `i`.
@@ -173,9 +193,9 @@ impl<'a> Screen<'a> {
             STATE_TYPE if cfg.hard_only => {
                 (s.state_type.unwrap_or(0) < 1).then_some(Rejection::Soft)
             }
-            STATE => accept_state(self.states, s.state).err(),
-            LAST_HARD_STATE_CHANGE if self.dedup => {
-                (s.last_hard_state_change != s.last_check).then_some(Rejection::Duplicate)
+            STATE => accept_state(self.rules.states, s.state).err(),
+            LAST_HARD_STATE_CHANGE if self.rules.dedup => {
+                dedup::reports_change(s, self.rules.host_delta).err()
             }
             ACKNOWLEDGED | ACKNOWLEDGEMENT_TYPE if !cfg.acknowledged => {
                 s.acknowledged.then_some(Rejection::Acknowledged)
@@ -189,23 +209,46 @@ impl<'a> Screen<'a> {
     }
 }
 
-/// The accepted states and whether dedup applies, for service or host
-/// statuses.
-fn status_rules(cfg: &FilterConfig, service: bool) -> (&[i64], bool) {
+/// What differs between host and service statuses.
+#[derive(Debug, Clone, Copy)]
+struct StatusRules<'a> {
+    /// Accepted states.
+    states: &'a [i64],
+    /// Whether dedup applies.
+    dedup: bool,
+    /// For hosts, the gap allowed between the change's stamp and the check.
+    host_delta: Option<i64>,
+}
+
+/// The rules for service or host statuses.
+fn status_rules(cfg: &FilterConfig, service: bool) -> StatusRules<'_> {
     if service {
-        (&cfg.service_status, cfg.service_dedup)
+        StatusRules {
+            states: &cfg.service_status,
+            dedup: cfg.service_dedup,
+            host_delta: None,
+        }
     } else {
-        (&cfg.host_status, cfg.host_dedup)
+        StatusRules {
+            states: &cfg.host_status,
+            dedup: cfg.host_dedup,
+            host_delta: Some(cfg.host_change_delta),
+        }
     }
+}
+
+/// Whether dedup applies to statuses of this kind of object.
+pub fn dedup_enabled(cfg: &FilterConfig, service: bool) -> bool {
+    status_rules(cfg, service).dedup
 }
 
 /// The checks of a status that need only the event, in the Lua library's
 /// order.
 fn status_event(cfg: &FilterConfig, service: bool, s: &StatusEvent) -> Result<(), Rejection> {
-    let (states, dedup) = status_rules(cfg, service);
-    accept_state(states, s.state)?;
-    if dedup && s.last_hard_state_change != s.last_check {
-        return Err(Rejection::Duplicate);
+    let rules = status_rules(cfg, service);
+    accept_state(rules.states, s.state)?;
+    if rules.dedup {
+        dedup::reports_change(s, rules.host_delta)?;
     }
     if cfg.hard_only && s.state_type.unwrap_or(0) < 1 {
         return Err(Rejection::Soft);
@@ -776,10 +819,25 @@ pub(crate) mod tests {
         assert_eq!(run(&[], NebEvent::Service(e)), Err(Rejection::Soft));
         let mut e = service(2);
         e.last_check = Some(1_700_000_060);
-        assert_eq!(
+        assert!(matches!(
             run(&[], NebEvent::Service(e.clone())),
-            Err(Rejection::Duplicate)
-        );
+            Err(Rejection::Duplicate(_))
+        ));
+        // A host is allowed the engine's processing delay (20 s).
+        let mut h = service(1);
+        h.service_id = None;
+        h.last_hard_state_change = Some(1_700_000_001);
+        assert!(run(&[], NebEvent::Host(h.clone())).is_ok());
+        h.last_check = Some(1_700_000_030);
+        assert!(matches!(
+            run(&[], NebEvent::Host(h.clone())),
+            Err(Rejection::Duplicate(_))
+        ));
+        assert!(run(
+            &[("delta_host_status_change_allow", ParamValue::Int(40))],
+            NebEvent::Host(h)
+        )
+        .is_ok());
         assert!(run(
             &[("enable_service_status_dedup", ParamValue::Int(0))],
             NebEvent::Service(e)

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod config;
 pub mod connector;
 pub mod deadletter;
+pub mod dedup;
 pub mod event;
 pub mod filter;
 pub mod format;

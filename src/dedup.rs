@@ -1,0 +1,211 @@
+//! When a status is a state change worth sending (`enable_*_status_dedup`).
+//!
+//! Two tests, both needed on a real engine:
+//!
+//! - [`reports_change`], the Lua library's rule on the engine's stamps: a
+//!   status reports its hard state change when `last_hard_state_change`
+//!   matches `last_check` (or BBDO 2's `last_update`). A service is stamped
+//!   with its check time exactly; a host with the time the engine processed
+//!   the result, a second or more after the check, so hosts are allowed
+//!   `delta_host_status_change_allow` seconds (20 by default).
+//! - [`Sent`]: the stamp rule also holds for every status that follows a
+//!   change within that window (a host checked every 15 s repeats its
+//!   change at least once; acknowledging or removing an acknowledgement
+//!   re-sends the status without a new check). So the connector remembers,
+//!   per object, which state it last sent, identified by the engine's own
+//!   `last_hard_state_change`, and does not send that state again.
+
+use crate::cache::Ids;
+use crate::event::StatusEvent;
+use crate::filter::Rejection;
+use std::fmt;
+
+/// The stamps a dedup decision looked at, for the debug log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamps {
+    /// `last_hard_state_change`.
+    pub last_hard_state_change: Option<i64>,
+    /// `last_check`.
+    pub last_check: Option<i64>,
+    /// `last_update` (BBDO 2).
+    pub last_update: Option<i64>,
+    /// The allowed gap: `Some` for hosts, `None` (exact match) for services.
+    pub delta: Option<i64>,
+}
+
+impl Stamps {
+    fn of(s: &StatusEvent, delta: Option<i64>) -> Stamps {
+        Stamps {
+            last_hard_state_change: s.last_hard_state_change,
+            last_check: s.last_check,
+            last_update: s.last_update,
+            delta,
+        }
+    }
+}
+
+impl fmt::Display for Stamps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = |v: Option<i64>| v.map_or("unset".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "last_hard_state_change={} last_check={} last_update={}",
+            t(self.last_hard_state_change),
+            t(self.last_check),
+            t(self.last_update)
+        )?;
+        match self.delta {
+            Some(d) => write!(
+                f,
+                " (more than {d} s apart; delta_host_status_change_allow)"
+            ),
+            None => write!(f, " (not equal)"),
+        }
+    }
+}
+
+/// The Lua library's test: whether `s` carries its hard state change, as
+/// the engine stamped it. `host_delta` is `Some` for a host status.
+///
+/// Unset stamps (BBDO 2 leaves them out, BBDO 3 sends 0 or -1) mean "never
+/// changed" for hosts; for services an unset pair compares equal, as in Lua.
+pub fn reports_change(s: &StatusEvent, host_delta: Option<i64>) -> Result<(), Rejection> {
+    let change = s.last_hard_state_change;
+    let near = |t: Option<i64>| match (host_delta, change, t) {
+        (Some(delta), Some(c), Some(t)) => (c - t).abs() <= delta,
+        (Some(_), _, _) => false,
+        (None, c, t) => c == t,
+    };
+    // BBDO 2 may leave out either stamp: each stands for the other, as the
+    // Lua library fills them from each other.
+    let last_check = s.last_check.or(s.last_update);
+    if near(last_check) || (s.last_update.is_some() && near(s.last_update)) {
+        Ok(())
+    } else {
+        Err(Rejection::Duplicate(Stamps::of(s, host_delta)))
+    }
+}
+
+/// What identifies a reported state: the engine's stamp of the change, the
+/// state, and whether it is HARD.
+type Reported = (i64, i64, i64);
+
+/// The state last sent for each object.
+///
+/// One entry per host and service, so it is bounded by the configuration.
+/// Only states that were accepted for sending are remembered: a change the
+/// filters held back (in downtime, acknowledged) is sent when a later
+/// status of it passes them, as the Lua connector does.
+#[derive(Debug, Default)]
+pub struct Sent {
+    map: Ids<(u64, u64), Reported>,
+}
+
+impl Sent {
+    /// `Err` when `s` reports the state last sent for its object; otherwise
+    /// remembers it as sent.
+    pub fn first_time(&mut self, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
+        let Some(host) = s.host_id else {
+            return Ok(());
+        };
+        let key = (
+            host,
+            if service {
+                s.service_id.unwrap_or(0)
+            } else {
+                0
+            },
+        );
+        let reported = (
+            s.last_hard_state_change.unwrap_or(0),
+            s.state.unwrap_or(-1),
+            s.state_type.unwrap_or(-1),
+        );
+        match self.map.insert(key, reported) {
+            Some(before) if before == reported => Err(Rejection::AlreadySent {
+                state: s.state,
+                last_hard_state_change: s.last_hard_state_change,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// How many objects are remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(lhsc: i64, last_check: i64, last_update: Option<i64>) -> StatusEvent {
+        StatusEvent {
+            host_id: Some(3),
+            state: Some(1),
+            state_type: Some(1),
+            last_hard_state_change: Some(lhsc).filter(|t| *t > 0),
+            last_check: Some(last_check).filter(|t| *t > 0),
+            last_update,
+            ..StatusEvent::default()
+        }
+    }
+
+    /// Stamps as 23.10 writes them (shared/traces README, facts 1 and 2).
+    #[test]
+    fn hosts_are_allowed_the_engine_s_processing_delay_services_are_not() {
+        // A host's change, stamped a second after its check.
+        assert_eq!(reports_change(&status(101, 100, None), Some(20)), Ok(()));
+        assert_eq!(reports_change(&status(120, 100, None), Some(20)), Ok(()));
+        let late = reports_change(&status(121, 100, None), Some(20)).unwrap_err();
+        assert_eq!(
+            late.to_string(),
+            "state did not change (dedup enabled): last_hard_state_change=121 last_check=100 last_update=unset (more than 20 s apart; delta_host_status_change_allow)"
+        );
+        // BBDO 2: last_update may be the one that matches.
+        assert_eq!(
+            reports_change(&status(130, 100, Some(131)), Some(20)),
+            Ok(())
+        );
+        // A service is stamped with its check time exactly.
+        assert_eq!(reports_change(&status(100, 100, None), None), Ok(()));
+        assert!(reports_change(&status(101, 100, None), None).is_err());
+        assert_eq!(reports_change(&status(101, 100, Some(101)), None), Ok(()));
+        // A host that never changed (stamp 0) reports nothing.
+        assert!(reports_change(&status(0, 100, None), Some(20)).is_err());
+        // Without last_check, last_update stands in.
+        let mut s = status(100, 0, Some(101));
+        assert_eq!(reports_change(&s, Some(20)), Ok(()));
+        s.last_update = None;
+        assert!(reports_change(&s, Some(20)).is_err());
+    }
+
+    #[test]
+    fn a_state_is_sent_once_per_change() {
+        let mut sent = Sent::default();
+        let change = status(101, 100, None);
+        assert_eq!(sent.first_time(&change, false), Ok(()));
+        // The next check, 15 s later, repeats the same change.
+        assert!(matches!(
+            sent.first_time(&status(101, 115, None), false),
+            Err(Rejection::AlreadySent { .. })
+        ));
+        // Another object, or the same object as a service key, is apart.
+        let mut other = change.clone();
+        other.host_id = Some(4);
+        assert_eq!(sent.first_time(&other, false), Ok(()));
+        // A new change of the same host: new stamp.
+        assert_eq!(sent.first_time(&status(141, 140, None), false), Ok(()));
+        // Back in the same second with another state (UNKNOWN then OK).
+        let mut back = status(141, 140, None);
+        back.state = Some(0);
+        assert_eq!(sent.first_time(&back, false), Ok(()));
+        assert_eq!(sent.len(), 2);
+    }
+}
