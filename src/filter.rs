@@ -386,7 +386,7 @@ impl Lookup<'_> {
     /// State lists apply to downtime starts only: the end of a downtime
     /// whose start was sent must always remove its pbehavior.
     fn downtime(&mut self, d: &DowntimeEvent) -> Result<Subject, Rejection> {
-        let starting = pbehavior::phase(d) == Some(Phase::Start);
+        let starting = pbehavior::phase(d) == Ok(Phase::Start);
         let mut subj = match self.host(d.host_id) {
             // Deleting needs only the ids: an end must remove the
             // pbehavior even when the host has left broker's cache.

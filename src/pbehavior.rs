@@ -31,15 +31,27 @@ pub enum Phase {
     End,
 }
 
-/// Broker sends many downtime events (scheduled, updated...); only the
-/// start and the end matter.
-pub fn phase(d: &DowntimeEvent) -> Option<Phase> {
-    if d.cancelled || d.deletion_time.is_some() || d.actual_end_time.is_some() {
-        Some(Phase::End)
+/// A real engine sends up to four events per downtime, all with the same
+/// id (shared/traces README, fact 4): scheduled, started, ended (or
+/// cancelled), deleted; a downtime deleted before it started sends only
+/// the first and the last. The start creates the pbehavior and the deletion,
+/// the one event every downtime ends with, removes it: one DELETE per
+/// downtime, and none for a downtime that never started (nothing was
+/// created).
+pub fn phase(d: &DowntimeEvent) -> Result<Phase, Skip> {
+    let started = d.started || d.actual_start_time.is_some();
+    if d.deletion_time.is_some() {
+        if started {
+            Ok(Phase::End)
+        } else {
+            Err(Skip::NeverStarted)
+        }
+    } else if d.actual_end_time.is_some() || d.cancelled {
+        Err(Skip::Ending)
     } else if d.actual_start_time.is_some() {
-        Some(Phase::Start)
+        Ok(Phase::Start)
     } else {
-        None
+        Err(Skip::NotStarted)
     }
 }
 
@@ -91,11 +103,15 @@ impl Action {
     }
 }
 
-/// Why a downtime event cannot become a pbehavior change.
+/// Why a downtime event does not become a pbehavior change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
-    /// Neither a start nor an end.
-    NotStartOrEnd,
+    /// Scheduled (or updated) but not started yet.
+    NotStarted,
+    /// Ended or cancelled: the deletion that follows removes the pbehavior.
+    Ending,
+    /// Deleted before it started: no pbehavior was created.
+    NeverStarted,
     /// No planned start or end time, or the end is before the start.
     BadWindow(Option<i64>, Option<i64>),
 }
@@ -103,7 +119,15 @@ pub enum Skip {
 impl std::fmt::Display for Skip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Skip::NotStartOrEnd => write!(f, "neither the start nor the end of a downtime"),
+            Skip::NotStarted => write!(f, "downtime scheduled, not started yet"),
+            Skip::Ending => write!(
+                f,
+                "downtime ended; its pbehavior is deleted with the downtime's deletion event"
+            ),
+            Skip::NeverStarted => write!(
+                f,
+                "downtime deleted before it started: no pbehavior was created"
+            ),
             Skip::BadWindow(s, e) => write!(f, "unusable downtime window start={s:?} end={e:?}"),
         }
     }
@@ -111,7 +135,7 @@ impl std::fmt::Display for Skip {
 
 /// The pbehavior change for an accepted downtime event.
 pub fn action(d: &DowntimeEvent, subj: &Subject) -> Result<Action, Skip> {
-    match phase(d).ok_or(Skip::NotStartOrEnd)? {
+    match phase(d)? {
         Phase::End => Ok(Action::Delete(name(d))),
         Phase::Start => {
             let (tstart, tstop) = match (d.start_time, d.end_time) {
@@ -510,15 +534,33 @@ mod tests {
             (c.name.as_str(), c.entity.as_str()),
             ("centreon-downtime-12-0-7-1000", "host-a")
         );
+        // The engine's end of a downtime is two events: the end, then the
+        // deletion. Only the deletion deletes.
         let mut end = dt();
+        end.started = true;
+        end.actual_end_time = Some(2000);
+        assert_eq!(action(&end, &subject(true)), Err(Skip::Ending));
         end.deletion_time = Some(2000);
         assert_eq!(
             action(&end, &subject(true)),
             Ok(Action::Delete("centreon-downtime-12-34-7-1000".into()))
         );
+        // Cancelled, as DEL_SVC_DOWNTIME does it: cancelled, then deleted.
+        let mut cancelled = dt();
+        cancelled.cancelled = true;
+        assert_eq!(action(&cancelled, &subject(true)), Err(Skip::Ending));
+        cancelled.deletion_time = Some(2000);
+        assert!(matches!(
+            action(&cancelled, &subject(true)),
+            Ok(Action::Delete(_))
+        ));
         let mut scheduled = dt();
         scheduled.actual_start_time = None;
-        assert_eq!(action(&scheduled, &subject(true)), Err(Skip::NotStartOrEnd));
+        assert_eq!(action(&scheduled, &subject(true)), Err(Skip::NotStarted));
+        // Deleted before it started: one event, and nothing to delete.
+        scheduled.cancelled = true;
+        scheduled.deletion_time = Some(2000);
+        assert_eq!(action(&scheduled, &subject(true)), Err(Skip::NeverStarted));
         let mut bad = dt();
         bad.end_time = Some(10);
         assert!(matches!(
