@@ -53,7 +53,8 @@ pub const ACK_WAIT: Duration = Duration::from_secs(5);
 /// this plus [`CLOSE_BUDGET`] stays within 5 s).
 pub const FLUSH_WAIT: Duration = Duration::from_millis(500);
 
-/// Time the sender gets to deliver what it holds when the Lua state closes.
+/// Time the sender gets to deliver what it holds when the Lua state closes
+/// (none while it is failing).
 pub const CLOSE_BUDGET: Duration = Duration::from_secs(4);
 
 /// Filtered events (with nothing queued) per reading of the clock.
@@ -208,6 +209,7 @@ impl Connector {
         let kinds = std::array::from_fn(|element| {
             ElementKind::from_element(element as u32).filter(|k| neb && cfg.elements.contains(k))
         });
+        let sent = load_sent(&cfg, &log);
         Ok(Connector {
             queue,
             cfg,
@@ -220,7 +222,7 @@ impl Connector {
             clock_skips: 0,
             memo: Memo::default(),
             verdicts: filter::Verdicts::default(),
-            sent: dedup::Sent::default(),
+            sent,
             kinds,
         })
     }
@@ -551,6 +553,33 @@ impl Connector {
     }
 }
 
+/// What the previous run sent, when dedup is on.
+fn load_sent(cfg: &Config, log: &Logger) -> dedup::Sent {
+    if !(cfg.filter.host_dedup || cfg.filter.service_dedup) {
+        return dedup::Sent::default();
+    }
+    let path = dedup::path_for(&cfg.logfile);
+    match dedup::Sent::load(&path) {
+        Ok(sent) => {
+            if !sent.is_empty() {
+                log.info(format_args!(
+                    "{}: the states last sent for {} objects, so changes already sent are not sent again",
+                    path.display(),
+                    sent.len()
+                ));
+            }
+            sent
+        }
+        Err(e) => {
+            log.warn(format_args!(
+                "cannot read {} ({e}): a state change sent before the restart may be sent again",
+                path.display()
+            ));
+            dedup::Sent::default()
+        }
+    }
+}
+
 fn sender_gone(log: &Logger) {
     log.error(format_args!(
         "sender thread is gone; events stay unacknowledged"
@@ -671,7 +700,26 @@ impl Drop for Connector {
                 }
             }
         }
-        let joined = self.sender.shutdown(CLOSE_BUDGET);
+        // While Canopsis is unreachable, waiting buys nothing: broker (or
+        // the spool) keeps what is undelivered, and broker's own stop
+        // already takes seconds of cbwd's patience.
+        let budget = if self.sender.progress().failing() {
+            Duration::ZERO
+        } else {
+            CLOSE_BUDGET
+        };
+        let joined = self.sender.shutdown(budget);
+        // Broker replays what it was not told is safe; a memory that
+        // counted those as sent would drop them.
+        if self.unacked == 0 && !self.sent.is_empty() {
+            let path = dedup::path_for(&self.cfg.logfile);
+            if let Err(e) = self.sent.save(&path) {
+                self.log.warn(format_args!(
+                    "cannot write {} ({e}): after the restart a state change sent before it may be sent again",
+                    path.display()
+                ));
+            }
+        }
         self.log_stats();
         self.log.info(format_args!(
             "connector stopped{}",

@@ -14,11 +14,20 @@
 //!   re-sends the status without a new check). So the connector remembers,
 //!   per object, which state it last sent, identified by the engine's own
 //!   `last_hard_state_change`, and does not send that state again.
+//!
+//! The memory outlives a broker restart (cbd replays what the engine
+//! produced meanwhile, repeats of changes already sent included): it is
+//! saved next to the log when the Lua state closes with everything
+//! acknowledged, and read back at start. It is not saved otherwise, since
+//! broker replays unacknowledged events and those must not be taken for
+//! repeats.
 
 use crate::cache::Ids;
 use crate::event::StatusEvent;
 use crate::filter::Rejection;
 use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 /// The stamps a dedup decision looked at, for the debug log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +95,16 @@ pub fn reports_change(s: &StatusEvent, host_delta: Option<i64>) -> Result<(), Re
     }
 }
 
+/// Where the memory is kept between runs: next to the log,
+/// `<logfile stem>.sent-states`.
+pub fn path_for(logfile: &Path) -> PathBuf {
+    let stem = logfile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "canopsis".into());
+    logfile.with_file_name(format!("{stem}.sent-states"))
+}
+
 /// What identifies a reported state: the engine's stamp of the change, the
 /// state, and whether it is HARD.
 type Reported = (i64, i64, i64);
@@ -128,6 +147,48 @@ impl Sent {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Reads what a previous run saved at `path`; nothing if there is no
+    /// such file. Unreadable lines are skipped: forgetting costs at most a
+    /// state sent twice.
+    pub fn load(path: &Path) -> io::Result<Sent> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Sent::default()),
+            Err(e) => return Err(e),
+        };
+        let mut sent = Sent::default();
+        for line in text.lines() {
+            let n: Vec<i64> = line.split(' ').map_while(|w| w.parse().ok()).collect();
+            if let [host, service, stamp, state, state_type] = n[..] {
+                if host > 0 && service >= 0 {
+                    sent.map
+                        .insert((host as u64, service as u64), (stamp, state, state_type));
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Writes the memory to `path` (through a temporary file, so a crash
+    /// leaves the previous one whole), readable by owner and group only.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = path.with_extension("tmp");
+        let mut out = Vec::with_capacity(self.map.len() * 40);
+        for ((host, service), (stamp, state, state_type)) in &self.map {
+            writeln!(out, "{host} {service} {stamp} {state} {state_type}")?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)?;
+        f.write_all(&out)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
     }
 
     /// How many objects are remembered.
@@ -207,5 +268,34 @@ mod tests {
         back.state = Some(0);
         assert_eq!(sent.first_time(&back, false), Ok(()));
         assert_eq!(sent.len(), 2);
+    }
+
+    #[test]
+    fn the_memory_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("cn-dedup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = path_for(&dir.join("canopsis.log"));
+        assert_eq!(path, dir.join("canopsis.sent-states"));
+        assert!(Sent::load(&path).unwrap().is_empty(), "no file: nothing");
+        let mut sent = Sent::default();
+        sent.first_time(&status(101, 100, None), false).unwrap();
+        let mut svc = status(200, 200, None);
+        svc.service_id = Some(34);
+        sent.first_time(&svc, true).unwrap();
+        sent.save(&path).unwrap();
+        std::fs::write(
+            &path,
+            std::fs::read_to_string(&path).unwrap() + "garbage line\n",
+        )
+        .unwrap();
+        let mut again = Sent::load(&path).unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.first_time(&status(101, 115, None), false).is_err());
+        assert!(again.first_time(&svc, true).is_err());
+        assert_eq!(again.first_time(&status(141, 140, None), false), Ok(()));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -207,7 +207,14 @@ impl Progress {
     fn set_delivered(&self, seq: u64) {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.delivered.fetch_max(seq, Ordering::AcqRel);
-        self.failing.store(false, Ordering::Release);
+        if self.failing.swap(false, Ordering::AcqRel) {
+            // The stats line shows what is wrong now, not what was.
+            *self
+                .stats
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        }
         self.cv.notify_all();
     }
 
@@ -530,7 +537,7 @@ impl Worker {
             };
             let Some(work) = work else { return };
             let last = work.last_seq();
-            if self.shared.deadline().is_some_and(|d| Instant::now() >= d) {
+            if self.budget_spent() {
                 self.log.error(format_args!(
                     "shutdown budget spent: events from #{} on {left_where}",
                     self.shared.progress.delivered() + 1
@@ -675,8 +682,9 @@ impl Worker {
                 Attempt::Done => {}
                 Attempt::Again(None) => return false,
                 Attempt::Again(Some(delay)) => {
-                    // Woken early (shutdown): loop once more, bounded by the deadline.
-                    let _ = self.wake.recv_timeout(delay);
+                    if !self.pause(delay) {
+                        return false;
+                    }
                 }
             }
         }
@@ -741,7 +749,9 @@ impl Worker {
                 Attempt::Done => return true,
                 Attempt::Again(None) => return false,
                 Attempt::Again(Some(delay)) => {
-                    let _ = self.wake.recv_timeout(delay);
+                    if !self.pause(delay) {
+                        return false;
+                    }
                 }
             }
         }
@@ -807,6 +817,18 @@ impl Worker {
 
     /// Logs a failed attempt and picks the pause before the next one;
     /// `Again(None)` when the shutdown budget leaves no room for it.
+    /// Whether the connector is closing and its budget is spent.
+    fn budget_spent(&self) -> bool {
+        self.shared.deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Waits `delay` before the next try, or less when woken by the
+    /// connector closing; `false` if no try is left in the close budget.
+    fn pause(&self, delay: Duration) -> bool {
+        let _ = self.wake.recv_timeout(delay);
+        !self.budget_spent()
+    }
+
     fn failed(&mut self, reason: &str, config_fault: bool, hint: Option<Duration>) -> Attempt {
         let progress = &self.shared.progress;
         progress
@@ -823,12 +845,10 @@ impl Worker {
         } else {
             "send failed"
         };
-        self.log.error(format_args!(
-            "{what}: {reason}; events are kept and retried in {:.1}s",
-            delay.as_secs_f32()
-        ));
         progress.set_failing(reason.to_string());
-        match self.shared.deadline() {
+        // Closing: what is left of the budget bounds the pause, and the
+        // log says the pause actually taken.
+        let step = match self.shared.deadline() {
             None => Attempt::Again(Some(delay)),
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
@@ -838,7 +858,17 @@ impl Worker {
                     Attempt::Again(Some(delay.min(left / 2)))
                 }
             }
+        };
+        match step {
+            Attempt::Again(Some(pause)) => self.log.error(format_args!(
+                "{what}: {reason}; events are kept and retried in {:.1}s",
+                pause.as_secs_f32()
+            )),
+            _ => self.log.error(format_args!(
+                "{what}: {reason}; the connector is closing: events are kept, not retried"
+            )),
         }
+        step
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::events::{Bbdo, Event, V};
 use mlua::{
-    Function, Lua, LuaOptions, MetaMethod, StdLib, Table, UserData, UserDataMethods, Value,
+    Function, IntoLua, Lua, LuaOptions, MetaMethod, StdLib, Table, UserData, UserDataMethods, Value,
 };
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -76,6 +76,11 @@ pub struct CacheData {
     pub servicegroups: HashMap<(i64, i64), Vec<(i64, String)>>,
     /// Poller names by instance id.
     pub instances: HashMap<i64, String>,
+    /// Replaying a trace: every method answers from [`recorded`](Self::recorded)
+    /// (nil when nothing was recorded), not from the typed maps above.
+    pub replay: bool,
+    /// Recorded answers by (method, first id, second id or 0).
+    pub recorded: HashMap<(String, i64, i64), serde_json::Value>,
 }
 
 impl CacheData {
@@ -128,6 +133,9 @@ impl CacheData {
 
     /// Updates from configuration events, as broker's cache does.
     fn feed(&mut self, ev: &Event) {
+        if self.replay {
+            return self.feed_recorded(ev);
+        }
         let int = |n: &str| match ev.get(n) {
             Some(V::I(i)) => *i,
             _ => 0,
@@ -166,6 +174,82 @@ impl CacheData {
             _ => {}
         }
     }
+}
+
+impl CacheData {
+    /// Broker's cache takes each host and service status into the cached
+    /// object (host contract §4.3): a recorded object follows the statuses
+    /// replayed after it.
+    fn feed_recorded(&mut self, ev: &Event) {
+        let id = |n: &str| match ev.get(n) {
+            Some(V::I(i)) => *i,
+            _ => 0,
+        };
+        let key = match ev.type_id {
+            65550 | 65568 => ("get_host".to_string(), id("host_id"), 0),
+            65560 | 65565 => ("get_service".to_string(), id("host_id"), id("service_id")),
+            _ => return,
+        };
+        let Some(serde_json::Value::Object(obj)) = self.recorded.get_mut(&key) else {
+            return;
+        };
+        for (name, v) in &ev.fields {
+            if let (Some(slot), Some(v)) = (obj.get_mut(*name), v) {
+                *slot = match v {
+                    V::I(i) => (*i).into(),
+                    V::F(f) => (*f).into(),
+                    V::S(s) => String::from_utf8_lossy(s).into_owned().into(),
+                    V::B(b) => (*b).into(),
+                };
+            }
+        }
+    }
+
+    /// The recorded answer of `method` for these ids, when replaying.
+    fn answer(&self, method: &str, a: i64, b: i64) -> Option<&serde_json::Value> {
+        self.recorded.get(&(method.to_string(), a, b))
+    }
+}
+
+/// A recorded answer as broker's cache returns it: objects as the API's
+/// objects, everything else as plain Lua values (64-bit integers kept).
+fn recorded_to_lua(
+    lua: &Lua,
+    cache: &BrokerCache,
+    v: Option<&serde_json::Value>,
+    object: bool,
+) -> mlua::Result<Value> {
+    use serde_json::Value as J;
+    Ok(match v {
+        None | Some(J::Null) => Value::Nil,
+        Some(J::Object(o)) if object => {
+            let fields = o
+                .iter()
+                .filter_map(|(k, v)| Some((crate::trace::intern(k), crate::trace::scalar(v)??)))
+                .collect();
+            return cache.object(lua, fields);
+        }
+        Some(J::Object(o)) => {
+            let t = lua.create_table()?;
+            for (k, v) in o {
+                t.set(k.as_str(), recorded_to_lua(lua, cache, Some(v), false)?)?;
+            }
+            Value::Table(t)
+        }
+        Some(J::Array(a)) => {
+            let t = lua.create_table()?;
+            for v in a {
+                t.push(recorded_to_lua(lua, cache, Some(v), false)?)?;
+            }
+            Value::Table(t)
+        }
+        Some(J::Number(n)) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Some(J::Bool(b)) => Value::Boolean(*b),
+        Some(J::String(s)) => Value::String(lua.create_string(s)?),
+    })
 }
 
 fn to_lua(lua: &Lua, v: &V) -> mlua::Result<Value> {
@@ -225,12 +309,51 @@ fn groups(lua: &Lua, list: Option<&Vec<(i64, String)>>) -> mlua::Result<Table> {
     Ok(t)
 }
 
+impl BrokerCache {
+    /// When replaying, the recorded answer for `method` and these ids.
+    fn replayed(
+        &self,
+        lua: &Lua,
+        method: &str,
+        a: i64,
+        b: Option<i64>,
+    ) -> Option<mlua::Result<Value>> {
+        let data = self.data.borrow();
+        if !data.replay {
+            return None;
+        }
+        let object = matches!(method, "get_host" | "get_service");
+        Some(recorded_to_lua(
+            lua,
+            self,
+            data.answer(method, a, b.unwrap_or(0)),
+            object,
+        ))
+    }
+}
+
+/// Answers from the recording first when replaying a trace.
+macro_rules! replayed {
+    ($this:expr, $lua:expr, $method:expr, $a:expr, $b:expr) => {
+        if let Some(v) = $this.replayed($lua, $method, $a, $b) {
+            return v;
+        }
+    };
+}
+
 impl UserData for BrokerCache {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
-        m.add_method("get_hostname", |_, this, id: i64| {
-            Ok(this.data.borrow().hosts.get(&id).map(|h| h.name.clone()))
+        m.add_method("get_hostname", |lua, this, id: i64| {
+            replayed!(this, lua, "get_hostname", id, None);
+            this.data
+                .borrow()
+                .hosts
+                .get(&id)
+                .map(|h| h.name.clone())
+                .into_lua(lua)
         });
         m.add_method("get_host", |lua, this, id: i64| {
+            replayed!(this, lua, "get_host", id, None);
             let h = this.data.borrow().hosts.get(&id).cloned();
             match h {
                 None => Ok(Value::Nil),
@@ -252,6 +375,7 @@ impl UserData for BrokerCache {
             }
         });
         m.add_method("get_service", |lua, this, (host, svc): (i64, i64)| {
+            replayed!(this, lua, "get_service", host, Some(svc));
             let s = this.data.borrow().services.get(&(host, svc)).cloned();
             let host_name = this
                 .data
@@ -280,52 +404,62 @@ impl UserData for BrokerCache {
         });
         m.add_method(
             "get_service_description",
-            |_, this, (host, svc): (i64, i64)| {
-                Ok(this
-                    .data
+            |lua, this, (host, svc): (i64, i64)| {
+                replayed!(this, lua, "get_service_description", host, Some(svc));
+                this.data
                     .borrow()
                     .services
                     .get(&(host, svc))
-                    .map(|s| s.description.clone()))
+                    .map(|s| s.description.clone())
+                    .into_lua(lua)
             },
         );
         m.add_method("get_hostgroups", |lua, this, id: i64| {
-            groups(lua, this.data.borrow().hostgroups.get(&id))
+            replayed!(this, lua, "get_hostgroups", id, None);
+            groups(lua, this.data.borrow().hostgroups.get(&id)).map(Value::Table)
         });
         m.add_method("get_servicegroups", |lua, this, (host, svc): (i64, i64)| {
-            groups(lua, this.data.borrow().servicegroups.get(&(host, svc)))
+            replayed!(this, lua, "get_servicegroups", host, Some(svc));
+            groups(lua, this.data.borrow().servicegroups.get(&(host, svc))).map(Value::Table)
         });
-        m.add_method("get_instance_name", |_, this, id: i64| {
-            Ok(this.data.borrow().instances.get(&id).cloned())
+        m.add_method("get_instance_name", |lua, this, id: i64| {
+            replayed!(this, lua, "get_instance_name", id, None);
+            this.data.borrow().instances.get(&id).cloned().into_lua(lua)
         });
         m.add_method(
             "get_severity",
-            |_, this, (host, svc): (i64, Option<i64>)| {
+            |lua, this, (host, svc): (i64, Option<i64>)| {
+                replayed!(this, lua, "get_severity", host, svc);
                 let d = this.data.borrow();
-                Ok(match svc.filter(|s| *s != 0) {
+                match svc.filter(|s| *s != 0) {
                     None => d.hosts.get(&host).and_then(|h| h.severity),
                     Some(s) => d.services.get(&(host, s)).and_then(|s| s.severity),
-                })
+                }
+                .into_lua(lua)
             },
         );
         m.add_method(
             "get_notes_url",
-            |_, this, (host, svc): (i64, Option<i64>)| {
+            |lua, this, (host, svc): (i64, Option<i64>)| {
+                replayed!(this, lua, "get_notes_url", host, svc);
                 let d = this.data.borrow();
-                Ok(match svc.filter(|s| *s != 0) {
+                match svc.filter(|s| *s != 0) {
                     None => d.hosts.get(&host).map(|h| h.notes_url.clone()),
                     Some(s) => d.services.get(&(host, s)).map(|s| s.notes_url.clone()),
-                })
+                }
+                .into_lua(lua)
             },
         );
         m.add_method(
             "get_action_url",
-            |_, this, (host, svc): (i64, Option<i64>)| {
+            |lua, this, (host, svc): (i64, Option<i64>)| {
+                replayed!(this, lua, "get_action_url", host, svc);
                 let d = this.data.borrow();
-                Ok(match svc.filter(|s| *s != 0) {
+                match svc.filter(|s| *s != 0) {
                     None => d.hosts.get(&host).map(|h| h.action_url.clone()),
                     Some(s) => d.services.get(&(host, s)).map(|s| s.action_url.clone()),
-                })
+                }
+                .into_lua(lua)
             },
         );
     }
@@ -864,6 +998,11 @@ impl Muxer {
     /// Events not yet acknowledged (handed over or not).
     pub fn unacked(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Events not yet handed to `write`.
+    pub fn unread(&self) -> usize {
+        self.queue.len() - self.read
     }
 
     /// `ack_events(n)`: pops from the head, never past the read cursor.

@@ -6,6 +6,7 @@ pub mod broker;
 pub mod events;
 pub mod mock;
 pub mod pbh;
+pub mod trace;
 
 use broker::{install_connector, module_name, CacheData, Muxer, Output, OutputConfig, Param};
 use events::Bbdo;
@@ -75,6 +76,20 @@ impl Lab {
             script,
             mock: MockCanopsis::start(),
         }
+    }
+
+    /// Makes the installed loader declare broker API `api` (1: events as
+    /// tables, 2: read-only userdata, the loader's own choice).
+    pub fn use_api(&self, api: i64) {
+        let text = std::fs::read_to_string(&self.script).expect("loader");
+        std::fs::write(
+            &self.script,
+            text.replace(
+                "broker_api_version = 2",
+                &format!("broker_api_version = {api}"),
+            ),
+        )
+        .expect("loader");
     }
 
     /// The connector's log file.

@@ -399,18 +399,50 @@ fn two_connectors_in_one_process_keep_their_own_state_and_log() {
 fn closing_the_state_stops_the_sender_in_time_and_the_module_reloads() {
     let lab = Lab::new("close");
     let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    // A failure, then recovery: the stats line no longer shows the error.
     lab.mock.down();
-    out.write(&Status::service(12, 34, 2, T).event(Bbdo::V3));
+    let mut mux = Muxer::new();
+    mux.push(Status::service(12, 34, 1, T).event(Bbdo::V3));
+    run_for(&mut out, &mut mux, Duration::from_millis(600));
+    assert_eq!(mux.acked, 0);
+    lab.mock.up();
+    assert!(drain(&mut out, &mut mux, Duration::from_secs(10)));
+    out.close();
+    let stats = lab.log();
+    let stats = stats.lines().filter(|l| l.contains("stats:")).last();
+    assert!(
+        stats.is_some_and(|l| l.contains("state=ok last_error=none")),
+        "{stats:?}"
+    );
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    // Canopsis unreachable: nothing can be delivered, so the state closes
+    // at once (broker keeps the event) instead of spending a delivery
+    // budget on top of broker's own stop.
+    lab.mock.down();
+    out.write(&Status::service(12, 34, 2, T + 1).event(Bbdo::V3));
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let acked = out.close();
     assert_eq!(acked, 0);
     assert!(
-        started.elapsed() < Duration::from_secs(6),
+        started.elapsed() < Duration::from_secs(1),
         "close took {:?}",
         started.elapsed()
     );
-    assert!(lab.log().contains("connector stopped"));
+    let log = lab.log();
+    assert!(log.contains("connector stopped"));
+    let stats: Vec<&str> = log.lines().filter(|l| l.contains("stats:")).collect();
+    assert!(
+        stats
+            .last()
+            .unwrap()
+            .contains("state=failing last_error=cannot connect"),
+        "{stats:?}"
+    );
+    assert!(
+        log.contains("events are kept, not retried") || !log.contains("retried in 4."),
+        "a pause longer than the close budget was announced"
+    );
     // A restarted stream gets a new state, loads the module again and works.
     lab.mock.up();
     let mut out = lab.open(lab.params(&[]), Bbdo::V3);

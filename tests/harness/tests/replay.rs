@@ -1,0 +1,459 @@
+//! Replays of event streams recorded from a real Centreon Engine 23.10 and
+//! Broker (`shared/traces/`), BBDO 3 and BBDO 2, as API 1 tables and API 2
+//! objects, into the connector and the mock Canopsis.
+//!
+//! What Canopsis should get is derived from the trace itself, from what the
+//! engine reported, never from the connector's rules:
+//!
+//! - a HARD state change is the first status that carries a new
+//!   `last_hard_state_change` stamp (with its state) for an object: the
+//!   engine stamps each change once and repeats the stamp on every later
+//!   status until the next change;
+//! - each such change reaches Canopsis once, with its state (mapped as
+//!   `canopsis-api.md` says) and the check time of the status that
+//!   reported it; SOFT states and repeated states never do;
+//! - every acknowledgement and every removal of one is sent once;
+//! - every downtime that started gets one pbehavior, deleted once when the
+//!   downtime goes; one deleted before it started gets nothing.
+
+use canopsis_harness::broker::Param;
+use canopsis_harness::mock::Recorded;
+use canopsis_harness::trace::{self, Step, Trace};
+use canopsis_harness::Lab;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+const BBDO3: &str = "real-engine-23.10-bbdo3.jsonl";
+const BBDO2: &str = "real-engine-23.10-bbdo2.jsonl";
+
+fn int(f: &Map<String, Value>, k: &str) -> Option<i64> {
+    f.get(k).and_then(Value::as_i64)
+}
+
+fn element(step: &Step) -> u32 {
+    step.event.type_id & 0xffff
+}
+
+/// An object: host id and service id (0 for a host).
+type Object = (i64, i64);
+
+/// Names as the trace's `broker_cache` answers gave them.
+struct Names {
+    hosts: HashMap<i64, String>,
+    services: HashMap<Object, String>,
+}
+
+impl Names {
+    fn of(t: &Trace) -> Names {
+        let mut names = Names {
+            hosts: HashMap::new(),
+            services: HashMap::new(),
+        };
+        for step in t.runs.iter().flatten() {
+            for c in &step.cache {
+                for (method, result) in &c.calls {
+                    let Some(name) = result.as_str() else {
+                        continue;
+                    };
+                    match method.as_str() {
+                        "get_hostname" => {
+                            names.hosts.insert(c.key.0, name.to_string());
+                        }
+                        "get_service_description" => {
+                            names.services.insert(c.key, name.to_string());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// Canopsis `component` and `resource` of an object.
+    fn entity(&self, (host, service): Object) -> (String, String) {
+        let component = self.hosts[&host].clone();
+        let resource = if service == 0 {
+            String::new()
+        } else {
+            self.services[&(host, service)].clone()
+        };
+        (component, resource)
+    }
+}
+
+/// A state change as the engine reported it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Change {
+    object: Object,
+    /// Centreon state.
+    state: i64,
+    /// The engine's stamp of the change.
+    stamp: i64,
+    /// `last_check` of the first status that carried it.
+    checked: i64,
+    /// That first status was acknowledged or in downtime.
+    held_back: bool,
+}
+
+/// The HARD state changes the engine reported, in order.
+fn changes(t: &Trace) -> Vec<Change> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for step in t.runs.iter().flatten() {
+        let service = match element(step) {
+            14 | 32 => false,
+            24 | 29 => true,
+            _ => continue,
+        };
+        let f = &step.fields;
+        if int(f, "state_type") != Some(1) {
+            continue;
+        }
+        // BBDO 2 leaves an unset stamp out, BBDO 3 sends 0: never changed.
+        let Some(stamp) = int(f, "last_hard_state_change").filter(|t| *t > 0) else {
+            continue;
+        };
+        let object = (
+            int(f, "host_id").unwrap(),
+            if service {
+                int(f, "service_id").unwrap()
+            } else {
+                0
+            },
+        );
+        let state = int(f, "state").unwrap();
+        if seen.insert((object, stamp, state)) {
+            let acked = int(f, "acknowledgement_type").unwrap_or(0) != 0
+                || f.get("acknowledged") == Some(&Value::Bool(true));
+            out.push(Change {
+                object,
+                state,
+                stamp,
+                checked: int(f, "last_check").or(int(f, "last_update")).unwrap(),
+                held_back: acked || int(f, "scheduled_downtime_depth").unwrap_or(0) > 0,
+            });
+        }
+    }
+    out
+}
+
+/// Canopsis state of a Centreon state (`canopsis-api.md`).
+fn canopsis_state(service: bool, state: i64) -> i64 {
+    match (service, state) {
+        (false, 1) => 3,
+        (true, 2) => 3,
+        (true, 3) => 2,
+        (_, s) => s,
+    }
+}
+
+/// A check event as Canopsis received it: entity, state, timestamp.
+type Check = (String, String, i64, i64);
+
+fn check_of(names: &Names, c: &Change) -> Check {
+    let (component, resource) = names.entity(c.object);
+    (
+        component,
+        resource,
+        canopsis_state(c.object.1 != 0, c.state),
+        c.checked,
+    )
+}
+
+fn published(lab: &Lab, event_type: &str) -> Vec<Value> {
+    lab.mock
+        .state()
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == event_type)
+        .cloned()
+        .collect()
+}
+
+fn checks(lab: &Lab) -> Vec<Check> {
+    published(lab, "check")
+        .iter()
+        .map(|e| {
+            (
+                e["component"].as_str().unwrap().to_string(),
+                e["resource"].as_str().unwrap_or("").to_string(),
+                e["state"].as_i64().unwrap(),
+                e["timestamp"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn counts<T: Ord + Clone>(items: &[T]) -> BTreeMap<T, usize> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        *m.entry(i.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Panics with what differs between two multisets (a whole trace's worth
+/// of events would drown the difference).
+fn assert_same<T: Ord + Clone + std::fmt::Debug>(got: &[T], expected: &[T], what: &str) {
+    let (got, expected) = (counts(got), counts(expected));
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, n)| got.get(*k) < Some(*n))
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, n)| expected.get(*k) < Some(*n))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} missing (wanted, count): {missing:?}\n{} extra (sent, count): {extra:?}",
+        missing.len(),
+        extra.len()
+    );
+}
+
+fn replay(name: &str, api: i64, extra: &[(&str, Param)]) -> (Trace, Lab) {
+    let t = trace::load(&trace::path(name));
+    let lab = Lab::new("replay");
+    lab.use_api(api);
+    let done = t.replay(&lab, lab.params(extra));
+    let events: usize = t.runs.iter().map(Vec::len).sum();
+    assert_eq!(done.written, events);
+    assert_eq!(done.acked, events as u64, "every event acknowledged");
+    assert!(done.broker_log.is_empty(), "{:?}", done.broker_log);
+    let log = lab.log();
+    assert!(!log.contains("[ERROR]"), "{name} api {api}: {log}");
+    assert!(
+        !log.contains("skipping event"),
+        "{name} api {api}: malformed"
+    );
+    (t, lab)
+}
+
+/// Acknowledged and in-downtime objects accepted: every HARD change the
+/// engine reported reaches Canopsis once, nothing else does.
+fn every_change_once(name: &str, api: i64) {
+    let (t, lab) = replay(
+        name,
+        api,
+        &[
+            ("acknowledged", Param::Num(1)),
+            ("in_downtime", Param::Num(1)),
+        ],
+    );
+    let names = Names::of(&t);
+    let expected: Vec<Check> = changes(&t).iter().map(|c| check_of(&names, c)).collect();
+    let hosts = expected.iter().filter(|c| c.1.is_empty()).count();
+    assert!(hosts >= 20, "{name}: the trace has host changes ({hosts})");
+    assert_same(
+        &checks(&lab),
+        &expected,
+        &format!("{name} api {api}: check events"),
+    );
+}
+
+/// Default filters: a change first reported while acknowledged or in
+/// downtime may go out with a later status of it, once; every other change
+/// goes out once, with its first report; nothing goes out twice.
+fn defaults(name: &str, api: i64) {
+    let (t, lab) = replay(name, api, &[]);
+    let names = Names::of(&t);
+    let all = changes(&t);
+    let sent = counts(&checks(&lab));
+    for c in all.iter().filter(|c| !c.held_back) {
+        assert_eq!(
+            sent.get(&check_of(&names, c)),
+            Some(&1),
+            "{name} api {api}: change not sent once: {c:?}"
+        );
+    }
+    // Whatever went out is a HARD status the engine sent, and no change
+    // (object, stamp, state) went out twice, even through two statuses.
+    let mut reported: BTreeMap<Check, (Object, i64, i64)> = BTreeMap::new();
+    for s in t.runs.iter().flatten() {
+        let service = match element(s) {
+            14 | 32 => false,
+            24 | 29 => true,
+            _ => continue,
+        };
+        let f = &s.fields;
+        if int(f, "state_type") != Some(1) {
+            continue;
+        }
+        let object = (
+            int(f, "host_id").unwrap(),
+            if service {
+                int(f, "service_id").unwrap()
+            } else {
+                0
+            },
+        );
+        let (component, resource) = names.entity(object);
+        let state = int(f, "state").unwrap();
+        let checked = int(f, "last_check").or(int(f, "last_update")).unwrap();
+        let stamp = int(f, "last_hard_state_change").unwrap_or(0);
+        reported.insert(
+            (component, resource, canopsis_state(service, state), checked),
+            (object, stamp, state),
+        );
+    }
+    let mut identities = BTreeSet::new();
+    for (check, n) in &sent {
+        assert_eq!(*n, 1, "{name} api {api}: sent twice: {check:?}");
+        let identity = reported
+            .get(check)
+            .unwrap_or_else(|| panic!("{name} api {api}: no HARD status reported {check:?}"));
+        assert!(
+            identities.insert(identity),
+            "{name} api {api}: the change {identity:?} went out twice"
+        );
+    }
+    acknowledgements(&t, &lab, &names);
+    downtimes(&t, &lab);
+}
+
+/// Every acknowledgement and removal, once, with its author and time.
+fn acknowledgements(t: &Trace, lab: &Lab, names: &Names) {
+    let mut expected = Vec::new();
+    for step in t.runs.iter().flatten() {
+        if !matches!(element(step), 1 | 45) {
+            continue;
+        }
+        let f = &step.fields;
+        let object = (
+            int(f, "host_id").unwrap(),
+            int(f, "service_id").unwrap_or(0),
+        );
+        let removed = int(f, "deletion_time").is_some_and(|t| t > 0);
+        let (component, resource) = names.entity(object);
+        expected.push((
+            if removed { "ackremove" } else { "ack" }.to_string(),
+            component,
+            resource,
+            int(f, "entry_time").unwrap(),
+        ));
+    }
+    assert!(expected.len() >= 6, "the trace has acknowledgements");
+    let got: Vec<_> = lab
+        .mock
+        .state()
+        .events
+        .iter()
+        .filter(|e| e["event_type"] == "ack" || e["event_type"] == "ackremove")
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_string(),
+                e["component"].as_str().unwrap().to_string(),
+                e["resource"].as_str().unwrap_or("").to_string(),
+                e["timestamp"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_same(&got, &expected, "acknowledgements");
+}
+
+/// One create per downtime that started, one delete per such downtime
+/// that ended (expired or cancelled), nothing for one deleted before it
+/// started.
+fn downtimes(t: &Trace, lab: &Lab) {
+    // By downtime id: (host, service, entry time, started, deleted).
+    let mut seen: BTreeMap<i64, (i64, i64, i64, bool, bool)> = BTreeMap::new();
+    for step in t.runs.iter().flatten() {
+        if !matches!(element(step), 5 | 36) {
+            continue;
+        }
+        let f = &step.fields;
+        let id = int(f, "internal_id").or(int(f, "id")).unwrap();
+        let d = seen.entry(id).or_insert((
+            int(f, "host_id").unwrap(),
+            int(f, "service_id").unwrap_or(0),
+            int(f, "entry_time").unwrap(),
+            false,
+            false,
+        ));
+        d.3 |= f.get("started") == Some(&Value::Bool(true));
+        d.4 |= int(f, "deletion_time").is_some_and(|t| t > 0);
+    }
+    let name = |id: &i64, d: &(i64, i64, i64, bool, bool)| {
+        format!("centreon-downtime-{}-{}-{id}-{}", d.0, d.1, d.2)
+    };
+    let started: Vec<String> = seen
+        .iter()
+        .filter(|(_, d)| d.3)
+        .map(|(i, d)| name(i, d))
+        .collect();
+    let ended: Vec<String> = seen
+        .iter()
+        .filter(|(_, d)| d.3 && d.4)
+        .map(|(i, d)| name(i, d))
+        .collect();
+    assert!(started.len() >= 4 && seen.len() > started.len());
+    let st = lab.mock.state();
+    let requests = |method: &str| -> Vec<&Recorded> {
+        st.requests
+            .iter()
+            .filter(|r| r.method == method && r.path == "/api/v4/pbehaviors")
+            .collect()
+    };
+    let created: Vec<String> = requests("POST")
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let deleted: Vec<String> = requests("DELETE")
+        .iter()
+        .map(|r| canopsis_harness::pbh::decode(r.query.trim_start_matches("name=")))
+        .collect();
+    assert_same(&created, &started, "pbehaviors created");
+    assert_same(&deleted, &ended, "pbehaviors deleted");
+    assert!(
+        st.pbehaviors.is_empty(),
+        "every pbehavior removed: {:?}",
+        st.pbehaviors
+    );
+}
+
+#[test]
+fn bbdo3_every_hard_change_once_api2() {
+    every_change_once(BBDO3, 2);
+}
+
+#[test]
+fn bbdo3_every_hard_change_once_api1() {
+    every_change_once(BBDO3, 1);
+}
+
+#[test]
+fn bbdo2_every_hard_change_once_api2() {
+    every_change_once(BBDO2, 2);
+}
+
+#[test]
+fn bbdo2_every_hard_change_once_api1() {
+    every_change_once(BBDO2, 1);
+}
+
+#[test]
+fn bbdo3_default_filters_acks_and_downtimes_api2() {
+    defaults(BBDO3, 2);
+}
+
+#[test]
+fn bbdo3_default_filters_acks_and_downtimes_api1() {
+    defaults(BBDO3, 1);
+}
+
+#[test]
+fn bbdo2_default_filters_acks_and_downtimes_api2() {
+    defaults(BBDO2, 2);
+}
+
+#[test]
+fn bbdo2_default_filters_acks_and_downtimes_api1() {
+    defaults(BBDO2, 1);
+}
