@@ -1,6 +1,12 @@
 //! Broker events as broker builds them (host contract §5): BBDO 2 events
 //! from the neb mappings (invalid fields are nil), BBDO 3 events from the
 //! protobuf descriptors (every field present, proto3 defaults).
+//!
+//! Shaped after what a real Centreon Engine 23.10 sends
+//! (`shared/traces/README.md`): a host's change is stamped a second after
+//! its check, BBDO 2's `last_update` a second after the check, BBDO 3
+//! downtimes use -1 for unset times where BBDO 2 leaves them out, and a
+//! downtime lives through four events (see [`Downtime::life`]).
 
 /// A field value.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +83,14 @@ fn i(v: i64) -> Option<V> {
 fn nz(v: i64) -> Option<V> {
     (v != 0).then_some(V::I(v))
 }
+/// BBDO 3 downtime "not yet": -1.
+fn unset(v: i64) -> i64 {
+    if v > 0 {
+        v
+    } else {
+        -1
+    }
+}
 fn b(v: bool) -> Option<V> {
     Some(V::B(v))
 }
@@ -96,6 +110,9 @@ pub struct Status {
     pub last_check: i64,
     /// Time of the last HARD state change.
     pub last_hard_state_change: i64,
+    /// The engine's `last_hard_state`: on a host's change event it still
+    /// holds the previous hard state.
+    pub last_hard_state: i64,
     /// First line of output.
     pub output: String,
     /// Long output.
@@ -109,7 +126,10 @@ pub struct Status {
 }
 
 impl Status {
-    /// A HARD host state change at `t`.
+    /// A HARD host state change checked at `t`, as the engine reports it:
+    /// stamped when the result was processed, a second later, with the
+    /// previous hard state (UP, or DOWN for a recovery) still in
+    /// `last_hard_state`.
     pub fn host(host_id: i64, state: i64, t: i64) -> Status {
         Status {
             host_id,
@@ -117,7 +137,8 @@ impl Status {
             state,
             state_type: 1,
             last_check: t,
-            last_hard_state_change: t,
+            last_hard_state_change: t + 1,
+            last_hard_state: if state == 0 { 1 } else { 0 },
             output: format!("host state {state}"),
             long_output: String::new(),
             acknowledged: false,
@@ -126,12 +147,25 @@ impl Status {
         }
     }
 
-    /// A HARD service state change at `t`.
+    /// A HARD service state change at `t`: services are stamped with the
+    /// check time, and `last_hard_state` already holds the new state.
     pub fn service(host_id: i64, service_id: i64, state: i64, t: i64) -> Status {
         Status {
             service_id: Some(service_id),
             output: format!("service state {state}"),
+            last_hard_state_change: t,
+            last_hard_state: state,
             ..Status::host(host_id, state, t)
+        }
+    }
+
+    /// The same object checked again at `t` without a change: the engine
+    /// repeats the stamp of the change.
+    pub fn again(&self, t: i64) -> Status {
+        Status {
+            last_check: t,
+            last_hard_state: self.state,
+            ..self.clone()
         }
     }
 
@@ -164,11 +198,11 @@ impl Status {
                     ("host_id", nz(self.host_id)),
                     ("flapping", b(self.flapping)),
                     ("last_check", nz(self.last_check)),
-                    ("last_hard_state", i(self.state)),
+                    ("last_hard_state", i(self.last_hard_state)),
                     ("last_hard_state_change", nz(self.last_hard_state_change)),
                     ("last_notification", None),
                     ("last_state_change", nz(self.last_hard_state_change)),
-                    ("last_update", nz(self.last_check)),
+                    ("last_update", nz(self.last_check + 1)),
                     ("latency", Some(V::F(0.1))),
                     ("max_check_attempts", i(3)),
                     ("next_check", nz(self.last_check + 300)),
@@ -219,7 +253,7 @@ impl Status {
                     ("state", i(self.state)),
                     ("state_type", i(self.state_type)),
                     ("last_state_change", i(self.last_hard_state_change)),
-                    ("last_hard_state", i(self.state)),
+                    ("last_hard_state", i(self.last_hard_state)),
                     ("last_hard_state_change", i(self.last_hard_state_change)),
                     ("output", s(&self.output)),
                     ("long_output", s(&self.long_output)),
@@ -400,13 +434,57 @@ impl Downtime {
         }
     }
 
-    /// The same downtime, ended (or cancelled) at `t`.
+    /// The same downtime as scheduled, before it starts.
+    pub fn scheduled(&self) -> Downtime {
+        Downtime {
+            actual_start_time: 0,
+            started: false,
+            ..self.clone()
+        }
+    }
+
+    /// The same downtime, ended (or cancelled) at `t` and deleted: the last
+    /// event the engine sends for it.
     pub fn ended(&self, t: i64) -> Downtime {
         Downtime {
             actual_end_time: t,
             deletion_time: t,
             ..self.clone()
         }
+    }
+
+    /// The events a real engine sends for a downtime that starts and ends
+    /// (or is cancelled, `cancelled`) at `end`: scheduled, started, ended,
+    /// deleted, all with the same id.
+    pub fn life(&self, end: i64, cancelled: bool) -> Vec<Downtime> {
+        let ending = Downtime {
+            actual_end_time: end,
+            cancelled,
+            ..self.clone()
+        };
+        vec![
+            self.scheduled(),
+            self.clone(),
+            ending.clone(),
+            Downtime {
+                deletion_time: end,
+                ..ending
+            },
+        ]
+    }
+
+    /// The events for a downtime deleted at `t` before it started: the
+    /// schedule, then one event cancelled and deleted.
+    pub fn cancelled_before_start(&self, t: i64) -> Vec<Downtime> {
+        let scheduled = self.scheduled();
+        vec![
+            scheduled.clone(),
+            Downtime {
+                cancelled: true,
+                deletion_time: t,
+                ..scheduled
+            },
+        ]
     }
 
     /// The broker event.
@@ -441,6 +519,7 @@ impl Downtime {
             }
             Bbdo::V3 => Event {
                 type_id: 65572,
+                // Unset times are -1 in pb_downtime.
                 fields: vec![
                     ("id", i(self.id)),
                     ("instance_id", i(self.instance_id)),
@@ -452,10 +531,10 @@ impl Downtime {
                     ("duration", i(self.end_time - self.start_time)),
                     ("triggered_by", i(0)),
                     ("entry_time", i(self.entry_time)),
-                    ("actual_start_time", i(self.actual_start_time)),
-                    ("actual_end_time", i(self.actual_end_time)),
+                    ("actual_start_time", i(unset(self.actual_start_time))),
+                    ("actual_end_time", i(unset(self.actual_end_time))),
                     ("start_time", i(self.start_time)),
-                    ("deletion_time", i(self.deletion_time)),
+                    ("deletion_time", i(unset(self.deletion_time))),
                     ("end_time", i(self.end_time)),
                     ("started", b(self.started)),
                     ("cancelled", b(self.cancelled)),

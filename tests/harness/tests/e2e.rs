@@ -409,7 +409,7 @@ fn closing_the_state_stops_the_sender_in_time_and_the_module_reloads() {
     assert!(drain(&mut out, &mut mux, Duration::from_secs(10)));
     out.close();
     let stats = lab.log();
-    let stats = stats.lines().filter(|l| l.contains("stats:")).last();
+    let stats = stats.lines().rfind(|l| l.contains("stats:"));
     assert!(
         stats.is_some_and(|l| l.contains("state=ok last_error=none")),
         "{stats:?}"

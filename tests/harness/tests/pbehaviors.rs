@@ -59,18 +59,34 @@ fn host_and_service_downtimes_in_both_bbdo_versions() {
                 format!("centreon-downtime-13-0-8-{}", T - 50)
             );
         }
-        let mux = deliver(
-            &mut out,
+        // The engine's end of a downtime: the end, then the deletion (one
+        // expired, one cancelled); and a downtime deleted before it started.
+        let never = Downtime::started(9, 12, 35, T + 500, T + 600);
+        let ends: Vec<_> = svc.life(T + 100, false)[2..]
+            .iter()
+            .chain(&host.life(T + 200, true)[2..])
+            .chain(&never.cancelled_before_start(T + 300))
+            .map(|d| d.event(bbdo))
+            .collect();
+        let mux = deliver(&mut out, ends);
+        assert_eq!(mux.acked, 6);
+        let st = lab.mock.state();
+        assert!(st.pbehaviors.is_empty(), "{bbdo:?}: pbehaviors not deleted");
+        let deletes: Vec<&str> = st
+            .requests
+            .iter()
+            .filter(|r| r.method == "DELETE")
+            .map(|r| r.query.as_str())
+            .collect();
+        assert_eq!(
+            deletes,
             vec![
-                svc.ended(T + 100).event(bbdo),
-                host.ended(T + 200).event(bbdo),
+                format!("name=centreon-downtime-12-34-7-{}", T - 60),
+                format!("name=centreon-downtime-13-0-8-{}", T - 50)
             ],
+            "{bbdo:?}: one DELETE per downtime, none for one that never started"
         );
-        assert_eq!(mux.acked, 2);
-        assert!(
-            lab.mock.state().pbehaviors.is_empty(),
-            "{bbdo:?}: pbehaviors not deleted"
-        );
+        drop(st);
         out.close();
     }
 }
