@@ -15,11 +15,7 @@ pub const MAX_BYTES: u64 = 100 * 1024 * 1024;
 
 /// The dead-letter file: next to the log, `<logfile stem>.deadletter.jsonl`.
 pub fn path_for(logfile: &Path) -> PathBuf {
-    let stem = logfile
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "canopsis".into());
-    logfile.with_file_name(format!("{stem}.deadletter.jsonl"))
+    crate::logger::beside(logfile, ".deadletter.jsonl")
 }
 
 /// Appends refused events to the dead-letter file.

@@ -98,11 +98,7 @@ pub fn reports_change(s: &StatusEvent, host_delta: Option<i64>) -> Result<(), Re
 /// Where the memory is kept between runs: next to the log,
 /// `<logfile stem>.sent-states`.
 pub fn path_for(logfile: &Path) -> PathBuf {
-    let stem = logfile
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "canopsis".into());
-    logfile.with_file_name(format!("{stem}.sent-states"))
+    crate::logger::beside(logfile, ".sent-states")
 }
 
 /// What identifies a reported state: the engine's stamp of the change, the

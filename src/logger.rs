@@ -10,8 +10,19 @@ use simplelog::{ConfigBuilder, WriteLogger};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// A file kept next to the log, named after it: `<logfile stem><suffix>`
+/// (the dead-letter file, the states sent). Outputs with their own log
+/// files get their own.
+pub fn beside(logfile: &Path, suffix: &str) -> PathBuf {
+    let stem = logfile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "canopsis".into());
+    logfile.with_file_name(format!("{stem}{suffix}"))
+}
 
 /// A cheap-to-clone handle on a connector's log file.
 #[derive(Clone)]

@@ -96,32 +96,36 @@ struct Change {
     held_back: bool,
 }
 
+/// The HARD host and service statuses of the trace, in order, with their
+/// object.
+fn hard_statuses(t: &Trace) -> impl Iterator<Item = (Object, &Map<String, Value>)> {
+    t.runs.iter().flatten().filter_map(|step| {
+        let service = match element(step) {
+            14 | 32 => false,
+            24 | 29 => true,
+            _ => return None,
+        };
+        let f = &step.fields;
+        (int(f, "state_type") == Some(1)).then_some(())?;
+        let host = int(f, "host_id").unwrap();
+        let service = if service {
+            int(f, "service_id").unwrap()
+        } else {
+            0
+        };
+        Some(((host, service), f))
+    })
+}
+
 /// The HARD state changes the engine reported, in order.
 fn changes(t: &Trace) -> Vec<Change> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for step in t.runs.iter().flatten() {
-        let service = match element(step) {
-            14 | 32 => false,
-            24 | 29 => true,
-            _ => continue,
-        };
-        let f = &step.fields;
-        if int(f, "state_type") != Some(1) {
-            continue;
-        }
+    for (object, f) in hard_statuses(t) {
         // BBDO 2 leaves an unset stamp out, BBDO 3 sends 0: never changed.
         let Some(stamp) = int(f, "last_hard_state_change").filter(|t| *t > 0) else {
             continue;
         };
-        let object = (
-            int(f, "host_id").unwrap(),
-            if service {
-                int(f, "service_id").unwrap()
-            } else {
-                0
-            },
-        );
         let state = int(f, "state").unwrap();
         if seen.insert((object, stamp, state)) {
             let acked = int(f, "acknowledgement_type").unwrap_or(0) != 0
@@ -271,24 +275,8 @@ fn defaults(name: &str, api: i64) {
     // Whatever went out is a HARD status the engine sent, and no change
     // (object, stamp, state) went out twice, even through two statuses.
     let mut reported: BTreeMap<Check, (Object, i64, i64)> = BTreeMap::new();
-    for s in t.runs.iter().flatten() {
-        let service = match element(s) {
-            14 | 32 => false,
-            24 | 29 => true,
-            _ => continue,
-        };
-        let f = &s.fields;
-        if int(f, "state_type") != Some(1) {
-            continue;
-        }
-        let object = (
-            int(f, "host_id").unwrap(),
-            if service {
-                int(f, "service_id").unwrap()
-            } else {
-                0
-            },
-        );
+    for (object, f) in hard_statuses(&t) {
+        let service = object.1 != 0;
         let (component, resource) = names.entity(object);
         let state = int(f, "state").unwrap();
         let checked = int(f, "last_check").or(int(f, "last_update")).unwrap();
