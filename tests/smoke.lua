@@ -36,7 +36,9 @@ broker_cache = {
   get_servicegroups = function() return {} end,
   get_instance_name = function() return "central" end,
 }
-local log = scratch .. "/good.log"
+-- One log per interpreter: the connector keeps what it sent next to its
+-- log (<name>.sent-states), and each run here sends the same event.
+local log = scratch .. "/good-" .. _VERSION:gsub("%W", "") .. ".log"
 init({ canopsis_host = "canopsis.invalid", canopsis_authkey = "s3cr3t-k3y", send_data_test = 1,
        logfile = log, log_level = 3 })
 check(filter(1, 24) == true and filter(1, 2) == false and filter(3, 1) == false, "native filter")
