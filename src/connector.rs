@@ -469,13 +469,12 @@ impl Connector {
         // Only what passed every filter counts as sent: a change held back
         // (in downtime, acknowledged) goes out with its next status that
         // passes them.
+        let service = kind == ElementKind::ServiceStatus;
         let checked = checked.and_then(|subject| match &ev {
             NebEvent::Host(s) | NebEvent::Service(s)
-                if filter::dedup_enabled(&self.cfg.filter, kind == ElementKind::ServiceStatus) =>
+                if filter::dedup_enabled(&self.cfg.filter, service) =>
             {
-                self.sent
-                    .first_time(s, kind == ElementKind::ServiceStatus)
-                    .map(|()| subject)
+                self.sent.first_time(s, service).map(|()| subject)
             }
             _ => Ok(subject),
         });

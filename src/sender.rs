@@ -815,8 +815,6 @@ impl Worker {
         }
     }
 
-    /// Logs a failed attempt and picks the pause before the next one;
-    /// `Again(None)` when the shutdown budget leaves no room for it.
     /// Whether the connector is closing and its budget is spent.
     fn budget_spent(&self) -> bool {
         self.shared.deadline().is_some_and(|d| Instant::now() >= d)
@@ -829,6 +827,8 @@ impl Worker {
         !self.budget_spent()
     }
 
+    /// Logs a failed attempt and picks the pause before the next one;
+    /// `Again(None)` when the shutdown budget leaves no room for it.
     fn failed(&mut self, reason: &str, config_fault: bool, hint: Option<Duration>) -> Attempt {
         let progress = &self.shared.progress;
         progress
