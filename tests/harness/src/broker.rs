@@ -136,21 +136,17 @@ impl CacheData {
         if self.replay {
             return self.feed_recorded(ev);
         }
-        let int = |n: &str| match ev.get(n) {
-            Some(V::I(i)) => *i,
-            _ => 0,
-        };
         let text = |n: &str| match ev.get(n) {
             Some(V::S(s)) => String::from_utf8_lossy(s).into_owned(),
             _ => String::new(),
         };
         match ev.type_id {
             65548 | 65566 => {
-                let id = int("host_id");
+                let id = ev.int("host_id");
                 let poller = if ev.get("instance_id").is_some() {
-                    int("instance_id")
+                    ev.int("instance_id")
                 } else {
-                    int("poller_id")
+                    ev.int("poller_id")
                 };
                 let h = self.hosts.entry(id).or_default();
                 h.name = text("name");
@@ -161,7 +157,7 @@ impl CacheData {
             65559 | 65563 => {
                 let s = self
                     .services
-                    .entry((int("host_id"), int("service_id")))
+                    .entry((ev.int("host_id"), ev.int("service_id")))
                     .or_default();
                 s.description = text("description");
                 s.notes_url = text("notes_url");
@@ -169,7 +165,7 @@ impl CacheData {
             }
             65551 | 65580 => {
                 self.instances
-                    .insert(int("poller_id").max(int("instance_id")), text("name"));
+                    .insert(ev.int("poller_id").max(ev.int("instance_id")), text("name"));
             }
             _ => {}
         }
@@ -181,13 +177,13 @@ impl CacheData {
     /// object (host contract §4.3): a recorded object follows the statuses
     /// replayed after it.
     fn feed_recorded(&mut self, ev: &Event) {
-        let id = |n: &str| match ev.get(n) {
-            Some(V::I(i)) => *i,
-            _ => 0,
-        };
         let key = match ev.type_id {
-            65550 | 65568 => ("get_host".to_string(), id("host_id"), 0),
-            65560 | 65565 => ("get_service".to_string(), id("host_id"), id("service_id")),
+            65550 | 65568 => ("get_host".to_string(), ev.int("host_id"), 0),
+            65560 | 65565 => (
+                "get_service".to_string(),
+                ev.int("host_id"),
+                ev.int("service_id"),
+            ),
             _ => return,
         };
         let Some(serde_json::Value::Object(obj)) = self.recorded.get_mut(&key) else {
@@ -219,37 +215,17 @@ fn recorded_to_lua(
     v: Option<&serde_json::Value>,
     object: bool,
 ) -> mlua::Result<Value> {
-    use serde_json::Value as J;
-    Ok(match v {
-        None | Some(J::Null) => Value::Nil,
-        Some(J::Object(o)) if object => {
+    match v {
+        None => Ok(Value::Nil),
+        Some(serde_json::Value::Object(o)) if object => {
             let fields = o
                 .iter()
                 .filter_map(|(k, v)| Some((crate::trace::intern(k), crate::trace::scalar(v)??)))
                 .collect();
-            return cache.object(lua, fields);
+            cache.object(lua, fields)
         }
-        Some(J::Object(o)) => {
-            let t = lua.create_table()?;
-            for (k, v) in o {
-                t.set(k.as_str(), recorded_to_lua(lua, cache, Some(v), false)?)?;
-            }
-            Value::Table(t)
-        }
-        Some(J::Array(a)) => {
-            let t = lua.create_table()?;
-            for v in a {
-                t.push(recorded_to_lua(lua, cache, Some(v), false)?)?;
-            }
-            Value::Table(t)
-        }
-        Some(J::Number(n)) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Some(J::Bool(b)) => Value::Boolean(*b),
-        Some(J::String(s)) => Value::String(lua.create_string(s)?),
-    })
+        Some(v) => json_to_lua(lua, v, |i| i),
+    }
 }
 
 fn to_lua(lua: &Lua, v: &V) -> mlua::Result<Value> {
@@ -563,29 +539,40 @@ fn json_of(v: &Value) -> mlua::Result<serde_json::Value> {
     })
 }
 
+/// `broker.json_decode`'s conversion: broker truncates integers to 32 bits
+/// (host contract §4.2).
 fn lua_of(lua: &Lua, j: &serde_json::Value) -> mlua::Result<Value> {
+    json_to_lua(lua, j, |i| {
+        if i >= 0 {
+            i as u32 as i64
+        } else {
+            i as i32 as i64
+        }
+    })
+}
+
+/// A JSON value as Lua values, integers passed through `int`.
+fn json_to_lua(lua: &Lua, j: &serde_json::Value, int: fn(i64) -> i64) -> mlua::Result<Value> {
     use serde_json::Value as J;
     Ok(match j {
         J::Null => Value::Nil,
         J::Bool(b) => Value::Boolean(*b),
         J::Number(n) => match n.as_i64() {
-            // Broker truncates integers to 32 bits (host contract §4.2).
-            Some(i) if i >= 0 => Value::Integer(i as u32 as i64),
-            Some(i) => Value::Integer(i as i32 as i64),
+            Some(i) => Value::Integer(int(i)),
             None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
         },
         J::String(s) => Value::String(lua.create_string(s)?),
         J::Array(a) => {
             let t = lua.create_table()?;
             for v in a {
-                t.push(lua_of(lua, v)?)?;
+                t.push(json_to_lua(lua, v, int)?)?;
             }
             Value::Table(t)
         }
         J::Object(o) => {
             let t = lua.create_table()?;
             for (k, v) in o {
-                t.set(k.as_str(), lua_of(lua, v)?)?;
+                t.set(k.as_str(), json_to_lua(lua, v, int)?)?;
             }
             Value::Table(t)
         }

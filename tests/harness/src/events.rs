@@ -56,6 +56,13 @@ impl Event {
             .find(|(k, _)| *k == name)
             .and_then(|(_, v)| v.as_ref())
     }
+    /// An integer field's value, 0 when absent or of another type.
+    pub fn int(&self, name: &str) -> i64 {
+        match self.get(name) {
+            Some(V::I(i)) => *i,
+            _ => 0,
+        }
+    }
     /// Replaces (or adds) a field, e.g. to make an event malformed.
     pub fn set(mut self, name: &'static str, v: Option<V>) -> Event {
         match self.fields.iter_mut().find(|(k, _)| *k == name) {

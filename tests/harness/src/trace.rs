@@ -157,8 +157,6 @@ impl CacheData {
 /// What a replay left behind.
 #[derive(Debug, Default)]
 pub struct Replayed {
-    /// Events handed to `write`.
-    pub written: usize,
     /// Events broker got acknowledged.
     pub acked: u64,
     /// What broker itself logged about the outputs.
@@ -211,7 +209,6 @@ impl Trace {
                     |m| m.unread() == 0,
                 );
                 assert!(handed, "event #{} never handed over", step.seq);
-                done.written += 1;
             }
             assert!(
                 crate::drain(&mut out, &mut mux, Duration::from_secs(40)),
