@@ -322,12 +322,10 @@ fn acknowledgements(t: &Trace, lab: &Lab, names: &Names) {
         ));
     }
     assert!(expected.len() >= 6, "the trace has acknowledgements");
-    let got: Vec<_> = lab
-        .mock
-        .state()
-        .events
+    let mut acks = published(lab, "ack");
+    acks.extend(published(lab, "ackremove"));
+    let got: Vec<_> = acks
         .iter()
-        .filter(|e| e["event_type"] == "ack" || e["event_type"] == "ackremove")
         .map(|e| {
             (
                 e["event_type"].as_str().unwrap().to_string(),
