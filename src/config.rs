@@ -60,6 +60,24 @@ pub struct ConfigError {
     pub got: String,
 }
 
+/// Whether `host` names a host and nothing else. Anything URL syntax would
+/// read as more than a host (`user@`, `:port`, `/path`, `?query`, `#frag`)
+/// could send the auth key somewhere else than the admin thinks; a bracketed
+/// IPv6 address and a bare one (several colons) are hosts.
+fn bare_host(host: &str) -> bool {
+    let bad = |c: char| c.is_whitespace() || c.is_control() || "@/?#\\%".contains(c);
+    if host.contains(bad) {
+        return false;
+    }
+    if let Some(inner) = host.strip_prefix('[') {
+        return inner
+            .strip_suffix(']')
+            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    // A colon is a port, unless the whole is an IPv6 address.
+    !host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok()
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -576,11 +594,19 @@ impl Reader<'_> {
             "canopsis_host",
             "the Canopsis host name or address (without http://)",
         );
-        if host.contains("://") || host.contains('/') || host.contains(char::is_whitespace) {
+        if authkey.expose().chars().any(char::is_control) {
+            // A header value with CR or LF would end the header early.
+            self.fail(
+                "canopsis_authkey",
+                "a key without control characters (check for a pasted line break)",
+                Some(&ParamValue::Str(String::new())),
+            );
+        }
+        if !host.is_empty() && !bare_host(&host) {
             let raw = self.params.get("canopsis_host").cloned();
             self.fail(
                 "canopsis_host",
-                "a bare host name or address (set the scheme with sending_protocol)",
+                "a bare host name or address, without scheme, user, port, path, query or fragment (set them with sending_protocol and canopsis_port)",
                 raw.as_ref(),
             );
         }
@@ -1028,6 +1054,42 @@ pub(crate) mod tests {
         p.insert("x".into(), ParamValue::Int(1));
         let errs = parse(&p).unwrap_err();
         assert_eq!(errs[0].got, "***");
+    }
+
+    #[test]
+    fn hosts_with_url_syntax_and_keys_with_control_characters_are_rejected() {
+        for (host, ok) in [
+            ("canopsis.example", true),
+            ("10.0.0.5", true),
+            ("::1", true),
+            ("[fe80::1]", true),
+            ("user@canopsis.example", false),
+            ("canopsis.example:8082", false),
+            ("canopsis.example/api", false),
+            ("canopsis.example?x=1", false),
+            ("canopsis.example#frag", false),
+            ("evil.example\\@canopsis.example", false),
+            ("[fe80::1]:443", false),
+            ("", false),
+        ] {
+            let mut p = minimal();
+            p.insert("canopsis_host".into(), ParamValue::Str(host.into()));
+            let errs = parse(&p).err().unwrap_or_default();
+            assert_eq!(errs.is_empty(), ok, "{host}: {errs:?}");
+            if !ok {
+                assert_eq!(errs.len(), 1, "one line: {errs:?}");
+                assert_eq!(errs[0].param, "canopsis_host");
+            }
+        }
+        let mut p = minimal();
+        p.insert(
+            "canopsis_authkey".into(),
+            ParamValue::Str("k3y\r\nX-Evil: 1".into()),
+        );
+        let errs = parse(&p).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].param, "canopsis_authkey");
+        assert!(!errs[0].to_string().contains("k3y"), "{}", errs[0]);
     }
 
     #[test]
