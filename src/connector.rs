@@ -159,6 +159,7 @@ impl Connector {
             downtime: cfg.downtime.clone(),
             placeholder_ids: cfg.send_data_test,
             deadletter: cfg.deadletter_file.clone(),
+            permanent_after: crate::sender::PERMANENT_AFTER,
         };
         let (queue, source) = match &cfg.spool {
             None => (
@@ -753,13 +754,10 @@ mod tests {
             }
             let body = String::from_utf8(req.body.to_vec()).unwrap();
             self.bodies.lock().unwrap().push(body.clone());
-            Ok(Response {
-                status: 200,
-                body: format!(
-                    "{{\"sent_events\":{body},\"failed_events\":[],\"retry_events\":[]}}"
-                ),
-                retry_after: None,
-            })
+            Ok(Response::new(
+                200,
+                format!("{{\"sent_events\":{body},\"failed_events\":[],\"retry_events\":[]}}"),
+            ))
         }
     }
 

@@ -7,6 +7,7 @@
 use crate::logger::Logger;
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,8 +31,11 @@ impl DeadLetter {
         DeadLetter { path, log }
     }
 
-    /// Keeps `event` (one JSON value) with the reason it was refused.
-    pub fn keep(&self, reason: &str, event: &[u8]) {
+    /// Keeps `event` (one JSON value) with the reason it was refused. `Ok`
+    /// once the line is on disk (`fdatasync`), or, past the size cap, in the
+    /// log; only then may the event be acknowledged. `Err` when it could not
+    /// be kept: the caller keeps the event and tries again later.
+    pub fn keep(&self, reason: &str, event: &[u8]) -> std::io::Result<()> {
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -40,34 +44,35 @@ impl DeadLetter {
             format!("{{\"time\":{time},\"reason\":{reason_json},\"event\":").into_bytes();
         line.extend_from_slice(event);
         line.extend_from_slice(b"}\n");
-        let written = (|| -> std::io::Result<bool> {
-            let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-            if size + line.len() as u64 > MAX_BYTES {
-                return Ok(false);
-            }
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?;
-            f.write_all(&line)?;
-            Ok(true)
-        })();
-        match written {
-            Ok(true) => self.log.error(format_args!(
-                "Canopsis refused an event ({reason}); kept in {}",
-                self.path.display()
-            )),
-            Ok(false) => self.log.error(format_args!(
+        let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if size + line.len() as u64 > MAX_BYTES {
+            self.log.error(format_args!(
                 "Canopsis refused an event ({reason}); dead-letter file {} is full, the event: {}",
                 self.path.display(),
                 String::from_utf8_lossy(event)
+            ));
+            return Ok(());
+        }
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&self.path)
+            .and_then(|mut f| {
+                f.write_all(&line)?;
+                f.sync_data()
+            });
+        match &written {
+            Ok(()) => self.log.error(format_args!(
+                "Canopsis refused an event ({reason}); kept in {}",
+                self.path.display()
             )),
             Err(e) => self.log.error(format_args!(
-                "Canopsis refused an event ({reason}); cannot write {} ({e}), the event: {}",
-                self.path.display(),
-                String::from_utf8_lossy(event)
+                "Canopsis refused an event ({reason}) and it cannot be written to {} ({e}): it is kept unacknowledged and tried again",
+                self.path.display()
             )),
         }
+        written
     }
 }
 
@@ -84,11 +89,16 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let log = Logger::memory(log::LevelFilter::Error);
         let dl = DeadLetter::new(path.clone(), log.clone());
-        dl.keep("HTTP 400 \"bad\"", br#"{"a":1}"#);
+        dl.keep("HTTP 400 \"bad\"", br#"{"a":1}"#).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "not readable by others: {mode:o}");
         let text = std::fs::read_to_string(&path).unwrap();
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(v["reason"], "HTTP 400 \"bad\"");
         assert_eq!(v["event"]["a"], 1);
         assert!(log.lines()[0].contains("kept in"));
+        let nowhere = DeadLetter::new(dir.join("no-such-dir/x.jsonl"), log.clone());
+        assert!(nowhere.keep("r", b"{}").is_err());
     }
 }

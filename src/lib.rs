@@ -11,6 +11,7 @@
 //! background [`sender`] and the durable [`spool`].
 #![deny(missing_docs)]
 
+pub mod answer;
 pub mod batch;
 pub mod cache;
 pub mod config;

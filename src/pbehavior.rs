@@ -10,6 +10,7 @@
 //! [`Resolver`] walks every page of the lists, creates the reason when it is
 //! missing, caches the ids and forgets them when Canopsis says they are gone.
 
+use crate::answer;
 use crate::config::DowntimeConfig;
 use crate::event::DowntimeEvent;
 use crate::filter::Subject;
@@ -257,7 +258,19 @@ pub enum Outcome {
     Refused(String),
 }
 
+/// A redirect or a refusal that did not come from Canopsis: a
+/// configuration fault, whatever the request.
+fn foreign(resp: &Response) -> Option<Outcome> {
+    answer::foreign(resp).map(|f| Outcome::Retry {
+        reason: f.reason,
+        config_fault: true,
+    })
+}
+
 fn rights(resp: &Response, right: &str) -> Outcome {
+    if let Some(o) = foreign(resp) {
+        return o;
+    }
     match resp.status {
         401 => Outcome::Retry {
             reason: format!(
@@ -282,6 +295,9 @@ fn rights(resp: &Response, right: &str) -> Outcome {
 
 /// Reads the answer to a pbehavior creation.
 pub fn judge_create(resp: &Response) -> Outcome {
+    if let Some(o) = foreign(resp) {
+        return o;
+    }
     match resp.status {
         200..=299 => Outcome::Created,
         400 if resp.body.contains("ID already exists")
@@ -303,9 +319,14 @@ pub fn judge_create(resp: &Response) -> Outcome {
 
 /// Reads the answer to a pbehavior deletion.
 pub fn judge_delete(resp: &Response) -> Outcome {
+    if let Some(o) = foreign(resp) {
+        return o;
+    }
     match resp.status {
         200..=299 => Outcome::Done("deleted"),
-        404 if resp.body.contains("Not found") => Outcome::Done("already deleted"),
+        404 if answer::is_canopsis_error(&resp.body) && resp.body.contains("Not found") => {
+            Outcome::Done("already deleted")
+        }
         400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
         _ => rights(resp, "delete on pbehaviors (api_pbehavior)"),
     }
@@ -313,9 +334,14 @@ pub fn judge_delete(resp: &Response) -> Outcome {
 
 /// Reads the answer to a comment.
 pub fn judge_comment(resp: &Response) -> Outcome {
+    if let Some(o) = foreign(resp) {
+        return o;
+    }
     match resp.status {
         200..=299 => Outcome::Done("comment posted"),
-        404 => Outcome::Done("pbehavior gone before its comment"),
+        404 if answer::is_canopsis_error(&resp.body) => {
+            Outcome::Done("pbehavior gone before its comment")
+        }
         400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
         _ => rights(
             resp,

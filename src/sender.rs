@@ -6,13 +6,14 @@
 //! it, and publishes the sequence number of the last confirmed event (and
 //! checkpoints it in the spool). It never touches Lua.
 
+use crate::answer;
 use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
 use crate::config::DowntimeConfig;
 use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
 use crate::pbehavior::{self, Action, Outcome, Resolver};
 use crate::spool::{self, Record};
-use crate::transport::{Method, Request, Response, Transport, TransportError};
+use crate::transport::{one_line, Interrupt, Method, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,10 +25,23 @@ use std::time::{Duration, Instant};
 /// Longest pause between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// Failed events of a batch are retried this many times; then they go to the
-/// dead-letter file and count as handled, so one event Canopsis will never
-/// take cannot block every event behind it.
+/// First backoff step. Unit tests run the same policy a hundred times
+/// faster.
+const BACKOFF_UNIT: Duration = if cfg!(test) {
+    Duration::from_millis(10)
+} else {
+    Duration::from_secs(1)
+};
+
+/// An event Canopsis keeps refusing (while taking others) is tried at least
+/// this many times, over at least [`PERMANENT_AFTER`], before it goes to the
+/// dead-letter file and counts as handled: one event Canopsis will never
+/// take must not block every event behind it, but a Canopsis whose backend
+/// restarts must not see events diverted either.
 pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
+
+/// See [`MAX_PARTIAL_ATTEMPTS`].
+pub const PERMANENT_AFTER: Duration = Duration::from_secs(300);
 
 /// Work for the sender thread.
 #[derive(Debug)]
@@ -130,6 +144,16 @@ impl SpoolFeed {
     }
 }
 
+impl SpoolFeed {
+    /// Forgets what was read and not confirmed: reading starts again after
+    /// the checkpoint.
+    fn rewind(&mut self) {
+        self.reader.rewind();
+        let _ = self.batcher.take();
+        self.held = None;
+    }
+}
+
 enum Feed {
     Channel(Receiver<Work>),
     Spool(Box<SpoolFeed>),
@@ -146,6 +170,9 @@ pub struct Routes {
     pub placeholder_ids: bool,
     /// Where refused events are kept.
     pub deadletter: std::path::PathBuf,
+    /// How long Canopsis must go on refusing an event before it is judged
+    /// permanent ([`PERMANENT_AFTER`]; shorter in tests).
+    pub permanent_after: Duration,
 }
 
 /// Counters for the periodic stats line.
@@ -159,19 +186,42 @@ pub struct Stats {
     pub failed_requests: AtomicU64,
     /// Events Canopsis refused, kept in the dead-letter file.
     pub dead_lettered: AtomicU64,
+    /// Times the sender loop caught an internal error and started over.
+    pub restarts: AtomicU64,
     /// The last error, for the stats line.
     pub last_error: Mutex<Option<String>>,
 }
 
+/// Longest `last_error` kept for the stats line, in characters.
+pub const LAST_ERROR_CHARS: usize = 200;
+
 /// What the broker thread can observe of the sender.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Progress {
     delivered: AtomicU64,
     failing: AtomicBool,
+    /// When a request last began or ended, or events were confirmed, in
+    /// milliseconds since `born`.
+    activity: AtomicU64,
+    born: Instant,
     lock: Mutex<()>,
     cv: Condvar,
     /// Counters.
     pub stats: Stats,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            delivered: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            activity: AtomicU64::new(0),
+            born: Instant::now(),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+            stats: Stats::default(),
+        }
+    }
 }
 
 impl Progress {
@@ -184,6 +234,18 @@ impl Progress {
     /// Whether the last attempt failed.
     pub fn failing(&self) -> bool {
         self.failing.load(Ordering::Acquire)
+    }
+
+    /// Notes that something moved (a request began or ended).
+    fn stir(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.activity.store(ms, Ordering::Release);
+    }
+
+    /// Time since a request last began or ended or events were confirmed.
+    pub fn still_for(&self) -> Duration {
+        let ms = self.born.elapsed().as_millis() as u64;
+        Duration::from_millis(ms.saturating_sub(self.activity.load(Ordering::Acquire)))
     }
 
     /// Waits until `seq` is confirmed, at most `timeout`.
@@ -205,6 +267,7 @@ impl Progress {
     }
 
     fn set_delivered(&self, seq: u64) {
+        self.stir();
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.delivered.fetch_max(seq, Ordering::AcqRel);
         if self.failing.swap(false, Ordering::AcqRel) {
@@ -218,14 +281,14 @@ impl Progress {
         self.cv.notify_all();
     }
 
-    fn set_failing(&self, error: String) {
+    fn set_failing(&self, error: &str) {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.failing.store(true, Ordering::Release);
         *self
             .stats
             .last_error
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(error);
+            .unwrap_or_else(|e| e.into_inner()) = Some(one_line(error, LAST_ERROR_CHARS));
         self.cv.notify_all();
     }
 }
@@ -235,21 +298,21 @@ impl Progress {
 pub enum Verdict {
     /// Every event was taken.
     Delivered,
-    /// Some events are in `failed_events`; they are to be sent again.
+    /// Some or all events are in `failed_events`; they are to be sent again.
     Partial {
         /// Events taken.
         sent: usize,
-        /// The refused events, as Canopsis echoed them.
+        /// The events that failed, as Canopsis echoed them.
         failed: Vec<serde_json::Value>,
     },
-    /// The batch's content is refused (400, 413, 422): split it to find
-    /// the events at fault.
-    Poison(String),
+    /// Canopsis refuses the batch's content (400, 413, 422 with its JSON
+    /// error): split it to find the events at fault.
+    Refused(String),
     /// Nothing was taken; try again later.
     Retry {
         /// For the log.
         reason: String,
-        /// Credentials or permissions are wrong: an admin must act.
+        /// Credentials, permissions or addresses are wrong: an admin must act.
         config_fault: bool,
         /// Server-requested delay.
         retry_after: Option<Duration>,
@@ -258,7 +321,13 @@ pub enum Verdict {
 
 /// Reads an answer of `POST /api/v4/event`.
 pub fn judge_events(resp: &Response) -> Verdict {
-    let snippet = || resp.snippet();
+    if let Some(f) = answer::foreign(resp) {
+        return Verdict::Retry {
+            reason: f.reason,
+            config_fault: true,
+            retry_after: None,
+        };
+    }
     match resp.status {
         200..=299 if nothing_failed(&resp.body) => Verdict::Delivered,
         200..=299 => {
@@ -279,18 +348,18 @@ pub fn judge_events(resp: &Response) -> Verdict {
                     reason: format!(
                         "HTTP {} with an answer that is not a Canopsis API v4 event response (check canopsis_host, canopsis_port and canopsis_event_route): {}",
                         resp.status,
-                        snippet()
+                        resp.snippet()
                     ),
                     config_fault: true,
                     retry_after: None,
                 },
             }
         }
-        400 | 413 | 422 => Verdict::Poison(format!("HTTP {} {}", resp.status, snippet())),
+        400 | 413 | 422 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
         401 => Verdict::Retry {
             reason: format!(
                 "HTTP 401 {}: Canopsis refused canopsis_authkey (unknown key or disabled user)",
-                snippet()
+                resp.snippet()
             ),
             config_fault: true,
             retry_after: None,
@@ -298,7 +367,7 @@ pub fn judge_events(resp: &Response) -> Verdict {
         403 => Verdict::Retry {
             reason: format!(
                 "HTTP 403 {}: the user of canopsis_authkey lacks the api_event permission",
-                snippet()
+                resp.snippet()
             ),
             config_fault: true,
             retry_after: None,
@@ -309,7 +378,7 @@ pub fn judge_events(resp: &Response) -> Verdict {
             retry_after: None,
         },
         status => Verdict::Retry {
-            reason: format!("HTTP {status}: {}", snippet()),
+            reason: format!("HTTP {status}: {}", resp.snippet()),
             config_fault: matches!(status, 404 | 405),
             retry_after: resp.retry_after,
         },
@@ -353,7 +422,7 @@ impl Backoff {
 
     /// The next delay; `hint` (Retry-After) is honoured up to the cap.
     pub fn next(&mut self, hint: Option<Duration>) -> Duration {
-        let step = Duration::from_secs(1u64 << self.attempt.min(6)).min(MAX_BACKOFF);
+        let step = (BACKOFF_UNIT * (1u32 << self.attempt.min(6))).min(MAX_BACKOFF);
         self.attempt = self.attempt.saturating_add(1);
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
@@ -388,7 +457,40 @@ impl Shared {
     fn deadline(&self) -> Option<Instant> {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn set_deadline(&self, deadline: Instant) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+    }
 }
+
+/// A transport that tells [`Progress`] when requests begin and end, so the
+/// connector can tell a sender at work from one stuck on a silent server.
+struct Watched {
+    inner: Box<dyn Transport>,
+    progress: Arc<Progress>,
+}
+
+impl Transport for Watched {
+    fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+        self.progress.stir();
+        let r = self.inner.send(req);
+        self.progress.stir();
+        r
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.inner.set_deadline(deadline);
+    }
+}
+
+/// How long the sender may sit on one request (or a pause) while the
+/// connector closes before it is stopped: past that, waiting buys nothing
+/// (broker or the spool keeps what is not confirmed).
+pub const STALL: Duration = Duration::from_secs(1);
+
+/// How long a stopped sender gets to return: a name resolution or TCP
+/// connect in progress cannot be interrupted and ends on its own timeout.
+const JOIN_GRACE: Duration = Duration::from_millis(3500);
 
 /// Handle on the sender thread, owned by the connector.
 pub struct Sender {
@@ -396,6 +498,7 @@ pub struct Sender {
     wake: Option<ChannelSender<()>>,
     done: Receiver<()>,
     thread: Option<JoinHandle<()>>,
+    interrupt: Option<Interrupt>,
     shared: Arc<Shared>,
     log: Logger,
 }
@@ -430,8 +533,12 @@ impl Sender {
             progress: Arc::new(Progress::default()),
             deadline: Mutex::new(None),
         });
+        let interrupt = transport.interrupter();
         let mut worker = Worker {
-            transport,
+            transport: Box::new(Watched {
+                inner: transport,
+                progress: shared.progress.clone(),
+            }),
             dead: DeadLetter::new(routes.deadletter.clone(), log.clone()),
             resolver: Resolver::new(routes.placeholder_ids),
             routes,
@@ -439,6 +546,7 @@ impl Sender {
             shared: shared.clone(),
             wake: wake_rx,
             backoff: Backoff::new(),
+            pbh_refused_in_a_row: 0,
         };
         let thread = std::thread::Builder::new()
             .name("canopsis-sender".into())
@@ -451,6 +559,7 @@ impl Sender {
             wake: Some(wake_tx),
             done: done_rx,
             thread: Some(thread),
+            interrupt,
             shared,
             log,
         })
@@ -467,37 +576,48 @@ impl Sender {
     }
 
     /// Asks the thread to deliver what it holds within `budget`, then to
-    /// stop, and joins it. Returns `false` if it was still busy (an HTTP
-    /// exchange outlasting the budget): it is then left to finish on its
-    /// own; the library is linked `-z nodelete`, so its code stays mapped.
+    /// stop, and joins it. A sender that sat [`STALL`] on one request or
+    /// pause is stopped early, its requests in flight interrupted: a silent
+    /// or unreachable Canopsis must not hold broker's stop. Returns `false`
+    /// only if the thread did not return even then (a connect or name
+    /// resolution outliving [`JOIN_GRACE`]); it is left to finish, and the
+    /// library is linked `-z nodelete`, so its code stays mapped.
     pub fn shutdown(&mut self, budget: Duration) -> bool {
         let Some(thread) = self.thread.take() else {
             return true;
         };
-        *self
-            .shared
-            .deadline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + budget);
+        let deadline = Instant::now() + budget;
+        self.shared.set_deadline(deadline);
         self.tx = None;
         // One message wakes a backoff pause once; the sender stays alive so
         // later pauses still wait (a disconnected channel would not).
         if let Some(w) = &self.wake {
             let _ = w.try_send(());
         }
-        match self.done.recv_timeout(budget + Duration::from_millis(250)) {
-            Err(RecvTimeoutError::Timeout) => {
+        let progress = self.shared.progress.clone();
+        while let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(Duration::from_millis(20))
+        {
+            if Instant::now() < deadline && progress.still_for() < STALL {
+                continue;
+            }
+            self.shared.set_deadline(Instant::now());
+            if let Some(interrupt) = self.interrupt.take() {
+                interrupt();
+            }
+            if let Some(w) = &self.wake {
+                let _ = w.try_send(());
+            }
+            if let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(JOIN_GRACE) {
                 self.log.error(format_args!(
-                    "sender thread still busy {}s after shutdown began; leaving it to finish",
-                    budget.as_secs_f32()
+                    "sender thread still busy {:.1}s after it was stopped; leaving it to finish",
+                    JOIN_GRACE.as_secs_f32()
                 ));
-                false
+                return false;
             }
-            _ => {
-                let _ = thread.join();
-                true
-            }
+            break;
         }
+        let _ = thread.join();
+        true
     }
 }
 
@@ -516,11 +636,23 @@ struct Worker {
     shared: Arc<Shared>,
     wake: Receiver<()>,
     backoff: Backoff,
+    /// Pbehavior changes dead-lettered in a row, none taken in between.
+    pbh_refused_in_a_row: u32,
 }
 
 enum Attempt {
     Done,
     Again(Option<Duration>),
+}
+
+/// Single events Canopsis refuses one after the other, none taken, before
+/// the refusals are judged a configuration fault rather than bad events.
+pub const BREAKER: usize = 3;
+
+/// What the sender loop does after one step.
+enum Flow {
+    Next,
+    Stop,
 }
 
 impl Worker {
@@ -530,82 +662,175 @@ impl Worker {
             Feed::Spool(_) => "stay in the spool and are sent at the next start",
         };
         let shared = self.shared.clone();
+        // The work being delivered: kept across an internal error so the
+        // loop, started over, sends it again.
+        let mut current: Option<Work> = None;
         loop {
-            let work = match &mut feed {
-                Feed::Channel(rx) => rx.recv().ok(),
-                Feed::Spool(f) => f.next(&|| shared.deadline().is_some()),
-            };
-            let Some(work) = work else { return };
-            let last = work.last_seq();
-            if self.budget_spent() {
-                self.log.error(format_args!(
-                    "shutdown budget spent: events from #{} on {left_where}",
-                    self.shared.progress.delivered() + 1
-                ));
-                return;
-            }
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.deliver(work)));
-            match outcome {
-                Ok(true) => {
+            let step = catch_unwind(AssertUnwindSafe(|| {
+                if current.is_none() {
+                    current = match &mut feed {
+                        Feed::Channel(rx) => rx.recv().ok(),
+                        Feed::Spool(f) => f.next(&|| shared.deadline().is_some()),
+                    };
+                }
+                let Some(work) = &current else {
+                    return Flow::Stop;
+                };
+                if !self.budget_spent() && self.deliver(work) {
+                    let last = work.last_seq();
+                    current = None;
                     self.shared.progress.set_delivered(last);
                     if let Feed::Spool(f) = &mut feed {
                         f.reader.confirm(last);
                     }
+                    return Flow::Next;
                 }
-                Ok(false) => {
+                self.log.error(format_args!(
+                    "shutdown budget spent: events from #{} on {left_where}",
+                    self.shared.progress.delivered() + 1
+                ));
+                Flow::Stop
+            }));
+            match step {
+                Ok(Flow::Next) => {}
+                Ok(Flow::Stop) => return,
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(no message)");
+                    let progress = &self.shared.progress;
+                    progress.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    progress.set_failing(&format!("internal error in sender: {msg}"));
                     self.log.error(format_args!(
-                        "shutdown budget spent: events from #{} on {left_where}",
-                        self.shared.progress.delivered() + 1
+                        "sender caught an internal error ({msg}); starting over: events from #{} are sent again",
+                        progress.delivered() + 1
                     ));
-                    return;
-                }
-                Err(_) => {
-                    self.log.error(format_args!(
-                        "sender thread caught an internal error; events up to #{last} stay unacknowledged"
-                    ));
-                    self.shared
-                        .progress
-                        .set_failing("internal error in sender".into());
-                    return;
+                    // Start from what is known to be confirmed: the spool
+                    // is read again from its checkpoint; without it,
+                    // `current` still holds the work.
+                    if let Feed::Spool(f) = &mut feed {
+                        f.rewind();
+                        current = None;
+                    }
+                    self.resolver.forget();
+                    let delay = self.backoff.next(None);
+                    if !self.pause(delay) {
+                        return;
+                    }
                 }
             }
         }
     }
 
     /// Sends until confirmed (`true`) or the shutdown budget is spent.
-    fn deliver(&mut self, work: Work) -> bool {
+    fn deliver(&mut self, work: &Work) -> bool {
         match work {
             Work::Events(batch) => self.deliver_events(batch),
             Work::Downtime { action, .. } => self.deliver_pbehavior(action),
-            Work::Unreadable { seq, reason } => {
-                self.dead_letter(
-                    &format!("spool record #{seq} cannot be read back: {reason}"),
-                    b"null",
-                );
-                true
-            }
+            Work::Unreadable { seq, reason } => self.keep_dead(
+                &format!("spool record #{seq} cannot be read back: {reason}"),
+                b"null",
+            ),
         }
     }
 
     /// Keeps what Canopsis will never take in the dead-letter file, and
-    /// counts it for the stats line.
-    fn dead_letter(&self, reason: &str, event: &[u8]) {
+    /// counts it for the stats line. `false` when it could not be written:
+    /// the caller keeps the event.
+    fn dead_letter(&self, reason: &str, event: &[u8]) -> bool {
+        if self.dead.keep(reason, event).is_err() {
+            return false;
+        }
         self.shared
             .progress
             .stats
             .dead_lettered
             .fetch_add(1, Ordering::Relaxed);
-        self.dead.keep(reason, event);
+        true
     }
 
-    /// Sends a batch; on 400/413/422 splits it in halves, down to single
-    /// events, which go to the dead-letter file. Order is kept.
-    fn deliver_events(&mut self, batch: Batch) -> bool {
-        let mut pending = VecDeque::from([(batch.body, batch.count)]);
-        let mut partial_attempts = 0;
-        while let Some((body, count)) = pending.pop_front() {
+    /// [`dead_letter`](Self::dead_letter), retrying with backoff until the
+    /// file takes it; `false` when the close budget ran out first.
+    fn keep_dead(&mut self, reason: &str, event: &[u8]) -> bool {
+        loop {
+            if self.dead_letter(reason, event) {
+                return true;
+            }
+            let step = self.failed("cannot write the dead-letter file", true, None);
+            if !self.wait(step) {
+                return false;
+            }
+        }
+    }
+
+    /// Waits as `step` says; `false` when no try is left.
+    fn wait(&self, step: Attempt) -> bool {
+        match step {
+            Attempt::Done => true,
+            Attempt::Again(None) => false,
+            Attempt::Again(Some(delay)) => self.pause(delay),
+        }
+    }
+
+    /// Sends a batch until Canopsis confirmed each event or refused it for
+    /// good. Order is kept.
+    ///
+    /// A refusal condemns an event only when Canopsis is seen taking others:
+    /// - 400/413/422 with Canopsis's JSON error: the batch is split in
+    ///   halves down to single events. A refused single event is dead-lettered
+    ///   once another event of the batch was taken; if [`BREAKER`] single
+    ///   events are refused in a row and none taken, or the batch holds no
+    ///   other event, the refusal is treated as a configuration fault and
+    ///   retried (a lone event is dead-lettered after `permanent_after` of
+    ///   refusals).
+    /// - `failed_events`: when every event of a request failed, Canopsis's
+    ///   backend is failing (its message bus, its database): retried, never
+    ///   dead-lettered. Events listed while others were taken are resent,
+    ///   and dead-lettered only after [`MAX_PARTIAL_ATTEMPTS`] tries over
+    ///   `permanent_after`.
+    fn deliver_events(&mut self, batch: &Batch) -> bool {
+        let mut pending = VecDeque::from([(batch.body.clone(), batch.count)]);
+        // Single events refused while nothing of this batch was taken yet.
+        let mut held: Vec<(Vec<u8>, String)> = Vec::new();
+        let mut taken_here = false;
+        let mut refused_since: Option<Instant> = None;
+        // Events listed in failed_events: since when, how many tries.
+        let mut failing_since: Option<(Instant, u32)> = None;
+        loop {
+            let Some((body, count)) = pending.pop_front() else {
+                if held.is_empty() {
+                    return true;
+                }
+                let since = *refused_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.routes.permanent_after {
+                    let why = format!("refused alone for {}s", since.elapsed().as_secs());
+                    if !self.dead_letter_held(&mut held, &why) {
+                        return false;
+                    }
+                    continue;
+                }
+                let n = held.len();
+                for (body, _) in held.drain(..).rev() {
+                    pending.push_front((body, 1));
+                }
+                let step = self.failed(
+                    &format!(
+                        "Canopsis refused {n} event(s) and took no other yet: sent again; dead-lettered only if it takes others or goes on refusing them for {}s",
+                        self.routes.permanent_after.as_secs()
+                    ),
+                    false,
+                    None,
+                );
+                if !self.wait(step) {
+                    return false;
+                }
+                continue;
+            };
             let stats = &self.shared.progress.stats;
             stats.requests.fetch_add(1, Ordering::Relaxed);
+            self.transport.set_deadline(self.shared.deadline());
             let req = Request {
                 method: Method::Post,
                 path: &self.routes.event_route,
@@ -614,7 +839,7 @@ impl Worker {
             let step = match self.transport.send(req) {
                 Err(e) => {
                     pending.push_front((body, count));
-                    self.failed(&e.to_string(), matches!(e, TransportError::Tls(_)), None)
+                    self.failed(&e.to_string(), e.is_config_fault(), None)
                 }
                 Ok(resp) => match judge_events(&resp) {
                     Verdict::Delivered => {
@@ -622,51 +847,100 @@ impl Worker {
                         self.log
                             .debug(format_args!("Canopsis took {count} event(s)"));
                         self.backoff.reset();
-                        partial_attempts = 0;
+                        taken_here = true;
+                        failing_since = None;
+                        if !self
+                            .dead_letter_held(&mut held, "Canopsis took other events of its batch")
+                        {
+                            return false;
+                        }
                         continue;
                     }
-                    Verdict::Poison(reason) => {
-                        match split(&body) {
-                            Some((first, second)) if count > 1 => {
+                    Verdict::Refused(reason) => {
+                        if count > 1 {
+                            if let Some((first, second)) = split(&body) {
                                 self.log.warn(format_args!(
                                     "{reason}: splitting {count} events to find the refused ones"
                                 ));
                                 pending.push_front(second);
                                 pending.push_front(first);
-                            }
-                            _ => {
-                                let event = body
-                                    .strip_prefix(b"[")
-                                    .and_then(|b| b.strip_suffix(b"]"))
-                                    .unwrap_or(&body);
-                                self.dead_letter(&reason, event);
+                                continue;
                             }
                         }
-                        continue;
+                        refused_since.get_or_insert_with(Instant::now);
+                        held.push((single(&body).to_vec(), reason));
+                        if taken_here {
+                            if !self.dead_letter_held(
+                                &mut held,
+                                "Canopsis took other events of its batch",
+                            ) {
+                                return false;
+                            }
+                            continue;
+                        }
+                        if held.len() < BREAKER {
+                            continue;
+                        }
+                        let n = held.len();
+                        let last = held.last().map(|(_, r)| r.clone()).unwrap_or_default();
+                        for (body, _) in held.drain(..).rev() {
+                            pending.push_front((body, 1));
+                        }
+                        self.failed(
+                            &format!(
+                                "Canopsis refused {n} events one by one and took none ({last}): a configuration problem (Canopsis version, canopsis_event_route), not bad events; nothing is dead-lettered"
+                            ),
+                            true,
+                            None,
+                        )
                     }
                     Verdict::Partial { sent, failed } => {
                         stats.sent_events.fetch_add(sent as u64, Ordering::Relaxed);
-                        partial_attempts += 1;
-                        if partial_attempts >= MAX_PARTIAL_ATTEMPTS {
-                            let reason =
-                                format!("listed in failed_events {partial_attempts} times");
-                            for ev in &failed {
-                                self.dead_letter(
-                                    &reason,
-                                    &serde_json::to_vec(ev).unwrap_or_default(),
-                                );
+                        let (since, tries) =
+                            failing_since.get_or_insert_with(|| (Instant::now(), 0));
+                        *tries += 1;
+                        let (since, tries) = (*since, *tries);
+                        let n = failed.len();
+                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
+                        if sent > 0 {
+                            taken_here = true;
+                            if !self.dead_letter_held(
+                                &mut held,
+                                "Canopsis took other events of its batch",
+                            ) {
+                                return false;
                             }
-                            partial_attempts = 0;
+                        }
+                        let permanent = taken_here
+                            && tries >= MAX_PARTIAL_ATTEMPTS
+                            && since.elapsed() >= self.routes.permanent_after;
+                        if permanent {
+                            let why = format!(
+                                "listed in failed_events {tries} times over {}s while Canopsis took the other events of its batch: judged permanent",
+                                since.elapsed().as_secs()
+                            );
+                            for ev in &failed {
+                                let ev = serde_json::to_vec(ev).unwrap_or_default();
+                                if !self.keep_dead(&why, &ev) {
+                                    return false;
+                                }
+                            }
+                            failing_since = None;
                             continue;
                         }
-                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
-                        let reason = format!(
-                            "Canopsis listed {} event(s) in failed_events (attempt {partial_attempts}/{MAX_PARTIAL_ATTEMPTS}): {}",
-                            failed.len(),
-                            String::from_utf8_lossy(&failed_json)
-                        );
-                        pending.push_front((failed_json, failed.len()));
-                        self.failed(&reason, false, None)
+                        let reason = if sent == 0 {
+                            format!(
+                                "Canopsis could not process any of the {n} event(s) sent (all in failed_events: its message bus or database is failing); retried, nothing is dead-lettered: {}",
+                                one_line(&String::from_utf8_lossy(&failed_json), 120)
+                            )
+                        } else {
+                            format!(
+                                "Canopsis took {sent} event(s) and listed {n} in failed_events (try {tries}); they are sent again: {}",
+                                one_line(&String::from_utf8_lossy(&failed_json), 120)
+                            )
+                        };
+                        pending.push_front((failed_json, n));
+                        self.failed(&reason, false, resp.retry_after)
                     }
                     Verdict::Retry {
                         reason,
@@ -678,27 +952,36 @@ impl Worker {
                     }
                 },
             };
-            match step {
-                Attempt::Done => {}
-                Attempt::Again(None) => return false,
-                Attempt::Again(Some(delay)) => {
-                    if !self.pause(delay) {
-                        return false;
-                    }
-                }
+            if !self.wait(step) {
+                return false;
             }
+        }
+    }
+
+    /// Dead-letters the refused events held so far, `why` saying what
+    /// proved them refused for their content.
+    fn dead_letter_held(&mut self, held: &mut Vec<(Vec<u8>, String)>, why: &str) -> bool {
+        while let Some((event, reason)) = held.first() {
+            let reason = format!("{reason}; {why}");
+            let event = event.clone();
+            if !self.keep_dead(&reason, &event) {
+                return false;
+            }
+            held.remove(0);
         }
         true
     }
 
-    fn deliver_pbehavior(&mut self, action: Action) -> bool {
+    fn deliver_pbehavior(&mut self, action: &Action) -> bool {
         let mut created = false;
-        let mut refusals = 0;
+        let mut refused_since: Option<(Instant, u32)> = None;
         loop {
-            let outcome = self.pbehavior_step(&action, &mut created);
+            self.transport.set_deadline(self.shared.deadline());
+            let outcome = self.pbehavior_step(action, &mut created);
             let step = match outcome {
                 Outcome::Created => {
                     self.backoff.reset();
+                    self.pbh_refused_in_a_row = 0;
                     self.log
                         .info(format_args!("pbehavior {}: created", action.name()));
                     Attempt::Done
@@ -716,6 +999,7 @@ impl Worker {
                 }
                 Outcome::Done(what) => {
                     self.backoff.reset();
+                    self.pbh_refused_in_a_row = 0;
                     self.log
                         .info(format_args!("pbehavior {}: {what}", action.name()));
                     Attempt::Done
@@ -729,30 +1013,44 @@ impl Worker {
                     None,
                 ),
                 Outcome::Refused(reason) => {
-                    refusals += 1;
-                    if refusals >= MAX_PARTIAL_ATTEMPTS {
-                        self.dead_letter(
-                            &format!("pbehavior change refused {refusals} times: {reason}"),
-                            &pbehavior::action_json(&action),
+                    let (since, tries) = refused_since.get_or_insert_with(|| (Instant::now(), 0));
+                    *tries += 1;
+                    let (since, tries) = (*since, *tries);
+                    let breaker = self.pbh_refused_in_a_row as usize + 1 >= BREAKER;
+                    if !breaker
+                        && tries >= MAX_PARTIAL_ATTEMPTS
+                        && since.elapsed() >= self.routes.permanent_after
+                    {
+                        let why = format!(
+                            "pbehavior change refused {tries} times over {}s: {reason}",
+                            since.elapsed().as_secs()
                         );
+                        if !self.keep_dead(&why, &pbehavior::action_json(action)) {
+                            return false;
+                        }
+                        self.pbh_refused_in_a_row += 1;
                         Attempt::Done
                     } else {
+                        let what = if breaker {
+                            format!(
+                                "{BREAKER} pbehavior changes in a row refused by Canopsis: a configuration problem (Canopsis version, pbehavior routes), nothing more is dead-lettered"
+                            )
+                        } else {
+                            "refused; sent again".to_string()
+                        };
                         self.failed(
-                            &format!("pbehavior {}: {reason}", action.name()),
-                            false,
+                            &format!("pbehavior {}: {reason}: {what}", action.name()),
+                            breaker,
                             None,
                         )
                     }
                 }
             };
-            match step {
-                Attempt::Done => return true,
-                Attempt::Again(None) => return false,
-                Attempt::Again(Some(delay)) => {
-                    if !self.pause(delay) {
-                        return false;
-                    }
-                }
+            if let Attempt::Done = step {
+                return true;
+            }
+            if !self.wait(step) {
+                return false;
             }
         }
     }
@@ -767,7 +1065,7 @@ impl Worker {
             t.send(Request { method, path, body })
                 .map_err(|e| Outcome::Retry {
                     reason: e.to_string(),
-                    config_fault: matches!(e, TransportError::Tls(_)),
+                    config_fault: e.is_config_fault(),
                 })
         };
         match action {
@@ -838,14 +1136,14 @@ impl Worker {
         let mut delay = self.backoff.next(hint);
         if config_fault {
             // An admin has to act; retrying fast would only fill the log.
-            delay = delay.max(MAX_BACKOFF / 2);
+            delay = delay.max(BACKOFF_UNIT * 30);
         }
         let what = if config_fault {
             "configuration problem"
         } else {
             "send failed"
         };
-        progress.set_failing(reason.to_string());
+        progress.set_failing(reason);
         // Closing: what is left of the budget bounds the pause, and the
         // log says the pause actually taken.
         let step = match self.shared.deadline() {
@@ -870,6 +1168,13 @@ impl Worker {
         }
         step
     }
+}
+
+/// The one event of a JSON array holding one.
+fn single(body: &[u8]) -> &[u8] {
+    body.strip_prefix(b"[")
+        .and_then(|b| b.strip_suffix(b"]"))
+        .unwrap_or(body)
 }
 
 /// A JSON array of events and how many it holds.
@@ -970,20 +1275,31 @@ mod tests {
             panic!()
         };
         assert!(!config_fault);
+        // A proxy's 413, a WAF's 400, a redirect: never the content's fault.
+        for (status, body) in [(413, ""), (400, "<html>Bad Request</html>"), (302, "")] {
+            let Verdict::Retry { config_fault, .. } = judge_events(&resp(status, body)) else {
+                panic!("{status} {body}")
+            };
+            assert!(config_fault, "{status}");
+        }
+        assert!(matches!(
+            judge_events(&resp(413, r#"{"error":"too large"}"#)),
+            Verdict::Refused(_)
+        ));
     }
 
     #[test]
     fn backoff_grows_to_the_cap_with_jitter() {
         let mut b = Backoff::new();
         let delays: Vec<_> = (0..10).map(|_| b.next(None)).collect();
-        assert!(delays[0] >= Duration::from_millis(500) && delays[0] <= Duration::from_secs(1));
-        assert!(delays[3] >= Duration::from_secs(4) && delays[3] <= Duration::from_secs(8));
-        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF));
-        assert!(delays[9] >= MAX_BACKOFF / 2);
+        let u = BACKOFF_UNIT;
+        assert!(delays[0] >= u / 2 && delays[0] <= u);
+        assert!(delays[3] >= u * 4 && delays[3] <= u * 8);
+        assert!(delays.iter().all(|d| *d <= u * 64));
+        assert!(delays[9] >= u * 32);
         assert_eq!(b.next(Some(Duration::from_secs(3600))), MAX_BACKOFF);
-        assert!(matches!(judge_events(&resp(413, "")), Verdict::Poison(_)));
         b.reset();
-        assert!(b.next(None) <= Duration::from_secs(1));
+        assert!(b.next(None) <= u);
     }
 
     struct Scripted(
@@ -1012,6 +1328,7 @@ mod tests {
             placeholder_ids: false,
             deadletter: std::env::temp_dir()
                 .join(format!("cn-sender-{}.deadletter.jsonl", std::process::id())),
+            permanent_after: PERMANENT_AFTER,
         }
     }
 
@@ -1105,6 +1422,204 @@ mod tests {
             kept.contains(r#""event":{"n":"bad"}"#) && kept.contains("HTTP 400"),
             "{kept}"
         );
+    }
+
+    fn answers(list: &[(u16, &str)]) -> Arc<Mutex<VecDeque<Result<Response, TransportError>>>> {
+        Arc::new(Mutex::new(
+            list.iter().map(|(st, b)| Ok(resp(*st, b))).collect(),
+        ))
+    }
+
+    fn wait_delivered(s: &Sender, seq: u64, within: Duration) {
+        let t = Instant::now();
+        while s.progress().delivered() < seq {
+            assert!(t.elapsed() < within, "never confirmed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn spawn_with(t: impl Transport + 'static, r: Routes) -> (Sender, Logger) {
+        let _ = std::fs::remove_file(&r.deadletter);
+        let log = Logger::memory(log::LevelFilter::Debug);
+        let s = Sender::spawn(Box::new(t), r, log.clone(), Source::Handover).unwrap();
+        (s, log)
+    }
+
+    fn routes_named(name: &str, permanent_after: Duration) -> Routes {
+        let mut r = routes();
+        r.deadletter = std::env::temp_dir().join(format!(
+            "cn-sender-{}-{name}.deadletter.jsonl",
+            std::process::id()
+        ));
+        r.permanent_after = permanent_after;
+        r
+    }
+
+    #[test]
+    fn a_request_where_every_event_failed_is_retried_never_dead_lettered() {
+        let all_failed =
+            r#"{"sent_events":[],"failed_events":[{"n":1},{"n":2}],"retry_events":[]}"#;
+        let script = answers(&[(200, all_failed); 8]);
+        let (mut s, log) = spawn_with(
+            Scripted(script, Default::default()),
+            routes_named("all-failed", Duration::ZERO),
+        );
+        s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#));
+        wait_delivered(&s, 2, Duration::from_secs(20));
+        assert!(s.shutdown(Duration::from_secs(1)));
+        let stats = &s.progress().stats;
+        assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.failed_requests.load(Ordering::Relaxed), 8);
+        assert!(log
+            .lines()
+            .iter()
+            .any(|l| l.contains("could not process any")));
+    }
+
+    #[test]
+    fn an_event_refused_while_others_are_taken_is_dead_lettered_only_after_a_span() {
+        let partial = r#"{"sent_events":[{"n":1}],"failed_events":[{"n":2}]}"#;
+        let again = r#"{"sent_events":[],"failed_events":[{"n":2}]}"#;
+        let mut list = vec![(200, partial)];
+        list.extend([(200, again); 7]);
+        for (span, dead) in [(Duration::ZERO, 1), (Duration::from_secs(3600), 0)] {
+            let (mut s, log) = spawn_with(
+                Scripted(answers(&list), Default::default()),
+                routes_named(&format!("span-{dead}"), span),
+            );
+            s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#));
+            wait_delivered(&s, 2, Duration::from_secs(20));
+            assert!(s.shutdown(Duration::from_secs(1)));
+            assert_eq!(
+                s.progress().stats.dead_lettered.load(Ordering::Relaxed),
+                dead,
+                "span {span:?}"
+            );
+            if dead == 1 {
+                assert!(log.lines().iter().any(|l| l.contains("judged permanent")));
+            }
+        }
+    }
+
+    /// Refuses every event POST with Canopsis's 400.
+    struct RefuseAll(Arc<Mutex<u32>>);
+
+    impl Transport for RefuseAll {
+        fn send(&mut self, _: Request<'_>) -> Result<Response, TransportError> {
+            *self.0.lock().unwrap() += 1;
+            Ok(resp(400, r#"{"error":"request has invalid structure"}"#))
+        }
+    }
+
+    #[test]
+    fn when_every_single_event_is_refused_it_is_a_configuration_fault() {
+        let calls = Arc::new(Mutex::new(0));
+        let r = routes_named("breaker", Duration::ZERO);
+        let (mut s, log) = spawn_with(RefuseAll(calls.clone()), r.clone());
+        let body = format!(
+            "[{}]",
+            (1..=64)
+                .map(|i| format!("{{\"n\":{i}}}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        s.send(batch(1, 64, &body));
+        let t = Instant::now();
+        while !s.progress().failing() {
+            assert!(t.elapsed() < Duration::from_secs(5), "never failing");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(s.shutdown(Duration::from_millis(200)));
+        assert_eq!(s.progress().delivered(), 0);
+        assert_eq!(s.progress().stats.dead_lettered.load(Ordering::Relaxed), 0);
+        assert!(!r.deadletter.exists());
+        assert!(*calls.lock().unwrap() < 20, "split down to every event");
+        assert!(log
+            .lines()
+            .iter()
+            .any(|l| l.contains("configuration problem") && l.contains("one by one")));
+    }
+
+    #[test]
+    fn an_event_that_cannot_be_dead_lettered_is_not_confirmed() {
+        let mut r = routes_named("unwritable", Duration::ZERO);
+        r.deadletter = std::env::temp_dir().join("cn-no-such-dir/x.deadletter.jsonl");
+        let (mut s, _log) = spawn_with(Picky(Default::default()), r);
+        s.send(batch(1, 3, r#"[{"n":1},{"n":"bad"},{"n":3}]"#));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(s.progress().failing());
+        assert_eq!(s.progress().delivered(), 0, "acknowledged while not kept");
+        assert!(s.shutdown(Duration::from_millis(200)));
+    }
+
+    /// Panics on its first request.
+    struct PanicsOnce(bool);
+
+    impl Transport for PanicsOnce {
+        fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+            if !std::mem::replace(&mut self.0, true) {
+                panic!("bug in a transport");
+            }
+            Ok(resp(
+                200,
+                &format!(
+                    "{{\"sent_events\":{},\"failed_events\":[]}}",
+                    String::from_utf8_lossy(req.body)
+                ),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_sender_starts_its_loop_over_and_resends() {
+        let (mut s, log) = spawn_with(PanicsOnce(false), routes_named("panic", Duration::ZERO));
+        s.send(batch(1, 1, r#"[{"n":1}]"#));
+        s.send(batch(2, 2, r#"[{"n":2}]"#));
+        wait_delivered(&s, 2, Duration::from_secs(5));
+        assert!(s.shutdown(Duration::from_secs(1)));
+        let stats = &s.progress().stats;
+        assert_eq!(stats.restarts.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.sent_events.load(Ordering::Relaxed), 2);
+        assert!(log.lines().iter().any(|l| l.contains("starting over")));
+    }
+
+    /// A server that never answers until interrupted.
+    struct Silent {
+        gate: Receiver<()>,
+        opener: ChannelSender<()>,
+    }
+
+    impl Transport for Silent {
+        fn send(&mut self, _: Request<'_>) -> Result<Response, TransportError> {
+            let _ = self.gate.recv_timeout(Duration::from_secs(60));
+            Err(TransportError::Connect("interrupted".into()))
+        }
+
+        fn interrupter(&self) -> Option<Interrupt> {
+            let opener = self.opener.clone();
+            Some(Box::new(move || {
+                let _ = opener.send(());
+            }))
+        }
+    }
+
+    #[test]
+    fn closing_interrupts_a_request_a_silent_server_holds() {
+        let (opener, gate) = crossbeam_channel::unbounded();
+        let (mut s, _log) = spawn_with(
+            Silent { gate, opener },
+            routes_named("silent", Duration::ZERO),
+        );
+        s.send(batch(1, 1, "[{}]"));
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        assert!(s.shutdown(Duration::from_secs(4)), "thread left running");
+        assert!(
+            t.elapsed() < STALL + Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(s.progress().delivered(), 0);
     }
 
     #[test]

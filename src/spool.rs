@@ -567,6 +567,14 @@ impl Reader {
         }
     }
 
+    /// Reads again from the record after the checkpoint (after an internal
+    /// error in the sender, what was read is not trusted).
+    pub fn rewind(&mut self) {
+        self.next = self.shared.confirmed.load(Ordering::Acquire) + 1;
+        self.segment = None;
+        self.passed.clear();
+    }
+
     /// Whether the writer asked for what is read to go now (asking once).
     pub fn hurried(&self) -> bool {
         self.shared.hurry.swap(false, Ordering::AcqRel)

@@ -7,7 +7,16 @@
 use crate::config::HttpConfig;
 use crate::logger::Logger;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Largest answer read. Canopsis echoes every event it took, so an answer
+/// to a full batch ([`crate::batch::MAX_BODY_BYTES`]) is about that size;
+/// anything much bigger is not Canopsis, and is not kept in memory.
+pub const MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Longest TCP connect or name resolution. Neither can be interrupted when
+/// the connector closes, so they get less than `connection_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// HTTP method of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +59,48 @@ pub struct Response {
     pub body: String,
     /// `Retry-After` in seconds, when present.
     pub retry_after: Option<Duration>,
+    /// The host (and port) of a `Location` header, never its path or query
+    /// (which may hold anything).
+    pub location_host: Option<String>,
 }
 
 impl Response {
-    /// The start of the body (300 characters), for log lines.
-    pub fn snippet(&self) -> &str {
-        let b = self.body.trim();
-        let end = b.char_indices().nth(300).map_or(b.len(), |(i, _)| i);
-        &b[..end]
+    /// An answer without headers of note.
+    pub fn new(status: u16, body: String) -> Response {
+        Response {
+            status,
+            body,
+            retry_after: None,
+            location_host: None,
+        }
     }
+
+    /// The start of the body, on one line, for log lines.
+    pub fn snippet(&self) -> String {
+        one_line(&self.body, 300)
+    }
+}
+
+/// `text` cut to `max` characters (an ellipsis marks the cut), on one line:
+/// line breaks and other control characters are escaped, so a server's
+/// HTML page or stack trace stays one log line.
+pub fn one_line(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let mut out = String::with_capacity(text.len().min(max + 8));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Why no answer came back.
@@ -70,6 +112,10 @@ pub enum TransportError {
     Connect(String),
     /// TLS handshake or certificate verification failed.
     Tls(String),
+    /// The proxy refused `proxy_username`/`proxy_password`.
+    ProxyAuth,
+    /// The request would have left in clear with `sending_protocol=https`.
+    Cleartext(String),
     /// Anything else (proxy, protocol, I/O).
     Other(String),
 }
@@ -80,15 +126,45 @@ impl fmt::Display for TransportError {
             TransportError::Timeout => write!(f, "timed out"),
             TransportError::Connect(e) => write!(f, "cannot connect: {e}"),
             TransportError::Tls(e) => write!(f, "TLS failure: {e}"),
+            TransportError::ProxyAuth => write!(
+                f,
+                "the proxy refused proxy_username/proxy_password (HTTP 407 to CONNECT)"
+            ),
+            TransportError::Cleartext(e) => write!(
+                f,
+                "refused to send in clear with sending_protocol=https ({e})"
+            ),
             TransportError::Other(e) => write!(f, "{e}"),
         }
     }
 }
 
+impl TransportError {
+    /// Whether an admin must act (retrying soon will not help).
+    pub fn is_config_fault(&self) -> bool {
+        matches!(
+            self,
+            TransportError::Tls(_) | TransportError::ProxyAuth | TransportError::Cleartext(_)
+        )
+    }
+}
+
+/// Stops the requests of a transport in flight, from another thread.
+pub type Interrupt = Box<dyn FnOnce() + Send>;
+
 /// Sends requests to Canopsis.
 pub trait Transport: Send {
     /// Performs one request.
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError>;
+
+    /// No exchange may last past `deadline` (the connector is closing).
+    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
+
+    /// A way to stop requests in flight (when the connector closes), if
+    /// this transport has one.
+    fn interrupter(&self) -> Option<Interrupt> {
+        None
+    }
 }
 
 /// Quotes `s` for a POSIX shell.
@@ -143,6 +219,7 @@ pub struct Http {
     agent: ureq::Agent,
     cfg: HttpConfig,
     log: Logger,
+    deadline: Option<Instant>,
 }
 
 impl Http {
@@ -179,7 +256,13 @@ impl Http {
             .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // The key goes to canopsis_host only: a redirect is answered
+            // to the sender, which reports it, and is never followed.
+            .max_redirects(0)
+            .https_only(cfg.protocol == "https")
             .timeout_global(Some(cfg.timeout))
+            .timeout_connect(Some(cfg.timeout.min(CONNECT_TIMEOUT)))
+            .timeout_resolve(Some(cfg.timeout.min(CONNECT_TIMEOUT)))
             .proxy(proxy)
             .tls_config(tls)
             .user_agent(concat!(
@@ -192,6 +275,7 @@ impl Http {
             agent: config.into(),
             cfg: cfg.clone(),
             log,
+            deadline: None,
         })
     }
 }
@@ -213,6 +297,12 @@ fn classify(e: ureq::Error) -> TransportError {
             _ => TransportError::Other(io.to_string()),
         },
         ureq::Error::Tls(m) => TransportError::Tls(m.to_string()),
+        ureq::Error::ConnectProxyFailed(m) if m.contains(" 407") => TransportError::ProxyAuth,
+        ureq::Error::RequireHttpsOnly(m) => TransportError::Cleartext(m),
+        ureq::Error::BodyExceedsLimit(_) => TransportError::Other(format!(
+            "answer larger than {} MiB: not Canopsis (check canopsis_host and canopsis_port)",
+            MAX_ANSWER_BYTES >> 20
+        )),
         ureq::Error::Rustls(e) => TransportError::Tls(e.to_string()),
         other => TransportError::Other(other.to_string()),
     }
@@ -226,21 +316,41 @@ impl Transport for Http {
         }
         let url = format!("{}{}", self.cfg.base_url(), req.path);
         let key = self.cfg.authkey.expose();
+        // Closing: what is left of the budget bounds the exchange.
+        let timeout = match self.deadline {
+            None => self.cfg.timeout,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(TransportError::Timeout);
+                }
+                left.min(self.cfg.timeout)
+            }
+        };
         let result = match req.method {
             Method::Post => self
                 .agent
                 .post(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
                 .header("x-canopsis-authkey", key)
                 .header("content-type", "application/json")
                 .send(req.body),
             Method::Get => self
                 .agent
                 .get(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
                 .header("x-canopsis-authkey", key)
                 .call(),
             Method::Delete => self
                 .agent
                 .delete(&url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
                 .header("x-canopsis-authkey", key)
                 .call(),
         };
@@ -252,10 +362,15 @@ impl Transport for Http {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let location_host = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(location_host);
         let body = resp
             .into_body()
             .with_config()
-            .limit(64 * 1024 * 1024)
+            .limit(MAX_ANSWER_BYTES)
             .read_to_vec()
             .map_err(classify)?;
         Ok(Response {
@@ -264,7 +379,33 @@ impl Transport for Http {
             body: String::from_utf8(body)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             retry_after,
+            location_host,
         })
+    }
+
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    fn interrupter(&self) -> Option<Interrupt> {
+        let agent = self.agent.clone();
+        Some(Box::new(move || agent.shutdown()))
+    }
+}
+
+/// Where a `Location` header points, as `host[:port]` (or `scheme://host`),
+/// without user info, path or query: enough for an admin, nothing secret.
+fn location_host(location: &str) -> String {
+    let (scheme, rest) = match location.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, location),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    match (scheme, host.is_empty()) {
+        (_, true) => "(the same host)".to_string(),
+        (Some(s), false) => one_line(&format!("{s}://{host}"), 100),
+        (None, false) => one_line(host, 100),
     }
 }
 
@@ -297,11 +438,7 @@ impl Transport for DryRun {
         } else {
             "{}".to_string()
         };
-        Ok(Response {
-            status: 200,
-            body,
-            retry_after: None,
-        })
+        Ok(Response::new(200, body))
     }
 }
 
@@ -311,17 +448,28 @@ pub(crate) mod tests {
 
     /// A Canopsis answer, for tests.
     pub(crate) fn resp(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            body: body.into(),
-            retry_after: None,
-        }
+        Response::new(status, body.into())
     }
 
     #[test]
-    fn snippets_are_cut_on_characters() {
+    fn snippets_are_cut_on_characters_and_stay_on_one_line() {
         let r = resp(400, &format!("  {}  ", "é".repeat(400)));
-        assert_eq!(r.snippet().chars().count(), 300);
+        assert_eq!(r.snippet().chars().count(), 301);
+        let r = resp(502, "<html>\r\n<h1>Bad\tGateway</h1>\n\u{1b}[0m</html>\n");
+        assert_eq!(
+            r.snippet(),
+            "<html>\\r\\n<h1>Bad Gateway</h1>\\n\\u{1b}[0m</html>"
+        );
+    }
+
+    #[test]
+    fn a_location_is_reported_by_its_host_only() {
+        assert_eq!(
+            location_host("https://user:pw@sso.example:8443/login?key=1"),
+            "https://sso.example:8443"
+        );
+        assert_eq!(location_host("/api/v4/event/"), "(the same host)");
+        assert_eq!(location_host("other.example/x"), "other.example");
     }
     use crate::config::{self, tests::minimal, ParamValue};
 
