@@ -37,7 +37,7 @@ use crossbeam_channel::{Receiver, Sender as ChannelSender};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,6 +52,9 @@ const MAX_SEGMENT: u64 = 32 * 1024 * 1024;
 /// How long opening waits for another holder of the directory (a Lua
 /// state being closed) to let go.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Spool files hold the events: readable by cbd's user and group only.
+const FILE_MODE: u32 = 0o640;
 
 const CHECKPOINT_MAGIC: u32 = 0x434e_5350; // "CNSP"
 
@@ -182,12 +185,26 @@ pub struct Writer {
 pub struct Reader {
     shared: Arc<Shared>,
     wake: Receiver<()>,
-    segment: Option<(u64, BufReader<File>)>,
-    /// Segments read past: (first seq of the segment after it, path, size).
-    passed: VecDeque<(u64, PathBuf, u64)>,
+    segment: Option<Cursor>,
+    /// Segments read past: (first seq of the segment after it, path).
+    passed: VecDeque<(u64, PathBuf)>,
+    /// Records read and not confirmed: (seq, size on disk).
+    unconfirmed: VecDeque<(u64, u64)>,
     next: u64,
     checkpoint: File,
     log: Logger,
+}
+
+/// Where the reader is in a segment.
+struct Cursor {
+    first: u64,
+    file: BufReader<File>,
+    /// Offset of the next record.
+    pos: u64,
+    /// File length when last looked at (records up to `written` are in it).
+    len: u64,
+    /// `written` when `len` was taken.
+    len_at: u64,
 }
 
 /// Opens (or creates) the spool at `cfg.dir`; what is left from a previous
@@ -198,7 +215,14 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         let p = p.to_path_buf();
         move |e| SpoolError::Io(p, e)
     };
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&dir)
+            .map_err(io_err(&dir))?;
+    }
     let lock = lock_dir(&dir)?;
 
     let cp_path = dir.join("checkpoint");
@@ -207,6 +231,7 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(FILE_MODE)
         .open(&cp_path)
         .map_err(io_err(&cp_path))?;
     let confirmed = read_checkpoint(&checkpoint).unwrap_or_else(|| {
@@ -219,16 +244,42 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         0
     });
 
-    let segments = list_segments(&dir).map_err(io_err(&dir))?;
+    let mut segments = list_segments(&dir).map_err(io_err(&dir))?;
+    // Segments Canopsis confirmed entirely (the next one starts at or
+    // before the first unconfirmed record) are of no use: gone at once, so
+    // a spool reopened with a smaller cap is not "full" of sent events.
+    while segments.len() > 1 && segments[1].0 <= confirmed + 1 {
+        let (_, path) = segments.remove(0);
+        fs::remove_file(&path).map_err(io_err(&path))?;
+    }
+    // Only what is not confirmed counts toward the cap.
     let mut bytes = 0;
     let mut last_seq = confirmed;
+    let count = segments.len();
     for (i, (first, path)) in segments.iter().enumerate() {
-        if i + 1 == segments.len() {
-            let (valid_len, last) = repair_tail(path, log).map_err(io_err(path))?;
-            bytes += valid_len;
+        let is_last = i + 1 == count;
+        if !is_last && *first > confirmed {
+            bytes += fs::metadata(path).map_err(io_err(path))?.len();
+            continue;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(is_last)
+            .open(path)
+            .map_err(io_err(path))?;
+        let mut unconfirmed = 0;
+        let mut last = None;
+        let end = walk(&file, path, log, |seq, size| {
+            if seq > confirmed {
+                unconfirmed += size;
+            }
+            last = Some(seq);
+        })
+        .map_err(io_err(path))?;
+        bytes += unconfirmed;
+        if is_last {
+            cut_torn_tail(&file, path, end, log).map_err(io_err(path))?;
             last_seq = last.unwrap_or(first - 1).max(last_seq);
-        } else {
-            bytes += fs::metadata(path).map_or(0, |m| m.len());
         }
     }
     let next_seq = last_seq + 1;
@@ -270,6 +321,7 @@ pub fn open(cfg: &SpoolConfig, log: &Logger) -> Result<(Writer, Reader), SpoolEr
         wake: wake_rx,
         segment: None,
         passed: VecDeque::new(),
+        unconfirmed: VecDeque::new(),
         next: confirmed + 1,
         checkpoint,
         log: log.clone(),
@@ -283,6 +335,7 @@ fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(FILE_MODE)
         .open(&path)
         .map_err(|e| SpoolError::Io(path.clone(), e))?;
     let deadline = Instant::now() + LOCK_WAIT;
@@ -307,6 +360,7 @@ fn create_segment(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(true)
         .write(true)
+        .mode(FILE_MODE)
         .open(path)
 }
 
@@ -332,63 +386,109 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Reads records of the last segment up to the first bad one and cuts the
-/// file there. Returns the valid length and the last good sequence number.
-fn repair_tail(path: &Path, log: &Logger) -> io::Result<(u64, Option<u64>)> {
-    let file = OpenOptions::new().read(true).write(true).open(path)?;
-    let total = file.metadata()?.len();
-    let mut reader = BufReader::new(&file);
-    let mut valid = 0u64;
-    let mut last = None;
-    loop {
-        match read_record(&mut reader) {
-            Ok(Some((seq, _, payload))) => {
-                valid += (HEADER + 1 + payload.len()) as u64;
-                last = Some(seq);
+/// A record at the start of `buf`, if it is a whole valid one:
+/// `(seq, kind, payload range, size)`. Its length is checked against what
+/// `buf` holds before anything else.
+fn parse_at(buf: &[u8]) -> Option<(u64, u8, std::ops::Range<usize>, usize)> {
+    let header = buf.get(..HEADER)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let seq = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    if len == 0 || len > buf.len() - HEADER {
+        return None;
+    }
+    let body = &buf[HEADER..HEADER + len];
+    (crc32c(crc32c(0, &header[8..16]), body) == crc)
+        .then(|| (seq, body[0], HEADER + 1..HEADER + len, HEADER + len))
+}
+
+/// The offset of the first valid record in `buf` whose sequence number is
+/// at least `min_seq`: where reading resumes after damage.
+fn resync(buf: &[u8], min_seq: u64) -> Option<usize> {
+    (1..=buf.len().saturating_sub(HEADER)).find(|&i| {
+        let seq = u64::from_le_bytes(buf[i + 8..i + 16].try_into().expect("8 bytes"));
+        seq >= min_seq && parse_at(&buf[i..]).is_some()
+    })
+}
+
+/// Walks a segment's records, handing each valid one's sequence number and
+/// size to `each`; a damaged stretch in the middle is logged and skipped
+/// (the next record is found by its header, CRC and sequence number).
+/// Returns where the last valid record ends: what follows is a torn tail.
+/// A read error (not damage) is returned as such.
+fn walk(file: &File, path: &Path, log: &Logger, mut each: impl FnMut(u64, u64)) -> io::Result<u64> {
+    let mut buf = Vec::new();
+    (&*file).read_to_end(&mut buf)?;
+    let (mut pos, mut end, mut expected) = (0, 0, 0u64);
+    while pos < buf.len() {
+        match parse_at(&buf[pos..]) {
+            Some((seq, _, _, size)) => {
+                each(seq, size as u64);
+                pos += size;
+                end = pos;
+                expected = seq + 1;
             }
-            Ok(None) => break,
-            Err(_) => break,
+            None => match resync(&buf[pos..], expected) {
+                Some(skip) => {
+                    log.error(format_args!(
+                        "spool segment {}: {skip} damaged byte(s) at offset {pos} skipped; the records after them are kept",
+                        path.display()
+                    ));
+                    pos += skip;
+                }
+                None => break,
+            },
         }
     }
-    if valid < total {
+    Ok(end as u64)
+}
+
+/// Cuts what follows the last valid record of the segment being written:
+/// a record a crash tore (never acknowledged: commits sync before acks).
+fn cut_torn_tail(file: &File, path: &Path, end: u64, log: &Logger) -> io::Result<()> {
+    let total = file.metadata()?.len();
+    if end < total {
         log.warn(format_args!(
             "spool segment {}: {} byte(s) after the last complete record cut (written but never acknowledged)",
             path.display(),
-            total - valid
+            total - end
         ));
-        file.set_len(valid)?;
+        file.set_len(end)?;
         file.sync_all()?;
     }
-    Ok((valid, last))
+    Ok(())
 }
 
-/// Reads one record: `Ok(None)` at a clean end of file, `Err` on a torn or
-/// corrupt one.
-fn read_record(r: &mut impl Read) -> io::Result<Option<(u64, u8, Vec<u8>)>> {
+/// Reads one record, `remaining` bytes being left in the file: `Ok(None)`
+/// at a clean end, `Err` of kind `InvalidData` on a torn or corrupt one
+/// (a length beyond the file is refused before any buffer is allocated),
+/// other kinds on read errors.
+fn read_record(r: &mut impl Read, remaining: u64) -> io::Result<Option<(u64, u8, Vec<u8>)>> {
+    let damaged = |what| io::Error::new(io::ErrorKind::InvalidData, what);
     let mut header = [0u8; HEADER];
     let mut got = 0;
     while got < HEADER {
         match r.read(&mut header[got..])? {
             0 if got == 0 => return Ok(None),
-            0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "torn header")),
+            0 => return Err(damaged("torn header")),
             n => got += n,
         }
     }
     let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
     let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-    if len == 0 || len > 1 << 30 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad length"));
+    if len == 0 || len as u64 > remaining.saturating_sub(HEADER as u64) {
+        return Err(damaged("bad length"));
     }
     let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    r.read_exact(&mut body).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => damaged("torn record"),
+        _ => e,
+    })?;
     let mut sum = crc32c(0, &header[8..16]);
     sum = crc32c(sum, &body);
     if sum != crc {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "checksum mismatch",
-        ));
+        return Err(damaged("checksum mismatch"));
     }
     let kind = body.remove(0);
     Ok(Some((seq, kind, body)))
@@ -529,22 +629,34 @@ impl Reader {
     /// The next record not read yet, if one is in the files.
     pub fn next_record(&mut self) -> Option<(u64, Result<Record, String>)> {
         loop {
-            if self.next > self.shared.written.load(Ordering::Acquire) {
+            let written = self.shared.written.load(Ordering::Acquire);
+            if self.next > written {
                 return None;
             }
-            let Some((first, file)) = self.segment.as_mut() else {
+            let Some(cur) = self.segment.as_mut() else {
                 if !self.open_segment_at(self.next) {
                     return None;
                 }
                 continue;
             };
-            let first = *first;
-            match read_record(file) {
+            if cur.len_at < written {
+                // The writer committed more: the file is longer.
+                match cur.file.get_ref().metadata() {
+                    Ok(m) => cur.len = m.len(),
+                    Err(e) => return self.read_error(&e),
+                }
+                cur.len_at = written;
+            }
+            let first = cur.first;
+            match read_record(&mut cur.file, cur.len.saturating_sub(cur.pos)) {
                 Ok(Some((seq, kind, payload))) => {
+                    let size = (HEADER + 1 + payload.len()) as u64;
+                    cur.pos += size;
                     if seq < self.next {
                         continue;
                     }
                     self.next = seq + 1;
+                    self.unconfirmed.push_back((seq, size));
                     return Some((seq, Record::decode(kind, payload)));
                 }
                 Ok(None) => {
@@ -553,18 +665,65 @@ impl Reader {
                         return None;
                     }
                 }
-                Err(e) => {
-                    self.log.error(format_args!(
-                        "spool segment {} is damaged after #{} ({e}); the rest of it cannot be read and is skipped",
-                        segment_path(&self.shared.dir, first).display(),
-                        self.next - 1
-                    ));
-                    if !self.move_past(first) {
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    if !self.skip_damage(&e) && !self.move_past(first) {
                         return None;
                     }
                 }
+                Err(e) => return self.read_error(&e),
             }
         }
+    }
+
+    /// A read error that is not damage: nothing is skipped, reading is
+    /// tried again later.
+    fn read_error(&mut self, e: &io::Error) -> Option<(u64, Result<Record, String>)> {
+        self.log.error(format_args!(
+            "cannot read the spool after #{} ({e}); trying again",
+            self.next - 1
+        ));
+        self.segment = None;
+        None
+    }
+
+    /// Moves the cursor past a damaged record to the next valid one in the
+    /// same segment; `false` if there is none.
+    fn skip_damage(&mut self, e: &io::Error) -> bool {
+        let Some(cur) = self.segment.as_mut() else {
+            return false;
+        };
+        let path = segment_path(&self.shared.dir, cur.first);
+        let mut rest = Vec::new();
+        let read = File::open(&path).and_then(|f| {
+            use std::io::Seek;
+            let mut f = f;
+            f.seek(io::SeekFrom::Start(cur.pos))?;
+            f.take(cur.len.saturating_sub(cur.pos))
+                .read_to_end(&mut rest)
+        });
+        let skip = read.ok().and_then(|_| resync(&rest, self.next));
+        let Some(skip) = skip else {
+            self.log.error(format_args!(
+                "spool segment {} is damaged after #{} ({e}); nothing readable follows in it",
+                path.display(),
+                self.next - 1
+            ));
+            return false;
+        };
+        let resumed = parse_at(&rest[skip..]).map_or(self.next, |(seq, ..)| seq);
+        self.log.error(format_args!(
+            "spool segment {} is damaged after #{} ({e}): record(s) #{}..#{} lost, reading goes on at #{resumed}",
+            path.display(),
+            self.next - 1,
+            self.next,
+            resumed.saturating_sub(1).max(self.next)
+        ));
+        cur.pos += skip as u64;
+        use std::io::Seek;
+        if cur.file.seek(io::SeekFrom::Start(cur.pos)).is_err() {
+            return false;
+        }
+        true
     }
 
     /// Reads again from the record after the checkpoint (after an internal
@@ -573,6 +732,7 @@ impl Reader {
         self.next = self.shared.confirmed.load(Ordering::Acquire) + 1;
         self.segment = None;
         self.passed.clear();
+        self.unconfirmed.clear();
     }
 
     /// Whether the writer asked for what is read to go now (asking once).
@@ -589,6 +749,20 @@ impl Reader {
     /// segments that hold nothing newer.
     pub fn confirm(&mut self, seq: u64) {
         self.shared.confirmed.fetch_max(seq, Ordering::AcqRel);
+        let mut freed = 0;
+        while let Some(&(s, size)) = self.unconfirmed.front() {
+            if s > seq {
+                break;
+            }
+            freed += size;
+            self.unconfirmed.pop_front();
+        }
+        let _ = self
+            .shared
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(freed))
+            });
         let mut b = [0u8; 16];
         b[0..8].copy_from_slice(&seq.to_le_bytes());
         let crc = crc32c(0, &b[0..8]);
@@ -600,17 +774,13 @@ impl Reader {
             ));
             return;
         }
-        while let Some((next_first, path, size)) = self.passed.front() {
+        while let Some((next_first, path)) = self.passed.front() {
             if *next_first > seq + 1 {
                 break;
             }
             match fs::remove_file(path) {
-                Ok(()) => {
-                    self.shared.bytes.fetch_sub(*size, Ordering::AcqRel);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.shared.bytes.fetch_sub(*size, Ordering::AcqRel);
-                }
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     self.log.error(format_args!(
                         "cannot delete confirmed spool segment {} ({e})",
@@ -639,8 +809,7 @@ impl Reader {
             .unwrap_or(0);
         // Segments wholly before the start are confirmed leftovers.
         for (i, (_, path)) in segs[..idx].iter().enumerate() {
-            let size = fs::metadata(path).map_or(0, |m| m.len());
-            self.passed.push_back((segs[i + 1].0, path.clone(), size));
+            self.passed.push_back((segs[i + 1].0, path.clone()));
         }
         let Some((first, path)) = segs.get(idx) else {
             return false;
@@ -651,7 +820,13 @@ impl Reader {
     fn open(&mut self, first: u64, path: PathBuf) -> bool {
         match File::open(&path) {
             Ok(f) => {
-                self.segment = Some((first, BufReader::with_capacity(256 * 1024, f)));
+                self.segment = Some(Cursor {
+                    first,
+                    file: BufReader::with_capacity(256 * 1024, f),
+                    pos: 0,
+                    len: 0,
+                    len_at: 0,
+                });
                 true
             }
             Err(e) => {
@@ -674,8 +849,7 @@ impl Reader {
             return false;
         };
         let path = segment_path(&self.shared.dir, first);
-        let size = fs::metadata(&path).map_or(0, |m| m.len());
-        self.passed.push_back((next_first, path, size));
+        self.passed.push_back((next_first, path));
         if next_first > self.next {
             self.log.error(format_args!(
                 "spool records #{}..#{} are missing (damaged segment); continuing at #{next_first}",
@@ -910,6 +1084,92 @@ mod tests {
         assert!(list_segments(&d).unwrap().len() < before);
         assert!(w.stats().bytes < 2 * 64 * 1024, "{:?}", w.stats());
         assert!(w.append(&big).is_ok(), "room again");
+    }
+
+    #[test]
+    fn a_spool_reopened_with_a_smaller_cap_is_not_full_of_sent_events() {
+        let d = dir("shrunk");
+        let chunk = Record::Event(vec![b'x'; 256 * 1024]);
+        {
+            let (mut w, mut r) = open(&cfg(&d, 64 << 20), &log()).unwrap();
+            for _ in 0..80 {
+                w.append(&chunk).unwrap();
+            }
+            w.commit().unwrap();
+            let all = drain(&mut r);
+            assert_eq!(all.len(), 80);
+            // Confirmed, but the last segments stay until the next confirm.
+            r.confirm(80);
+        }
+        let on_disk: u64 = list_segments(&d)
+            .unwrap()
+            .iter()
+            .map(|(_, p)| fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(on_disk > 0);
+        let (mut w, _r) = open(&cfg(&d, 16 << 20), &log()).unwrap();
+        assert_eq!(w.stats().bytes, 0, "confirmed bytes do not count");
+        assert!(list_segments(&d).unwrap().len() <= 2);
+        for _ in 0..40 {
+            w.append(&chunk).expect("room for 10 MiB in a 16 MiB spool");
+        }
+    }
+
+    #[test]
+    fn a_record_bigger_than_the_cap_goes_through_one_at_a_time() {
+        let d = dir("huge");
+        let big = Record::Event(vec![b'y'; 3 << 20]);
+        let (mut w, mut r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+        assert_eq!(w.append(&big).unwrap(), 1);
+        assert!(matches!(w.append(&big), Err(AppendError::Full)));
+        w.commit().unwrap();
+        let got = drain(&mut r);
+        assert_eq!(got, vec![(1, big.clone())]);
+        r.confirm(1);
+        assert_eq!(w.stats().bytes, 0);
+        assert_eq!(w.append(&big).unwrap(), 2, "never full forever");
+        w.commit().unwrap();
+        assert_eq!(drain(&mut r), vec![(2, big)]);
+    }
+
+    #[test]
+    fn a_damaged_record_in_the_middle_costs_only_that_record() {
+        let d = dir("middle");
+        {
+            let (mut w, _r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+            for i in 1..=10 {
+                w.append(&ev(i)).unwrap();
+            }
+            w.commit().unwrap();
+        }
+        let seg = segment_path(&d, 1);
+        let len = fs::metadata(&seg).unwrap().len();
+        let rec = len / 10;
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        // Record 3's payload, then record 6's length (a huge claim).
+        f.write_all_at(b"#", 2 * rec + HEADER as u64 + 2).unwrap();
+        f.write_all_at(&0x3fff_ffffu32.to_le_bytes(), 5 * rec)
+            .unwrap();
+        let l = log();
+        let (_w, mut r) = open(&cfg(&d, 1 << 20), &l).unwrap();
+        assert_eq!(fs::metadata(&seg).unwrap().len(), len, "nothing cut");
+        let got: Vec<u64> = drain(&mut r).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![1, 2, 4, 5, 7, 8, 9, 10]);
+        assert!(l.lines().iter().any(|x| x.contains("damaged")));
+    }
+
+    #[test]
+    fn spool_files_are_for_owner_and_group_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir("modes");
+        let (mut w, _r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+        w.append(&ev(1)).unwrap();
+        w.commit().unwrap();
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o007, 0, "{}: {mode:o}", path.display());
+        }
     }
 
     #[test]
