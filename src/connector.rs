@@ -185,7 +185,7 @@ impl Connector {
                         broken: false,
                     }),
                     Source::Spool {
-                        reader,
+                        reader: Box::new(reader),
                         max_events: cfg.max_buffer_size,
                         max_age: cfg.max_buffer_age,
                     },

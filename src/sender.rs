@@ -80,7 +80,7 @@ pub enum Source {
     /// Records read back from the spool, bulked here.
     Spool {
         /// The spool's read side.
-        reader: spool::Reader,
+        reader: Box<spool::Reader>,
         /// `max_buffer_size`.
         max_events: usize,
         /// `max_all_queues_age`: how long a partial batch waits for more.
@@ -90,7 +90,7 @@ pub enum Source {
 
 /// Bulks spool records into work, in order.
 struct SpoolFeed {
-    reader: spool::Reader,
+    reader: Box<spool::Reader>,
     batcher: Batcher,
     /// A downtime read while a batch was open; it goes next.
     held: Option<Work>,
