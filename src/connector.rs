@@ -33,12 +33,13 @@ use crate::filter;
 use crate::format;
 use crate::logger::Logger;
 use crate::pbehavior;
-use crate::sender::{Routes, Sender, Source, Work};
+use crate::sender::{Progress, Routes, Sender, Source, Work};
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Unacknowledged broker events after which `write` waits for delivery.
@@ -69,12 +70,73 @@ pub const SPOOL_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// Uncommitted spool bytes (held in memory) that force a commit.
 pub const SPOOL_SYNC_BYTES: usize = 8 * 1024 * 1024;
 
+/// How often what could not be started is tried again.
+pub const START_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a connector that cannot start or acknowledge says why.
+pub const REMINDER: Duration = Duration::from_secs(60);
+
+/// The sender, or, until it could be started, what it needs and the work
+/// waiting for it.
+struct Outlet {
+    sender: Option<Sender>,
+    starting: Option<Starting>,
+    /// Work handed over before the sender ran (without the spool).
+    backlog: VecDeque<Work>,
+    /// What is observed while no sender runs: nothing delivered.
+    idle: Arc<Progress>,
+}
+
+/// What a sender not started yet needs, and why it is not running.
+struct Starting {
+    transport: Box<dyn Transport>,
+    routes: Routes,
+    why: String,
+    since: Instant,
+    next_try: Instant,
+    next_log: Instant,
+}
+
+impl Starting {
+    /// Notes a failed start; says so at once, then once per [`REMINDER`].
+    fn failed(&mut self, why: String, now: Instant, log: &Logger) {
+        if now >= self.next_log || why != self.why {
+            self.next_log = now + REMINDER;
+            log.error(format_args!(
+                "cannot start yet ({why}): events wait unacknowledged in broker; retrying every {}s",
+                START_RETRY.as_secs()
+            ));
+        }
+        self.why = why;
+    }
+}
+
+impl Outlet {
+    /// Hands work to the sender, or keeps it until one runs; `false` if
+    /// the sender is gone.
+    fn send(&mut self, work: Work) -> bool {
+        match &self.sender {
+            Some(s) => s.send(work),
+            None => {
+                self.backlog.push_back(work);
+                true
+            }
+        }
+    }
+
+    fn progress(&self) -> &Arc<Progress> {
+        self.sender.as_ref().map_or(&self.idle, |s| s.progress())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     received: u64,
     accepted: u64,
     filtered: u64,
     malformed: u64,
+    /// Events that could not be read (Lua memory error, stack overflow...).
+    read_errors: u64,
     /// Time broker's thread spent in `write` waiting so it could
     /// acknowledge: for Canopsis at the ack window, or for the spool's
     /// disk syncs.
@@ -86,8 +148,11 @@ pub struct Connector {
     cfg: Config,
     log: Logger,
     queue: Queue,
-    sender: Sender,
+    outlet: Outlet,
     unacked: u64,
+    /// An event could not be read for a reason broker did not cause: it
+    /// was never acknowledged, so nothing after it is either.
+    unread_event: bool,
     counters: Counters,
     /// When the stats line is next due.
     next_stats: Instant,
@@ -127,11 +192,14 @@ struct Handover {
 }
 
 struct Spooled {
-    writer: spool::Writer,
+    /// `None` until the spool could be opened (see [`Outlet`]).
+    writer: Option<spool::Writer>,
     /// Events waiting for room in a full spool (never acknowledged).
     waiting: VecDeque<Record>,
     /// How many events had to wait so.
     full_waits: u64,
+    /// The spool was found full and has not had room since.
+    full: bool,
     /// Writing failed: nothing is acknowledged any more.
     broken: bool,
 }
@@ -161,39 +229,20 @@ impl Connector {
             deadletter: cfg.deadletter_file.clone(),
             permanent_after: crate::sender::PERMANENT_AFTER,
         };
-        let (queue, source) = match &cfg.spool {
-            None => (
-                Queue::Handover(Handover {
-                    batcher: Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age),
-                    last_seq: 0,
-                    wait_gate: None,
-                }),
-                Source::Handover,
-            ),
-            Some(sc) => {
-                let (writer, reader) = spool::open(sc, &log).map_err(|e| e.to_string())?;
-                log.info(format_args!(
-                    "spool {} (up to {} MiB): events are acknowledged once on disk",
-                    sc.dir.display(),
-                    sc.max_bytes >> 20
-                ));
-                (
-                    Queue::Spool(Spooled {
-                        writer,
-                        waiting: VecDeque::new(),
-                        full_waits: 0,
-                        broken: false,
-                    }),
-                    Source::Spool {
-                        reader: Box::new(reader),
-                        max_events: cfg.max_buffer_size,
-                        max_age: cfg.max_buffer_age,
-                    },
-                )
-            }
+        let queue = match &cfg.spool {
+            None => Queue::Handover(Handover {
+                batcher: Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age),
+                last_seq: 0,
+                wait_gate: None,
+            }),
+            Some(_) => Queue::Spool(Spooled {
+                writer: None,
+                waiting: VecDeque::new(),
+                full_waits: 0,
+                full: false,
+                broken: false,
+            }),
         };
-        let sender = Sender::spawn(transport, routes, log.clone(), source)
-            .map_err(|e| format!("cannot start the sender thread: {e}"))?;
         log.info(format_args!(
             "connector started: sending to {}{} in batches of up to {} events or {}s{}",
             cfg.http.base_url(),
@@ -211,12 +260,26 @@ impl Connector {
             ElementKind::from_element(element as u32).filter(|k| neb && cfg.elements.contains(k))
         });
         let sent = load_sent(&cfg, &log);
-        Ok(Connector {
+        let now = Instant::now();
+        let mut c = Connector {
             queue,
             cfg,
             log,
-            sender,
+            outlet: Outlet {
+                sender: None,
+                starting: Some(Starting {
+                    transport,
+                    routes,
+                    why: String::new(),
+                    since: now,
+                    next_try: now,
+                    next_log: now,
+                }),
+                backlog: VecDeque::new(),
+                idle: Arc::new(Progress::default()),
+            },
             unacked: 0,
+            unread_event: false,
             counters: Counters::default(),
             next_stats: Instant::now() + STATS_INTERVAL,
             last_now: Instant::now(),
@@ -225,7 +288,78 @@ impl Connector {
             verdicts: filter::Verdicts::default(),
             sent,
             kinds,
-        })
+        };
+        c.revive(now);
+        Ok(c)
+    }
+
+    /// Starts what could not be started yet (the spool, held by a Lua
+    /// state still closing or on a disk not yet writable; the sender
+    /// thread), at most once per [`START_RETRY`]. Until then events wait in
+    /// memory and nothing is acknowledged.
+    fn revive(&mut self, now: Instant) {
+        let Some(mut st) = self.outlet.starting.take() else {
+            return;
+        };
+        if now < st.next_try {
+            self.outlet.starting = Some(st);
+            return;
+        }
+        st.next_try = now + START_RETRY;
+        let mut opened = None;
+        let source = match &self.cfg.spool {
+            None => Source::Handover,
+            Some(sc) => match spool::open(sc, &self.log) {
+                Ok((writer, reader)) => {
+                    opened = Some(writer);
+                    Source::Spool {
+                        reader: Box::new(reader),
+                        max_events: self.cfg.max_buffer_size,
+                        max_age: self.cfg.max_buffer_age,
+                    }
+                }
+                Err(e) => {
+                    st.failed(e.to_string(), now, &self.log);
+                    self.outlet.starting = Some(st);
+                    return;
+                }
+            },
+        };
+        match Sender::spawn(st.transport, st.routes.clone(), self.log.clone(), source) {
+            Ok(sender) => {
+                if !st.why.is_empty() {
+                    self.log.info(format_args!(
+                        "started after {}s of retries; acknowledgements resume",
+                        now.duration_since(st.since).as_secs()
+                    ));
+                }
+                if let (Queue::Spool(q), Some(writer)) = (&mut self.queue, opened) {
+                    let sc = self.cfg.spool.as_ref().expect("spool queue has a config");
+                    self.log.info(format_args!(
+                        "spool {} (up to {} MiB): events are acknowledged once on disk",
+                        sc.dir.display(),
+                        sc.max_bytes >> 20
+                    ));
+                    q.writer = Some(writer);
+                }
+                for work in self.outlet.backlog.drain(..) {
+                    if !sender.send(work) {
+                        sender_gone(&self.log);
+                    }
+                }
+                self.outlet.sender = Some(sender);
+            }
+            Err((e, transport)) => {
+                // The spool just opened is closed again (its lock freed).
+                st.transport = transport;
+                st.failed(
+                    format!("cannot start the sender thread: {e}"),
+                    now,
+                    &self.log,
+                );
+                self.outlet.starting = Some(st);
+            }
+        }
     }
 
     /// The configuration.
@@ -288,7 +422,9 @@ impl Connector {
     fn time_for_nothing_new(&mut self) -> Instant {
         let idle = match &self.queue {
             Queue::Handover(h) => h.batcher.is_empty(),
-            Queue::Spool(q) => q.writer.unsynced() == 0 && q.waiting.is_empty(),
+            Queue::Spool(q) => {
+                q.writer.as_ref().is_none_or(|w| w.unsynced() == 0) && q.waiting.is_empty()
+            }
         };
         self.clock_skips += 1;
         if !idle || self.clock_skips >= CLOCK_EVERY {
@@ -342,54 +478,75 @@ impl Connector {
     /// What `write` returns: whether everything so far is safe.
     fn answer(&mut self, now: Instant) -> bool {
         self.maybe_stats(now);
+        self.revive(now);
         let done = match &mut self.queue {
             Queue::Handover(h) => {
                 if h.batcher.due(now) {
-                    hand_over(h, &self.sender, &self.log);
+                    hand_over(h, &mut self.outlet, &self.log);
                 }
                 if self.unacked < ACK_WINDOW {
-                    h.settle(None, &self.sender, &self.log)
+                    h.settle(None, &mut self.outlet, &self.log)
                 } else {
                     let start = Instant::now();
-                    let done = h.settle(Some(ACK_WAIT), &self.sender, &self.log);
+                    let done = h.settle(Some(ACK_WAIT), &mut self.outlet, &self.log);
                     self.counters.waited += start.elapsed();
                     done
                 }
             }
             Queue::Spool(q) => {
-                let synced_before = q.writer.sync_time();
+                let synced_before = q.sync_time();
                 let done = q.settle(self.unacked >= ACK_WINDOW, now, &self.log);
-                self.counters.waited += q.writer.sync_time() - synced_before;
+                self.counters.waited += q.sync_time() - synced_before;
                 done
             }
         };
+        self.acknowledge(done)
+    }
+
+    /// `done` unless an event could not be read; resets the count.
+    fn acknowledge(&mut self, done: bool) -> bool {
+        let done = done && !self.unread_event;
         if done {
             self.unacked = 0;
         }
         done
     }
 
+    /// broker's `write(event)` for an event that could not be read for a
+    /// reason broker did not cause (a Lua memory error, a stack overflow,
+    /// an internal error): it is not acknowledged, now or later, so broker
+    /// keeps it, and it is replayed when cbd or the output restarts.
+    pub fn write_unreadable(&mut self, why: &str) -> bool {
+        self.count_received();
+        self.counters.read_errors += 1;
+        self.unread_event = true;
+        self.log.error(format_args!(
+            "cannot read an event ({why}): it is not acknowledged, and neither is anything after it, so broker keeps them; restart the output (or cbd) to have them replayed"
+        ));
+        false
+    }
+
     /// broker's `flush()`: broker is idle, send (or commit) what waits.
     pub fn flush(&mut self) -> bool {
         let now = Instant::now();
         self.maybe_stats(now);
+        self.revive(now);
         let done = match &mut self.queue {
             Queue::Handover(h) => {
-                hand_over(h, &self.sender, &self.log);
-                h.settle(Some(FLUSH_WAIT), &self.sender, &self.log)
+                hand_over(h, &mut self.outlet, &self.log);
+                h.settle(Some(FLUSH_WAIT), &mut self.outlet, &self.log)
             }
             Queue::Spool(q) => {
                 let done = q.settle(true, now, &self.log);
                 // Broker is idle: as without the spool, nothing waits for a
                 // batch to fill.
-                q.writer.hurry();
+                if let Some(w) = &q.writer {
+                    w.hurry();
+                }
                 done
             }
         };
-        if done {
-            self.unacked = 0;
-        }
-        done
+        self.acknowledge(done)
     }
 
     fn enqueue(&mut self, accepted: Accepted, now: Instant) {
@@ -405,13 +562,13 @@ impl Connector {
                 Accepted::Downtime(action) => {
                     // Keep Canopsis's view in broker's order: events before
                     // this downtime go first.
-                    hand_over(h, &self.sender, &self.log);
+                    hand_over(h, &mut self.outlet, &self.log);
                     h.last_seq += 1;
                     let work = Work::Downtime {
                         seq: h.last_seq,
                         action,
                     };
-                    if !self.sender.send(work) {
+                    if !self.outlet.send(work) {
                         sender_gone(&self.log);
                     }
                 }
@@ -506,14 +663,23 @@ impl Connector {
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.log_stats();
+            if self.unread_event {
+                self.log.error(format_args!(
+                    "not acknowledging: {} event(s) could not be read; broker keeps them until the output (or cbd) restarts",
+                    self.counters.read_errors
+                ));
+            }
         }
     }
 
     /// Writes the health line.
     pub fn log_stats(&self) {
-        let p = self.sender.progress();
+        let p = self.outlet.progress();
         let s = &p.stats;
-        let last_error = s.last_error.lock().map(|e| e.clone()).unwrap_or_default();
+        let last_error = match &self.outlet.starting {
+            Some(st) => Some(st.why.clone()),
+            None => s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+        };
         let (waiting, spool) = match &self.queue {
             Queue::Handover(h) => (
                 h.last_seq - p.delivered().min(h.last_seq),
@@ -522,7 +688,7 @@ impl Connector {
             Queue::Spool(q) => {
                 // Counted from the spool's checkpoint: it includes what an
                 // earlier run left.
-                let st = q.writer.stats();
+                let st = q.writer.as_ref().map(|w| w.stats()).unwrap_or_default();
                 (
                     st.pending + q.waiting.len() as u64,
                     format!(
@@ -535,19 +701,29 @@ impl Connector {
             }
         };
         self.log.info(format_args!(
-            "stats: received={} accepted={} filtered={} malformed={} waited_ms={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} unacked={} {spool} state={} last_error={}",
+            "stats: received={} accepted={} filtered={} malformed={} read_errors={} waited_ms={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} restarts={} unacked={} {spool} state={} last_error={}",
             self.counters.received,
             self.counters.accepted,
             self.counters.filtered,
             self.counters.malformed,
+            self.counters.read_errors,
             self.counters.waited.as_millis(),
             waiting,
             s.sent_events.load(Ordering::Relaxed),
             s.requests.load(Ordering::Relaxed),
             s.failed_requests.load(Ordering::Relaxed),
             s.dead_lettered.load(Ordering::Relaxed),
+            s.restarts.load(Ordering::Relaxed),
             self.unacked,
-            if p.failing() { "failing" } else { "ok" },
+            if self.outlet.starting.is_some() {
+                "starting"
+            } else if self.unread_event {
+                "holding"
+            } else if p.failing() {
+                "failing"
+            } else {
+                "ok"
+            },
             last_error.as_deref().unwrap_or("none"),
         ));
     }
@@ -586,9 +762,9 @@ fn sender_gone(log: &Logger) {
     ));
 }
 
-fn hand_over(h: &mut Handover, sender: &Sender, log: &Logger) {
+fn hand_over(h: &mut Handover, outlet: &mut Outlet, log: &Logger) {
     if let Some(batch) = h.batcher.take() {
-        if !sender.send(Work::Events(batch)) {
+        if !outlet.send(Work::Events(batch)) {
             sender_gone(log);
         }
     }
@@ -597,14 +773,14 @@ fn hand_over(h: &mut Handover, sender: &Sender, log: &Logger) {
 impl Handover {
     /// `true` when everything received so far is confirmed; may wait up to
     /// `wait` for in-flight batches.
-    fn settle(&mut self, wait: Option<Duration>, sender: &Sender, log: &Logger) -> bool {
-        let progress = sender.progress();
+    fn settle(&mut self, wait: Option<Duration>, outlet: &mut Outlet, log: &Logger) -> bool {
+        let progress = outlet.progress().clone();
         let mut done = self.batcher.is_empty() && progress.delivered() >= self.last_seq;
         if !done {
             if let Some(timeout) = wait {
                 let gate_open = self.wait_gate.is_none_or(|g| progress.delivered() > g);
-                if gate_open && !progress.failing() {
-                    hand_over(self, sender, log);
+                if gate_open && !progress.failing() && outlet.sender.is_some() {
+                    hand_over(self, outlet, log);
                     done = progress.wait_for(self.last_seq, timeout);
                     self.wait_gate = (!done).then(|| progress.delivered());
                 }
@@ -620,31 +796,52 @@ impl Spooled {
             // Never acknowledged from now on: broker keeps it.
             return;
         }
-        if self.waiting.is_empty() {
-            match self.writer.append(&record) {
+        if let (true, Some(writer)) = (self.waiting.is_empty(), &mut self.writer) {
+            match writer.append(&record) {
                 Ok(_) => return,
-                Err(AppendError::Full) => self.report_full(log),
+                Err(AppendError::Full) => {
+                    self.full = true;
+                    self.report_full(log);
+                }
                 Err(AppendError::Io(e)) => return self.fail(&e, log),
             }
         }
-        self.full_waits += 1;
+        if self.full {
+            self.full_waits += 1;
+        }
         self.waiting.push_back(record);
+    }
+
+    /// Time spent in commits so far.
+    fn sync_time(&self) -> Duration {
+        self.writer
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.sync_time())
     }
 
     /// Moves waiting events into the spool while it has room, commits when
     /// due (or `now_please`), and says whether everything is on disk.
     fn settle(&mut self, now_please: bool, now: Instant, log: &Logger) -> bool {
+        let Some(writer) = &mut self.writer else {
+            // Not open yet: nothing is on disk.
+            return false;
+        };
         while let Some(record) = self.waiting.front() {
-            match self.writer.append(record) {
+            match writer.append(record) {
                 Ok(_) => {
                     self.waiting.pop_front();
-                    if self.waiting.is_empty() {
+                    if self.waiting.is_empty() && std::mem::take(&mut self.full) {
                         log.info(format_args!(
                             "spool has room again; acknowledgements resume"
                         ));
                     }
                 }
-                Err(AppendError::Full) => break,
+                Err(AppendError::Full) => {
+                    if !std::mem::replace(&mut self.full, true) {
+                        self.report_full(log);
+                    }
+                    break;
+                }
                 Err(AppendError::Io(e)) => {
                     self.fail(&e, log);
                     break;
@@ -654,17 +851,19 @@ impl Spooled {
         if self.broken {
             return false;
         }
-        if self.writer.unsynced() > 0 {
+        let Some(writer) = &mut self.writer else {
+            return false;
+        };
+        if writer.unsynced() > 0 {
             let due = now_please
-                || self.writer.unsynced_bytes() >= SPOOL_SYNC_BYTES
-                || self
-                    .writer
+                || writer.unsynced_bytes() >= SPOOL_SYNC_BYTES
+                || writer
                     .oldest_unsynced()
                     .is_some_and(|t| now.duration_since(t) >= SPOOL_SYNC_INTERVAL);
             if !due {
                 return false;
             }
-            if let Err(e) = self.writer.commit() {
+            if let Err(e) = writer.commit() {
                 self.fail(&e, log);
                 return false;
             }
@@ -673,7 +872,7 @@ impl Spooled {
     }
 
     fn report_full(&self, log: &Logger) {
-        let st = self.writer.stats();
+        let st = self.writer.as_ref().map(|w| w.stats()).unwrap_or_default();
         log.error(format_args!(
             "spool is full ({} bytes, {} events not yet confirmed by Canopsis): new events wait unacknowledged in broker's retention until Canopsis takes spooled ones; nothing is dropped",
             st.bytes, st.pending
@@ -691,10 +890,10 @@ impl Spooled {
 impl Drop for Connector {
     fn drop(&mut self) {
         match &mut self.queue {
-            Queue::Handover(h) => hand_over(h, &self.sender, &self.log),
+            Queue::Handover(h) => hand_over(h, &mut self.outlet, &self.log),
             Queue::Spool(q) => {
-                if !q.broken {
-                    if let Err(e) = q.writer.commit() {
+                if let (false, Some(writer)) = (q.broken, &mut q.writer) {
+                    if let Err(e) = writer.commit() {
                         q.fail(&e, &self.log);
                     }
                 }
@@ -703,12 +902,16 @@ impl Drop for Connector {
         // While Canopsis is unreachable, waiting buys nothing: broker (or
         // the spool) keeps what is undelivered, and broker's own stop
         // already takes seconds of cbwd's patience.
-        let budget = if self.sender.progress().failing() {
+        let budget = if self.outlet.progress().failing() {
             Duration::ZERO
         } else {
             CLOSE_BUDGET
         };
-        let joined = self.sender.shutdown(budget);
+        let joined = self
+            .outlet
+            .sender
+            .as_mut()
+            .is_none_or(|s| s.shutdown(budget));
         // Broker replays what it was not told is safe; a memory that
         // counted those as sent would drop them.
         if self.unacked == 0 && !self.sent.is_empty() {
@@ -970,6 +1173,41 @@ mod tests {
         }
         drop(c);
         assert_eq!(delivered(&canopsis), written);
+    }
+
+    #[test]
+    fn a_spool_still_held_elsewhere_is_retried_and_nothing_is_lost_meanwhile() {
+        let canopsis = Canopsis::default();
+        let params = spool_params("held", 16);
+        let sc = {
+            let mut p = minimal();
+            for (k, v) in &params {
+                p.insert(k.to_string(), v.clone());
+            }
+            config::parse(&p).unwrap().config.spool.unwrap()
+        };
+        // A Lua state of the same output, not closed yet.
+        let held = spool::open(&sc, &Logger::memory(log::LevelFilter::Error)).unwrap();
+        let mut c = connector(&params, &canopsis);
+        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache()));
+        assert!(!c.flush(), "acknowledged with no spool to keep it");
+        assert!(c.log.lines().iter().any(|l| l.contains("cannot start yet")));
+        drop(held);
+        let t = Instant::now();
+        while !c.flush() {
+            assert!(t.elapsed() < Duration::from_secs(5), "never started");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let t = Instant::now();
+        while delivered(&canopsis) < 1 {
+            assert!(t.elapsed() < Duration::from_secs(5), "event lost");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(c
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("acknowledgements resume")));
     }
 
     #[test]

@@ -59,7 +59,7 @@ struct Handle {
 }
 
 /// `init`'s parameters as read from Lua, or why they could not be.
-type Entries = Result<Vec<(String, Option<ParamValue>)>, String>;
+type Entries = Result<Vec<(String, Option<ParamValue>)>, raw::CallError>;
 
 impl Handle {
     fn init(&mut self, entries: Entries) {
@@ -84,7 +84,7 @@ impl Handle {
             ));
             l
         });
-        if let Some(e) = unreadable {
+        if let Some(e) = unreadable.map(|e| e.to_string()) {
             log.error(format_args!("cannot read the parameters: {e}"));
         }
         for name in skipped {
@@ -181,10 +181,13 @@ impl Handle {
                 c.screen(kind)
             }) {
                 Ok(read) => read,
-                Err(e) => {
+                // Broker's accessors raise errors as documented: the event
+                // is skipped and acknowledged with the next ones.
+                Err(raw::CallError::Raised(e)) => {
                     c.log().warn(format_args!("cannot read event: {e}"));
                     raw::EventRead::unread()
                 }
+                Err(raw::CallError::Fault(e)) => return c.write_unreadable(&e),
             };
         if let Some((kind, why)) = read.screened_out {
             return c.write_screened_out(kind, why);

@@ -504,13 +504,15 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Starts the thread, taking work from `source`.
+    /// Starts the thread, taking work from `source`. If the thread cannot
+    /// be started (the system is out of threads), the transport comes back
+    /// with the error, for a later try.
     pub fn spawn(
         transport: Box<dyn Transport>,
         routes: Routes,
         log: Logger,
         source: Source,
-    ) -> std::io::Result<Sender> {
+    ) -> Result<Sender, (std::io::Error, Box<dyn Transport>)> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (tx, feed) = match source {
             Source::Handover => (Some(tx), Feed::Channel(rx)),
@@ -534,11 +536,11 @@ impl Sender {
             deadline: Mutex::new(None),
         });
         let interrupt = transport.interrupter();
-        let mut worker = Worker {
-            transport: Box::new(Watched {
+        let worker = Worker {
+            transport: Watched {
                 inner: transport,
                 progress: shared.progress.clone(),
-            }),
+            },
             dead: DeadLetter::new(routes.deadletter.clone(), log.clone()),
             resolver: Resolver::new(routes.placeholder_ids),
             routes,
@@ -548,12 +550,26 @@ impl Sender {
             backoff: Backoff::new(),
             pbh_refused_in_a_row: 0,
         };
-        let thread = std::thread::Builder::new()
+        // Through a slot, so a failed spawn gives the worker back.
+        let slot = Arc::new(Mutex::new(Some((worker, feed))));
+        let taken = slot.clone();
+        let spawned = std::thread::Builder::new()
             .name("canopsis-sender".into())
             .spawn(move || {
                 let _done = done_tx;
-                worker.run(feed);
-            })?;
+                let job = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((mut worker, feed)) = job {
+                    worker.run(feed);
+                }
+            });
+        let thread = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let (worker, _feed) = job.expect("the thread never ran");
+                return Err((e, worker.transport.inner));
+            }
+        };
         Ok(Sender {
             tx,
             wake: Some(wake_tx),
@@ -628,7 +644,7 @@ impl Drop for Sender {
 }
 
 struct Worker {
-    transport: Box<dyn Transport>,
+    transport: Watched,
     dead: DeadLetter,
     routes: Routes,
     resolver: Resolver,
@@ -1060,7 +1076,7 @@ impl Worker {
     fn pbehavior_step(&mut self, action: &Action, created: &mut bool) -> Outcome {
         let stats = &self.shared.progress.stats;
         let dt = &self.routes.downtime;
-        let send = |t: &mut Box<dyn Transport>, method, path: &str, body: &[u8]| {
+        let send = |t: &mut Watched, method, path: &str, body: &[u8]| {
             stats.requests.fetch_add(1, Ordering::Relaxed);
             t.send(Request { method, path, body })
                 .map_err(|e| Outcome::Retry {
@@ -1078,7 +1094,7 @@ impl Worker {
             }
             Action::Create(c) => {
                 if !*created {
-                    let ids = match self.resolver.ids(self.transport.as_mut(), dt) {
+                    let ids = match self.resolver.ids(&mut self.transport, dt) {
                         Ok(ids) => ids,
                         Err(o) => return o,
                     };
@@ -1358,6 +1374,7 @@ mod tests {
             log.clone(),
             Source::Handover,
         )
+        .map_err(|(e, _)| e)
         .unwrap();
         assert!(s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#)));
         let t = Instant::now();
@@ -1401,6 +1418,7 @@ mod tests {
             Logger::memory(log::LevelFilter::Error),
             Source::Handover,
         )
+        .map_err(|(e, _)| e)
         .unwrap();
         s.send(batch(
             1,
@@ -1441,7 +1459,9 @@ mod tests {
     fn spawn_with(t: impl Transport + 'static, r: Routes) -> (Sender, Logger) {
         let _ = std::fs::remove_file(&r.deadletter);
         let log = Logger::memory(log::LevelFilter::Debug);
-        let s = Sender::spawn(Box::new(t), r, log.clone(), Source::Handover).unwrap();
+        let s = Sender::spawn(Box::new(t), r, log.clone(), Source::Handover)
+            .map_err(|(e, _)| e)
+            .unwrap();
         (s, log)
     }
 
@@ -1636,6 +1656,7 @@ mod tests {
             log,
             Source::Handover,
         )
+        .map_err(|(e, _)| e)
         .unwrap();
         s.send(batch(1, 1, "[{}]"));
         std::thread::sleep(Duration::from_millis(50));

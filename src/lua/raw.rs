@@ -36,6 +36,25 @@ unsafe extern "C-unwind" fn trampoline(state: *mut ffi::lua_State) -> c_int {
     0
 }
 
+/// Why a protected call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// A Lua error raised by what the call ran: broker's event accessors
+    /// (its documented behaviour), a cache method.
+    Raised(String),
+    /// Nothing the event or broker said: Lua out of memory, a stack
+    /// overflow, an error while handling an error, a panic.
+    Fault(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Raised(m) | CallError::Fault(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Runs `f` in a protected call, with the values at `args` (absolute or
 /// pseudo indices) at indices 1, 2, ... of its stack. A Lua error or a
 /// panic inside comes back as `Err`; the stack is left as it was.
@@ -46,10 +65,10 @@ pub unsafe fn protect(
     state: *mut ffi::lua_State,
     args: &[c_int],
     f: impl FnOnce(*mut ffi::lua_State),
-) -> Result<(), String> {
+) -> Result<(), CallError> {
     let base = ffi::lua_gettop(state);
     if ffi::lua_checkstack(state, args.len() as c_int + 2) == 0 {
-        return Err("Lua stack exhausted".into());
+        return Err(CallError::Fault("Lua stack exhausted".into()));
     }
     let mut f = Some(f);
     let mut once = |s: *mut ffi::lua_State| {
@@ -68,9 +87,19 @@ pub unsafe fn protect(
     }
     let rc = ffi::lua_pcall(state, args.len() as c_int + 1, 0, 0);
     let r = if rc != 0 {
-        Err(error_text(state))
+        let text = error_text(state);
+        // A stack overflow is raised as an ordinary error, by its message.
+        if rc == ffi::LUA_ERRRUN && !text.contains("stack overflow") {
+            Err(CallError::Raised(text))
+        } else if rc == ffi::LUA_ERRMEM {
+            Err(CallError::Fault(format!("Lua is out of memory ({text})")))
+        } else {
+            Err(CallError::Fault(text))
+        }
     } else if call.panicked {
-        Err("internal error (panic, see stderr)".into())
+        Err(CallError::Fault(
+            "internal error (panic, see stderr)".into(),
+        ))
     } else {
         Ok(())
     };
@@ -78,10 +107,16 @@ pub unsafe fn protect(
     r
 }
 
-/// The error object on top of the stack, as text.
+/// The error object on top of the stack, as text. Called outside any
+/// protected call, so it converts nothing in Lua: a number is formatted
+/// here (`lua_tolstring` would allocate a string, and could raise).
 unsafe fn error_text(state: *mut ffi::lua_State) -> String {
     match ffi::lua_type(state, -1) {
-        ffi::LUA_TSTRING | ffi::LUA_TNUMBER => text_at(state, -1),
+        ffi::LUA_TSTRING => text_at(state, -1),
+        ffi::LUA_TNUMBER if ffi::lua_isinteger(state, -1) != 0 => {
+            ffi::lua_tointeger(state, -1).to_string()
+        }
+        ffi::LUA_TNUMBER => ffi::lua_tonumber(state, -1).to_string(),
         t => format!(
             "error object is a {}",
             std::ffi::CStr::from_ptr(ffi::lua_typename(state, t)).to_string_lossy()
@@ -321,7 +356,7 @@ pub unsafe fn read_event<'c, 'v>(
     status: &mut StatusBuilder,
     kind_of: impl Fn(i64, i64) -> Option<ElementKind>,
     screen: impl Fn(ElementKind) -> Screen<'c>,
-) -> Result<EventRead<'v>, String> {
+) -> Result<EventRead<'v>, CallError> {
     let mut out = EventRead::unread();
     values.clear();
     let mut names: &'static [&'static str] = &[];
@@ -422,7 +457,8 @@ pub unsafe fn read_event<'c, 'v>(
     Ok(out)
 }
 
-/// Bytes of the string at `idx` as text (lossy).
+/// Bytes of the string at `idx` as text (lossy). Strings only: on a
+/// number `lua_tolstring` would convert it in place.
 unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
     let mut len = 0;
     let p = ffi::lua_tolstring(state, idx, &mut len);
@@ -438,7 +474,7 @@ unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
 pub unsafe fn read_params(
     state: *mut ffi::lua_State,
     conf: c_int,
-) -> Result<Vec<(String, Option<ParamValue>)>, String> {
+) -> Result<Vec<(String, Option<ParamValue>)>, CallError> {
     let mut out = Vec::new();
     if ffi::lua_type(state, conf) != ffi::LUA_TTABLE {
         return Ok(out);
