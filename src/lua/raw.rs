@@ -88,11 +88,13 @@ pub unsafe fn protect(
     let rc = ffi::lua_pcall(state, args.len() as c_int + 1, 0, 0);
     let r = if rc != 0 {
         let text = error_text(state);
-        // A stack overflow is raised as an ordinary error, by its message.
-        if rc == ffi::LUA_ERRRUN && !text.contains("stack overflow") {
-            Err(CallError::Raised(text))
-        } else if rc == ffi::LUA_ERRMEM {
+        // A stack overflow is raised as an ordinary error, and so is a
+        // failed buffer allocation in the auxiliary library: by message.
+        let starved = rc == ffi::LUA_ERRMEM || text.contains("not enough memory");
+        if starved {
             Err(CallError::Fault(format!("Lua is out of memory ({text})")))
+        } else if rc == ffi::LUA_ERRRUN && !text.contains("stack overflow") {
+            Err(CallError::Raised(text))
         } else {
             Err(CallError::Fault(text))
         }

@@ -828,19 +828,8 @@ impl Output {
     pub fn write(&mut self, ev: &Event) -> u64 {
         self.cache.borrow_mut().feed(ev);
         self.total += 1;
-        if let Some(f) = &self.filter_fn {
-            match f.call::<Value>((ev.category() as i64, ev.element() as i64)) {
-                Ok(Value::Boolean(true)) => {}
-                Ok(Value::Boolean(false)) => return 0,
-                other => {
-                    let msg = match other {
-                        Err(e) => format!("lua: error running function `filter' {e}"),
-                        _ => "lua: `filter' must return a boolean".into(),
-                    };
-                    self.broker_log.borrow_mut().push(msg);
-                    return 0;
-                }
-            }
+        if !self.passes_filter(ev.category(), ev.element()) {
+            return 0;
         }
         let arg = match self.build(ev) {
             Ok(v) => v,
@@ -853,6 +842,45 @@ impl Output {
         };
         let r = self.write_fn.call::<Value>(arg);
         self.acks("write", r)
+    }
+
+    /// Whether `filter(category, element)` lets the event reach `write`.
+    fn passes_filter(&mut self, category: u32, element: u32) -> bool {
+        let Some(f) = &self.filter_fn else {
+            return true;
+        };
+        match f.call::<Value>((category as i64, element as i64)) {
+            Ok(Value::Boolean(b)) => b,
+            other => {
+                let msg = match other {
+                    Err(e) => format!("lua: error running function `filter' {e}"),
+                    _ => "lua: `filter' must return a boolean".into(),
+                };
+                self.broker_log.borrow_mut().push(msg);
+                false
+            }
+        }
+    }
+
+    /// `luabinding::write` for an event a test builds in Lua itself, to
+    /// play accessors that fail as a broken or starved host's would.
+    pub fn write_lua(
+        &mut self,
+        category: u32,
+        element: u32,
+        make: impl FnOnce(&Lua) -> mlua::Result<Value>,
+    ) -> u64 {
+        self.total += 1;
+        if !self.passes_filter(category, element) {
+            return 0;
+        }
+        let r = make(&self.lua).and_then(|arg| self.write_fn.call::<Value>(arg));
+        self.acks("write", r)
+    }
+
+    /// The output's Lua state (for memory limits in tests).
+    pub fn lua(&self) -> &Lua {
+        &self.lua
     }
 
     /// API 1: a fresh table. API 2: a read-only userdata whose metatable's

@@ -46,6 +46,17 @@ pub struct Recorded {
     pub at: std::time::Instant,
 }
 
+/// An answer that does not come from Canopsis.
+#[derive(Debug, Clone)]
+pub struct Foreign {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers (`Content-Type` included if wanted).
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: String,
+}
+
 /// Everything the mock knows; tests read and change it through
 /// [`MockCanopsis::state`].
 #[derive(Debug)]
@@ -58,6 +69,13 @@ pub struct State {
     pub down: bool,
     /// Answers forced on the next requests, before any check.
     pub forced: VecDeque<(u16, String)>,
+    /// Answers forced on the next requests as something other than
+    /// Canopsis would send them: any status, headers and body (a proxy's
+    /// HTML page, a redirect).
+    pub foreign: VecDeque<Foreign>,
+    /// When true, requests are read and never answered (a backend that
+    /// hangs behind a proxy that keeps the connection open).
+    pub hang: bool,
     /// `Retry-After` seconds sent with 429 and 503 answers.
     pub retry_after: Option<u64>,
     /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
@@ -113,6 +131,8 @@ impl State {
             }],
             down: false,
             forced: VecDeque::new(),
+            foreign: VecDeque::new(),
+            hang: false,
             retry_after: None,
             fail_next_events: 0,
             refuse_containing: None,
@@ -331,6 +351,47 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         if is_down(&state) {
             let _ = writer.shutdown(Shutdown::Both);
             return;
+        }
+        let (hang, foreign) = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            let foreign = if st.hang {
+                None
+            } else {
+                st.foreign.pop_front()
+            };
+            if st.hang || foreign.is_some() {
+                st.requests.push(Recorded {
+                    method: req.method.clone(),
+                    path: req.path.clone(),
+                    query: req.query.clone(),
+                    body: String::from_utf8_lossy(&req.body).into_owned(),
+                    status: foreign.as_ref().map_or(0, |f| f.status),
+                    authkey: req.headers.get("x-canopsis-authkey").cloned(),
+                    at: std::time::Instant::now(),
+                });
+            }
+            (st.hang, foreign)
+        };
+        if hang {
+            // Hold the connection open, answer nothing.
+            while state.lock().map(|s| s.hang).unwrap_or(false) && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = writer.shutdown(Shutdown::Both);
+            return;
+        }
+        if let Some(f) = foreign {
+            let mut head = format!("HTTP/1.1 {} Status\r\n", f.status);
+            for (k, v) in &f.headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", f.body.len()));
+            let mut answer = head.into_bytes();
+            answer.extend_from_slice(f.body.as_bytes());
+            if writer.write_all(&answer).is_err() {
+                return;
+            }
+            continue;
         }
         let (status, body, retry_after) = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
