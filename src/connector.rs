@@ -774,10 +774,12 @@ impl Handover {
     /// `true` when everything received so far is confirmed; may wait up to
     /// `wait` for in-flight batches.
     fn settle(&mut self, wait: Option<Duration>, outlet: &mut Outlet, log: &Logger) -> bool {
-        let progress = outlet.progress().clone();
-        let mut done = self.batcher.is_empty() && progress.delivered() >= self.last_seq;
+        let mut done = self.batcher.is_empty() && outlet.progress().delivered() >= self.last_seq;
         if !done {
             if let Some(timeout) = wait {
+                // Only here, where it may wait anyway: an Arc clone per
+                // event would show on the filtered path.
+                let progress = outlet.progress().clone();
                 let gate_open = self.wait_gate.is_none_or(|g| progress.delivered() > g);
                 if gate_open && !progress.failing() && outlet.sender.is_some() {
                     hand_over(self, outlet, log);

@@ -360,6 +360,11 @@ pub struct Resolver {
 /// Page size for list lookups.
 const PAGE: usize = 100;
 
+/// Pages read at most in one lookup: 10,000 reasons or types is far more
+/// than any Canopsis holds, and a server that keeps announcing more pages
+/// must not keep the sender (or a closing connector) busy.
+const MAX_PAGES: u64 = 100;
+
 impl Resolver {
     /// A resolver; with `placeholder` (`send_data_test=1`) it answers fixed
     /// ids without asking Canopsis, as the Lua connector does.
@@ -461,6 +466,14 @@ fn find(
         let pages = v["meta"]["page_count"].as_u64().unwrap_or(1);
         if page >= pages || data.is_empty() {
             return Ok(None);
+        }
+        if page >= MAX_PAGES {
+            return Err(Outcome::Retry {
+                reason: format!(
+                    "GET {route}: '{name}' not found in the first {MAX_PAGES} pages of {pages}"
+                ),
+                config_fault: true,
+            });
         }
         page += 1;
     }
@@ -660,6 +673,44 @@ mod tests {
             .unwrap()
             .config
             .downtime
+    }
+
+    #[test]
+    fn a_list_that_never_ends_is_read_a_sane_number_of_pages() {
+        let page = json!({"data": [{"_id": "x", "name": "other"}], "meta": {"page": 1, "page_count": 1_000_000}})
+            .to_string();
+        let mut t = Script((0..1000).map(|_| resp(200, &page)).collect(), Vec::new());
+        let got = find(&mut t, "/api/v4/pbehavior-reasons", "Centreon", "read");
+        assert!(matches!(
+            got,
+            Err(Outcome::Retry {
+                config_fault: true,
+                ..
+            })
+        ));
+        assert_eq!(t.1.len() as u64, MAX_PAGES);
+    }
+
+    #[test]
+    fn proxies_and_redirects_never_pass_for_canopsis_answers() {
+        // nginx's 404 page says "Not Found": not "already deleted".
+        assert!(matches!(
+            judge_delete(&resp(404, "<html><center>404 Not Found</center></html>")),
+            Outcome::Retry { .. }
+        ));
+        for r in [resp(400, "<html>bad</html>"), resp(302, "")] {
+            assert!(matches!(
+                judge_create(&r),
+                Outcome::Retry {
+                    config_fault: true,
+                    ..
+                }
+            ));
+        }
+        assert!(matches!(
+            judge_create(&resp(400, r#"{"errors":{"name":"Name is missing."}}"#)),
+            Outcome::Refused(_)
+        ));
     }
 
     #[test]

@@ -611,6 +611,9 @@ impl Sender {
             let _ = w.try_send(());
         }
         let progress = self.shared.progress.clone();
+        // Closing counts as a stir: work handed over just now gets its
+        // chance before the sender is judged stuck.
+        progress.stir();
         while let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(Duration::from_millis(20))
         {
             if Instant::now() < deadline && progress.still_for() < STALL {
