@@ -1308,6 +1308,17 @@ mod tests {
     }
 
     #[test]
+    fn last_error_is_one_short_line() {
+        let p = Progress::default();
+        p.set_failing(&format!("HTTP 502: <html>\n{}", "x".repeat(1000)));
+        let e = p.stats.last_error.lock().unwrap().clone().unwrap();
+        assert!(e.chars().count() <= LAST_ERROR_CHARS + 1, "{}", e.len());
+        assert!(!e.contains('\n') && e.contains("<html>\\n"), "{e}");
+        p.set_delivered(1);
+        assert!(p.stats.last_error.lock().unwrap().is_none());
+    }
+
+    #[test]
     fn backoff_grows_to_the_cap_with_jitter() {
         let mut b = Backoff::new();
         let delays: Vec<_> = (0..10).map(|_| b.next(None)).collect();

@@ -85,20 +85,29 @@ impl Response {
 /// line breaks and other control characters are escaped, so a server's
 /// HTML page or stack trace stays one log line.
 pub fn one_line(text: &str, max: usize) -> String {
+    use std::fmt::Write;
     let text = text.trim();
     let mut out = String::with_capacity(text.len().min(max + 8));
-    for (n, c) in text.chars().enumerate() {
-        if n == max {
+    let mut count = 0;
+    let mut buf = String::new();
+    for c in text.chars() {
+        buf.clear();
+        match c {
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            '\t' => buf.push(' '),
+            c if c.is_control() => {
+                let _ = write!(buf, "\\u{{{:x}}}", c as u32);
+            }
+            c => buf.push(c),
+        }
+        let n = buf.chars().count();
+        if count + n > max {
             out.push('…');
             break;
         }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push(' '),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
+        count += n;
+        out.push_str(&buf);
     }
     out
 }
