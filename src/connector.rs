@@ -1090,6 +1090,15 @@ mod tests {
         ]
     }
 
+    /// Waits (at most 5 s) until `done` holds.
+    fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !done() {
+            assert!(t.elapsed() < Duration::from_secs(5), "never {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn delivered(canopsis: &Canopsis) -> usize {
         canopsis
             .bodies
@@ -1195,16 +1204,8 @@ mod tests {
         assert!(!c.flush(), "acknowledged with no spool to keep it");
         assert!(c.log.lines().iter().any(|l| l.contains("cannot start yet")));
         drop(held);
-        let t = Instant::now();
-        while !c.flush() {
-            assert!(t.elapsed() < Duration::from_secs(5), "never started");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let t = Instant::now();
-        while delivered(&canopsis) < 1 {
-            assert!(t.elapsed() < Duration::from_secs(5), "event lost");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually("started", || c.flush());
+        eventually("delivered", || delivered(&canopsis) == 1);
         assert!(c
             .log
             .lines()

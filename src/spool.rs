@@ -943,6 +943,16 @@ mod tests {
         Record::Event(format!("{{\"n\":{i}}}").into_bytes())
     }
 
+    /// A spool in `d` holding events 1..=n, committed, none confirmed, as a
+    /// stopped run leaves it.
+    fn left_behind(d: &Path, n: u64) {
+        let (mut w, _r) = open(&cfg(d, 1 << 20), &log()).unwrap();
+        for i in 1..=n {
+            w.append(&ev(i)).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
     #[test]
     fn crc32c_matches_the_standard_check_value() {
         assert_eq!(crc32c(0, b"123456789"), 0xe306_9283);
@@ -1006,13 +1016,7 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_numbering_continues() {
         let d = dir("torn");
-        {
-            let (mut w, _r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
-            for i in 1..=3 {
-                w.append(&ev(i)).unwrap();
-            }
-            w.commit().unwrap();
-        }
+        left_behind(&d, 3);
         let seg = segment_path(&d, 1);
         let len = fs::metadata(&seg).unwrap().len();
         // Half a record, as a crash in the middle of a write leaves it.
@@ -1128,13 +1132,7 @@ mod tests {
     #[test]
     fn a_damaged_record_in_the_middle_costs_only_that_record() {
         let d = dir("middle");
-        {
-            let (mut w, _r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
-            for i in 1..=10 {
-                w.append(&ev(i)).unwrap();
-            }
-            w.commit().unwrap();
-        }
+        left_behind(&d, 10);
         let seg = segment_path(&d, 1);
         let len = fs::metadata(&seg).unwrap().len();
         let rec = len / 10;
