@@ -298,13 +298,14 @@ impl Connector {
     /// thread), at most once per [`START_RETRY`]. Until then events wait in
     /// memory and nothing is acknowledged.
     fn revive(&mut self, now: Instant) {
+        // Asked at every write: decide without moving anything.
+        match &self.outlet.starting {
+            Some(st) if now >= st.next_try => {}
+            _ => return,
+        }
         let Some(mut st) = self.outlet.starting.take() else {
             return;
         };
-        if now < st.next_try {
-            self.outlet.starting = Some(st);
-            return;
-        }
         st.next_try = now + START_RETRY;
         let mut opened = None;
         let source = match &self.cfg.spool {

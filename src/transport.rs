@@ -326,40 +326,25 @@ impl Transport for Http {
         let url = format!("{}{}", self.cfg.base_url(), req.path);
         let key = self.cfg.authkey.expose();
         // Closing: what is left of the budget bounds the exchange.
-        let timeout = match self.deadline {
-            None => self.cfg.timeout,
+        let closing = match self.deadline {
+            None => None,
             Some(d) => {
                 let left = d.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(TransportError::Timeout);
                 }
-                left.min(self.cfg.timeout)
+                Some(left.min(self.cfg.timeout))
             }
         };
         let result = match req.method {
-            Method::Post => self
-                .agent
-                .post(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
+            Method::Post => bounded(self.agent.post(&url), closing)
                 .header("x-canopsis-authkey", key)
                 .header("content-type", "application/json")
                 .send(req.body),
-            Method::Get => self
-                .agent
-                .get(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
+            Method::Get => bounded(self.agent.get(&url), closing)
                 .header("x-canopsis-authkey", key)
                 .call(),
-            Method::Delete => self
-                .agent
-                .delete(&url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build()
+            Method::Delete => bounded(self.agent.delete(&url), closing)
                 .header("x-canopsis-authkey", key)
                 .call(),
         };
@@ -399,6 +384,15 @@ impl Transport for Http {
     fn interrupter(&self) -> Option<Interrupt> {
         let agent = self.agent.clone();
         Some(Box::new(move || agent.shutdown()))
+    }
+}
+
+/// `rb` with its whole exchange bounded by `timeout`, when closing (the
+/// agent's own configuration serves otherwise, at no cost per request).
+fn bounded<B>(rb: ureq::RequestBuilder<B>, timeout: Option<Duration>) -> ureq::RequestBuilder<B> {
+    match timeout {
+        None => rb,
+        Some(t) => rb.config().timeout_global(Some(t)).build(),
     }
 }
 
