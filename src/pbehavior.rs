@@ -68,6 +68,21 @@ pub fn name(d: &DowntimeEvent) -> String {
     )
 }
 
+/// The name the Lua connector gave the same downtime's pbehavior
+/// (`centreon-downtime-<downtime id>-<entry time>`), read back from a name
+/// [`name`] made: a downtime that started before the switch to this
+/// connector still has its pbehavior removed when it ends.
+pub fn legacy_name(name: &str) -> Option<String> {
+    let ids = name.strip_prefix("centreon-downtime-")?;
+    let parts: Vec<&str> = ids.split('-').collect();
+    match parts[..] {
+        [_, _, id, entry] if parts.iter().all(|p| p.parse::<i64>().is_ok()) => {
+            Some(format!("centreon-downtime-{id}-{entry}"))
+        }
+        _ => None,
+    }
+}
+
 /// A pbehavior to create, before reason and type ids are known.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Create {
@@ -779,6 +794,19 @@ mod tests {
             reason.contains("lacks the right read on pbehavior reasons (api_pbehaviorreason)"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn the_lua_connector_name_is_read_back_from_ours() {
+        let mut d = dt();
+        d.id = Some(7);
+        d.entry_time = Some(1_700_000_000);
+        assert_eq!(
+            legacy_name(&name(&d)).as_deref(),
+            Some("centreon-downtime-7-1700000000")
+        );
+        assert_eq!(legacy_name("centreon-downtime-7-1700000000"), None);
+        assert_eq!(legacy_name("other-1-2-3-4"), None);
     }
 
     #[test]

@@ -1089,10 +1089,27 @@ impl Worker {
         };
         match action {
             Action::Delete(name) => {
-                let path = format!("{}?name={}", dt.route, pbehavior::url_encode(name));
-                match send(&mut self.transport, Method::Delete, &path, b"") {
+                let path =
+                    |name: &str| format!("{}?name={}", dt.route, pbehavior::url_encode(name));
+                let outcome = match send(&mut self.transport, Method::Delete, &path(name), b"") {
                     Ok(resp) => pbehavior::judge_delete(&resp),
                     Err(o) => o,
+                };
+                // Not there under our name: it may be an older connector's.
+                let legacy = pbehavior::legacy_name(name);
+                match (outcome, legacy) {
+                    (Outcome::Done("already deleted"), Some(legacy)) => {
+                        match send(&mut self.transport, Method::Delete, &path(&legacy), b"") {
+                            Ok(resp) => match pbehavior::judge_delete(&resp) {
+                                Outcome::Done("deleted") => Outcome::Done(
+                                    "deleted under the name the Lua connector gave it",
+                                ),
+                                other => other,
+                            },
+                            Err(o) => o,
+                        }
+                    }
+                    (outcome, _) => outcome,
                 }
             }
             Action::Create(c) => {

@@ -156,14 +156,69 @@ fn a_replayed_start_and_an_unknown_end_count_as_delivered() {
         vec![
             ("POST".into(), 201),
             ("POST".into(), 400),
+            ("DELETE".into(), 404),
             ("DELETE".into(), 404)
         ]
     );
-    let delete = st.requests.iter().find(|r| r.method == "DELETE").unwrap();
+    let deletes: Vec<&str> = st
+        .requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.query.as_str())
+        .collect();
     assert_eq!(
-        delete.query,
-        format!("name=centreon-downtime-12-35-99-{}", T - 60)
+        deletes,
+        vec![
+            format!("name=centreon-downtime-12-35-99-{}", T - 60),
+            format!("name=centreon-downtime-99-{}", T - 60)
+        ],
+        "our name, then the Lua connector's"
     );
+}
+
+#[test]
+fn a_downtime_started_under_the_lua_connector_is_still_removed_when_it_ends() {
+    let lab = Lab::new("legacy-name");
+    let dt = Downtime::started(41, 12, 34, T, T + 3600);
+    // What the Lua connector created when the downtime started.
+    let legacy = format!("centreon-downtime-41-{}", T - 60);
+    lab.mock.state().pbehaviors.push(json!({
+        "_id": legacy, "name": legacy, "enabled": true, "tstart": T, "tstop": T + 3600,
+        "entity_pattern": pattern("Ping/host-a"),
+    }));
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let ends: Vec<_> = dt.life(T + 100, false)[2..]
+        .iter()
+        .map(|d| d.event(Bbdo::V3))
+        .collect();
+    let mux = deliver(&mut out, ends);
+    assert_eq!(mux.acked, 2);
+    let st = lab.mock.state();
+    assert!(
+        st.pbehaviors.is_empty(),
+        "the Lua connector's pbehavior stays"
+    );
+    let deletes: Vec<(&str, u16)> = st
+        .requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| (r.query.as_str(), r.status))
+        .collect();
+    assert_eq!(
+        deletes,
+        vec![
+            (
+                format!("name=centreon-downtime-12-34-41-{}", T - 60).as_str(),
+                404
+            ),
+            (format!("name={legacy}").as_str(), 204)
+        ]
+    );
+    drop(st);
+    out.close();
+    assert!(lab
+        .log()
+        .contains("deleted under the name the Lua connector gave it"));
 }
 
 #[test]
