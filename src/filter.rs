@@ -458,15 +458,20 @@ impl Lookup<'_> {
     }
 
     /// Resolves the poller name when a poller filter or `poller`-type
-    /// connector names need it, and applies the poller filter.
+    /// connector names need it, and applies the poller filter. The poller
+    /// is the host's, as the Lua library reads it (`cache.host.instance_id`),
+    /// for acknowledgements and downtimes too; the event's own `instance_id`
+    /// serves only when the cache does not know the host's.
     fn poller(&mut self, subj: &mut Subject, instance_id: Option<u64>) -> Result<(), Rejection> {
         let filtering =
             !self.cfg.accepted_pollers.is_empty() || !self.cfg.rejected_pollers.is_empty();
         if !filtering && self.fmt.connector_name_type != ConnectorNameType::Poller {
             return Ok(());
         }
-        subj.poller = instance_id
-            .or(subj.host.instance_id)
+        subj.poller = subj
+            .host
+            .instance_id
+            .or(instance_id)
             .and_then(|id| self.cache.poller_name(id));
         if filtering
             && !matches_lists(
@@ -959,6 +964,13 @@ pub(crate) mod tests {
             run(&[("accepted_authors", s("bob"))], ack(None, 1)),
             Err(Rejection::Author("admin".into()))
         );
+        // The connector name is the host's poller, whoever sent the ack.
+        let NebEvent::Ack(mut from_central) = ack(Some(34), 3) else {
+            unreachable!()
+        };
+        from_central.instance_id = Some(2);
+        let subj = run(&[], NebEvent::Ack(from_central)).unwrap();
+        assert_eq!(subj.poller.as_deref(), Some("poller-1"));
     }
 
     #[test]
