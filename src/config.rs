@@ -246,6 +246,9 @@ pub struct HttpConfig {
     pub verify_certificate: bool,
     /// `proxy_*`, when `proxy_address` is set.
     pub proxy: Option<Proxy>,
+    /// `log_curl_commands`: each request's replayable curl line at info
+    /// level (`log_level` 2), not only at debug.
+    pub log_curl: bool,
 }
 
 impl HttpConfig {
@@ -319,7 +322,6 @@ const INERT_PARAMS: &[&str] = &[
     "use_long_output",
     "remove_line_break_in_output",
     "output_line_break_replacement_character",
-    "log_curl_commands",
     "accepted_bvs",
     "rejected_bvs",
     "ba_status",
@@ -635,6 +637,7 @@ impl Reader<'_> {
         );
         let verify_certificate = self.flag("verify_certificate", true);
         let proxy = self.proxy();
+        let log_curl = self.flag("log_curl_commands", false);
 
         let categories = self.categories();
         let elements = self.elements();
@@ -805,6 +808,7 @@ impl Reader<'_> {
                 timeout: Duration::from_secs(timeout as u64),
                 verify_certificate,
                 proxy,
+                log_curl,
             },
             downtime,
             max_buffer_size,
@@ -1090,6 +1094,19 @@ pub(crate) mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].param, "canopsis_authkey");
         assert!(!errs[0].to_string().contains("k3y"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn log_curl_commands_is_read() {
+        assert!(!parse(&minimal()).unwrap().config.http.log_curl);
+        let mut p = minimal();
+        p.insert("log_curl_commands".into(), ParamValue::Str("1".into()));
+        let parsed = parse(&p).unwrap();
+        assert!(parsed.config.http.log_curl);
+        assert!(parsed
+            .notices
+            .iter()
+            .all(|n| !n.contains("log_curl_commands")));
     }
 
     #[test]

@@ -319,7 +319,12 @@ fn classify(e: ureq::Error) -> TransportError {
 
 impl Transport for Http {
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
-        if self.log.enabled(log::Level::Debug) {
+        // `log_curl_commands=1` asks for the line at log_level 2, as the
+        // Lua library's notice; the key is written `***` either way.
+        if self.cfg.log_curl && self.log.enabled(log::Level::Info) {
+            self.log
+                .info(format_args!("sending: {}", curl_command(&self.cfg, req)));
+        } else if self.log.enabled(log::Level::Debug) {
             self.log
                 .debug(format_args!("sending: {}", curl_command(&self.cfg, req)));
         }

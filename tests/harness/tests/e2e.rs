@@ -481,6 +481,31 @@ fn secrets_never_reach_the_log() {
 }
 
 #[test]
+fn log_curl_commands_logs_each_request_at_level_2_without_the_key() {
+    let lab = Lab::new("log-curl");
+    let mut out = lab.open(
+        lab.params(&[
+            ("log_level", Param::Num(2)),
+            ("log_curl_commands", Param::Num(1)),
+        ]),
+        Bbdo::V3,
+    );
+    let mux = deliver(
+        &mut out,
+        vec![Status::service(12, 34, 2, T).event(Bbdo::V3)],
+    );
+    assert_eq!(mux.acked, 1);
+    out.close();
+    let log = lab.log();
+    assert!(
+        log.contains("[INFO] sending: curl -sS -X POST") && log.contains("x-canopsis-authkey: ***"),
+        "{log}"
+    );
+    assert!(!log.contains(&lab.mock.authkey()), "auth key leaked");
+    assert!(!log.contains("not handled"), "{log}");
+}
+
+#[test]
 fn send_data_test_logs_payloads_instead_of_sending() {
     let lab = Lab::new("dryrun");
     let mut out = lab.open(lab.params(&[("send_data_test", Param::Num(1))]), Bbdo::V3);
