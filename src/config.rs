@@ -332,7 +332,6 @@ const INERT_PARAMS: &[&str] = &[
     "max_stored_events",
     "metric_name_regex",
     "metric_replacement_character",
-    "allow_insecure_connection",
     "format_file",
     "custom_code_file",
 ];
@@ -635,7 +634,11 @@ impl Reader<'_> {
             3600,
             "a number of seconds between 1 and 3600",
         );
-        let verify_certificate = self.flag("verify_certificate", true);
+        // The deprecated name means what it says (the Lua library copies
+        // its value into verify_certificate as is, inverting it);
+        // verify_certificate wins when both are set.
+        let insecure = self.flag("allow_insecure_connection", false);
+        let verify_certificate = self.opt_flag("verify_certificate").unwrap_or(!insecure);
         let proxy = self.proxy();
         let log_curl = self.flag("log_curl_commands", false);
 
@@ -1094,6 +1097,24 @@ pub(crate) mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].param, "canopsis_authkey");
         assert!(!errs[0].to_string().contains("k3y"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn allow_insecure_connection_means_what_it_says() {
+        let verify = |extra: &[(&str, i64)]| {
+            let mut p = minimal();
+            for (k, v) in extra {
+                p.insert(k.to_string(), ParamValue::Int(*v));
+            }
+            parse(&p).unwrap().config.http.verify_certificate
+        };
+        assert!(verify(&[]));
+        assert!(!verify(&[("allow_insecure_connection", 1)]));
+        assert!(verify(&[("allow_insecure_connection", 0)]));
+        assert!(verify(&[
+            ("allow_insecure_connection", 1),
+            ("verify_certificate", 1)
+        ]));
     }
 
     #[test]
