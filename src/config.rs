@@ -332,8 +332,16 @@ const INERT_PARAMS: &[&str] = &[
     "max_stored_events",
     "metric_name_regex",
     "metric_replacement_character",
-    "format_file",
-    "custom_code_file",
+];
+
+/// Parameters of the Lua connector that change what is sent or filtered
+/// and that this connector does not honour yet: set, they are reported at
+/// error level, since events go out in the built-in format regardless.
+const UNHONOURED_PARAMS: &[(&str, &str)] = &[
+    ("format_file", "custom event formats are not supported yet: events are sent in the built-in format"),
+    ("custom_code_file", "custom code is not supported yet: it is not run, and every event the filters accept is sent"),
+    ("accepted_bvs", "BAM business views are not supported yet: ba_status events are not sent"),
+    ("rejected_bvs", "BAM business views are not supported yet: ba_status events are not sent"),
 ];
 
 /// The outcome of reading the parameter table: the config, plus remarks
@@ -344,6 +352,9 @@ pub struct Parsed {
     pub config: Config,
     /// Informational remarks for the log.
     pub notices: Vec<String>,
+    /// Parameters set to something this connector cannot honour, with why:
+    /// for the log at error level.
+    pub unhonoured: Vec<String>,
 }
 
 /// Reads and validates the table given to `init`.
@@ -357,8 +368,14 @@ pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
         used: Vec::new(),
     };
     let config = r.config();
-    for name in params.keys() {
-        if name.starts_with("_sc") || INERT_PARAMS.contains(&name.as_str()) {
+    let mut unhonoured = Vec::new();
+    for (name, value) in params {
+        let set = !matches!(value, ParamValue::Str(s) if s.trim().is_empty());
+        if let Some((_, why)) = UNHONOURED_PARAMS.iter().find(|(n, _)| n == name) {
+            if set {
+                unhonoured.push(format!("parameter '{name}' is set but not honoured: {why}"));
+            }
+        } else if name.starts_with("_sc") || INERT_PARAMS.contains(&name.as_str()) {
             r.notices.push(format!(
                 "parameter '{name}' has no effect in this connector"
             ));
@@ -372,6 +389,7 @@ pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
         Ok(Parsed {
             config,
             notices: r.notices,
+            unhonoured,
         })
     } else {
         Err(r.errors)
@@ -1115,6 +1133,17 @@ pub(crate) mod tests {
             ("allow_insecure_connection", 1),
             ("verify_certificate", 1)
         ]));
+    }
+
+    #[test]
+    fn parameters_that_are_not_honoured_are_reported_not_ignored() {
+        let mut p = minimal();
+        p.insert("format_file".into(), ParamValue::Str("/etc/x.json".into()));
+        p.insert("custom_code_file".into(), ParamValue::Str("".into()));
+        let parsed = parse(&p).unwrap();
+        assert_eq!(parsed.unhonoured.len(), 1, "{:?}", parsed.unhonoured);
+        assert!(parsed.unhonoured[0].contains("'format_file'"));
+        assert!(parsed.notices.iter().all(|n| !n.contains("format_file")));
     }
 
     #[test]

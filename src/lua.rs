@@ -110,6 +110,9 @@ impl Handle {
                 };
             }
             Ok(parsed) => {
+                for u in &parsed.unhonoured {
+                    log.error(format_args!("{u}"));
+                }
                 for n in &parsed.notices {
                     log.info(format_args!("{n}"));
                 }
