@@ -203,6 +203,8 @@ pub struct Progress {
     /// When a request last began or ended, or events were confirmed, in
     /// milliseconds since `born`.
     activity: AtomicU64,
+    /// A request is waiting for its answer.
+    in_flight: AtomicBool,
     born: Instant,
     lock: Mutex<()>,
     cv: Condvar,
@@ -216,6 +218,7 @@ impl Default for Progress {
             delivered: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             activity: AtomicU64::new(0),
+            in_flight: AtomicBool::new(false),
             born: Instant::now(),
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -473,7 +476,9 @@ struct Watched {
 impl Transport for Watched {
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
         self.progress.stir();
+        self.progress.in_flight.store(true, Ordering::Release);
         let r = self.inner.send(req);
+        self.progress.in_flight.store(false, Ordering::Release);
         self.progress.stir();
         r
     }
@@ -611,9 +616,11 @@ impl Sender {
             let _ = w.try_send(());
         }
         let progress = self.shared.progress.clone();
-        // Closing counts as a stir: work handed over just now gets its
-        // chance before the sender is judged stuck.
-        progress.stir();
+        // Work handed over just now gets its chance before the sender is
+        // judged stuck; a request already waiting keeps its start time.
+        if !progress.in_flight.load(Ordering::Acquire) {
+            progress.stir();
+        }
         while let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(Duration::from_millis(20))
         {
             if Instant::now() < deadline && progress.still_for() < STALL {
