@@ -17,6 +17,17 @@ fn maintenance_id(lab: &Lab) -> Value {
         .clone()
 }
 
+/// The DELETE requests the mock received: query and status.
+fn deletes(lab: &Lab) -> Vec<(String, u16)> {
+    lab.mock
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| (r.query.clone(), r.status))
+        .collect()
+}
+
 fn pattern(entity: &str) -> Value {
     json!([[{"field": "_id", "cond": {"type": "eq", "value": entity}}]])
 }
@@ -70,23 +81,18 @@ fn host_and_service_downtimes_in_both_bbdo_versions() {
             .collect();
         let mux = deliver(&mut out, ends);
         assert_eq!(mux.acked, 6);
-        let st = lab.mock.state();
-        assert!(st.pbehaviors.is_empty(), "{bbdo:?}: pbehaviors not deleted");
-        let deletes: Vec<&str> = st
-            .requests
-            .iter()
-            .filter(|r| r.method == "DELETE")
-            .map(|r| r.query.as_str())
-            .collect();
+        assert!(
+            lab.mock.state().pbehaviors.is_empty(),
+            "{bbdo:?}: pbehaviors not deleted"
+        );
         assert_eq!(
-            deletes,
+            deletes(&lab),
             vec![
-                format!("name=centreon-downtime-12-34-7-{}", T - 60),
-                format!("name=centreon-downtime-13-0-8-{}", T - 50)
+                (format!("name=centreon-downtime-12-34-7-{}", T - 60), 204),
+                (format!("name=centreon-downtime-13-0-8-{}", T - 50), 204)
             ],
             "{bbdo:?}: one DELETE per downtime, none for one that never started"
         );
-        drop(st);
         out.close();
     }
 }
@@ -160,17 +166,12 @@ fn a_replayed_start_and_an_unknown_end_count_as_delivered() {
             ("DELETE".into(), 404)
         ]
     );
-    let deletes: Vec<&str> = st
-        .requests
-        .iter()
-        .filter(|r| r.method == "DELETE")
-        .map(|r| r.query.as_str())
-        .collect();
+    drop(st);
     assert_eq!(
-        deletes,
+        deletes(&lab),
         vec![
-            format!("name=centreon-downtime-12-35-99-{}", T - 60),
-            format!("name=centreon-downtime-99-{}", T - 60)
+            (format!("name=centreon-downtime-12-35-99-{}", T - 60), 404),
+            (format!("name=centreon-downtime-99-{}", T - 60), 404)
         ],
         "our name, then the Lua connector's"
     );
@@ -198,23 +199,14 @@ fn a_downtime_started_under_the_lua_connector_is_still_removed_when_it_ends() {
         st.pbehaviors.is_empty(),
         "the Lua connector's pbehavior stays"
     );
-    let deletes: Vec<(&str, u16)> = st
-        .requests
-        .iter()
-        .filter(|r| r.method == "DELETE")
-        .map(|r| (r.query.as_str(), r.status))
-        .collect();
+    drop(st);
     assert_eq!(
-        deletes,
+        deletes(&lab),
         vec![
-            (
-                format!("name=centreon-downtime-12-34-41-{}", T - 60).as_str(),
-                404
-            ),
-            (format!("name={legacy}").as_str(), 204)
+            (format!("name=centreon-downtime-12-34-41-{}", T - 60), 404),
+            (format!("name={legacy}"), 204)
         ]
     );
-    drop(st);
     out.close();
     assert!(lab
         .log()
