@@ -7,6 +7,7 @@
 //! numeric parameter accepts both forms.
 
 use crate::event::{Category, ElementKind};
+use crate::luapattern::Pattern;
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -173,6 +174,11 @@ pub struct FilterConfig {
     pub accepted_authors: NameList,
     /// `rejected_authors`.
     pub rejected_authors: NameList,
+    /// `accepted_hosts`: Lua patterns, one of which the host name must
+    /// match (none: every host).
+    pub accepted_hosts: Vec<Pattern>,
+    /// `accepted_services`: the same on the service description.
+    pub accepted_services: Vec<Pattern>,
     /// `host_severity_threshold` with its operator.
     pub host_severity: Option<(i64, SeverityOp)>,
     /// `service_severity_threshold` with its operator.
@@ -537,6 +543,34 @@ impl Reader<'_> {
         split_list(&self.string(name, ""))
     }
 
+    /// A Lua pattern, or with `<name>_enable_split_pattern=1` several,
+    /// split on `<name>_split_character` (default `,`), as the Lua library
+    /// reads `accepted_hosts` and `accepted_services`. A malformed one is
+    /// refused here, where Lua would raise an error for every event.
+    fn patterns(&mut self, name: &str) -> Vec<Pattern> {
+        let text = self.string(name, "");
+        let split = self.flag(&format!("{name}_enable_split_pattern"), false);
+        let sep = self.string(&format!("{name}_split_character"), ",");
+        if text.is_empty() {
+            return Vec::new();
+        }
+        let pieces: Vec<&str> = match sep.chars().next() {
+            Some(c) if split => text.split(c).filter(|p| !p.is_empty()).collect(),
+            _ => vec![text.as_str()],
+        };
+        let mut out = Vec::new();
+        for piece in pieces {
+            match Pattern::new(piece) {
+                Ok(p) => out.push(p),
+                Err(e) => {
+                    let got = ParamValue::Str(format!("{piece}: {e}"));
+                    self.fail(name, "a Lua pattern (as string.match reads it)", Some(&got));
+                }
+            }
+        }
+        out
+    }
+
     fn states(&mut self, name: &str, default: &str, max: i64) -> Vec<i64> {
         let text = self.string(name, default);
         let text = if text.trim().is_empty() {
@@ -686,6 +720,8 @@ impl Reader<'_> {
             rejected_pollers: self.names("rejected_pollers"),
             accepted_authors: self.names("accepted_authors"),
             rejected_authors: self.names("rejected_authors"),
+            accepted_hosts: self.patterns("accepted_hosts"),
+            accepted_services: self.patterns("accepted_services"),
             host_severity: self.severity("host_severity_threshold", "host_severity_operator"),
             service_severity: self
                 .severity("service_severity_threshold", "service_severity_operator"),
@@ -1144,6 +1180,27 @@ pub(crate) mod tests {
         assert_eq!(parsed.unhonoured.len(), 1, "{:?}", parsed.unhonoured);
         assert!(parsed.unhonoured[0].contains("'format_file'"));
         assert!(parsed.notices.iter().all(|n| !n.contains("format_file")));
+    }
+
+    #[test]
+    fn accepted_hosts_are_lua_patterns_checked_at_init() {
+        let mut p = minimal();
+        p.insert(
+            "accepted_hosts".into(),
+            ParamValue::Str("^web%-%d+$,db".into()),
+        );
+        let one = parse(&p).unwrap().config.filter.accepted_hosts;
+        assert_eq!(one.len(), 1, "not split unless asked");
+        p.insert(
+            "accepted_hosts_enable_split_pattern".into(),
+            ParamValue::Int(1),
+        );
+        assert_eq!(parse(&p).unwrap().config.filter.accepted_hosts.len(), 2);
+        p.insert("accepted_services".into(), ParamValue::Str("[a".into()));
+        let errs = parse(&p).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].param, "accepted_services");
+        assert!(errs[0].to_string().contains("missing ']'"), "{}", errs[0]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::cache::{Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
 use crate::dedup::{self, Stamps};
 use crate::event::{AckEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent};
+use crate::luapattern::Pattern;
 use crate::pbehavior::{self, Phase};
 use std::cell::OnceCell;
 use std::fmt;
@@ -55,6 +56,10 @@ pub enum Rejection {
     Group(&'static str),
     /// Author not accepted.
     Author(String),
+    /// Host name matching none of `accepted_hosts`.
+    HostName(String),
+    /// Service description matching none of `accepted_services`.
+    ServiceName(String),
 }
 
 impl fmt::Display for Rejection {
@@ -89,8 +94,19 @@ impl fmt::Display for Rejection {
             Rejection::Severity(what, s) => write!(f, "{what} severity {s:?} is not accepted"),
             Rejection::Group(what) => write!(f, "{what} groups are not accepted"),
             Rejection::Author(a) => write!(f, "author '{a}' is not accepted"),
+            Rejection::HostName(n) => write!(f, "host '{n}' matches no accepted_hosts pattern"),
+            Rejection::ServiceName(n) => {
+                write!(f, "service '{n}' matches no accepted_services pattern")
+            }
         }
     }
+}
+
+/// Whether `name` matches one of `patterns` (`accepted_hosts`,
+/// `accepted_services`), unanchored as `string.match` is; no pattern
+/// accepts every name.
+fn accepted_name(patterns: &[Pattern], name: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| p.is_match(name.as_bytes()))
 }
 
 /// What the formatter needs about an accepted event's objects.
@@ -429,6 +445,9 @@ impl Lookup<'_> {
         if host_name.starts_with("_Module_BAM_") {
             return Err(Rejection::BamHost);
         }
+        if !accepted_name(&self.cfg.accepted_hosts, &host_name) {
+            return Err(Rejection::HostName(host_name));
+        }
         Ok(Subject {
             host_id,
             host_name,
@@ -452,6 +471,9 @@ impl Lookup<'_> {
             Some(d) if !d.is_empty() => d.clone(),
             _ => service_id.to_string(),
         };
+        if !accepted_name(&self.cfg.accepted_services, &description) {
+            return Err(Rejection::ServiceName(description));
+        }
         subj.service = Some((service_id, description));
         subj.service_info = info;
         Ok(())
@@ -940,6 +962,28 @@ pub(crate) mod tests {
             Err(Rejection::Severity("service", Some(5)))
         );
         assert!(run(&[("host_severity_threshold", ParamValue::Int(3))], ev()).is_ok());
+    }
+
+    #[test]
+    fn accepted_hosts_and_services_are_lua_patterns() {
+        let svc = || NebEvent::Service(service(2));
+        assert!(run(&[("accepted_hosts", s("^host%-%a$"))], svc()).is_ok());
+        assert_eq!(
+            run(&[("accepted_hosts", s("^web"))], svc()),
+            Err(Rejection::HostName("host-a".into()))
+        );
+        // Unanchored, as string.match.
+        assert!(run(&[("accepted_services", s("in"))], svc()).is_ok());
+        assert_eq!(
+            run(&[("accepted_services", s("^Disk"))], svc()),
+            Err(Rejection::ServiceName("Ping".into()))
+        );
+        let split = [
+            ("accepted_hosts", s("^web;^host")),
+            ("accepted_hosts_enable_split_pattern", ParamValue::Int(1)),
+            ("accepted_hosts_split_character", s(";")),
+        ];
+        assert!(run(&split, svc()).is_ok());
     }
 
     #[test]

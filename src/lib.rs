@@ -22,6 +22,7 @@ pub mod event;
 pub mod filter;
 pub mod format;
 pub mod logger;
+pub mod luapattern;
 pub mod pbehavior;
 pub mod secret;
 pub mod sender;
