@@ -73,7 +73,7 @@ pub const SPOOL_SYNC_BYTES: usize = 8 * 1024 * 1024;
 /// How often what could not be started is tried again.
 pub const START_RETRY: Duration = Duration::from_secs(1);
 
-/// How often a connector that cannot start or acknowledge says why.
+/// How often a connector that cannot start, or is misconfigured, says why.
 pub const REMINDER: Duration = Duration::from_secs(60);
 
 /// The sender, or, until it could be started, what it needs and the work

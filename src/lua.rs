@@ -16,7 +16,7 @@
 mod raw;
 
 use crate::config::{self, ParamValue, Params};
-use crate::connector::Connector;
+use crate::connector::{Connector, REMINDER};
 use crate::event::{ElementKind, Field, FieldSource, StatusBuilder};
 use crate::logger::{self, Logger};
 use mlua::{ffi, Lua, Result as LuaResult, Table};
@@ -24,7 +24,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The fields of an event the connector does not take (never asked).
 struct NoFields;
@@ -34,9 +34,6 @@ impl FieldSource for NoFields {
         None
     }
 }
-
-/// How often a misconfigured connector repeats why it acknowledges nothing.
-const REMINDER: Duration = Duration::from_secs(60);
 
 enum State {
     /// Before `init`: broker probes `filter(1, 2)` here.
