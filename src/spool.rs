@@ -36,7 +36,7 @@ use crate::pbehavior::{self, Action};
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -686,15 +686,10 @@ impl Reader {
             return false;
         };
         let path = segment_path(&self.shared.dir, cur.first);
-        let mut rest = Vec::new();
-        let read = File::open(&path).and_then(|f| {
-            use std::io::Seek;
-            let mut f = f;
-            f.seek(io::SeekFrom::Start(cur.pos))?;
-            f.take(cur.len.saturating_sub(cur.pos))
-                .read_to_end(&mut rest)
-        });
-        let skip = read.ok().and_then(|_| resync(&rest, self.next));
+        // The rest of the segment, read through the cursor's own file.
+        let mut rest = vec![0u8; cur.len.saturating_sub(cur.pos) as usize];
+        let read = cur.file.get_ref().read_exact_at(&mut rest, cur.pos);
+        let skip = read.ok().and_then(|()| resync(&rest, self.next));
         let Some(skip) = skip else {
             self.log.error(format_args!(
                 "spool segment {} is damaged after #{} ({e}); nothing readable follows in it",
@@ -712,7 +707,6 @@ impl Reader {
             resumed.saturating_sub(1).max(self.next)
         ));
         cur.pos += skip as u64;
-        use std::io::Seek;
         if cur.file.seek(io::SeekFrom::Start(cur.pos)).is_err() {
             return false;
         }
