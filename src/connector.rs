@@ -150,9 +150,6 @@ pub struct Connector {
     queue: Queue,
     outlet: Outlet,
     unacked: u64,
-    /// An event could not be read for a reason broker did not cause: it
-    /// was never acknowledged, so nothing after it is either.
-    unread_event: bool,
     counters: Counters,
     /// When the stats line is next due.
     next_stats: Instant,
@@ -279,7 +276,6 @@ impl Connector {
                 idle: Arc::new(Progress::default()),
             },
             unacked: 0,
-            unread_event: false,
             counters: Counters::default(),
             next_stats: Instant::now() + STATS_INTERVAL,
             last_now: Instant::now(),
@@ -506,11 +502,17 @@ impl Connector {
 
     /// `done` unless an event could not be read; resets the count.
     fn acknowledge(&mut self, done: bool) -> bool {
-        let done = done && !self.unread_event;
+        let done = done && !self.holding();
         if done {
             self.unacked = 0;
         }
         done
+    }
+
+    /// Whether an event could not be read for a reason broker did not
+    /// cause: it was never acknowledged, so nothing after it is either.
+    fn holding(&self) -> bool {
+        self.counters.read_errors > 0
     }
 
     /// broker's `write(event)` for an event that could not be read for a
@@ -520,7 +522,6 @@ impl Connector {
     pub fn write_unreadable(&mut self, why: &str) -> bool {
         self.count_received();
         self.counters.read_errors += 1;
-        self.unread_event = true;
         self.log.error(format_args!(
             "cannot read an event ({why}): it is not acknowledged, and neither is anything after it, so broker keeps them; restart the output (or cbd) to have them replayed"
         ));
@@ -664,7 +665,7 @@ impl Connector {
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.log_stats();
-            if self.unread_event {
+            if self.holding() {
                 self.log.error(format_args!(
                     "not acknowledging: {} event(s) could not be read; broker keeps them until the output (or cbd) restarts",
                     self.counters.read_errors
@@ -718,7 +719,7 @@ impl Connector {
             self.unacked,
             if self.outlet.starting.is_some() {
                 "starting"
-            } else if self.unread_event {
+            } else if self.holding() {
                 "holding"
             } else if p.failing() {
                 "failing"
