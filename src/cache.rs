@@ -5,6 +5,7 @@
 //! formatter free of Lua: the module implements it over `broker_cache`,
 //! tests over [`MemoryCache`].
 
+use crate::event::Field;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -36,8 +37,31 @@ pub struct ServiceInfo {
     pub state: Option<i64>,
 }
 
+/// A cached business activity (`get_ba`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaInfo {
+    /// `ba_name`.
+    pub name: Option<String>,
+    /// `ba_description`.
+    pub description: Option<String>,
+}
+
 /// Lookups in broker's cache. A miss is `None` or an empty list.
 pub trait Cache {
+    /// `names` fields of `get_host`'s object (for templates), `None` when
+    /// broker does not know the host.
+    fn host_fields(&mut self, host_id: u64, names: &[String]) -> Option<Vec<Option<Field>>>;
+    /// The same for `get_service`.
+    fn service_fields(
+        &mut self,
+        host_id: u64,
+        service_id: u64,
+        names: &[String],
+    ) -> Option<Vec<Option<Field>>>;
+    /// `get_ba`.
+    fn ba(&mut self, ba_id: u64) -> Option<BaInfo>;
+    /// Names of the business views holding a BA (`get_bvs`, then `get_bv`).
+    fn bvs(&mut self, ba_id: u64) -> Vec<String>;
     /// `get_host`.
     fn host(&mut self, host_id: u64) -> Option<HostInfo>;
     /// `get_service`.
@@ -67,9 +91,39 @@ pub struct MemoryCache {
     pub pollers: HashMap<u64, String>,
     /// Severities by (host id, service id or 0).
     pub severities: HashMap<(u64, u64), i64>,
+    /// Every field of `get_host`'s objects, for templates.
+    pub host_objects: HashMap<u64, HashMap<String, Field>>,
+    /// Every field of `get_service`'s objects, for templates.
+    pub service_objects: HashMap<(u64, u64), HashMap<String, Field>>,
+    /// BAs by id.
+    pub bas: HashMap<u64, BaInfo>,
+    /// Business view names by BA id.
+    pub bvs: HashMap<u64, Vec<String>>,
+}
+
+fn pick(object: Option<&HashMap<String, Field>>, names: &[String]) -> Option<Vec<Option<Field>>> {
+    let o = object?;
+    Some(names.iter().map(|n| o.get(n).cloned()).collect())
 }
 
 impl Cache for MemoryCache {
+    fn host_fields(&mut self, host_id: u64, names: &[String]) -> Option<Vec<Option<Field>>> {
+        pick(self.host_objects.get(&host_id), names)
+    }
+    fn service_fields(
+        &mut self,
+        host_id: u64,
+        service_id: u64,
+        names: &[String],
+    ) -> Option<Vec<Option<Field>>> {
+        pick(self.service_objects.get(&(host_id, service_id)), names)
+    }
+    fn ba(&mut self, ba_id: u64) -> Option<BaInfo> {
+        self.bas.get(&ba_id).cloned()
+    }
+    fn bvs(&mut self, ba_id: u64) -> Vec<String> {
+        self.bvs.get(&ba_id).cloned().unwrap_or_default()
+    }
     fn host(&mut self, host_id: u64) -> Option<HostInfo> {
         self.hosts.get(&host_id).cloned()
     }
@@ -141,6 +195,8 @@ pub struct Memo {
     servicegroups: Ids<(u64, u64), Vec<String>>,
     pollers: Ids<u64, String>,
     severities: Ids<(u64, u64), i64>,
+    bas: Ids<u64, BaInfo>,
+    bvs: Ids<u64, Vec<String>>,
     since: Option<std::time::Instant>,
     /// Changes each time everything is forgotten, so what was derived from
     /// remembered answers can be forgotten with them.
@@ -245,6 +301,30 @@ fn remember<K: std::hash::Hash + Eq, V: Clone>(
 }
 
 impl Cache for Memoized<'_> {
+    // Objects' fields for templates are remembered with the subject they
+    // describe (see `crate::filter::Subject`), not here.
+    fn host_fields(&mut self, host_id: u64, names: &[String]) -> Option<Vec<Option<Field>>> {
+        let found = self.inner.host_fields(host_id, names);
+        self.note(found)
+    }
+    fn service_fields(
+        &mut self,
+        host_id: u64,
+        service_id: u64,
+        names: &[String],
+    ) -> Option<Vec<Option<Field>>> {
+        let found = self.inner.service_fields(host_id, service_id, names);
+        self.note(found)
+    }
+    fn ba(&mut self, ba_id: u64) -> Option<BaInfo> {
+        let inner = &mut *self.inner;
+        let found = remember(&mut self.memo.bas, ba_id, || inner.ba(ba_id));
+        self.note(found)
+    }
+    fn bvs(&mut self, ba_id: u64) -> Vec<String> {
+        let inner = &mut *self.inner;
+        remember(&mut self.memo.bvs, ba_id, || Some(inner.bvs(ba_id))).unwrap_or_default()
+    }
     fn host(&mut self, host_id: u64) -> Option<HostInfo> {
         let inner = &mut *self.inner;
         let found = remember(&mut self.memo.hosts, host_id, || inner.host(host_id));
@@ -297,6 +377,22 @@ mod tests {
     struct Counting(MemoryCache, usize);
 
     impl Cache for Counting {
+        fn host_fields(&mut self, h: u64, names: &[String]) -> Option<Vec<Option<Field>>> {
+            self.1 += 1;
+            self.0.host_fields(h, names)
+        }
+        fn service_fields(&mut self, h: u64, s: u64, n: &[String]) -> Option<Vec<Option<Field>>> {
+            self.1 += 1;
+            self.0.service_fields(h, s, n)
+        }
+        fn ba(&mut self, id: u64) -> Option<BaInfo> {
+            self.1 += 1;
+            self.0.ba(id)
+        }
+        fn bvs(&mut self, id: u64) -> Vec<String> {
+            self.1 += 1;
+            self.0.bvs(id)
+        }
         fn host(&mut self, id: u64) -> Option<HostInfo> {
             self.1 += 1;
             self.0.host(id)

@@ -9,6 +9,7 @@
 use crate::event::{Category, ElementKind};
 use crate::luapattern::Pattern;
 use crate::secret::Secret;
+use crate::template::values::DateFormat;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -174,6 +175,12 @@ pub struct FilterConfig {
     pub accepted_authors: NameList,
     /// `rejected_authors`.
     pub rejected_authors: NameList,
+    /// Accepted BA states (`ba_status`).
+    pub ba_status: Vec<i64>,
+    /// `accepted_bvs`: business views, for BAs.
+    pub accepted_bvs: NameList,
+    /// `rejected_bvs`.
+    pub rejected_bvs: NameList,
     /// `accepted_hosts`: Lua patterns, one of which the host name must
     /// match (none: every host).
     pub accepted_hosts: Vec<Pattern>,
@@ -216,6 +223,14 @@ pub struct FormatConfig {
     pub sort_servicegroups: bool,
     /// `output_size_limit` in bytes (cut on a character boundary).
     pub output_size_limit: Option<usize>,
+    /// `format_file`: the templates' JSON file.
+    pub format_file: Option<PathBuf>,
+    /// `format_file_typed_values=1`: a value that is a macro alone keeps
+    /// its type (numbers, booleans) instead of becoming a JSON string.
+    pub typed_values: bool,
+    /// `timestamp_conversion_format` and `local_time_diff_from_utc`, for
+    /// `_scdate`.
+    pub dates: DateFormat,
 }
 
 /// Proxy settings (`proxy_*`).
@@ -328,13 +343,8 @@ const INERT_PARAMS: &[&str] = &[
     "use_long_output",
     "remove_line_break_in_output",
     "output_line_break_replacement_character",
-    "accepted_bvs",
-    "rejected_bvs",
-    "ba_status",
     "accepted_metrics",
     "send_mixed_events",
-    "timestamp_conversion_format",
-    "local_time_diff_from_utc",
     "max_stored_events",
     "metric_name_regex",
     "metric_replacement_character",
@@ -343,12 +353,10 @@ const INERT_PARAMS: &[&str] = &[
 /// Parameters of the Lua connector that change what is sent or filtered
 /// and that this connector does not honour yet: set, they are reported at
 /// error level, since events go out in the built-in format regardless.
-const UNHONOURED_PARAMS: &[(&str, &str)] = &[
-    ("format_file", "custom event formats are not supported yet: events are sent in the built-in format"),
-    ("custom_code_file", "custom code is not supported yet: it is not run, and every event the filters accept is sent"),
-    ("accepted_bvs", "BAM business views are not supported yet: ba_status events are not sent"),
-    ("rejected_bvs", "BAM business views are not supported yet: ba_status events are not sent"),
-];
+const UNHONOURED_PARAMS: &[(&str, &str)] = &[(
+    "custom_code_file",
+    "custom code is not supported yet: it is not run, and every event the filters accept is sent",
+)];
 
 /// The outcome of reading the parameter table: the config, plus remarks
 /// worth a log line (unknown or inert parameters, fallbacks).
@@ -371,10 +379,11 @@ pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
         params,
         errors: Vec::new(),
         notices: Vec::new(),
+        unhonoured: Vec::new(),
         used: Vec::new(),
     };
     let config = r.config();
-    let mut unhonoured = Vec::new();
+    let mut unhonoured = std::mem::take(&mut r.unhonoured);
     for (name, value) in params {
         let set = !matches!(value, ParamValue::Str(s) if s.trim().is_empty());
         if let Some((_, why)) = UNHONOURED_PARAMS.iter().find(|(n, _)| n == name) {
@@ -452,6 +461,8 @@ struct Reader<'a> {
     params: &'a Params,
     errors: Vec<ConfigError>,
     notices: Vec<String>,
+    /// Values set to something this connector cannot honour, with why.
+    unhonoured: Vec<String>,
     used: Vec<String>,
 }
 
@@ -720,6 +731,9 @@ impl Reader<'_> {
             rejected_pollers: self.names("rejected_pollers"),
             accepted_authors: self.names("accepted_authors"),
             rejected_authors: self.names("rejected_authors"),
+            ba_status: self.states("ba_status", "0,1,2", 3),
+            accepted_bvs: self.names("accepted_bvs"),
+            rejected_bvs: self.names("rejected_bvs"),
             accepted_hosts: self.patterns("accepted_hosts"),
             accepted_services: self.patterns("accepted_services"),
             host_severity: self.severity("host_severity_threshold", "host_severity_operator"),
@@ -742,6 +756,7 @@ impl Reader<'_> {
             ("accepted_servicegroups", "rejected_servicegroups"),
             ("accepted_pollers", "rejected_pollers"),
             ("accepted_authors", "rejected_authors"),
+            ("accepted_bvs", "rejected_bvs"),
         ] {
             let set = |n: &str| matches!(self.params.get(n), Some(ParamValue::Str(s)) if !s.trim().is_empty());
             if set(a) && set(b) {
@@ -782,6 +797,12 @@ impl Reader<'_> {
                 0 => None,
                 n => Some(n as usize),
             },
+            format_file: match self.string("format_file", "").trim() {
+                "" => None,
+                path => Some(PathBuf::from(path)),
+            },
+            typed_values: self.flag("format_file_typed_values", false),
+            dates: self.dates(),
         };
 
         let downtime = DowntimeConfig {
@@ -914,12 +935,43 @@ impl Reader<'_> {
         })
     }
 
+    /// `_scdate`'s format. A format `os.date` would refuse is reported and
+    /// replaced by the default: it must not take the output down.
+    fn dates(&mut self) -> DateFormat {
+        let fmt = self.string("timestamp_conversion_format", "%Y-%m-%d %X");
+        let diff = match self.raw("local_time_diff_from_utc").cloned() {
+            None => None,
+            Some(ParamValue::Int(i)) => Some(i as f64),
+            Some(ParamValue::Float(f)) => Some(f),
+            Some(ParamValue::Str(s)) if s.trim().is_empty() => None,
+            Some(ParamValue::Str(s)) => match s.trim().parse::<f64>() {
+                Ok(f) => Some(f),
+                Err(_) => {
+                    self.unhonoured.push(format!(
+                        "parameter 'local_time_diff_from_utc' is not a number of seconds ('{s}'): _scdate uses the zone's offset"
+                    ));
+                    None
+                }
+            },
+            Some(ParamValue::Bool(_)) => None,
+        };
+        match DateFormat::new(&fmt, diff) {
+            Ok(d) => d,
+            Err(why) => {
+                self.unhonoured.push(format!(
+                    "parameter 'timestamp_conversion_format' ('{fmt}'): {why}: _scdate uses %Y-%m-%d %X"
+                ));
+                DateFormat::new("%Y-%m-%d %X", diff).unwrap_or_else(|_| DateFormat::local_default())
+            }
+        }
+    }
+
     fn categories(&mut self) -> Vec<Category> {
         let mut out = Vec::new();
         for name in split_list(&self.string("accepted_categories", "neb")) {
             match Category::from_name(&name) {
                 Some(c) => out.push(c),
-                None if ["bbdo", "storage", "correlation", "dumper", "bam", "extcmd"]
+                None if ["bbdo", "storage", "correlation", "dumper", "extcmd"]
                     .contains(&name.as_str()) =>
                 {
                     self.notices.push(format!(
@@ -930,7 +982,7 @@ impl Reader<'_> {
                     let got = ParamValue::Str(name);
                     self.fail(
                         "accepted_categories",
-                        "a comma-separated list of categories (neb)",
+                        "a comma-separated list of categories (neb, bam)",
                         Some(&got),
                     );
                 }
@@ -953,7 +1005,7 @@ impl Reader<'_> {
                     }
                 }
                 None => self.notices.push(format!(
-                    "accepted element '{name}' is not handled by this connector (host_status, service_status, acknowledgement, downtime): ignored"
+                    "accepted element '{name}' is not handled by this connector (host_status, service_status, acknowledgement, downtime, ba_status): ignored"
                 )),
             }
         }
@@ -961,7 +1013,7 @@ impl Reader<'_> {
             let got = ParamValue::Str(list);
             self.fail(
                 "accepted_elements",
-                "a comma-separated list among host_status,service_status,acknowledgement,downtime",
+                "a comma-separated list among host_status,service_status,acknowledgement,downtime,ba_status",
                 Some(&got),
             );
         }
@@ -1176,10 +1228,18 @@ pub(crate) mod tests {
         let mut p = minimal();
         p.insert("format_file".into(), ParamValue::Str("/etc/x.json".into()));
         p.insert("custom_code_file".into(), ParamValue::Str("".into()));
+        p.insert(
+            "timestamp_conversion_format".into(),
+            ParamValue::Str("%Y %Q".into()),
+        );
         let parsed = parse(&p).unwrap();
         assert_eq!(parsed.unhonoured.len(), 1, "{:?}", parsed.unhonoured);
-        assert!(parsed.unhonoured[0].contains("'format_file'"));
+        assert!(parsed.unhonoured[0].contains("'%Q'"));
         assert!(parsed.notices.iter().all(|n| !n.contains("format_file")));
+        assert_eq!(
+            parsed.config.format.format_file.as_deref(),
+            Some(std::path::Path::new("/etc/x.json"))
+        );
     }
 
     #[test]

@@ -28,11 +28,12 @@ use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
 use crate::dedup;
-use crate::event::{ElementKind, EventError, FieldSource, NebEvent, NEB};
+use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
 use crate::filter;
 use crate::format;
 use crate::logger::Logger;
 use crate::pbehavior;
+use crate::render::{Choice, Formats};
 use crate::sender::{Progress, Routes, Sender, Source, Work};
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
@@ -162,6 +163,10 @@ pub struct Connector {
     sent: dedup::Sent,
     /// The kind taken for each neb element id (asked for every event).
     kinds: [Option<ElementKind>; 64],
+    /// Whether bam `ba_status` events are taken.
+    bas: bool,
+    /// Templates (`format_file`).
+    formats: Formats,
 }
 
 /// Where accepted events go before the sender takes them.
@@ -256,6 +261,14 @@ impl Connector {
         let kinds = std::array::from_fn(|element| {
             ElementKind::from_element(element as u32).filter(|k| neb && cfg.elements.contains(k))
         });
+        let bas = cfg.categories.iter().any(|c| c.id() == BAM)
+            && cfg.elements.contains(&ElementKind::BaStatus);
+        let formats = Formats::load(&cfg.format, &log);
+        if bas && matches!(formats.choice(ElementKind::BaStatus), Choice::BuiltIn) {
+            log.error(format_args!(
+                "ba_status events are accepted but format_file has no bam_ba_status template: Canopsis has no built-in format for them, so they are not sent"
+            ));
+        }
         let sent = load_sent(&cfg, &log);
         let now = Instant::now();
         let mut c = Connector {
@@ -284,6 +297,8 @@ impl Connector {
             verdicts: filter::Verdicts::default(),
             sent,
             kinds,
+            bas,
+            formats,
         };
         c.revive(now);
         Ok(c)
@@ -378,7 +393,7 @@ impl Connector {
     /// The kind of event this connector takes for a broker type, if any.
     pub fn kind_of(&self, category: u32, element: u32) -> Option<ElementKind> {
         if category != NEB {
-            return None;
+            return ElementKind::of(category, element).filter(|_| self.bas);
         }
         *self.kinds.get(element as usize)?
     }
@@ -447,28 +462,39 @@ impl Connector {
                 }
                 self.counters.filtered += 1;
             }
-            Some(kind) => self.take(NebEvent::read(kind, src), cache, now),
+            Some(kind) => {
+                let read = NebEvent::read(kind, src);
+                self.take(read, src, cache, now)
+            }
         }
         self.answer(now)
     }
 
     /// broker's `write(event)` for an event of a kind the connector takes,
-    /// already read (or found unusable) by the caller.
+    /// already read (or found unusable) by the caller; `src` gives its
+    /// other fields (for templates).
     pub fn write_event(
         &mut self,
         read: Result<NebEvent, EventError>,
+        src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
     ) -> bool {
         let now = self.received();
-        self.take(read, cache, now);
+        self.take(read, src, cache, now);
         self.answer(now)
     }
 
     /// Filters an event read (or found unusable) and queues it if accepted.
-    fn take(&mut self, read: Result<NebEvent, EventError>, cache: &mut dyn Cache, now: Instant) {
+    fn take(
+        &mut self,
+        read: Result<NebEvent, EventError>,
+        src: &mut dyn FieldSource,
+        cache: &mut dyn Cache,
+        now: Instant,
+    ) {
         if let Some(accepted) = self.process(read, cache, now) {
             self.counters.accepted += 1;
-            self.enqueue(accepted, now);
+            self.enqueue(accepted, src, cache, now);
         }
     }
 
@@ -551,15 +577,30 @@ impl Connector {
         self.acknowledge(done)
     }
 
-    fn enqueue(&mut self, accepted: Accepted, now: Instant) {
+    fn enqueue(
+        &mut self,
+        accepted: Accepted,
+        src: &mut dyn FieldSource,
+        cache: &mut dyn Cache,
+        now: Instant,
+    ) {
         let format = &self.cfg.format;
+        let formats = &self.formats;
+        // Straight into the request body (or the spool record).
+        let mut write = |ev: &NebEvent, subject: &filter::Subject, body: &mut Vec<u8>| match formats
+            .choice(ev.kind())
+        {
+            Choice::Render(t) => t.render(ev, src, subject, cache, format, body),
+            _ => {
+                format::write_event_json(format, ev, subject, body);
+            }
+        };
         match &mut self.queue {
             Queue::Handover(h) => match accepted {
                 Accepted::Event(ev, subject) => {
                     h.last_seq += 1;
-                    h.batcher.push_with(h.last_seq, now, |body| {
-                        format::write_event_json(format, &ev, &subject, body);
-                    });
+                    h.batcher
+                        .push_with(h.last_seq, now, |body| write(&ev, &subject, body));
                 }
                 Accepted::Downtime(action) => {
                     // Keep Canopsis's view in broker's order: events before
@@ -578,10 +619,12 @@ impl Connector {
             Queue::Spool(q) => {
                 let record = match accepted {
                     Accepted::Event(ev, subject) => {
-                        match format::event_json(format, &ev, &subject) {
-                            Some(json) => Record::Event(json),
-                            None => return,
+                        let mut json = Vec::with_capacity(512);
+                        write(&ev, &subject, &mut json);
+                        if json.is_empty() {
+                            return;
                         }
+                        Record::Event(json)
                     }
                     Accepted::Downtime(action) => Record::Downtime(action),
                 };
@@ -657,7 +700,27 @@ impl Connector {
                     None
                 }
             },
-            _ => Some(Accepted::Event(ev, subject)),
+            _ => match self.formats.choice(kind) {
+                Choice::Render(_) => Some(Accepted::Event(ev, subject)),
+                Choice::BuiltIn if kind != ElementKind::BaStatus => {
+                    Some(Accepted::Event(ev, subject))
+                }
+                Choice::BuiltIn => {
+                    self.counters.filtered += 1;
+                    self.log.debug(format_args!(
+                        "ba_status event not sent: format_file has no bam_ba_status template"
+                    ));
+                    None
+                }
+                Choice::Mute => {
+                    self.counters.filtered += 1;
+                    self.log.debug(format_args!(
+                        "{} event not sent: its template is empty",
+                        kind.name()
+                    ));
+                    None
+                }
+            },
         }
     }
 

@@ -13,6 +13,8 @@ use std::fmt;
 pub enum Category {
     /// `neb` (1): monitoring events.
     Neb,
+    /// `bam` (6): business activities.
+    Bam,
 }
 
 impl Category {
@@ -20,17 +22,25 @@ impl Category {
     pub fn id(self) -> u32 {
         match self {
             Category::Neb => NEB,
+            Category::Bam => BAM,
         }
     }
 
     /// Parses a name from `accepted_categories`.
     pub fn from_name(name: &str) -> Option<Category> {
-        (name == "neb").then_some(Category::Neb)
+        match name {
+            "neb" => Some(Category::Neb),
+            "bam" => Some(Category::Bam),
+            _ => None,
+        }
     }
 }
 
 /// The `neb` category id.
 pub const NEB: u32 = 1;
+
+/// The `bam` category id.
+pub const BAM: u32 = 6;
 
 /// The kinds of neb event the connector handles, each with its BBDO 2 and
 /// BBDO 3 element ids.
@@ -44,6 +54,9 @@ pub enum ElementKind {
     Acknowledgement,
     /// `downtime` (5) / `pb_downtime` (36).
     Downtime,
+    /// bam `ba_status` (1) / `pb_ba_status` (19). Broker 23.10 and later
+    /// send 19 whatever the BBDO version.
+    BaStatus,
 }
 
 impl ElementKind {
@@ -55,8 +68,26 @@ impl ElementKind {
             "service_status" | "pb_service_status" => ElementKind::ServiceStatus,
             "acknowledgement" | "pb_acknowledgement" => ElementKind::Acknowledgement,
             "downtime" | "pb_downtime" => ElementKind::Downtime,
+            "ba_status" | "pb_ba_status" => ElementKind::BaStatus,
             _ => return None,
         })
+    }
+
+    /// Which kind a broker type is, in either BBDO version.
+    pub fn of(category: u32, element: u32) -> Option<ElementKind> {
+        match category {
+            NEB => ElementKind::from_element(element),
+            BAM if matches!(element, 1 | 19) => Some(ElementKind::BaStatus),
+            _ => None,
+        }
+    }
+
+    /// The category of events of this kind.
+    pub fn category(self) -> u32 {
+        match self {
+            ElementKind::BaStatus => BAM,
+            _ => NEB,
+        }
     }
 
     /// Which kind a neb element id is, in either BBDO version.
@@ -118,6 +149,7 @@ impl ElementKind {
                 "cancelled",
                 "started",
             ],
+            ElementKind::BaStatus => &["ba_id", "state", "in_downtime"],
         }
     }
 
@@ -128,6 +160,7 @@ impl ElementKind {
             ElementKind::ServiceStatus => "service_status",
             ElementKind::Acknowledgement => "acknowledgement",
             ElementKind::Downtime => "downtime",
+            ElementKind::BaStatus => "ba_status",
         }
     }
 }
@@ -151,6 +184,16 @@ pub enum Field {
 pub trait FieldSource {
     /// The field's value, or `None` when absent or nil.
     fn field(&mut self, name: &str) -> Option<Field>;
+
+    /// Several fields at once into `out` (cleared first): one call into
+    /// Lua for a broker event.
+    fn fields(&mut self, names: &[String], out: &mut Vec<Option<Field>>) {
+        out.clear();
+        for n in names {
+            let f = self.field(n);
+            out.push(f);
+        }
+    }
 }
 
 /// A field that is present but unusable.
@@ -295,6 +338,19 @@ pub enum NebEvent {
     Ack(AckEvent),
     /// A downtime.
     Downtime(DowntimeEvent),
+    /// A business activity's status.
+    Ba(BaEvent),
+}
+
+/// A BAM business activity's status (`ba_status`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BaEvent {
+    /// `ba_id`.
+    pub ba_id: Option<u64>,
+    /// `state`: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub state: Option<i64>,
+    /// `in_downtime`.
+    pub in_downtime: bool,
 }
 
 impl NebEvent {
@@ -341,6 +397,11 @@ impl NebEvent {
                 cancelled: r.boolean("cancelled")?.unwrap_or(false),
                 started: r.boolean("started")?.unwrap_or(false),
             }),
+            ElementKind::BaStatus => NebEvent::Ba(BaEvent {
+                ba_id: r.id("ba_id")?,
+                state: r.int("state")?,
+                in_downtime: r.boolean("in_downtime")?.unwrap_or(false),
+            }),
         })
     }
 
@@ -351,6 +412,7 @@ impl NebEvent {
             NebEvent::Service(_) => ElementKind::ServiceStatus,
             NebEvent::Ack(_) => ElementKind::Acknowledgement,
             NebEvent::Downtime(_) => ElementKind::Downtime,
+            NebEvent::Ba(_) => ElementKind::BaStatus,
         }
     }
 }

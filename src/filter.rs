@@ -7,10 +7,12 @@
 //! acknowledgements on BBDO 3, and `flapping` (declared but never applied
 //! by the library, so only applied here when set).
 
-use crate::cache::{Cache, HostInfo, Ids, Memo, ServiceInfo};
+use crate::cache::{BaInfo, Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
 use crate::dedup::{self, Stamps};
-use crate::event::{AckEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent};
+use crate::event::{
+    AckEvent, BaEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent,
+};
 use crate::luapattern::Pattern;
 use crate::pbehavior::{self, Phase};
 use std::cell::OnceCell;
@@ -130,6 +132,13 @@ pub struct Subject {
     pub poller: Option<String>,
     /// The object's severity.
     pub severity: Option<i64>,
+    /// A BA's id and cached fields.
+    pub ba: Option<(u64, BaInfo)>,
+    /// A BA's business views (when `accepted_bvs` or `rejected_bvs` is
+    /// set).
+    pub bvs: Vec<String>,
+    /// Cache answers only a template reads, fetched when it first renders.
+    pub objects: Kept<crate::render::ObjectFields>,
     /// The formatter's rendering of what a status's JSON takes from this
     /// subject alone (made once per remembered subject, for the
     /// connector's format and the object's kind).
@@ -149,6 +158,36 @@ impl Rendered {
     pub fn get_or_init(&self, render: impl FnOnce() -> HeadTail) -> (&[u8], &[u8]) {
         let (head, tail) = self.0.get_or_init(render);
         (head, tail)
+    }
+}
+
+/// A value derived from a subject once, when first needed: not part of the
+/// subject's value.
+#[derive(Clone)]
+pub struct Kept<T>(OnceCell<T>);
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept(OnceCell::new())
+    }
+}
+
+impl<T> Kept<T> {
+    /// The value, made by `make` the first time.
+    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(make)
+    }
+}
+
+impl<T> PartialEq for Kept<T> {
+    fn eq(&self, _: &Kept<T>) -> bool {
+        true
+    }
+}
+
+impl<T> fmt::Debug for Kept<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kept")
     }
 }
 
@@ -178,6 +217,7 @@ pub fn check(
         NebEvent::Service(s) => l.service_status(s),
         NebEvent::Ack(a) => l.ack(a),
         NebEvent::Downtime(d) => l.downtime(d),
+        NebEvent::Ba(b) => l.ba(b),
     }
 }
 
@@ -397,6 +437,36 @@ impl Lookup<'_> {
         }
         self.hostgroups(&mut subj)?;
         Ok(subj)
+    }
+
+    /// The library's order (id, cache, state, downtime, business views),
+    /// except that business views are those of the BA (`get_bvs(ba_id)`;
+    /// the library asks with the event's missing `host_id`, so its
+    /// `accepted_bvs` drops every BA and `rejected_bvs` none), and a BA
+    /// broker does not know is a cache miss, not a Lua error.
+    fn ba(&mut self, b: &BaEvent) -> Result<Subject, Rejection> {
+        let ba_id = b.ba_id.ok_or(Rejection::NilId("ba"))?;
+        let info = match self.cache.ba(ba_id) {
+            Some(info) => info,
+            None if self.cfg.skip_anon_events => return Err(Rejection::Anonymous("BA", ba_id)),
+            None => BaInfo::default(),
+        };
+        accept_state(&self.cfg.ba_status, b.state)?;
+        if b.in_downtime && !self.cfg.in_downtime {
+            return Err(Rejection::InDowntime);
+        }
+        let mut bvs = Vec::new();
+        if !self.cfg.accepted_bvs.is_empty() || !self.cfg.rejected_bvs.is_empty() {
+            bvs = self.cache.bvs(ba_id);
+            if !matches_lists(&self.cfg.accepted_bvs, &self.cfg.rejected_bvs, bvs.iter()) {
+                return Err(Rejection::Group("business view"));
+            }
+        }
+        Ok(Subject {
+            ba: Some((ba_id, info)),
+            bvs,
+            ..Subject::default()
+        })
     }
 
     /// State lists apply to downtime starts only: the end of a downtime

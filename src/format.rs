@@ -188,7 +188,7 @@ fn canopsis_event<'a>(
         NebEvent::Host(s) => Some(status(cfg, s, subj, false)),
         NebEvent::Service(s) => Some(status(cfg, s, subj, true)),
         NebEvent::Ack(a) => Some(ack(cfg, a, subj)),
-        NebEvent::Downtime(_) => None,
+        NebEvent::Downtime(_) | NebEvent::Ba(_) => None,
     }
 }
 
@@ -657,7 +657,7 @@ mod tests {
                         subject.hostgroups.len()
                     );
                 }
-                NebEvent::Downtime(_) => unreachable!(),
+                NebEvent::Downtime(_) | NebEvent::Ba(_) => unreachable!(),
             }
         }
     }

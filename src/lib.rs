@@ -24,9 +24,11 @@ pub mod format;
 pub mod logger;
 pub mod luapattern;
 pub mod pbehavior;
+pub mod render;
 pub mod secret;
 pub mod sender;
 pub mod spool;
+pub mod template;
 pub mod transport;
 
 #[cfg(all(feature = "lua53", feature = "lua54"))]

@@ -194,7 +194,8 @@ impl Handle {
         }
         let mut cache = raw::RawCache::new(state);
         if let Some(read) = read.status {
-            return c.write_event(read.map(|()| status.finish()), &mut cache);
+            let mut src = raw::LuaEvent::new(state, event);
+            return c.write_event(read.map(|()| status.finish()), &mut src, &mut cache);
         }
         let mut fields = read.fields;
         c.write(

@@ -11,7 +11,7 @@
 //! frames. So they keep no value with a destructor in their own frame while
 //! calling Lua; results go straight into storage owned by the caller.
 
-use crate::cache::{Cache, HostInfo, ServiceInfo};
+use crate::cache::{BaInfo, Cache, HostInfo, ServiceInfo};
 use crate::config::ParamValue;
 use crate::event::{ElementKind, EventError, Field, FieldSource, StatusBuilder};
 use crate::filter::{Rejection, Screen};
@@ -192,11 +192,12 @@ pub struct Names;
 
 /// Kinds in the order their names sit in [`Names`], after the three
 /// type fields.
-const KINDS: [ElementKind; 4] = [
+const KINDS: [ElementKind; 5] = [
     ElementKind::HostStatus,
     ElementKind::ServiceStatus,
     ElementKind::Acknowledgement,
     ElementKind::Downtime,
+    ElementKind::BaStatus,
 ];
 
 const TYPE_FIELDS: [&str; 3] = ["_type", "category", "element"];
@@ -237,6 +238,7 @@ impl Names {
             ElementKind::ServiceStatus => FIRST[1],
             ElementKind::Acknowledgement => FIRST[2],
             ElementKind::Downtime => FIRST[3],
+            ElementKind::BaStatus => FIRST[4],
         }
     }
 }
@@ -245,25 +247,84 @@ fn indexable(t: c_int) -> bool {
     t == ffi::LUA_TTABLE || t == ffi::LUA_TUSERDATA
 }
 
-/// An acknowledgement's or downtime's fields, fetched at once.
+/// A broker event on the Lua stack, read on demand (a template's fields).
+#[derive(Debug, Clone, Copy)]
+pub struct LuaEvent {
+    state: *mut ffi::lua_State,
+    idx: c_int,
+}
+
+impl LuaEvent {
+    /// # Safety
+    /// `state` is the running Lua state and the event stays at `idx` for
+    /// as long as this lives.
+    pub unsafe fn new(state: *mut ffi::lua_State, idx: c_int) -> LuaEvent {
+        LuaEvent {
+            state,
+            idx: ffi::lua_absindex(state, idx),
+        }
+    }
+}
+
+impl FieldSource for LuaEvent {
+    fn field(&mut self, name: &str) -> Option<Field> {
+        let mut out = None;
+        // SAFETY: `new`'s contract; the closure follows the module's rule.
+        // A field broker cannot give is a field without value.
+        let _ = unsafe {
+            protect(self.state, &[self.idx], |state| {
+                if indexable(ffi::lua_type(state, 1)) {
+                    out = read_field(state, 1, name);
+                }
+            })
+        };
+        out
+    }
+
+    fn fields(&mut self, names: &[String], out: &mut Vec<Option<Field>>) {
+        out.clear();
+        // SAFETY: as in `field`; `out` lives outside the protected call.
+        let _ = unsafe {
+            protect(self.state, &[self.idx], |state| {
+                if indexable(ffi::lua_type(state, 1)) {
+                    for n in names {
+                        out.push(read_field(state, 1, n));
+                    }
+                }
+            })
+        };
+        out.resize(names.len(), None);
+    }
+}
+
+/// An acknowledgement's, downtime's or BA's fields, fetched at once.
 pub struct Prefetched<'v> {
     names: &'static [&'static str],
     values: &'v mut Vec<Option<Field>>,
     /// Where the next name asked is expected: readers ask in the order of
     /// `names`, mostly.
     next: usize,
+    /// For any other field.
+    event: LuaEvent,
 }
 
 impl FieldSource for Prefetched<'_> {
-    /// Each field is handed out once ([`crate::event::NebEvent::read`]
-    /// reads each at most once).
+    /// Each prefetched field is handed out once
+    /// ([`crate::event::NebEvent::read`] reads each at most once).
     fn field(&mut self, name: &str) -> Option<Field> {
         let i = match self.names.get(self.next) {
             Some(n) if *n == name => self.next,
-            _ => self.names.iter().position(|n| *n == name)?,
+            _ => match self.names.iter().position(|n| *n == name) {
+                Some(i) => i,
+                None => return self.event.field(name),
+            },
         };
         self.next = i + 1;
         self.values.get_mut(i)?.take()
+    }
+
+    fn fields(&mut self, names: &[String], out: &mut Vec<Option<Field>>) {
+        self.event.fields(names, out)
     }
 }
 
@@ -454,6 +515,7 @@ pub unsafe fn read_event<'c, 'v>(
             names,
             values,
             next: 0,
+            event: LuaEvent::new(state, event),
         });
     }
     Ok(out)
@@ -547,21 +609,23 @@ impl RawCache {
     }
 
     /// `names` of the object a method returns; `None` when it returned nil.
-    fn object_fields(
+    fn object_fields<S: AsRef<str>>(
         &mut self,
         method: &str,
         args: &[i64],
-        names: &[&str],
+        names: &[S],
     ) -> Option<Vec<Option<Field>>> {
         let mut values = Vec::with_capacity(names.len());
+        let mut found = false;
         self.call(method, args, |state| unsafe {
             if indexable(ffi::lua_type(state, -1)) {
+                found = true;
                 for n in names {
-                    values.push(read_field(state, -1, n));
+                    values.push(read_field(state, -1, n.as_ref()));
                 }
             }
         });
-        (!values.is_empty()).then_some(values)
+        found.then_some(values)
     }
 
     fn string_result(&mut self, method: &str, args: &[i64]) -> Option<String> {
@@ -606,6 +670,53 @@ fn text_of(f: Option<Field>) -> Option<String> {
 }
 
 impl Cache for RawCache {
+    fn host_fields(&mut self, host_id: u64, names: &[String]) -> Option<Vec<Option<Field>>> {
+        self.object_fields("get_host", &[host_id as i64], names)
+    }
+
+    fn service_fields(
+        &mut self,
+        host_id: u64,
+        service_id: u64,
+        names: &[String],
+    ) -> Option<Vec<Option<Field>>> {
+        self.object_fields("get_service", &[host_id as i64, service_id as i64], names)
+    }
+
+    fn ba(&mut self, ba_id: u64) -> Option<BaInfo> {
+        let mut f = self
+            .object_fields("get_ba", &[ba_id as i64], &["ba_name", "ba_description"])?
+            .into_iter();
+        let mut next = || f.next().flatten();
+        Some(BaInfo {
+            name: text_of(next()),
+            description: text_of(next()),
+        })
+    }
+
+    fn bvs(&mut self, ba_id: u64) -> Vec<String> {
+        let mut ids: Vec<i64> = Vec::new();
+        self.call("get_bvs", &[ba_id as i64], |state| unsafe {
+            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+                return;
+            }
+            let n = ffi::lua_rawlen(state, -1) as ffi::lua_Integer;
+            for i in 1..=n {
+                ffi::lua_rawgeti(state, -1, i);
+                if let Some(id) = as_int(top_field(state)) {
+                    ids.push(id);
+                }
+                ffi::lua_pop(state, 1);
+            }
+        });
+        ids.into_iter()
+            .filter_map(|id| {
+                let f = self.object_fields("get_bv", &[id], &["bv_name"])?;
+                text_of(f.into_iter().next().flatten())
+            })
+            .collect()
+    }
+
     fn host(&mut self, host_id: u64) -> Option<HostInfo> {
         let mut f = self
             .object_fields(

@@ -76,6 +76,12 @@ pub struct CacheData {
     pub servicegroups: HashMap<(i64, i64), Vec<(i64, String)>>,
     /// Poller names by instance id.
     pub instances: HashMap<i64, String>,
+    /// BAM business activities: id → (name, description).
+    pub bas: HashMap<i64, (String, String)>,
+    /// Business views: id → name.
+    pub bvs: HashMap<i64, String>,
+    /// The business views of each BA.
+    pub ba_bvs: HashMap<i64, Vec<i64>>,
     /// Replaying a trace: every method answers from [`recorded`](Self::recorded)
     /// (nil when nothing was recorded), not from the typed maps above.
     pub replay: bool,
@@ -128,6 +134,13 @@ impl CacheData {
             .insert(12, vec![(1, "linux".into()), (2, "dc1".into())]);
         c.servicegroups
             .insert((12, 34), vec![(7, "network".into())]);
+        c.bas
+            .insert(5, ("Web shop".into(), "Customer-facing shop".into()));
+        c.bas.insert(6, ("Mail".into(), String::new()));
+        c.bvs.insert(1, "Business".into());
+        c.bvs.insert(2, "Internal".into());
+        c.ba_bvs.insert(5, vec![1]);
+        c.ba_bvs.insert(6, vec![2]);
         c
     }
 
@@ -346,6 +359,46 @@ impl UserData for BrokerCache {
                         ("action_url", str_v(&h.action_url)),
                         ("enabled", V::B(true)),
                         ("state", V::I(0)),
+                        ("latency", V::F(0.25)),
+                        ("max_check_attempts", V::I(3)),
+                    ],
+                ),
+            }
+        });
+        m.add_method("get_ba", |lua, this, id: i64| {
+            replayed!(this, lua, "get_ba", id, None);
+            let ba = this.data.borrow().bas.get(&id).cloned();
+            match ba {
+                None => Ok(Value::Nil),
+                Some((name, description)) => this.object(
+                    lua,
+                    vec![
+                        ("ba_id", V::I(id)),
+                        ("ba_name", str_v(&name)),
+                        ("ba_description", str_v(&description)),
+                    ],
+                ),
+            }
+        });
+        m.add_method("get_bvs", |lua, this, id: i64| {
+            replayed!(this, lua, "get_bvs", id, None);
+            let t = lua.create_table()?;
+            for bv in this.data.borrow().ba_bvs.get(&id).into_iter().flatten() {
+                t.push(*bv)?;
+            }
+            Ok(Value::Table(t))
+        });
+        m.add_method("get_bv", |lua, this, id: i64| {
+            replayed!(this, lua, "get_bv", id, None);
+            let bv = this.data.borrow().bvs.get(&id).cloned();
+            match bv {
+                None => Ok(Value::Nil),
+                Some(name) => this.object(
+                    lua,
+                    vec![
+                        ("bv_id", V::I(id)),
+                        ("bv_name", str_v(&name)),
+                        ("bv_description", str_v("")),
                     ],
                 ),
             }
@@ -845,6 +898,11 @@ impl Output {
     }
 
     /// Whether `filter(category, element)` lets the event reach `write`.
+    /// What the script's `filter` answers for this type.
+    pub fn passes_filter_for(&mut self, category: u32, element: u32) -> bool {
+        self.passes_filter(category, element)
+    }
+
     fn passes_filter(&mut self, category: u32, element: u32) -> bool {
         let Some(f) = &self.filter_fn else {
             return true;

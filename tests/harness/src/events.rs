@@ -551,3 +551,62 @@ impl Downtime {
         }
     }
 }
+
+/// A BAM business activity's status. Broker 23.10 and later send
+/// `pb_ba_status` (6:19) whatever the BBDO version; [`Ba::event_v2`] is
+/// the older BBDO 2 `ba_status` (6:1).
+#[derive(Debug, Clone)]
+pub struct Ba {
+    /// `ba_id`.
+    pub ba_id: i64,
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub state: i64,
+    /// `in_downtime`.
+    pub in_downtime: bool,
+    /// `output`.
+    pub output: String,
+    /// `last_state_change`.
+    pub last_state_change: i64,
+}
+
+impl Ba {
+    /// A BA in `state` since `t`.
+    pub fn new(ba_id: i64, state: i64, t: i64) -> Ba {
+        Ba {
+            ba_id,
+            state,
+            in_downtime: false,
+            output: format!("BA {ba_id} state {state}"),
+            last_state_change: t,
+        }
+    }
+
+    /// `pb_ba_status`.
+    pub fn event(&self) -> Event {
+        Event {
+            type_id: (6 << 16) | 19,
+            fields: vec![
+                ("ba_id", i(self.ba_id)),
+                ("in_downtime", b(self.in_downtime)),
+                ("last_state_change", i(self.last_state_change)),
+                ("level_acknowledgement", Some(V::F(100.0))),
+                ("level_downtime", Some(V::F(100.0))),
+                (
+                    "level_nominal",
+                    Some(V::F(if self.state == 0 { 100.0 } else { 40.0 })),
+                ),
+                ("state", i(self.state)),
+                ("state_changed", b(true)),
+                ("output", s(&self.output)),
+            ],
+        }
+    }
+
+    /// BBDO 2 `ba_status` (broker before 23.10).
+    pub fn event_v2(&self) -> Event {
+        Event {
+            type_id: (6 << 16) | 1,
+            ..self.event()
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! An accepted event through its template: the values its macros read.
+//!
+//! Event macros read the broker event as the Lua library sees it once it
+//! has added its compatibility fields (`state` and `current_state`,
+//! `last_update` and `last_check`, `acknowledged`,
+//! `scheduled_downtime_depth`, `long_output`, `short_output`, `output`
+//! cut at `output_size_limit`, a downtime's `internal_id` and `id`). Cache
+//! macros read broker's cache through the subject the filters built;
+//! fields only a template needs are fetched once per remembered subject.
+
+use crate::cache::Cache;
+use crate::config::FormatConfig;
+use crate::event::{ElementKind, Field, FieldSource, NebEvent};
+use crate::filter::Subject;
+use crate::logger::Logger;
+use crate::template::values::FlagEnv;
+use crate::template::{CacheType, Env, GroupOf, Needs, Resolve, Template, Templates};
+
+/// What a template reads from the broker event itself, compatibility
+/// fields resolved to the fields they are made of.
+pub fn raw_fields(kind: ElementKind, needs: &Needs) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let status = matches!(kind, ElementKind::HostStatus | ElementKind::ServiceStatus);
+    for name in &needs.event {
+        let one = [name.as_str()];
+        let parts: &[&str] = match name.as_str() {
+            "state" | "current_state" => &["state", "current_state"],
+            "last_update" | "last_check" if status => &["last_update", "last_check"],
+            "acknowledged" if status => &["acknowledged", "acknowledgement_type"],
+            "scheduled_downtime_depth" if status => &["scheduled_downtime_depth", "downtime_depth"],
+            "long_output" if status => &["output", "long_output"],
+            "short_output" | "output" if status => &["output"],
+            "internal_id" | "id" if kind == ElementKind::Downtime => &["internal_id", "id"],
+            _ => &one,
+        };
+        for p in parts {
+            if !out.iter().any(|o| o == p) {
+                out.push(p.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Cache answers only templates need, kept with the subject they describe.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectFields {
+    host: Option<Vec<Option<Field>>>,
+    service: Option<Vec<Option<Field>>>,
+    severity_host: Option<i64>,
+    severity_service: Option<i64>,
+    poller: Option<String>,
+    bvs: Option<Vec<String>>,
+}
+
+impl ObjectFields {
+    fn fetch(needs: &Needs, subj: &Subject, cache: &mut dyn Cache) -> ObjectFields {
+        let mut o = ObjectFields::default();
+        let sid = subj.service.as_ref().map(|(id, _)| *id);
+        if !needs.host.is_empty() && subj.host_id != 0 {
+            o.host = cache.host_fields(subj.host_id, &needs.host);
+        }
+        if let (false, Some(sid)) = (needs.service.is_empty(), sid) {
+            o.service = cache.service_fields(subj.host_id, sid, &needs.service);
+        }
+        if needs.severity && subj.host_id != 0 {
+            o.severity_host = cache.severity(subj.host_id, None);
+            o.severity_service = sid.and_then(|s| cache.severity(subj.host_id, Some(s)));
+        }
+        if needs.instance {
+            o.poller = match &subj.poller {
+                Some(p) => Some(p.clone()),
+                None => subj.host.instance_id.and_then(|i| cache.poller_name(i)),
+            };
+        }
+        if needs.groups[GroupOf::Bv as usize] {
+            o.bvs = match &subj.ba {
+                Some((id, _)) if subj.bvs.is_empty() => Some(cache.bvs(*id)),
+                _ => None,
+            };
+        }
+        o
+    }
+}
+
+/// The values of one event, for [`Template::render`].
+struct Values<'a> {
+    kind: ElementKind,
+    ev: &'a NebEvent,
+    subj: &'a Subject,
+    fmt: &'a FormatConfig,
+    needs: &'a Needs,
+    raw_names: &'a [String],
+    raw: Vec<Option<Field>>,
+    objects: &'a ObjectFields,
+}
+
+fn text(f: &Option<Field>) -> Option<&[u8]> {
+    match f {
+        Some(Field::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// The first `limit` bytes of `s`, cut on a character boundary.
+fn cut(s: &[u8], limit: Option<usize>) -> &[u8] {
+    match limit {
+        Some(n) if s.len() > n => {
+            let mut end = n;
+            while end > 0 && (s[end] & 0xC0) == 0x80 {
+                end -= 1;
+            }
+            &s[..end]
+        }
+        _ => s,
+    }
+}
+
+impl Values<'_> {
+    fn raw(&self, name: &str) -> Option<Field> {
+        let i = self.raw_names.iter().position(|n| n == name)?;
+        self.raw.get(i)?.clone()
+    }
+
+    fn status(&self) -> bool {
+        matches!(
+            self.kind,
+            ElementKind::HostStatus | ElementKind::ServiceStatus
+        )
+    }
+
+    fn output(&self) -> Option<Vec<u8>> {
+        let i = self.raw_names.iter().position(|n| n == "output")?;
+        text(&self.raw[i]).map(<[u8]>::to_vec)
+    }
+}
+
+impl Resolve for Values<'_> {
+    fn event(&mut self, name: &str) -> Option<Field> {
+        let status = self.status();
+        match name {
+            "state" | "current_state" if self.kind == ElementKind::Downtime => {
+                // The library recomputes a downtime's state from the
+                // cache (and misses OK/UP, which it never reads): the
+                // object's current state.
+                let st = match &self.ev {
+                    NebEvent::Downtime(d) if d.is_service() => self.subj.service_info.state,
+                    _ => self.subj.host.state,
+                };
+                st.map(Field::Int)
+            }
+            "state" => self.raw("state").or_else(|| self.raw("current_state")),
+            "current_state" => self.raw("current_state").or_else(|| self.raw("state")),
+            "last_update" if status => self.raw("last_update").or_else(|| self.raw("last_check")),
+            "last_check" if status => self.raw("last_check").or_else(|| self.raw("last_update")),
+            "acknowledged" if status => {
+                self.raw("acknowledged")
+                    .or_else(|| match self.raw("acknowledgement_type") {
+                        Some(Field::Int(t)) => Some(Field::Bool(t >= 1)),
+                        _ => None,
+                    })
+            }
+            "scheduled_downtime_depth" if status => self
+                .raw("scheduled_downtime_depth")
+                .or_else(|| self.raw("downtime_depth")),
+            "output" if status => Some(Field::Str(
+                cut(&self.output()?, self.fmt.output_size_limit).to_vec(),
+            )),
+            "short_output" if status => {
+                let out = self.output()?;
+                let short = match out.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => &out[..i],
+                    None => &out[..],
+                };
+                Some(Field::Str(cut(short, self.fmt.output_size_limit).to_vec()))
+            }
+            "long_output" if status => {
+                let mut out = self.output()?;
+                if let Some(Field::Str(long)) = self.raw("long_output") {
+                    if !long.is_empty() {
+                        out.push(b'\n');
+                        out.extend_from_slice(&long);
+                    }
+                }
+                Some(Field::Str(out))
+            }
+            "internal_id" if self.kind == ElementKind::Downtime => {
+                self.raw("internal_id").or_else(|| self.raw("id"))
+            }
+            "id" if self.kind == ElementKind::Downtime => {
+                self.raw("id").or_else(|| self.raw("internal_id"))
+            }
+            other => self.raw(other),
+        }
+    }
+
+    fn cache(&mut self, ty: CacheType, field: &str) -> Option<Field> {
+        let s = self.subj;
+        let pick = |names: &[String], values: &Option<Vec<Option<Field>>>| {
+            let i = names.iter().position(|n| n == field)?;
+            values.as_ref()?.get(i)?.clone()
+        };
+        let name = |n: &str| (!n.is_empty()).then(|| Field::Str(n.as_bytes().to_vec()));
+        match ty {
+            // A host (or service) broker cannot name is named by its id,
+            // as the library does with skip_anon_events=0.
+            CacheType::Host if field == "name" => name(&s.host_name),
+            CacheType::Host if field == "host_id" && s.host_id != 0 => {
+                Some(Field::Int(s.host_id as i64))
+            }
+            CacheType::Host => pick(&self.needs.host, &self.objects.host),
+            CacheType::Service if field == "description" => {
+                s.service.as_ref().and_then(|(_, d)| name(d))
+            }
+            CacheType::Service if field == "service_id" => {
+                s.service.as_ref().map(|(id, _)| Field::Int(*id as i64))
+            }
+            CacheType::Service => pick(&self.needs.service, &self.objects.service),
+            CacheType::Instance => match field {
+                "id" => s.host.instance_id.map(|i| Field::Int(i as i64)),
+                "name" => self.objects.poller.as_deref().and_then(name),
+                _ => None,
+            },
+            CacheType::Severity => match field {
+                "host" => self.objects.severity_host.map(Field::Int),
+                "service" => self.objects.severity_service.map(Field::Int),
+                _ => None,
+            },
+            CacheType::Ba => {
+                let (id, info) = s.ba.as_ref()?;
+                match field {
+                    "ba_id" => Some(Field::Int(*id as i64)),
+                    "ba_name" => match &info.name {
+                        Some(n) if !n.is_empty() => name(n),
+                        _ => Some(Field::Str(id.to_string().into_bytes())),
+                    },
+                    "ba_description" => info.description.as_deref().and_then(name),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn groups(&mut self, of: GroupOf) -> &[String] {
+        match of {
+            GroupOf::Host => &self.subj.hostgroups,
+            GroupOf::Service => &self.subj.servicegroups,
+            GroupOf::Bv => self.objects.bvs.as_deref().unwrap_or(&self.subj.bvs),
+        }
+    }
+}
+
+/// A template made ready for one kind: what it reads, computed once.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The template.
+    pub template: Template,
+    /// Raw event fields it reads.
+    pub raw_names: Vec<String>,
+}
+
+impl Prepared {
+    /// Prepares `template` for events of `kind`.
+    pub fn new(kind: ElementKind, template: Template) -> Prepared {
+        let raw_names = raw_fields(kind, &template.needs);
+        Prepared {
+            template,
+            raw_names,
+        }
+    }
+
+    /// Renders an accepted event into `out`. `objects` are the cache
+    /// answers remembered with the subject, fetched here the first time.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render(
+        &self,
+        ev: &NebEvent,
+        src: &mut dyn FieldSource,
+        subj: &Subject,
+        cache: &mut dyn Cache,
+        fmt: &FormatConfig,
+        out: &mut Vec<u8>,
+    ) {
+        let needs = &self.template.needs;
+        let objects = subj
+            .objects
+            .get_or_init(|| ObjectFields::fetch(needs, subj, cache));
+        let mut raw = Vec::with_capacity(self.raw_names.len());
+        src.fields(&self.raw_names, &mut raw);
+        let kind = ev.kind();
+        let service = match ev {
+            NebEvent::Ack(a) => a.is_service(),
+            NebEvent::Downtime(d) => d.is_service(),
+            _ => kind == ElementKind::ServiceStatus,
+        };
+        let env = Env {
+            flags: FlagEnv {
+                kind,
+                service,
+                dates: &fmt.dates,
+            },
+            typed: fmt.typed_values,
+        };
+        let mut values = Values {
+            kind,
+            ev,
+            subj,
+            fmt,
+            needs,
+            raw_names: &self.raw_names,
+            raw,
+            objects,
+        };
+        self.template.render(&mut values, &env, out);
+    }
+}
+
+/// Keys every event for Canopsis's event route needs (its API refuses an
+/// event without them).
+const CANOPSIS_REQUIRED: [&str; 3] = ["event_type", "connector", "connector_name"];
+
+/// The `format_file` key of a kind's template.
+pub fn template_key(kind: ElementKind) -> String {
+    match kind {
+        ElementKind::BaStatus => "bam_ba_status".into(),
+        k => format!("neb_{}", k.name()),
+    }
+}
+
+/// How each kind of accepted event is written.
+#[derive(Debug, Clone, Default)]
+pub struct Formats(Vec<(ElementKind, Option<Prepared>)>);
+
+/// What [`Formats`] says about one kind.
+#[derive(Debug)]
+pub enum Choice<'a> {
+    /// The built-in Canopsis format (none for BAs).
+    BuiltIn,
+    /// An empty template: nothing is sent.
+    Mute,
+    /// The user's template.
+    Render(&'a Prepared),
+}
+
+impl Formats {
+    /// Loads `format_file`, logging each problem at error level. Without
+    /// the file, or when it cannot be read, every kind keeps its built-in
+    /// format (as in Lua).
+    pub fn load(fmt: &FormatConfig, log: &Logger) -> Formats {
+        let Some(path) = &fmt.format_file else {
+            return Formats::default();
+        };
+        let (templates, problems) = match Templates::load(&path.to_string_lossy()) {
+            Ok(t) => t,
+            Err(e) => {
+                log.error(format_args!("{e}"));
+                return Formats::default();
+            }
+        };
+        for p in problems {
+            log.error(format_args!("{p}"));
+        }
+        let mut slots = Vec::new();
+        for (kind, t) in templates.into_slots() {
+            match &t {
+                None => log.info(format_args!(
+                    "format_file: the {} template is empty: those events are not sent",
+                    template_key(kind)
+                )),
+                Some(t) => {
+                    let missing: Vec<&str> = CANOPSIS_REQUIRED
+                        .iter()
+                        .copied()
+                        .filter(|k| kind != ElementKind::Downtime && !t.has_key(k))
+                        .collect();
+                    if !missing.is_empty() {
+                        log.error(format_args!(
+                            "format_file: the {} template has no {}: Canopsis refuses such events, so they are retried and never acknowledged until the template is fixed",
+                            template_key(kind),
+                            missing.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+                        ));
+                    }
+                    if !fmt.typed_values && t.whole_macro_at("timestamp") {
+                        log.error(format_args!(
+                            "format_file: the {} template sends 'timestamp' as a JSON string, which Canopsis accepts and its engine then drops; set format_file_typed_values=1 to send it as a number",
+                            template_key(kind)
+                        ));
+                    }
+                    log.info(format_args!(
+                        "format_file: {} events use the {} template",
+                        kind.name(),
+                        template_key(kind)
+                    ));
+                }
+            }
+            slots.push((kind, t.map(|t| Prepared::new(kind, t))));
+        }
+        Formats(slots)
+    }
+
+    /// How events of `kind` are written.
+    pub fn choice(&self, kind: ElementKind) -> Choice<'_> {
+        match self.0.iter().find(|(k, _)| *k == kind) {
+            None => Choice::BuiltIn,
+            Some((_, None)) => Choice::Mute,
+            Some((_, Some(p))) => Choice::Render(p),
+        }
+    }
+}

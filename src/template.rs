@@ -1,0 +1,1277 @@
+//! Custom event formats (`format_file`), as the Lua library's templates.
+//!
+//! The file is read once, at `init`. Each template is compiled into a tree
+//! whose strings are already split into literal text and macros, so an
+//! event costs one walk that writes JSON straight into the request body: no
+//! text substitution, no JSON parsing, no Lua. The result is what the Lua
+//! library sends for sane templates (see the templating contract §3.4),
+//! minus the cases where the library loses the event; those are reported
+//! once, at `init`, naming the key and the macro.
+//!
+//! Values come from a [`Resolve`]: the event's own fields (with the
+//! library's BBDO 2/3 compatibility fields), broker's cache, group names.
+
+pub mod values;
+
+use crate::event::{ElementKind, Field};
+use crate::luapattern::Pattern;
+use std::fmt::Write as _;
+use values::{apply, backslash_pass, split_flag, Flag, FlagEnv, Value};
+
+/// Where a cache macro's value comes from (`{cache.<type>.<field>}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheType {
+    /// `get_host`.
+    Host,
+    /// `get_service`.
+    Service,
+    /// `{id, name}` of the host's poller.
+    Instance,
+    /// `{host, service}` severities.
+    Severity,
+    /// `get_ba`.
+    Ba,
+}
+
+impl CacheType {
+    fn from_name(name: &str) -> Option<CacheType> {
+        Some(match name {
+            "host" => CacheType::Host,
+            "service" => CacheType::Service,
+            "instance" => CacheType::Instance,
+            "severity" => CacheType::Severity,
+            "ba" => CacheType::Ba,
+            _ => return None,
+        })
+    }
+}
+
+/// Whose group names a group macro lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOf {
+    /// `hg`: the host's host groups.
+    Host,
+    /// `sg`: the service's service groups.
+    Service,
+    /// `bv`: the business activity's business views.
+    Bv,
+}
+
+/// The values a template asks for.
+pub trait Resolve {
+    /// The event's field `name` (compatibility fields included).
+    fn event(&mut self, name: &str) -> Option<Field>;
+    /// A cached object's field.
+    fn cache(&mut self, ty: CacheType, field: &str) -> Option<Field>;
+    /// Group names, in the cache's order (empty when there are none, or
+    /// the event has no such object).
+    fn groups(&mut self, of: GroupOf) -> &[String];
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Event(String),
+    Cache(CacheType, String),
+    Groups {
+        of: GroupOf,
+        inline: bool,
+        pattern: Pattern,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Macro {
+    source: Source,
+    flag: Option<Flag>,
+    /// The macro as written, braces included: what stays when it has no
+    /// value.
+    raw: String,
+}
+
+#[derive(Debug, Clone)]
+enum Part {
+    Lit(String),
+    Macro(Macro),
+}
+
+#[derive(Debug, Clone)]
+enum Text {
+    /// No macro: the final text.
+    Lit(String),
+    /// Exactly one macro: may become a number or an array.
+    Whole(Macro),
+    /// Text with macros inside.
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// `{}` or `[]`: broker writes both as `[]`.
+    Empty,
+    Str(Text),
+    Array(Vec<Node>),
+    Object(Vec<(Text, Node)>),
+}
+
+/// What a template reads, so callers fetch only that.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Needs {
+    /// Event fields.
+    pub event: Vec<String>,
+    /// `get_host` fields.
+    pub host: Vec<String>,
+    /// `get_service` fields.
+    pub service: Vec<String>,
+    /// Whether `{cache.instance.*}`, `{cache.severity.*}`, `{cache.ba.*}`
+    /// or a group macro of each kind appears.
+    pub instance: bool,
+    /// See [`Needs::instance`].
+    pub severity: bool,
+    /// See [`Needs::instance`].
+    pub ba: bool,
+    /// See [`Needs::instance`].
+    pub groups: [bool; 3],
+}
+
+fn add(list: &mut Vec<String>, name: &str) {
+    if !list.iter().any(|n| n == name) {
+        list.push(name.to_string());
+    }
+}
+
+/// One kind's template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    root: Node,
+    /// What it reads.
+    pub needs: Needs,
+}
+
+/// How whole-value macros are written.
+#[derive(Debug, Clone)]
+pub struct Env<'a> {
+    /// For the flags.
+    pub flags: FlagEnv<'a>,
+    /// `format_file_typed_values=1`: numbers and booleans as JSON numbers
+    /// and booleans (the library's documented intent) instead of strings
+    /// (what it does).
+    pub typed: bool,
+}
+
+/// The templates of a `format_file`, by event kind.
+#[derive(Debug, Clone, Default)]
+pub struct Templates {
+    slots: Vec<(ElementKind, Option<Template>)>,
+}
+
+impl Templates {
+    /// `kind`'s template: `Some(None)` when it is empty (muted).
+    pub fn choice(&self, kind: ElementKind) -> Option<Option<&Template>> {
+        self.slots
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, t)| t.as_ref())
+    }
+
+    /// Whether no kind has a template.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Each kind with a template: `None` for an empty one (the kind is
+    /// muted).
+    pub fn into_slots(self) -> Vec<(ElementKind, Option<Template>)> {
+        self.slots
+    }
+
+    /// Reads `path`. `Err` is the one line to log when nothing can be used
+    /// (the built-in format then serves every kind, as in Lua); otherwise
+    /// the templates that compiled, and one line per problem found.
+    pub fn load(path: &str) -> Result<(Templates, Vec<String>), String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "format_file {path}: cannot read it ({e}): every event uses the built-in format"
+            )
+        })?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "format_file {path}: not valid JSON ({e}): every event uses the built-in format"
+            )
+        })?;
+        let serde_json::Value::Object(map) = json else {
+            return Err(format!(
+                "format_file {path}: the file must be a JSON object of templates: every event uses the built-in format"
+            ));
+        };
+        let mut t = Templates::default();
+        let mut problems = Vec::new();
+        for (key, value) in map {
+            let mut say =
+                |what: String| problems.push(format!("format_file {path}: {key}: {what}"));
+            let kind = match kind_of_key(&key) {
+                Ok(kind) => kind,
+                Err(why) => {
+                    say(why);
+                    continue;
+                }
+            };
+            if let Some(prev) = t.slots.iter().position(|(k, _)| *k == kind) {
+                say(format!(
+                    "a second template for {} events: this one is used",
+                    kind.name()
+                ));
+                t.slots.remove(prev);
+            }
+            match value {
+                serde_json::Value::Object(o) if o.is_empty() => {
+                    // As in Lua, `{}` makes no event: a way to mute a kind.
+                    t.slots.push((kind, None));
+                }
+                serde_json::Value::Object(_) => {
+                    let mut c = Compiler {
+                        kind,
+                        needs: Needs::default(),
+                        problems: Vec::new(),
+                    };
+                    let root = c.node(&value, "");
+                    for p in c.problems {
+                        say(p);
+                    }
+                    t.slots.push((
+                        kind,
+                        Some(Template {
+                            root,
+                            needs: c.needs,
+                        }),
+                    ));
+                }
+                other => say(format!(
+                    "a template must be a JSON object, not {}: {} events use the built-in format",
+                    json_type(&other),
+                    kind.name()
+                )),
+            }
+        }
+        Ok((t, problems))
+    }
+}
+
+fn json_type(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Broker element names (BBDO 2 and 3) of each category, for telling a
+/// misspelt key from an element this connector never sends.
+const NEB_ELEMENTS: &[&str] = &[
+    "comment",
+    "custom_variable",
+    "custom_variable_status",
+    "event_handler",
+    "flapping_status",
+    "host_check",
+    "host_dependency",
+    "host_group",
+    "host_group_member",
+    "host",
+    "host_parent",
+    "instance",
+    "instance_status",
+    "log_entry",
+    "module",
+    "service_check",
+    "service_dependency",
+    "service_group",
+    "service_group_member",
+    "service",
+    "instance_configuration",
+    "responsive_instance",
+    "pb_service",
+    "pb_adaptive_service",
+    "pb_host",
+    "pb_adaptive_host",
+    "pb_severity",
+    "pb_tag",
+    "pb_comment",
+    "pb_custom_variable",
+    "pb_custom_variable_status",
+    "pb_host_check",
+    "pb_service_check",
+    "pb_log_entry",
+    "pb_instance_status",
+    "pb_instance",
+    "pb_responsive_instance",
+];
+
+/// The kind a key such as `neb_host_status` names. The library splits it
+/// at the first `_` and looks the element up whatever the category, so
+/// `neb_ba_status` lands in the acknowledgement slot there; here category
+/// and element must agree.
+fn kind_of_key(key: &str) -> Result<ElementKind, String> {
+    let split = key
+        .find('_')
+        .filter(|&i| i > 0 && key[..i].bytes().all(|b| b.is_ascii_alphanumeric()));
+    let Some(i) = split else {
+        return Err(
+            "not a template key (expected <category>_<element>, such as neb_host_status): ignored"
+                .into(),
+        );
+    };
+    let (cat, el) = (&key[..i], &key[i + 1..]);
+    let el = el.strip_prefix("pb_").unwrap_or(el);
+    match (cat, el) {
+        ("neb", "host_status") => Ok(ElementKind::HostStatus),
+        ("neb", "service_status") => Ok(ElementKind::ServiceStatus),
+        ("neb", "acknowledgement") => Ok(ElementKind::Acknowledgement),
+        ("neb", "downtime") => Ok(ElementKind::Downtime),
+        ("bam", "ba_status") => Ok(ElementKind::BaStatus),
+        ("neb", "ba_status") => Err("ba_status is a bam event: write bam_ba_status: ignored".into()),
+        ("neb", _) if NEB_ELEMENTS.contains(&&key[i + 1..]) => Err(format!(
+            "this connector does not send {} events (it sends host_status, service_status, acknowledgement, downtime and bam ba_status): ignored",
+            &key[i + 1..]
+        )),
+        ("neb", _) => Err(format!("unknown neb element '{}': ignored", &key[i + 1..])),
+        ("bam", _) => Err("the only bam events this connector sends are ba_status: ignored".into()),
+        ("storage", _) => Err("storage events (metrics) are not sent to Canopsis: ignored".into()),
+        _ => Err(format!("unknown category '{cat}' (neb or bam): ignored")),
+    }
+}
+
+/// Fields an event of each kind may carry (BBDO 2 and 3), plus the ones
+/// the library adds, so a misspelt macro is reported at `init`.
+fn known_event_field(kind: ElementKind, name: &str) -> bool {
+    const COMMON: &[&str] = &[
+        "category",
+        "element",
+        "_type",
+        "state",
+        "current_state",
+        "host_id",
+        "service_id",
+    ];
+    const STATUS: &[&str] = &[
+        "acknowledged",
+        "acknowledgement_type",
+        "active_checks",
+        "check_interval",
+        "check_period",
+        "check_type",
+        "check_attempt",
+        "scheduled_downtime_depth",
+        "downtime_depth",
+        "enabled",
+        "event_handler",
+        "event_handler_enabled",
+        "execution_time",
+        "flap_detection",
+        "checked",
+        "flapping",
+        "last_check",
+        "last_hard_state",
+        "last_hard_state_change",
+        "last_notification",
+        "last_state_change",
+        "last_time_down",
+        "last_time_unreachable",
+        "last_time_up",
+        "last_time_ok",
+        "last_time_warning",
+        "last_time_critical",
+        "last_time_unknown",
+        "last_update",
+        "latency",
+        "max_check_attempts",
+        "next_check",
+        "next_host_notification",
+        "next_notification",
+        "no_more_notifications",
+        "notification_number",
+        "notify",
+        "obsess_over_host",
+        "obsess_over_service",
+        "passive_checks",
+        "percent_state_change",
+        "retry_interval",
+        "should_be_scheduled",
+        "state_type",
+        "check_command",
+        "output",
+        "long_output",
+        "short_output",
+        "perfdata",
+        "type",
+        "internal_id",
+    ];
+    const ACK: &[&str] = &[
+        "acknowledgement_type",
+        "author",
+        "comment_data",
+        "deletion_time",
+        "entry_time",
+        "instance_id",
+        "is_sticky",
+        "sticky",
+        "notify_contacts",
+        "persistent_comment",
+        "notify_only_if_not_already_acknowledged",
+        "type",
+        "id",
+    ];
+    const DOWNTIME: &[&str] = &[
+        "actual_end_time",
+        "actual_start_time",
+        "author",
+        "cancelled",
+        "comment_data",
+        "deletion_time",
+        "duration",
+        "end_time",
+        "entry_time",
+        "fixed",
+        "instance_id",
+        "internal_id",
+        "id",
+        "start_time",
+        "triggered_by",
+        "type",
+        "started",
+        "is_recurring",
+        "recurring_timeperiod",
+    ];
+    const BA: &[&str] = &[
+        "ba_id",
+        "in_downtime",
+        "last_state_change",
+        "level_acknowledgement",
+        "level_downtime",
+        "level_nominal",
+        "state_changed",
+        "output",
+    ];
+    COMMON.contains(&name)
+        || match kind {
+            ElementKind::HostStatus | ElementKind::ServiceStatus => STATUS.contains(&name),
+            ElementKind::Acknowledgement => ACK.contains(&name),
+            ElementKind::Downtime => DOWNTIME.contains(&name),
+            ElementKind::BaStatus => BA.contains(&name),
+        }
+}
+
+/// Fields of broker's cached hosts and services (`pb_host`, `pb_service`).
+fn known_cache_field(ty: CacheType, name: &str) -> bool {
+    const HOST: &[&str] = &[
+        "host_id",
+        "name",
+        "alias",
+        "address",
+        "display_name",
+        "instance_id",
+        "state",
+        "state_type",
+        "check_attempt",
+        "max_check_attempts",
+        "output",
+        "perfdata",
+        "last_check",
+        "last_state_change",
+        "last_hard_state",
+        "last_hard_state_change",
+        "last_time_up",
+        "last_time_down",
+        "last_time_unreachable",
+        "last_update",
+        "last_notification",
+        "next_check",
+        "next_host_notification",
+        "latency",
+        "execution_time",
+        "percent_state_change",
+        "scheduled_downtime_depth",
+        "acknowledged",
+        "acknowledgement_type",
+        "flapping",
+        "checked",
+        "check_type",
+        "check_command",
+        "check_interval",
+        "check_period",
+        "retry_interval",
+        "enabled",
+        "active_checks",
+        "passive_checks",
+        "notify",
+        "notes",
+        "notes_url",
+        "action_url",
+        "icon_image",
+        "icon_image_alt",
+        "icon_id",
+        "statusmap_image",
+        "timezone",
+        "severity_id",
+        "tags",
+        "obsess_over_host",
+        "should_be_scheduled",
+        "no_more_notifications",
+        "notification_number",
+        "notification_interval",
+        "notification_period",
+        "first_notification_delay",
+        "event_handler",
+        "event_handler_enabled",
+        "flap_detection",
+        "low_flap_threshold",
+        "high_flap_threshold",
+        "freshness_threshold",
+        "check_freshness",
+    ];
+    const SERVICE: &[&str] = &[
+        "service_id",
+        "description",
+        "host_name",
+        "long_output",
+        "last_time_ok",
+        "last_time_warning",
+        "last_time_critical",
+        "last_time_unknown",
+        "next_notification",
+        "is_volatile",
+        "obsess_over_service",
+        "type",
+        "internal_id",
+    ];
+    let prefixed = [
+        "default_",
+        "flap_detection",
+        "notify_on_",
+        "stalk_on_",
+        "freshness",
+        "retain_",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p));
+    match ty {
+        CacheType::Host => HOST.contains(&name) || prefixed,
+        CacheType::Service => {
+            (HOST.contains(&name) && !matches!(name, "name" | "alias" | "address" | "instance_id"))
+                || SERVICE.contains(&name)
+                || prefixed
+        }
+        CacheType::Instance => matches!(name, "id" | "name"),
+        CacheType::Severity => matches!(name, "host" | "service"),
+        CacheType::Ba => matches!(name, "ba_id" | "ba_name" | "ba_description"),
+    }
+}
+
+struct Compiler {
+    kind: ElementKind,
+    needs: Needs,
+    problems: Vec<String>,
+}
+
+/// Characters allowed between a macro's braces (`[%w_.%(%),%%%+%-%*%?%[%]%^%$]`).
+fn macro_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_.(),%+-*?[]^$".contains(&b)
+}
+
+impl Compiler {
+    fn node(&mut self, v: &serde_json::Value, at: &str) -> Node {
+        use serde_json::Value as J;
+        match v {
+            // Broker's decoder drops nulls; callers skip them.
+            J::Null => Node::Empty,
+            J::Bool(b) => Node::Bool(*b),
+            J::Number(n) => {
+                // Broker's decoder keeps 32 bits of integers.
+                if let Some(u) = n.as_u64() {
+                    Node::Int(u as u32 as i64)
+                } else if let Some(i) = n.as_i64() {
+                    Node::Int(i as i32 as i64)
+                } else {
+                    Node::Float(n.as_f64().unwrap_or(0.0))
+                }
+            }
+            J::String(s) => Node::Str(self.text(&backslash_pass(s), at, true)),
+            J::Array(a) if a.iter().all(|x| x.is_null()) => Node::Empty,
+            J::Array(a) => Node::Array(
+                a.iter()
+                    .filter(|x| !x.is_null())
+                    .map(|x| self.node(x, at))
+                    .collect(),
+            ),
+            J::Object(o) if o.values().all(|x| x.is_null()) => Node::Empty,
+            J::Object(o) => Node::Object(
+                o.iter()
+                    .filter(|(_, x)| !x.is_null())
+                    .map(|(k, x)| {
+                        let path = if at.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{at}.{k}")
+                        };
+                        let key = self.text(k, &path, false);
+                        (key, self.node(x, &path))
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Splits `s` into literal text and macros. A value's literal text is
+    /// decoded once more per event in Lua, hence `value`.
+    fn text(&mut self, s: &str, at: &str, value: bool) -> Text {
+        let b = s.as_bytes();
+        let mut parts = Vec::new();
+        let (mut lit_from, mut i) = (0, 0);
+        while i < b.len() {
+            if b[i] == b'{' {
+                let mut j = i + 1;
+                while j < b.len() && macro_char(b[j]) {
+                    j += 1;
+                }
+                if j > i + 1 && j < b.len() && b[j] == b'}' {
+                    if lit_from < i {
+                        parts.push(Part::Lit(s[lit_from..i].to_string()));
+                    }
+                    let raw = &s[i..=j];
+                    parts.push(match self.macro_of(raw, at) {
+                        Some(m) => Part::Macro(m),
+                        None => Part::Lit(raw.to_string()),
+                    });
+                    lit_from = j + 1;
+                    i = j + 1;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if lit_from < b.len() {
+            parts.push(Part::Lit(s[lit_from..].to_string()));
+        }
+        let lit = |s: String| {
+            if value {
+                backslash_pass(&s).into_owned()
+            } else {
+                s
+            }
+        };
+        match parts.len() {
+            0 => Text::Lit(String::new()),
+            1 => match parts.pop() {
+                Some(Part::Macro(m)) => Text::Whole(m),
+                Some(Part::Lit(l)) => Text::Lit(lit(l)),
+                None => Text::Lit(String::new()),
+            },
+            _ if parts.iter().all(|p| matches!(p, Part::Lit(_))) => Text::Lit(lit(s.to_string())),
+            _ => Text::Parts(parts),
+        }
+    }
+
+    fn problem(&mut self, at: &str, raw: &str, why: String) {
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" (at '{at}')")
+        };
+        self.problems
+            .push(format!("macro {raw}{at}: {why}; it is sent as written"));
+    }
+
+    fn macro_of(&mut self, raw: &str, at: &str) -> Option<Macro> {
+        let inner = &raw[1..raw.len() - 1];
+        if let Some(rest) = inner.strip_prefix("groups(") {
+            return self.group_macro(raw, rest, at);
+        }
+        let (source, name) = match inner.strip_prefix("cache.") {
+            Some(rest) => {
+                let dot = rest
+                    .find('.')
+                    .filter(|&d| d > 0 && rest[..d].bytes().all(|b| b.is_ascii_alphanumeric()));
+                let Some(dot) = dot else {
+                    self.problem(at, raw, "expected {cache.<type>.<field>}".into());
+                    return None;
+                };
+                let Some(ty) = CacheType::from_name(&rest[..dot]) else {
+                    self.problem(
+                        at,
+                        raw,
+                        format!(
+                            "unknown cache type '{}' (host, service, instance, severity or ba)",
+                            &rest[..dot]
+                        ),
+                    );
+                    return None;
+                };
+                (Some(ty), &rest[dot + 1..])
+            }
+            None => (None, inner),
+        };
+        let (base, flag_name) = split_flag(name);
+        let flag = match flag_name {
+            None => None,
+            Some(f) => match Flag::from_name(f) {
+                Some(flag) => Some(flag),
+                None => {
+                    self.problem(
+                        at,
+                        raw,
+                        format!("unknown flag '_sc{f}' (_scdate, _sctype, _scstate, _scshort, _scnumber or _scstring)"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let source = match source {
+            Some(ty) => {
+                if !known_cache_field(ty, base) {
+                    self.problem(
+                        at,
+                        raw,
+                        format!("'{base}' is not a field of the cached object"),
+                    );
+                    return None;
+                }
+                match ty {
+                    CacheType::Host => add(&mut self.needs.host, base),
+                    CacheType::Service => add(&mut self.needs.service, base),
+                    CacheType::Instance => self.needs.instance = true,
+                    CacheType::Severity => self.needs.severity = true,
+                    CacheType::Ba => self.needs.ba = true,
+                }
+                Source::Cache(ty, base.to_string())
+            }
+            None => {
+                if !known_event_field(self.kind, base) {
+                    self.problems.push(format!(
+                        "macro {raw}{}: '{base}' is not a field of {} events; it is sent as written unless custom code sets it",
+                        if at.is_empty() { String::new() } else { format!(" (at '{at}')") },
+                        self.kind.name()
+                    ));
+                }
+                add(&mut self.needs.event, base);
+                Source::Event(base.to_string())
+            }
+        };
+        Some(Macro {
+            source,
+            flag,
+            raw: raw.to_string(),
+        })
+    }
+
+    /// `{groups(<type>,<format>,<pattern>)}`: `rest` is what follows `groups(`.
+    fn group_macro(&mut self, raw: &str, rest: &str, at: &str) -> Option<Macro> {
+        let Some(body) = rest.strip_suffix(')') else {
+            self.problem(
+                at,
+                raw,
+                "expected {groups(hg|sg|bv,table|inline,PATTERN)}".into(),
+            );
+            return None;
+        };
+        let mut it = body.splitn(3, ',');
+        let (ty, format, pattern) = match (it.next(), it.next(), it.next()) {
+            (Some(t), Some(f), Some(p)) => (t, f, p),
+            _ => {
+                self.problem(
+                    at,
+                    raw,
+                    "expected {groups(hg|sg|bv,table|inline,PATTERN)}".into(),
+                );
+                return None;
+            }
+        };
+        let of = match ty {
+            "hg" => GroupOf::Host,
+            "sg" => GroupOf::Service,
+            "bv" => GroupOf::Bv,
+            _ => {
+                self.problem(at, raw, format!("unknown group type '{ty}' (hg, sg or bv)"));
+                return None;
+            }
+        };
+        let inline = match format {
+            "table" => false,
+            "inline" => true,
+            _ => {
+                self.problem(
+                    at,
+                    raw,
+                    format!("unknown group format '{format}' (table or inline)"),
+                );
+                return None;
+            }
+        };
+        let pattern = match Pattern::new(pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                self.problem(at, raw, format!("bad Lua pattern '{pattern}': {e}"));
+                return None;
+            }
+        };
+        self.needs.groups[of as usize] = true;
+        Some(Macro {
+            source: Source::Groups {
+                of,
+                inline,
+                pattern,
+            },
+            flag: None,
+            raw: raw.to_string(),
+        })
+    }
+}
+
+/// Writes `s` as a JSON string.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+impl Template {
+    /// Writes the event's JSON into `out`.
+    pub fn render(&self, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
+        write_node(&self.root, r, env, out);
+    }
+
+    /// Whether the template writes `key` at its top level as a string
+    /// made of one macro (for the `timestamp` warning).
+    pub fn whole_macro_at(&self, key: &str) -> bool {
+        let Node::Object(fields) = &self.root else {
+            return false;
+        };
+        fields.iter().any(|(k, v)| {
+            matches!(k, Text::Lit(l) if l == key) && matches!(v, Node::Str(Text::Whole(_)))
+        })
+    }
+
+    /// Whether the template writes `key` at its top level.
+    pub fn has_key(&self, key: &str) -> bool {
+        let Node::Object(fields) = &self.root else {
+            return false;
+        };
+        fields
+            .iter()
+            .any(|(k, _)| matches!(k, Text::Lit(l) if l == key))
+    }
+
+    /// The literal string the template gives `key` at its top level.
+    pub fn literal_at(&self, key: &str) -> Option<&str> {
+        let Node::Object(fields) = &self.root else {
+            return None;
+        };
+        fields.iter().find_map(|(k, v)| match (k, v) {
+            (Text::Lit(l), Node::Str(Text::Lit(s))) if l == key => Some(s.as_str()),
+            _ => None,
+        })
+    }
+}
+
+fn resolve(m: &Macro, r: &mut dyn Resolve, env: &Env<'_>) -> Option<Value> {
+    let found = match &m.source {
+        Source::Event(name) => r.event(name),
+        Source::Cache(ty, field) => r.cache(*ty, field),
+        Source::Groups {
+            of,
+            inline,
+            pattern,
+        } => {
+            let names = r
+                .groups(*of)
+                .iter()
+                .filter(|n| pattern.is_match(n.as_bytes()));
+            return Some(if *inline {
+                let mut s = String::new();
+                for n in names {
+                    if !s.is_empty() {
+                        s.push(',');
+                    }
+                    s.push_str(n);
+                }
+                Value::Text(s)
+            } else {
+                Value::List(names.cloned().collect())
+            });
+        }
+    };
+    let v = Value::of(found?)?;
+    match m.flag {
+        Some(flag) => apply(flag, v, &env.flags),
+        None => Some(v),
+    }
+}
+
+/// The text of a string with macros, before broker's second pass.
+fn joined(parts: &[Part], r: &mut dyn Resolve, env: &Env<'_>) -> String {
+    let mut s = String::new();
+    for p in parts {
+        match p {
+            Part::Lit(l) => s.push_str(l),
+            Part::Macro(m) => match resolve(m, r, env) {
+                Some(v) => s.push_str(&v.text()),
+                None => s.push_str(&m.raw),
+            },
+        }
+    }
+    s
+}
+
+fn write_key(k: &Text, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
+    match k {
+        Text::Lit(l) => json_str(out, l),
+        Text::Whole(m) => match resolve(m, r, env) {
+            Some(v) => json_str(out, &v.text()),
+            None => json_str(out, &m.raw),
+        },
+        Text::Parts(p) => json_str(out, &joined(p, r, env)),
+    }
+}
+
+fn write_node(n: &Node, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
+    match n {
+        Node::Int(i) => {
+            let _ = write!(Utf8(out), "{i}");
+        }
+        Node::Float(f) => out.extend_from_slice(values::lua_float(*f).as_bytes()),
+        Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Node::Empty => out.extend_from_slice(b"[]"),
+        Node::Str(Text::Lit(l)) => json_str(out, l),
+        Node::Str(Text::Parts(p)) => json_str(out, &backslash_pass(&joined(p, r, env))),
+        Node::Str(Text::Whole(m)) => match resolve(m, r, env) {
+            None => json_str(out, &m.raw),
+            Some(Value::List(names)) => {
+                out.push(b'[');
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    json_str(out, &backslash_pass(name));
+                }
+                out.push(b']');
+            }
+            Some(Value::Int(i)) if env.typed => {
+                let _ = write!(Utf8(out), "{i}");
+            }
+            Some(Value::Float(f)) if env.typed && f.is_finite() => {
+                out.extend_from_slice(values::lua_float(f).as_bytes())
+            }
+            Some(Value::True) if env.typed => out.extend_from_slice(b"true"),
+            Some(v) => json_str(out, &backslash_pass(&v.text())),
+        },
+        Node::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_node(item, r, env, out);
+            }
+            out.push(b']');
+        }
+        Node::Object(fields) => {
+            out.push(b'{');
+            for (i, (k, v)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_key(k, r, env, out);
+                out.push(b':');
+                write_node(v, r, env, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// `fmt::Write` over a byte buffer.
+struct Utf8<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Utf8<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values::DateFormat;
+    use super::*;
+    use serde_json::{json, Value as J};
+
+    /// host_id=12, cache.host.name="srv01", output="o\nl1\nl2",
+    /// flapping=false, hostgroups HG_1, web-01, web-xx: the contract's
+    /// example event.
+    struct Example;
+
+    impl Resolve for Example {
+        fn event(&mut self, name: &str) -> Option<Field> {
+            Some(match name {
+                "host_id" => Field::Int(12),
+                "state" => Field::Int(2),
+                "output" => Field::Str(b"o\nl1\nl2".to_vec()),
+                "flapping" => Field::Bool(false),
+                "acknowledged" => Field::Bool(true),
+                "pct" => Field::Str(b"50%".to_vec()),
+                "latency" => Field::Float(0.0),
+                "last_check" => Field::Int(86400),
+                "state_type" => Field::Int(0),
+                "path" => Field::Str(br"a\nb".to_vec()),
+                "ctrl" => Field::Str(b"bell\x07".to_vec()),
+                _ => return None,
+            })
+        }
+        fn cache(&mut self, ty: CacheType, field: &str) -> Option<Field> {
+            match (ty, field) {
+                (CacheType::Host, "name") => Some(Field::Str(b"srv01".to_vec())),
+                (CacheType::Host, "tags") => Some(Field::Other("table")),
+                (CacheType::Severity, "host") => None,
+                (CacheType::Ba, "ba_name") => Some(Field::Str(b"BA-1".to_vec())),
+                _ => None,
+            }
+        }
+        fn groups(&mut self, of: GroupOf) -> &[String] {
+            static HG: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+            match of {
+                GroupOf::Host => {
+                    HG.get_or_init(|| vec!["HG_1".into(), "web-01".into(), "web-xx".into()])
+                }
+                _ => &[],
+            }
+        }
+    }
+
+    fn compile(kind: ElementKind, template: J) -> (Template, Vec<String>) {
+        let mut c = Compiler {
+            kind,
+            needs: Needs::default(),
+            problems: Vec::new(),
+        };
+        let root = c.node(&template, "");
+        (
+            Template {
+                root,
+                needs: c.needs,
+            },
+            c.problems,
+        )
+    }
+
+    fn render_with(kind: ElementKind, template: J, typed: bool) -> J {
+        let (t, _) = compile(kind, template);
+        let dates = DateFormat::new("!%Y-%m-%d %X", None).unwrap();
+        let env = Env {
+            flags: FlagEnv {
+                kind,
+                service: true,
+                dates: &dates,
+            },
+            typed,
+        };
+        let mut out = Vec::new();
+        t.render(&mut Example, &env, &mut out);
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    }
+
+    fn render(template: J) -> J {
+        render_with(ElementKind::ServiceStatus, template, false)
+    }
+
+    #[test]
+    fn the_contract_examples_render_as_in_lua() {
+        let cases = [
+            (json!("{host_id}"), json!("12")),
+            (
+                json!("id={host_id} name={cache.host.name}"),
+                json!("id=12 name=srv01"),
+            ),
+            (json!("{output_scshort}"), json!("o\nl1")),
+            (json!("{flapping}"), json!("{flapping}")),
+            (json!("{flapping_scstring}"), json!("{flapping_scstring}")),
+            (json!("{unknown}"), json!("{unknown}")),
+            (json!("x {unknown} y"), json!("x {unknown} y")),
+            (
+                json!("{groups(hg,table,.*)}"),
+                json!(["HG_1", "web-01", "web-xx"]),
+            ),
+            (json!("{groups(hg,inline,.*)}"), json!("HG_1,web-01,web-xx")),
+            (json!("{groups(hg,inline,^web%-%d+$)}"), json!("web-01")),
+            (json!("{groups(hg,table,^%u)}"), json!(["HG_1"])),
+            (
+                json!("{groups(hg,inline,^web %d)}"),
+                json!("{groups(hg,inline,^web %d)}"),
+            ),
+            (json!("{groups(sg,table,)}"), json!([])),
+            (json!("50% {pct}"), json!("50% 50%")),
+            (json!("{state}"), json!("2")),
+            (json!("{state_scstate}"), json!("CRITICAL")),
+            (json!("{latency}"), json!("0.0")),
+            (json!("{acknowledged_scstring}"), json!("true")),
+            (json!("{state_type_sctype}"), json!("SOFT")),
+            (json!("{last_check_scdate}"), json!("1970-01-02 00:00:00")),
+            (
+                json!("{cache.severity.host}"),
+                json!("{cache.severity.host}"),
+            ),
+            (json!("{cache.host.tags}"), json!("{cache.host.tags}")),
+            (json!("{path}"), json!("a\nb")),
+            (json!("{ctrl}"), json!("bell\u{7}")),
+        ];
+        for (template, want) in cases {
+            let got = render(json!({ "v": template.clone() }));
+            assert_eq!(got["v"], want, "{template}");
+        }
+    }
+
+    #[test]
+    fn keys_nested_objects_and_arrays_are_substituted() {
+        let got = render(json!({
+            "{cache.host.name}": "k",
+            "nested": {"a": ["{host_id}", 1, {"b": "{state_scstate}"}]},
+            "empty": {},
+            "gone": null,
+            "list": [1, null, 3],
+            "big": 1731000000000u64,
+            "neg": -5,
+            "f": 7.0
+        }));
+        assert_eq!(
+            got,
+            json!({
+                "srv01": "k",
+                "nested": {"a": ["12", 1, {"b": "CRITICAL"}]},
+                "empty": [],
+                "list": [1, 3],
+                "big": 1731000000000u64 as u32,
+                "neg": -5,
+                "f": 7.0
+            })
+        );
+    }
+
+    #[test]
+    fn literal_text_is_decoded_twice_as_broker_does() {
+        // The file's "C:\\\\temp" is C:\\temp once decoded, then C:\temp,
+        // which broker's second pass makes C:<TAB>emp.
+        let got = render(json!({"p": "C:\\\\temp", "q": "C:\\\\temp {host_id}"}));
+        assert_eq!(got["p"], "C:\temp");
+        assert_eq!(got["q"], "C:\temp 12");
+    }
+
+    #[test]
+    fn typed_values_keep_numbers_and_booleans() {
+        let got = render_with(
+            ElementKind::ServiceStatus,
+            json!({"s": "{state}", "t": "{last_check}", "a": "{acknowledged}", "n": "{pct_scnumber}", "o": "{output_scshort}", "x": "at {state}"}),
+            true,
+        );
+        assert_eq!(
+            got,
+            json!({"s": 2, "t": 86400, "a": true, "n": "{pct_scnumber}", "o": "o\nl1", "x": "at 2"})
+        );
+    }
+
+    #[test]
+    fn bad_macros_are_reported_once_and_sent_as_written() {
+        let (t, problems) = compile(
+            ElementKind::HostStatus,
+            json!({
+                "a": "{cache.host.name_scfoo}",
+                "b": "{cache.nope.x}",
+                "c": "{groups(xx,table,.*)}",
+                "d": "{groups(hg,list,.*)}",
+                "e": "{groups(hg,table,[a)}",
+                "f": "{not_a_field}",
+                "g": "{cache.host.no_such_field}"
+            }),
+        );
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+        for (p, what) in problems.iter().zip([
+            "_scfoo",
+            "nope",
+            "xx",
+            "list",
+            "[a",
+            "not_a_field",
+            "no_such_field",
+        ]) {
+            assert!(p.contains(what), "{p}");
+        }
+        let dates = DateFormat::local_default();
+        let env = Env {
+            flags: FlagEnv {
+                kind: ElementKind::HostStatus,
+                service: false,
+                dates: &dates,
+            },
+            typed: false,
+        };
+        let mut out = Vec::new();
+        t.render(&mut Example, &env, &mut out);
+        let got: J = serde_json::from_slice(&out).unwrap();
+        assert_eq!(got["a"], "{cache.host.name_scfoo}");
+        assert_eq!(got["e"], "{groups(hg,table,[a)}");
+    }
+
+    #[test]
+    fn needs_list_what_the_template_reads() {
+        let (t, _) = compile(
+            ElementKind::ServiceStatus,
+            json!({"a": "{cache.host.alias} {cache.service.notes} {output} {output_scshort} {cache.instance.name}", "b": "{groups(hg,table,.*)}"}),
+        );
+        assert_eq!(t.needs.host, vec!["alias".to_string()]);
+        assert_eq!(t.needs.service, vec!["notes".to_string()]);
+        assert_eq!(t.needs.event, vec!["output".to_string()]);
+        assert!(t.needs.instance && !t.needs.severity);
+        assert_eq!(t.needs.groups, [true, false, false]);
+    }
+
+    fn load(text: &str) -> Result<(Templates, Vec<String>), String> {
+        let dir = std::env::temp_dir().join(format!(
+            "tpl-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("format.json");
+        std::fs::write(&path, text).unwrap();
+        let r = Templates::load(path.to_str().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn a_bad_key_or_template_is_reported_and_the_others_still_work() {
+        let (t, problems) = load(
+            r#"{"neb_host_status": {"a": "{host_id}"}, "foo_host_status": {}, "neb_foo": {}, "neb": {},
+                "storage_metric": {}, "neb_ba_status": {}, "neb_comment": {}, "neb_service_status": "text",
+                "neb_acknowledgement": {}, "bam_pb_ba_status": {"x": 1}}"#,
+        )
+        .unwrap();
+        assert_eq!(problems.len(), 7, "{problems:#?}");
+        assert!(matches!(t.choice(ElementKind::HostStatus), Some(Some(_))));
+        assert!(matches!(t.choice(ElementKind::Acknowledgement), Some(None)));
+        assert!(matches!(t.choice(ElementKind::BaStatus), Some(Some(_))));
+        assert!(t.choice(ElementKind::ServiceStatus).is_none());
+    }
+
+    #[test]
+    fn an_unreadable_file_or_bad_json_is_one_error() {
+        assert!(Templates::load("/nonexistent/format.json")
+            .unwrap_err()
+            .contains("cannot read"));
+        assert!(load("{not json").unwrap_err().contains("not valid JSON"));
+        assert!(load("[1]").unwrap_err().contains("JSON object"));
+        assert!(load("{}").unwrap().0.is_empty());
+    }
+}
