@@ -333,6 +333,8 @@ pub struct Config {
     pub log_level: i64,
     /// `send_data_test`: write payloads to the log instead of sending them.
     pub send_data_test: bool,
+    /// `custom_code_file`: Lua code run on each accepted event.
+    pub custom_code_file: Option<PathBuf>,
 }
 
 /// Parameters the Lua connector accepts that have no effect on what this
@@ -349,14 +351,6 @@ const INERT_PARAMS: &[&str] = &[
     "metric_name_regex",
     "metric_replacement_character",
 ];
-
-/// Parameters of the Lua connector that change what is sent or filtered
-/// and that this connector does not honour yet: set, they are reported at
-/// error level, since events go out in the built-in format regardless.
-const UNHONOURED_PARAMS: &[(&str, &str)] = &[(
-    "custom_code_file",
-    "custom code is not supported yet: it is not run, and every event the filters accept is sent",
-)];
 
 /// The outcome of reading the parameter table: the config, plus remarks
 /// worth a log line (unknown or inert parameters, fallbacks).
@@ -383,14 +377,13 @@ pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
         used: Vec::new(),
     };
     let config = r.config();
-    let mut unhonoured = std::mem::take(&mut r.unhonoured);
-    for (name, value) in params {
-        let set = !matches!(value, ParamValue::Str(s) if s.trim().is_empty());
-        if let Some((_, why)) = UNHONOURED_PARAMS.iter().find(|(n, _)| n == name) {
-            if set {
-                unhonoured.push(format!("parameter '{name}' is set but not honoured: {why}"));
-            }
-        } else if name.starts_with("_sc") || INERT_PARAMS.contains(&name.as_str()) {
+    let unhonoured = std::mem::take(&mut r.unhonoured);
+    for name in params.keys() {
+        // `_sc*` parameters are the custom code's own.
+        if name.starts_with("_sc") && config.custom_code_file.is_some() {
+            continue;
+        }
+        if name.starts_with("_sc") || INERT_PARAMS.contains(&name.as_str()) {
             r.notices.push(format!(
                 "parameter '{name}' has no effect in this connector"
             ));
@@ -871,6 +864,10 @@ impl Reader<'_> {
             .max(1);
         self.used.push("logfile".into());
         let send_data_test = self.flag("send_data_test", false);
+        let custom_code_file = match self.string("custom_code_file", "").trim() {
+            "" => None,
+            path => Some(PathBuf::from(path)),
+        };
 
         Config {
             categories,
@@ -896,6 +893,7 @@ impl Reader<'_> {
             spool,
             log_level,
             send_data_test,
+            custom_code_file,
         }
     }
 

@@ -27,6 +27,7 @@
 use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
+use crate::custom::{Hook, Snapshot, Verdict};
 use crate::dedup;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
 use crate::filter;
@@ -167,6 +168,8 @@ pub struct Connector {
     bas: bool,
     /// Templates (`format_file`).
     formats: Formats,
+    /// Whether custom code (`custom_code_file`) runs on accepted events.
+    custom_code: bool,
 }
 
 /// Where accepted events go before the sender takes them.
@@ -181,8 +184,9 @@ enum Queue {
 /// boxing the big variant would cost an allocation per event.
 #[allow(clippy::large_enum_variant)]
 enum Accepted {
-    /// For the event route.
-    Event(NebEvent, Rc<filter::Subject>),
+    /// For the event route; with custom code and a template, what the
+    /// template reads.
+    Event(NebEvent, Rc<filter::Subject>, Option<Box<Snapshot>>),
     /// A pbehavior change.
     Downtime(pbehavior::Action),
 }
@@ -299,6 +303,7 @@ impl Connector {
             kinds,
             bas,
             formats,
+            custom_code: false,
         };
         c.revive(now);
         Ok(c)
@@ -384,6 +389,12 @@ impl Connector {
         &self.log
     }
 
+    /// Has custom code run on every event the filters accept (the Lua
+    /// edge loaded it).
+    pub fn use_custom_code(&mut self) {
+        self.custom_code = true;
+    }
+
     /// broker's `filter(category, element)`: the events this connector
     /// sends, and configuration changes (to forget remembered cache answers).
     pub fn accepts(&self, category: u32, element: u32) -> bool {
@@ -453,6 +464,7 @@ impl Connector {
         element: u32,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
+        hook: &mut dyn Hook,
     ) -> bool {
         let now = self.received();
         match self.kind_of(category, element) {
@@ -464,7 +476,7 @@ impl Connector {
             }
             Some(kind) => {
                 let read = NebEvent::read(kind, src);
-                self.take(read, src, cache, now)
+                self.take(read, src, cache, hook, now)
             }
         }
         self.answer(now)
@@ -478,9 +490,10 @@ impl Connector {
         read: Result<NebEvent, EventError>,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
+        hook: &mut dyn Hook,
     ) -> bool {
         let now = self.received();
-        self.take(read, src, cache, now);
+        self.take(read, src, cache, hook, now);
         self.answer(now)
     }
 
@@ -490,9 +503,10 @@ impl Connector {
         read: Result<NebEvent, EventError>,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
+        hook: &mut dyn Hook,
         now: Instant,
     ) {
-        if let Some(accepted) = self.process(read, cache, now) {
+        if let Some(accepted) = self.process(read, cache, hook, now) {
             self.counters.accepted += 1;
             self.enqueue(accepted, src, cache, now);
         }
@@ -587,20 +601,23 @@ impl Connector {
         let format = &self.cfg.format;
         let formats = &self.formats;
         // Straight into the request body (or the spool record).
-        let mut write = |ev: &NebEvent, subject: &filter::Subject, body: &mut Vec<u8>| match formats
-            .choice(ev.kind())
+        let mut write = |ev: &NebEvent,
+                         subject: &filter::Subject,
+                         snapshot: Option<&Snapshot>,
+                         body: &mut Vec<u8>| match formats.choice(ev.kind())
         {
-            Choice::Render(t) => t.render(ev, src, subject, cache, format, body),
+            Choice::Render(t) => t.render(ev, src, subject, cache, format, snapshot, body),
             _ => {
                 format::write_event_json(format, ev, subject, body);
             }
         };
         match &mut self.queue {
             Queue::Handover(h) => match accepted {
-                Accepted::Event(ev, subject) => {
+                Accepted::Event(ev, subject, snapshot) => {
                     h.last_seq += 1;
-                    h.batcher
-                        .push_with(h.last_seq, now, |body| write(&ev, &subject, body));
+                    h.batcher.push_with(h.last_seq, now, |body| {
+                        write(&ev, &subject, snapshot.as_deref(), body)
+                    });
                 }
                 Accepted::Downtime(action) => {
                     // Keep Canopsis's view in broker's order: events before
@@ -618,9 +635,9 @@ impl Connector {
             },
             Queue::Spool(q) => {
                 let record = match accepted {
-                    Accepted::Event(ev, subject) => {
+                    Accepted::Event(ev, subject, snapshot) => {
                         let mut json = Vec::with_capacity(512);
-                        write(&ev, &subject, &mut json);
+                        write(&ev, &subject, snapshot.as_deref(), &mut json);
                         if json.is_empty() {
                             return;
                         }
@@ -638,6 +655,7 @@ impl Connector {
         &mut self,
         read: Result<NebEvent, EventError>,
         cache: &mut dyn Cache,
+        hook: &mut dyn Hook,
         now: Instant,
     ) -> Option<Accepted> {
         let ev = match read {
@@ -690,6 +708,35 @@ impl Connector {
                 return None;
             }
         };
+        // The library runs custom code once the filters accepted the event,
+        // before choosing its format.
+        let choice = self.formats.choice(kind);
+        let mut snapshot = None;
+        if self.custom_code {
+            let needs = match &choice {
+                Choice::Render(t) if kind != ElementKind::Downtime => Some(&t.template.needs),
+                _ => None,
+            };
+            match hook.run(kind, needs) {
+                Verdict::Keep(s) => snapshot = s,
+                Verdict::Drop => {
+                    self.counters.filtered += 1;
+                    self.log.debug(format_args!(
+                        "{} event not sent: custom code answered false",
+                        kind.name()
+                    ));
+                    return None;
+                }
+                Verdict::Failed(e) => {
+                    self.counters.filtered += 1;
+                    self.log.error(format_args!(
+                        "custom code failed ({} event, not sent): {e}",
+                        kind.name()
+                    ));
+                    return None;
+                }
+            }
+        }
         match &ev {
             NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
                 Ok(action) => Some(Accepted::Downtime(action)),
@@ -700,10 +747,10 @@ impl Connector {
                     None
                 }
             },
-            _ => match self.formats.choice(kind) {
-                Choice::Render(_) => Some(Accepted::Event(ev, subject)),
+            _ => match choice {
+                Choice::Render(_) => Some(Accepted::Event(ev, subject, snapshot)),
                 Choice::BuiltIn if kind != ElementKind::BaStatus => {
-                    Some(Accepted::Event(ev, subject))
+                    Some(Accepted::Event(ev, subject, None))
                 }
                 Choice::BuiltIn => {
                     self.counters.filtered += 1;
@@ -1006,6 +1053,7 @@ impl Drop for Connector {
 mod tests {
     use super::*;
     use crate::config::{self, tests::minimal, ParamValue};
+    use crate::custom::NoHook;
     use crate::event::{Field, MapSource};
     use crate::filter::tests::cache;
     use crate::transport::{Request, Response, TransportError};
@@ -1065,10 +1113,10 @@ mod tests {
     fn filtered_events_are_acked_at_once_accepted_ones_after_delivery() {
         let canopsis = Canopsis::default();
         let mut c = connector(&[("max_buffer_size", ParamValue::Int(2))], &canopsis);
-        assert!(c.write(NEB, 2, &mut MapSource::default(), &mut cache()));
-        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache()));
+        assert!(c.write(NEB, 2, &mut MapSource::default(), &mut cache(), &mut NoHook));
+        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook));
         // Second event fills the batch; not delivered yet at return time.
-        let _ = c.write(NEB, 24, &mut service_event(1), &mut cache());
+        let _ = c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook);
         assert!(c.flush());
         let bodies = canopsis.bodies.lock().unwrap();
         assert_eq!(bodies.len(), 1);
@@ -1081,7 +1129,7 @@ mod tests {
         let canopsis = Canopsis::default();
         *canopsis.down.lock().unwrap() = true;
         let mut c = connector(&[], &canopsis);
-        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache()));
+        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook));
         assert!(!c.flush());
         assert!(!c.flush());
         *canopsis.down.lock().unwrap() = false;
@@ -1098,7 +1146,7 @@ mod tests {
         let mut c = connector(&[("max_buffer_size", ParamValue::Int(1000))], &canopsis);
         let mut acked = 0;
         for _ in 0..(3 * ACK_WINDOW) {
-            if c.write(NEB, 24, &mut service_event(2), &mut cache()) {
+            if c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook) {
                 acked += 1;
             }
         }
@@ -1110,7 +1158,7 @@ mod tests {
         let canopsis = Canopsis::default();
         let mut c = connector(&[], &canopsis);
         let mut bad = MapSource(vec![("host_id", Field::Other("table"))]);
-        assert!(c.write(NEB, 14, &mut bad, &mut cache()));
+        assert!(c.write(NEB, 14, &mut bad, &mut cache(), &mut NoHook));
         assert!(c
             .log
             .lines()
@@ -1123,12 +1171,12 @@ mod tests {
         let canopsis = Canopsis::default();
         let mut c = connector(&[], &canopsis);
         let mut cache = cache();
-        c.write(NEB, 24, &mut service_event(2), &mut cache);
+        c.write(NEB, 24, &mut service_event(2), &mut cache, &mut NoHook);
         cache.hosts.get_mut(&12).unwrap().name = Some("renamed".into());
-        c.write(NEB, 24, &mut service_event(1), &mut cache);
+        c.write(NEB, 24, &mut service_event(1), &mut cache, &mut NoHook);
         assert!(c.accepts(NEB, 30), "pb_host reaches write");
-        c.write(NEB, 30, &mut MapSource::default(), &mut cache);
-        c.write(NEB, 24, &mut service_event(0), &mut cache);
+        c.write(NEB, 30, &mut MapSource::default(), &mut cache, &mut NoHook);
+        c.write(NEB, 24, &mut service_event(0), &mut cache, &mut NoHook);
         assert!(c.flush());
         let names: Vec<String> = canopsis
             .bodies
@@ -1185,13 +1233,13 @@ mod tests {
         let params = spool_params("restart", 16);
         {
             let mut c = connector(&params, &canopsis);
-            assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache()));
+            assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook));
             assert!(c.flush(), "acked once committed, Canopsis down or not");
             for _ in 0..(ACK_WINDOW - 1) {
-                c.write(NEB, 24, &mut service_event(1), &mut cache());
+                c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook);
             }
             assert!(
-                c.write(NEB, 24, &mut service_event(1), &mut cache()),
+                c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook),
                 "a full ack window commits without flush"
             );
         }
@@ -1232,7 +1280,7 @@ mod tests {
         };
         let mut written = 0;
         loop {
-            c.write(NEB, 24, &mut big(), &mut cache());
+            c.write(NEB, 24, &mut big(), &mut cache(), &mut NoHook);
             written += 1;
             if !c.flush() {
                 break;
@@ -1265,7 +1313,7 @@ mod tests {
         // A Lua state of the same output, not closed yet.
         let held = spool::open(&sc, &Logger::memory(log::LevelFilter::Error)).unwrap();
         let mut c = connector(&params, &canopsis);
-        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache()));
+        assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook));
         assert!(!c.flush(), "acknowledged with no spool to keep it");
         assert!(c.log.lines().iter().any(|l| l.contains("cannot start yet")));
         drop(held);

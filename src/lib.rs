@@ -16,6 +16,7 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod connector;
+pub mod custom;
 pub mod deadletter;
 pub mod dedup;
 pub mod event;

@@ -13,10 +13,12 @@
 //! which stops and joins the sender thread before Lua unloads this library.
 //! A panic stops at this edge: logged, and nothing acknowledged.
 
+mod custom;
 mod raw;
 
 use crate::config::{self, ParamValue, Params};
 use crate::connector::{Connector, REMINDER};
+use crate::custom::{Hook, NoHook};
 use crate::event::{ElementKind, Field, FieldSource, StatusBuilder};
 use crate::logger::{self, Logger};
 use mlua::{ffi, Lua, Result as LuaResult, Table};
@@ -50,6 +52,8 @@ enum State {
 /// What the userdata behind `new()`'s closures owns.
 struct Handle {
     state: State,
+    /// `custom_code_file`, once loaded.
+    custom: Option<custom::CustomCode>,
     /// Where `write` reads an event's fields into, reused.
     fields: Vec<Option<Field>>,
     status: StatusBuilder,
@@ -59,7 +63,13 @@ struct Handle {
 type Entries = Result<Vec<(String, Option<ParamValue>)>, raw::CallError>;
 
 impl Handle {
-    fn init(&mut self, entries: Entries) {
+    /// # Safety
+    /// `lua` is the running Lua state and `conf` the absolute index of
+    /// init's parameter table.
+    unsafe fn init(&mut self, lua: *mut ffi::lua_State, conf: c_int, entries: Entries) {
+        if let Some(old) = self.custom.take() {
+            old.release(lua);
+        }
         let mut params = Params::new();
         let mut skipped = Vec::new();
         let unreadable = entries.as_ref().err().cloned();
@@ -114,7 +124,10 @@ impl Handle {
                     log.info(format_args!("{n}"));
                 }
                 self.state = match Connector::start(parsed.config, log.clone()) {
-                    Ok(c) => State::Running(Box::new(c)),
+                    Ok(mut c) => {
+                        self.custom = load_custom_code(lua, conf, &mut c);
+                        State::Running(Box::new(c))
+                    }
                     Err(e) => {
                         log.error(format_args!("{e}"));
                         State::Broken {
@@ -193,9 +206,21 @@ impl Handle {
             return c.write_screened_out(kind, why);
         }
         let mut cache = raw::RawCache::new(state);
+        let mut lua_hook;
+        let hook: &mut dyn Hook = match &self.custom {
+            Some(code) => {
+                lua_hook = custom::LuaHook {
+                    state,
+                    event: ffi::lua_absindex(state, event),
+                    code,
+                };
+                &mut lua_hook
+            }
+            None => &mut NoHook,
+        };
         if let Some(read) = read.status {
             let mut src = raw::LuaEvent::new(state, event);
-            return c.write_event(read.map(|()| status.finish()), &mut src, &mut cache);
+            return c.write_event(read.map(|()| status.finish()), &mut src, &mut cache, hook);
         }
         let mut fields = read.fields;
         c.write(
@@ -207,6 +232,7 @@ impl Handle {
                     f as &mut dyn FieldSource
                 }),
             &mut cache,
+            hook,
         )
     }
 
@@ -278,8 +304,38 @@ unsafe fn u32_arg(state: *mut ffi::lua_State, idx: c_int) -> Option<u32> {
 
 unsafe extern "C-unwind" fn l_init(state: *mut ffi::lua_State) -> c_int {
     let entries = raw::read_params(state, 1);
-    run(state, "init", (), |h| h.init(entries));
+    run(state, "init", (), |h| h.init(state, 1, entries));
     0
+}
+
+/// Loads `custom_code_file` when set. As in Lua, code that cannot be loaded
+/// is reported and the connector runs without it.
+///
+/// # Safety
+/// As [`Handle::init`].
+unsafe fn load_custom_code(
+    lua: *mut ffi::lua_State,
+    conf: c_int,
+    c: &mut Connector,
+) -> Option<custom::CustomCode> {
+    let path = c.config().custom_code_file.clone()?;
+    let shown = path.display().to_string();
+    let limit = c.config().format.output_size_limit;
+    match custom::CustomCode::load(lua, &shown, conf, limit, c.log()) {
+        Ok(code) => {
+            c.use_custom_code();
+            c.log().info(format_args!(
+                "custom_code_file {shown}: loaded, run on every event the filters accept"
+            ));
+            Some(code)
+        }
+        Err(e) => {
+            c.log().error(format_args!(
+                "custom_code_file {shown}: cannot load it ({e}): no custom code runs, and every event the filters accept is sent"
+            ));
+            None
+        }
+    }
 }
 
 unsafe extern "C-unwind" fn l_filter(state: *mut ffi::lua_State) -> c_int {
@@ -330,6 +386,7 @@ unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
     ffi::lua_setmetatable(state, ud);
     *slot = Box::into_raw(Box::new(RefCell::new(Handle {
         state: State::Fresh,
+        custom: None,
         fields: Vec::with_capacity(16),
         status: StatusBuilder::new(ElementKind::ServiceStatus, None),
     })));

@@ -10,6 +10,7 @@
 
 use crate::cache::Cache;
 use crate::config::FormatConfig;
+use crate::custom::{Snapshot, SnapshotValues};
 use crate::event::{ElementKind, Field, FieldSource, NebEvent};
 use crate::filter::Subject;
 use crate::logger::Logger;
@@ -271,6 +272,8 @@ impl Prepared {
 
     /// Renders an accepted event into `out`. `objects` are the cache
     /// answers remembered with the subject, fetched here the first time.
+    /// With custom code, `snapshot` holds what the template reads, taken
+    /// from the event table the code may have changed.
     #[allow(clippy::too_many_arguments)]
     pub fn render(
         &self,
@@ -279,14 +282,10 @@ impl Prepared {
         subj: &Subject,
         cache: &mut dyn Cache,
         fmt: &FormatConfig,
+        snapshot: Option<&Snapshot>,
         out: &mut Vec<u8>,
     ) {
         let needs = &self.template.needs;
-        let objects = subj
-            .objects
-            .get_or_init(|| ObjectFields::fetch(needs, subj, cache));
-        let mut raw = Vec::with_capacity(self.raw_names.len());
-        src.fields(&self.raw_names, &mut raw);
         let kind = ev.kind();
         let service = match ev {
             NebEvent::Ack(a) => a.is_service(),
@@ -301,6 +300,15 @@ impl Prepared {
             },
             typed: fmt.typed_values,
         };
+        if let Some(snapshot) = snapshot {
+            let mut values = SnapshotValues { snapshot, needs };
+            return self.template.render(&mut values, &env, out);
+        }
+        let objects = subj
+            .objects
+            .get_or_init(|| ObjectFields::fetch(needs, subj, cache));
+        let mut raw = Vec::with_capacity(self.raw_names.len());
+        src.fields(&self.raw_names, &mut raw);
         let mut values = Values {
             kind,
             ev,

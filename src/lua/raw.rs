@@ -128,7 +128,7 @@ unsafe fn error_text(state: *mut ffi::lua_State) -> String {
 
 /// Converts the value on top of the stack. Raises no Lua error: strings are
 /// read as they are, numbers are not converted.
-unsafe fn top_field(state: *mut ffi::lua_State) -> Option<Field> {
+pub(super) unsafe fn top_field(state: *mut ffi::lua_State) -> Option<Field> {
     field_at(state, -1, ffi::lua_type(state, -1))
 }
 
@@ -157,13 +157,17 @@ unsafe fn field_at(state: *mut ffi::lua_State, idx: c_int, t: c_int) -> Option<F
 }
 
 /// Pushes `obj[name]` (metamethods honoured) for `obj` at `idx`.
-unsafe fn push_field(state: *mut ffi::lua_State, idx: c_int, name: &str) {
+pub(super) unsafe fn push_field(state: *mut ffi::lua_State, idx: c_int, name: &str) {
     let idx = ffi::lua_absindex(state, idx);
     ffi::lua_pushlstring(state, name.as_ptr() as *const _, name.len());
     ffi::lua_gettable(state, idx);
 }
 
-unsafe fn read_field(state: *mut ffi::lua_State, idx: c_int, name: &str) -> Option<Field> {
+pub(super) unsafe fn read_field(
+    state: *mut ffi::lua_State,
+    idx: c_int,
+    name: &str,
+) -> Option<Field> {
     push_field(state, idx, name);
     let f = top_field(state);
     ffi::lua_pop(state, 1);
@@ -243,7 +247,7 @@ impl Names {
     }
 }
 
-fn indexable(t: c_int) -> bool {
+pub(super) fn indexable(t: c_int) -> bool {
     t == ffi::LUA_TTABLE || t == ffi::LUA_TUSERDATA
 }
 
@@ -523,7 +527,7 @@ pub unsafe fn read_event<'c, 'v>(
 
 /// Bytes of the string at `idx` as text (lossy). Strings only: on a
 /// number `lua_tolstring` would convert it in place.
-unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
+pub(super) unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
     let mut len = 0;
     let p = ffi::lua_tolstring(state, idx, &mut len);
     String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
