@@ -234,6 +234,7 @@ impl Connector {
             placeholder_ids: cfg.send_data_test,
             deadletter: cfg.deadletter_file.clone(),
             permanent_after: crate::sender::PERMANENT_AFTER,
+            bulk: pbehavior::is_bulk_route(&cfg.downtime.route),
         };
         let queue = match &cfg.spool {
             None => Queue::Handover(Handover {

@@ -365,6 +365,127 @@ pub fn judge_comment(resp: &Response) -> Outcome {
     }
 }
 
+/// Whether `route` is Canopsis's bulk pbehavior route, which takes arrays
+/// of pbehaviors (`POST`) and of `{"_id"}` (`DELETE`) and answers 207
+/// with one status per item.
+pub fn is_bulk_route(route: &str) -> bool {
+    route.trim_end_matches('/').ends_with("/bulk/pbehaviors")
+}
+
+/// The body of a bulk creation: [`create_body`] of each.
+pub fn bulk_create_body<'a>(creates: impl Iterator<Item = &'a Create>, ids: &Ids) -> Vec<u8> {
+    let mut body = vec![b'['];
+    for (i, c) in creates.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&create_body(c, ids));
+    }
+    body.push(b']');
+    body
+}
+
+/// The body of a bulk deletion: pbehaviors by `_id` (this connector and
+/// the Lua one give `_id` the pbehavior's name).
+pub fn bulk_delete_body<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let items: Vec<Value> = names.map(|n| json!({ "_id": n })).collect();
+    serde_json::to_vec(&items).expect("serializing plain data cannot fail")
+}
+
+/// Canopsis's answer for one item of a bulk request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemAnswer {
+    /// The item's own status: 200, 400, 404, 500.
+    pub status: u16,
+    /// Its `error` text or `errors` object, as text.
+    pub error: String,
+}
+
+/// Reads a bulk answer: one [`ItemAnswer`] per item sent, in order, or
+/// what the whole request's failure means.
+pub fn judge_bulk(resp: &Response, sent: usize, right: &str) -> Result<Vec<ItemAnswer>, Outcome> {
+    if let Some(o) = foreign(resp) {
+        return Err(o);
+    }
+    match resp.status {
+        207 | 200 => {}
+        404 if answer::is_canopsis_error(&resp.body) => {
+            return Err(Outcome::Retry {
+                reason: format!(
+                    "HTTP 404 {}: this Canopsis has no bulk pbehavior route; set canopsis_downtime_route=/api/v4/pbehaviors",
+                    resp.snippet()
+                ),
+                config_fault: true,
+            })
+        }
+        400 => return Err(Outcome::Refused(format!("HTTP 400 {}", resp.snippet()))),
+        _ => return Err(rights(resp, right)),
+    }
+    let items = match serde_json::from_str::<Value>(&resp.body) {
+        Ok(Value::Array(items)) if items.len() == sent => items,
+        _ => {
+            return Err(Outcome::Retry {
+                reason: format!(
+                    "HTTP {} {}: not one answer per pbehavior sent ({sent})",
+                    resp.status,
+                    resp.snippet()
+                ),
+                config_fault: false,
+            })
+        }
+    };
+    Ok(items
+        .iter()
+        .map(|item| ItemAnswer {
+            status: item
+                .get("status")
+                .and_then(Value::as_u64)
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(500),
+            error: match item.get("errors").or_else(|| item.get("error")) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            },
+        })
+        .collect())
+}
+
+/// What one created item's answer means (the single route's rules).
+pub fn judge_create_item(a: &ItemAnswer) -> Outcome {
+    match a.status {
+        200..=299 => Outcome::Created,
+        400 if a.error.contains("ID already exists")
+            || a.error.contains("already existing _id") =>
+        {
+            Outcome::Done("already exists")
+        }
+        400 if a.error.contains("Reason doesn't exist")
+            || a.error.contains("Type doesn't exist") =>
+        {
+            Outcome::StaleIds(format!("400 {}", a.error))
+        }
+        400 => Outcome::Refused(format!("400 {}", a.error)),
+        s => Outcome::Retry {
+            reason: format!("{s} {}", a.error),
+            config_fault: false,
+        },
+    }
+}
+
+/// What one deleted item's answer means.
+pub fn judge_delete_item(a: &ItemAnswer) -> Outcome {
+    match a.status {
+        200..=299 => Outcome::Done("deleted"),
+        404 => Outcome::Done("already deleted"),
+        400 => Outcome::Refused(format!("400 {}", a.error)),
+        s => Outcome::Retry {
+            reason: format!("{s} {}", a.error),
+            config_fault: false,
+        },
+    }
+}
+
 /// Learns and caches reason and type ids and the Canopsis version.
 #[derive(Debug, Default)]
 pub struct Resolver {
@@ -815,5 +936,49 @@ mod tests {
             url_encode("centreon-downtime-1 a/b"),
             "centreon-downtime-1%20a%2Fb"
         );
+    }
+
+    #[test]
+    fn bulk_answers_are_judged_item_by_item() {
+        let body = r#"[{"status":200,"id":"a","item":{}},
+            {"status":400,"item":{},"errors":{"_id":"ID already exists."}},
+            {"status":400,"item":{},"errors":{"entity_pattern":"EntityPattern is invalid entity pattern."}},
+            {"status":500,"item":{},"error":"db down"},
+            {"status":404,"item":{},"error":"Not found"}]"#;
+        let items = judge_bulk(&resp(207, body), 5, "x").unwrap();
+        let created: Vec<Outcome> = items[..4].iter().map(judge_create_item).collect();
+        assert_eq!(created[0], Outcome::Created);
+        assert_eq!(created[1], Outcome::Done("already exists"));
+        assert!(matches!(&created[2], Outcome::Refused(r) if r.contains("EntityPattern")));
+        assert!(matches!(
+            &created[3],
+            Outcome::Retry {
+                config_fault: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            judge_delete_item(&items[4]),
+            Outcome::Done("already deleted")
+        );
+        assert_eq!(judge_delete_item(&items[0]), Outcome::Done("deleted"));
+        // Not one answer per item: the whole request is tried again.
+        assert!(matches!(
+            judge_bulk(&resp(207, body), 4, "x"),
+            Err(Outcome::Retry {
+                config_fault: false,
+                ..
+            })
+        ));
+        // A Canopsis without the route.
+        assert!(matches!(
+            judge_bulk(&resp(404, r#"{"error":"Not found"}"#), 1, "x"),
+            Err(Outcome::Retry {
+                config_fault: true,
+                ..
+            })
+        ));
+        assert!(is_bulk_route("/api/v4/bulk/pbehaviors/"));
+        assert!(!is_bulk_route("/api/v4/pbehaviors"));
     }
 }

@@ -11,7 +11,7 @@ use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
 use crate::config::DowntimeConfig;
 use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
-use crate::pbehavior::{self, Action, Outcome, Resolver};
+use crate::pbehavior::{self, Action, ItemAnswer, Outcome, Resolver};
 use crate::spool::{self, Record};
 use crate::transport::{one_line, Interrupt, Method, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
@@ -55,6 +55,13 @@ pub enum Work {
         /// What to do.
         action: Action,
     },
+    /// Consecutive pbehavior changes sent through the bulk route.
+    Pbehaviors {
+        /// The last one's sequence number.
+        seq: u64,
+        /// In broker's order.
+        actions: Vec<Action>,
+    },
     /// A spool record that cannot be read back (kept aside, then skipped).
     Unreadable {
         /// Its sequence number.
@@ -68,7 +75,9 @@ impl Work {
     fn last_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.last_seq,
-            Work::Downtime { seq, .. } | Work::Unreadable { seq, .. } => *seq,
+            Work::Downtime { seq, .. }
+            | Work::Pbehaviors { seq, .. }
+            | Work::Unreadable { seq, .. } => *seq,
         }
     }
 }
@@ -145,6 +154,24 @@ impl SpoolFeed {
 }
 
 impl SpoolFeed {
+    /// Downtimes read right after the one just handed out, without
+    /// waiting, up to `max`; stops at anything else (kept for later).
+    fn more_downtimes(&mut self, into: &mut Vec<Action>, seq: &mut u64, max: usize) {
+        while into.len() < max && self.held.is_none() && self.batcher.is_empty() {
+            match self.reader.next_record() {
+                Some((s, Ok(Record::Downtime(action)))) => {
+                    into.push(action);
+                    *seq = s;
+                }
+                Some((s, Ok(Record::Event(json)))) => {
+                    self.batcher.push(s, &json, Instant::now());
+                }
+                Some((s, Err(reason))) => self.held = Some(Work::Unreadable { seq: s, reason }),
+                None => return,
+            }
+        }
+    }
+
     /// Forgets what was read and not confirmed: reading starts again after
     /// the checkpoint.
     fn rewind(&mut self) {
@@ -155,8 +182,50 @@ impl SpoolFeed {
 }
 
 enum Feed {
-    Channel(Receiver<Work>),
+    Channel {
+        rx: Receiver<Work>,
+        /// Work received while looking for more downtimes.
+        ahead: Option<Work>,
+    },
     Spool(Box<SpoolFeed>),
+}
+
+/// Downtimes sent in one bulk request at most.
+pub const MAX_BULK: usize = 100;
+
+impl Feed {
+    /// The next work, waiting for it; `None` once there is no more.
+    fn next(&mut self, stopping: &dyn Fn() -> bool) -> Option<Work> {
+        match self {
+            Feed::Channel { rx, ahead } => ahead.take().or_else(|| rx.recv().ok()),
+            Feed::Spool(f) => f.next(stopping),
+        }
+    }
+
+    /// Joins the downtimes queued right behind `first` (for the bulk
+    /// route), without waiting for any.
+    fn with_following_downtimes(&mut self, first: Work) -> Work {
+        let Work::Downtime { seq, action } = first else {
+            return first;
+        };
+        let (mut actions, mut last) = (vec![action], seq);
+        match self {
+            Feed::Channel { rx, ahead } => {
+                while ahead.is_none() && actions.len() < MAX_BULK {
+                    match rx.try_recv() {
+                        Ok(Work::Downtime { seq, action }) => {
+                            actions.push(action);
+                            last = seq;
+                        }
+                        Ok(other) => *ahead = Some(other),
+                        Err(_) => break,
+                    }
+                }
+            }
+            Feed::Spool(f) => f.more_downtimes(&mut actions, &mut last, MAX_BULK),
+        }
+        Work::Pbehaviors { seq: last, actions }
+    }
 }
 
 /// Where the sender sends.
@@ -173,6 +242,9 @@ pub struct Routes {
     /// How long Canopsis must go on refusing an event before it is judged
     /// permanent ([`PERMANENT_AFTER`]; shorter in tests).
     pub permanent_after: Duration,
+    /// `canopsis_downtime_route` is the bulk route: consecutive downtimes
+    /// go in one request.
+    pub bulk: bool,
 }
 
 /// Counters for the periodic stats line.
@@ -520,7 +592,7 @@ impl Sender {
     ) -> Result<Sender, (std::io::Error, Box<dyn Transport>)> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (tx, feed) = match source {
-            Source::Handover => (Some(tx), Feed::Channel(rx)),
+            Source::Handover => (Some(tx), Feed::Channel { rx, ahead: None }),
             Source::Spool {
                 reader,
                 max_events,
@@ -671,6 +743,25 @@ enum Attempt {
     Again(Option<Duration>),
 }
 
+/// Where one pbehavior change of a bulk delivery stands.
+#[derive(Debug, Default)]
+struct BulkItem {
+    state: BulkState,
+    /// Since when, and how many times, Canopsis refused it.
+    refused: Option<(Instant, u32)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum BulkState {
+    /// Not taken yet.
+    #[default]
+    Todo,
+    /// Created; its comment is left to post.
+    Comment,
+    /// Done.
+    Done,
+}
+
 /// Single events Canopsis refuses one after the other, none taken, before
 /// the refusals are judged a configuration fault rather than bad events.
 pub const BREAKER: usize = 3;
@@ -684,7 +775,7 @@ enum Flow {
 impl Worker {
     fn run(&mut self, mut feed: Feed) {
         let left_where = match feed {
-            Feed::Channel(_) => "stay unacknowledged in broker and will be replayed",
+            Feed::Channel { .. } => "stay unacknowledged in broker and will be replayed",
             Feed::Spool(_) => "stay in the spool and are sent at the next start",
         };
         let shared = self.shared.clone();
@@ -694,10 +785,12 @@ impl Worker {
         loop {
             let step = catch_unwind(AssertUnwindSafe(|| {
                 if current.is_none() {
-                    current = match &mut feed {
-                        Feed::Channel(rx) => rx.recv().ok(),
-                        Feed::Spool(f) => f.next(&|| shared.deadline().is_some()),
-                    };
+                    current = feed.next(&|| shared.deadline().is_some());
+                    if self.routes.bulk {
+                        if let Some(w) = current.take() {
+                            current = Some(feed.with_following_downtimes(w));
+                        }
+                    }
                 }
                 let Some(work) = &current else {
                     return Flow::Stop;
@@ -754,7 +847,11 @@ impl Worker {
     fn deliver(&mut self, work: &Work) -> bool {
         match work {
             Work::Events(batch) => self.deliver_events(batch),
+            Work::Downtime { action, .. } if self.routes.bulk => {
+                self.deliver_bulk(std::slice::from_ref(action))
+            }
             Work::Downtime { action, .. } => self.deliver_pbehavior(action),
+            Work::Pbehaviors { actions, .. } => self.deliver_bulk(actions),
             Work::Unreadable { seq, reason } => self.keep_dead(
                 &format!("spool record #{seq} cannot be read back: {reason}"),
                 b"null",
@@ -1081,6 +1178,312 @@ impl Worker {
         }
     }
 
+    /// Sends consecutive pbehavior changes through the bulk route until
+    /// each is done, in order: a run of creations is one `POST`, a run of
+    /// deletions one `DELETE`, and a run starts only once everything
+    /// before it is done (a deletion never overtakes its creation).
+    /// Canopsis answers each item on its own: one refused item is not a
+    /// refused request; "already exists" and "not found" count as done.
+    /// Comments go one per downtime, after their pbehavior exists.
+    fn deliver_bulk(&mut self, actions: &[Action]) -> bool {
+        let mut items: Vec<BulkItem> = actions.iter().map(|_| BulkItem::default()).collect();
+        loop {
+            self.transport.set_deadline(self.shared.deadline());
+            let step = match self.bulk_round(actions, &mut items) {
+                None => {
+                    self.backoff.reset();
+                    return true;
+                }
+                Some(Outcome::StaleIds(reason)) => {
+                    self.resolver.forget();
+                    self.failed(
+                        &format!("pbehaviors: {reason}; resolving reason and type again"),
+                        false,
+                        None,
+                    )
+                }
+                Some(Outcome::Retry {
+                    reason,
+                    config_fault,
+                }) => self.failed(&format!("pbehaviors: {reason}"), config_fault, None),
+                Some(Outcome::Refused(reason)) => {
+                    self.failed(&format!("pbehaviors: {reason}; sent again"), false, None)
+                }
+                Some(Outcome::Created | Outcome::Done(_)) => Attempt::Done,
+            };
+            if let Attempt::Done = step {
+                continue;
+            }
+            if !self.wait(step) {
+                return false;
+            }
+        }
+    }
+
+    /// One pass over what is left; `None` when everything is done, or
+    /// why the first unfinished run must wait.
+    fn bulk_round(&mut self, actions: &[Action], items: &mut [BulkItem]) -> Option<Outcome> {
+        let mut i = 0;
+        while i < actions.len() {
+            match items[i].state {
+                BulkState::Done => {
+                    i += 1;
+                    continue;
+                }
+                BulkState::Comment => {
+                    if let Err(o) = self.bulk_comment(&actions[i], &mut items[i]) {
+                        return Some(o);
+                    }
+                    i += 1;
+                    continue;
+                }
+                BulkState::Todo => {}
+            }
+            let create = matches!(actions[i], Action::Create(_));
+            let run: Vec<usize> = (i..actions.len())
+                .take_while(|&k| {
+                    items[k].state != BulkState::Comment
+                        && matches!(actions[k], Action::Create(_)) == create
+                })
+                .filter(|&k| items[k].state == BulkState::Todo)
+                .collect();
+            let end = run.last().map_or(i + 1, |&k| k + 1);
+            let failure = if create {
+                self.bulk_create(actions, items, &run)
+            } else {
+                self.bulk_delete(actions, items, &run)
+            };
+            // Comments of what this run created, in order.
+            for &k in &run {
+                if items[k].state == BulkState::Comment {
+                    if let Err(o) = self.bulk_comment(&actions[k], &mut items[k]) {
+                        return Some(o);
+                    }
+                }
+            }
+            if let Some(o) = failure {
+                return Some(o);
+            }
+            i = end;
+        }
+        None
+    }
+
+    fn bulk_send(
+        &mut self,
+        method: Method,
+        body: &[u8],
+        sent: usize,
+        right: &str,
+    ) -> Result<Vec<ItemAnswer>, Outcome> {
+        self.shared
+            .progress
+            .stats
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let route = self.routes.downtime.route.clone();
+        match self.transport.send(Request {
+            method,
+            path: &route,
+            body,
+        }) {
+            Ok(resp) => pbehavior::judge_bulk(&resp, sent, right),
+            Err(e) => Err(Outcome::Retry {
+                reason: e.to_string(),
+                config_fault: e.is_config_fault(),
+            }),
+        }
+    }
+
+    fn bulk_create(
+        &mut self,
+        actions: &[Action],
+        items: &mut [BulkItem],
+        run: &[usize],
+    ) -> Option<Outcome> {
+        let ids = match self
+            .resolver
+            .ids(&mut self.transport, &self.routes.downtime)
+        {
+            Ok(ids) => ids,
+            Err(o) => return Some(o),
+        };
+        let creates = run.iter().filter_map(|&k| match &actions[k] {
+            Action::Create(c) => Some(c),
+            Action::Delete(_) => None,
+        });
+        let body = pbehavior::bulk_create_body(creates, &ids);
+        let answers = match self.bulk_send(
+            Method::Post,
+            &body,
+            run.len(),
+            "create on pbehaviors (api_pbehavior)",
+        ) {
+            Ok(a) => a,
+            Err(o) => return Some(o),
+        };
+        let mut failure = None;
+        for (&k, answer) in run.iter().zip(&answers) {
+            let Action::Create(c) = &actions[k] else {
+                continue;
+            };
+            match pbehavior::judge_create_item(answer) {
+                Outcome::Created => {
+                    self.log.info(format_args!("pbehavior {}: created", c.name));
+                    items[k].state = if c.comment.is_empty() {
+                        BulkState::Done
+                    } else {
+                        BulkState::Comment
+                    };
+                }
+                Outcome::Done(what) => {
+                    self.log.info(format_args!("pbehavior {}: {what}", c.name));
+                    items[k].state = BulkState::Done;
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_failed(&actions[k], &mut items[k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        failure
+    }
+
+    fn bulk_delete(
+        &mut self,
+        actions: &[Action],
+        items: &mut [BulkItem],
+        run: &[usize],
+    ) -> Option<Outcome> {
+        let names = run.iter().map(|&k| actions[k].name());
+        let body = pbehavior::bulk_delete_body(names);
+        let right = "delete on pbehaviors (api_pbehavior)";
+        let answers = match self.bulk_send(Method::Delete, &body, run.len(), right) {
+            Ok(a) => a,
+            Err(o) => return Some(o),
+        };
+        let mut failure = None;
+        // Not there under our name: it may be an older connector's.
+        let mut legacy: Vec<(usize, String)> = Vec::new();
+        for (&k, answer) in run.iter().zip(&answers) {
+            let name = actions[k].name();
+            match pbehavior::judge_delete_item(answer) {
+                Outcome::Done("already deleted") if pbehavior::legacy_name(name).is_some() => {
+                    legacy.push((k, pbehavior::legacy_name(name).unwrap_or_default()));
+                }
+                Outcome::Done(what) => {
+                    self.log.info(format_args!("pbehavior {name}: {what}"));
+                    items[k].state = BulkState::Done;
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_failed(&actions[k], &mut items[k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        if legacy.is_empty() {
+            return failure;
+        }
+        let body = pbehavior::bulk_delete_body(legacy.iter().map(|(_, n)| n.as_str()));
+        let answers = match self.bulk_send(Method::Delete, &body, legacy.len(), right) {
+            Ok(a) => a,
+            Err(o) => return failure.or(Some(o)),
+        };
+        for ((k, _), answer) in legacy.iter().zip(&answers) {
+            let name = actions[*k].name();
+            match pbehavior::judge_delete_item(answer) {
+                Outcome::Done("deleted") => {
+                    self.log.info(format_args!(
+                        "pbehavior {name}: deleted under the name the Lua connector gave it"
+                    ));
+                    items[*k].state = BulkState::Done;
+                }
+                Outcome::Done(what) => {
+                    self.log.info(format_args!("pbehavior {name}: {what}"));
+                    items[*k].state = BulkState::Done;
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_failed(&actions[*k], &mut items[*k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        failure
+    }
+
+    /// An item Canopsis did not take: refused for good after
+    /// [`MAX_PARTIAL_ATTEMPTS`] tries over `permanent_after` (then
+    /// dead-lettered, and done), otherwise the reason to wait and resend.
+    fn bulk_item_failed(
+        &mut self,
+        action: &Action,
+        item: &mut BulkItem,
+        outcome: Outcome,
+    ) -> Option<Outcome> {
+        let Outcome::Refused(reason) = outcome else {
+            return Some(outcome);
+        };
+        let (since, tries) = item.refused.get_or_insert_with(|| (Instant::now(), 0));
+        *tries += 1;
+        if *tries < MAX_PARTIAL_ATTEMPTS || since.elapsed() < self.routes.permanent_after {
+            return Some(Outcome::Refused(format!(
+                "pbehavior {}: {reason}",
+                action.name()
+            )));
+        }
+        let why = format!(
+            "pbehavior change refused {tries} times over {}s: {reason}",
+            since.elapsed().as_secs()
+        );
+        if !self.dead_letter(&why, &pbehavior::action_json(action)) {
+            return Some(Outcome::Retry {
+                reason: "cannot write the dead-letter file".into(),
+                config_fault: true,
+            });
+        }
+        item.state = BulkState::Done;
+        None
+    }
+
+    /// Posts the comment of a pbehavior just created.
+    fn bulk_comment(&mut self, action: &Action, item: &mut BulkItem) -> Result<(), Outcome> {
+        let Action::Create(c) = action else {
+            item.state = BulkState::Done;
+            return Ok(());
+        };
+        self.shared
+            .progress
+            .stats
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        let route = self.routes.downtime.comment_route.clone();
+        let outcome = match self.transport.send(Request {
+            method: Method::Post,
+            path: &route,
+            body: &pbehavior::comment_body(c),
+        }) {
+            Ok(resp) => pbehavior::judge_comment(&resp),
+            Err(e) => Outcome::Retry {
+                reason: e.to_string(),
+                config_fault: e.is_config_fault(),
+            },
+        };
+        match outcome {
+            Outcome::Done(what) => {
+                self.log.info(format_args!("pbehavior {}: {what}", c.name));
+                item.state = BulkState::Done;
+                Ok(())
+            }
+            other => match self.bulk_item_failed(action, item, other) {
+                None => Ok(()),
+                Some(o) => Err(o),
+            },
+        }
+    }
+
     /// One try at a pbehavior change; `created` remembers, across retries,
     /// that only the comment is left to post.
     fn pbehavior_step(&mut self, action: &Action, created: &mut bool) -> Outcome {
@@ -1383,6 +1786,7 @@ mod tests {
             deadletter: std::env::temp_dir()
                 .join(format!("cn-sender-{}.deadletter.jsonl", std::process::id())),
             permanent_after: PERMANENT_AFTER,
+            bulk: false,
         }
     }
 

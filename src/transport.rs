@@ -214,7 +214,7 @@ pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
         }
     }
     cmd.push_str(" -H 'x-canopsis-authkey: ***'");
-    if req.method == Method::Post {
+    if !req.body.is_empty() {
         cmd.push_str(" -H 'content-type: application/json' --data-binary ");
         cmd.push_str(&shell_quote(&String::from_utf8_lossy(req.body)));
     }
@@ -349,9 +349,15 @@ impl Transport for Http {
             Method::Get => bounded(self.agent.get(&url), closing)
                 .header("x-canopsis-authkey", key)
                 .call(),
-            Method::Delete => bounded(self.agent.delete(&url), closing)
+            Method::Delete if req.body.is_empty() => bounded(self.agent.delete(&url), closing)
                 .header("x-canopsis-authkey", key)
                 .call(),
+            // The bulk route deletes the pbehaviors its body lists.
+            Method::Delete => bounded(self.agent.delete(&url), closing)
+                .header("x-canopsis-authkey", key)
+                .header("content-type", "application/json")
+                .force_send_body()
+                .send(req.body),
         };
         let resp = result.map_err(classify)?;
         let status = resp.status().as_u16();

@@ -504,6 +504,7 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
             | "/api/v4/pbehavior-reasons"
             | "/api/v4/pbehavior-types"
             | "/api/v4/pbehavior-comments"
+            | "/api/v4/bulk/pbehaviors"
     ) || path.starts_with("/api/v4/pbehaviors/");
     if !known {
         return error(404, "Not found");

@@ -132,7 +132,83 @@ pub fn route(st: &mut State, method: &str, path: &str, query: &str, body: &[u8])
             delete_where(st, |p| p["_id"] == json!(id))
         }
         ("POST", "/api/v4/pbehavior-comments") => create_comment(st, body),
+        ("POST", "/api/v4/bulk/pbehaviors") => bulk(st, body, bulk_create_item),
+        ("DELETE", "/api/v4/bulk/pbehaviors") => bulk(st, body, bulk_delete_item),
         _ => error(405, "Method Not Allowed"),
+    }
+}
+
+/// The bulk routes (`lib/api/pbehavior/api.go` BulkCreate/BulkDelete): the
+/// body must be a JSON array (else 400); each item gets its own answer,
+/// in order, and the request is answered 207.
+fn bulk(
+    st: &mut State,
+    body: &[u8],
+    item: fn(&mut State, &Value) -> (u16, Option<String>, Value),
+) -> (u16, String) {
+    let items = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(a)) => a,
+        Ok(_) => return error(400, "value doesn't contain array; it contains object"),
+        Err(e) => return error(400, &format!("cannot parse JSON: {e}")),
+    };
+    let answers: Vec<Value> = items
+        .iter()
+        .map(|raw| {
+            let (status, id, err) = item(st, raw);
+            let mut a = json!({"status": status, "item": raw});
+            match (id, err) {
+                (Some(id), _) => a["id"] = json!(id),
+                (None, Value::Object(o)) => a["errors"] = Value::Object(o),
+                (None, e) => a["error"] = e,
+            }
+            a
+        })
+        .collect();
+    (207, Value::Array(answers).to_string())
+}
+
+/// One item of a bulk creation: the single route's checks, status 200 for
+/// a success, the error (`error` text or `errors` object) otherwise.
+fn bulk_create_item(st: &mut State, raw: &Value) -> (u16, Option<String>, Value) {
+    if !raw.is_object() {
+        return (400, None, json!("value doesn't contain object"));
+    }
+    if let Some(marker) = &st.refuse_containing {
+        if raw.to_string().contains(marker.as_str()) {
+            return (
+                400,
+                None,
+                json!({"entity_pattern": "EntityPattern is invalid entity pattern."}),
+            );
+        }
+    }
+    let (status, answer) = create_pbehavior(st, raw.to_string().as_bytes());
+    let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+    match status {
+        201 => (200, answer["_id"].as_str().map(str::to_string), Value::Null),
+        s => match (answer.get("errors"), answer.get("error")) {
+            (Some(e), _) => (s, None, e.clone()),
+            (_, Some(e)) => (s, None, e.clone()),
+            _ => (s, None, json!("error")),
+        },
+    }
+}
+
+/// One item of a bulk deletion: `{"_id": ...}`.
+fn bulk_delete_item(st: &mut State, raw: &Value) -> (u16, Option<String>, Value) {
+    let Some(o) = raw.as_object() else {
+        return (400, None, json!("value doesn't contain object"));
+    };
+    let id = o.get("_id").and_then(Value::as_str).unwrap_or("");
+    if id.is_empty() {
+        return (400, None, json!({"_id": "ID is missing."}));
+    }
+    match st.pbehaviors.iter().position(|p| p["_id"] == json!(id)) {
+        Some(i) => {
+            st.pbehaviors.remove(i);
+            (200, Some(id.to_string()), Value::Null)
+        }
+        None => (404, None, json!("Not found")),
     }
 }
 

@@ -334,3 +334,150 @@ fn send_data_test_logs_pbehaviors() {
         lab.log()
     );
 }
+
+/// The requests the mock received on the bulk route: method, how many
+/// items, status.
+fn bulk_requests(lab: &Lab) -> Vec<(String, usize, u16)> {
+    lab.mock
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path == "/api/v4/bulk/pbehaviors")
+        .map(|r| {
+            let n = serde_json::from_str::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .unwrap_or(0);
+            (r.method.clone(), n, r.status)
+        })
+        .collect()
+}
+
+/// `canopsis_downtime_route=/api/v4/bulk/pbehaviors`, as the current Lua
+/// connector can use it: downtimes starting together go in one POST,
+/// ending together in one DELETE, each item judged on its own (one that
+/// already exists, or is already gone, counts as done; one started under
+/// the Lua connector is deleted by its name). Comments go one by one.
+#[test]
+fn the_bulk_route_creates_and_deletes_many_downtimes_per_request() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("bulk");
+        let mut out = lab.open(
+            lab.params(&[(
+                "canopsis_downtime_route",
+                Param::Str("/api/v4/bulk/pbehaviors".into()),
+            )]),
+            bbdo,
+        );
+        let dts: Vec<Downtime> = (0..20)
+            .map(|i| {
+                Downtime::started(
+                    100 + i,
+                    12,
+                    if i % 2 == 0 { 34 } else { 35 },
+                    T + i,
+                    T + 3600,
+                )
+            })
+            .collect();
+        // One of them already exists (a replay), another was created by
+        // the Lua connector before the switch.
+        let replayed = format!("centreon-downtime-12-34-100-{}", T - 60);
+        let legacy_dt = Downtime::started(999, 12, 34, T, T + 3600);
+        let legacy = format!("centreon-downtime-999-{}", T - 60);
+        {
+            let mut st = lab.mock.state();
+            for (id, entity) in [(&replayed, "Ping/host-a"), (&legacy, "Ping/host-a")] {
+                st.pbehaviors.push(json!({
+                    "_id": id, "name": id, "enabled": true, "tstart": T, "tstop": T + 3600,
+                    "entity_pattern": pattern(entity), "comments": [],
+                }));
+            }
+        }
+        let mut mux = Muxer::new();
+        for d in &dts {
+            mux.push(d.event(bbdo));
+        }
+        assert!(drain(&mut out, &mut mux, Duration::from_secs(30)));
+        {
+            let st = lab.mock.state();
+            assert_eq!(st.pbehaviors.len(), 21, "20 and the legacy one: {bbdo:?}");
+            // Comments: one per downtime created now (not the replayed one).
+            assert_eq!(st.comments.len(), 19, "{bbdo:?}");
+        }
+        let posts: Vec<_> = bulk_requests(&lab)
+            .into_iter()
+            .filter(|(m, ..)| m == "POST")
+            .collect();
+        assert!(
+            posts.iter().all(|(_, _, status)| *status == 207),
+            "{posts:?}"
+        );
+        assert_eq!(posts.iter().map(|(_, n, _)| n).sum::<usize>(), 20);
+        assert!(posts.len() < 20, "several downtimes per request: {posts:?}");
+
+        let mut ends = Vec::new();
+        for d in dts.iter().chain([&legacy_dt]) {
+            ends.extend(d.life(T + 100, false)[2..].iter().map(|x| x.event(bbdo)));
+        }
+        let mux = deliver(&mut out, ends);
+        assert_eq!(mux.acked, 42);
+        assert!(
+            lab.mock.state().pbehaviors.is_empty(),
+            "{bbdo:?}: {:?}",
+            lab.mock.state().pbehaviors
+        );
+        let dels: Vec<_> = bulk_requests(&lab)
+            .into_iter()
+            .filter(|(m, ..)| m == "DELETE")
+            .collect();
+        assert!(dels.iter().all(|(_, _, status)| *status == 207), "{dels:?}");
+        assert!(dels.len() < 21, "several downtimes per request: {dels:?}");
+        // 21 by the native name, then the legacy one by its own name.
+        assert_eq!(
+            dels.iter().map(|(_, n, _)| n).sum::<usize>(),
+            22,
+            "{dels:?}"
+        );
+        assert!(lab
+            .log()
+            .contains("deleted under the name the Lua connector gave it"));
+        out.close();
+    }
+}
+
+/// A bulk item Canopsis refuses does not hold back the others.
+#[test]
+fn a_refused_bulk_item_does_not_refuse_the_request() {
+    let lab = Lab::new("bulk-refused");
+    let mut out = lab.open(
+        lab.params(&[(
+            "canopsis_downtime_route",
+            Param::Str("/api/v4/bulk/pbehaviors".into()),
+        )]),
+        Bbdo::V3,
+    );
+    lab.mock.state().refuse_containing = Some("Disk /var".into());
+    let good = Downtime::started(200, 12, 34, T, T + 3600);
+    let bad = Downtime::started(201, 12, 35, T, T + 3600);
+    let mut mux = Muxer::new();
+    mux.push(bad.event(Bbdo::V3));
+    mux.push(good.event(Bbdo::V3));
+    run_for(&mut out, &mut mux, Duration::from_secs(3));
+    let st = lab.mock.state();
+    assert_eq!(st.pbehaviors.len(), 1, "the good one is created");
+    assert_eq!(
+        st.pbehaviors[0]["_id"],
+        format!("centreon-downtime-12-34-200-{}", T - 60)
+    );
+    drop(st);
+    let posts = bulk_requests(&lab);
+    assert_eq!(posts[0], ("POST".to_string(), 2, 207), "{posts:?}");
+    assert!(posts.len() > 1, "the refused one is sent again: {posts:?}");
+    assert!(
+        posts[1..].iter().all(|(_, n, _)| *n == 1),
+        "alone: {posts:?}"
+    );
+    assert_eq!(mux.unacked(), 2, "not acknowledged while one is refused");
+    out.close();
+}
