@@ -507,7 +507,7 @@ impl Connector {
         hook: &mut dyn Hook,
         now: Instant,
     ) {
-        if let Some(accepted) = self.process(read, cache, hook, now) {
+        if let Some(accepted) = self.process(read, src, cache, hook, now) {
             self.counters.accepted += 1;
             self.enqueue(accepted, src, cache, now);
         }
@@ -655,6 +655,7 @@ impl Connector {
     fn process(
         &mut self,
         read: Result<NebEvent, EventError>,
+        src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
         hook: &mut dyn Hook,
         now: Instant,
@@ -715,7 +716,7 @@ impl Connector {
         let mut snapshot = None;
         if self.custom_code {
             let needs = match &choice {
-                Choice::Render(t) if kind != ElementKind::Downtime => Some(&t.template.needs),
+                Choice::Render(t) => Some(&t.template.needs),
                 _ => None,
             };
             match hook.run(kind, needs) {
@@ -740,7 +741,46 @@ impl Connector {
         }
         match &ev {
             NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
-                Ok(action) => Some(Accepted::Downtime(action)),
+                Ok(action) => match choice {
+                    Choice::BuiltIn => Some(Accepted::Downtime(action)),
+                    Choice::Mute => {
+                        self.counters.filtered += 1;
+                        self.log.debug(format_args!(
+                            "downtime event not sent: its template is empty"
+                        ));
+                        None
+                    }
+                    Choice::Render(t) => {
+                        // The template shapes the pbehavior; its lifecycle
+                        // (create at the start, delete at the end) stays.
+                        let phase = if action.creates() {
+                            pbehavior::Phase::Start
+                        } else {
+                            pbehavior::Phase::End
+                        };
+                        let mut json = Vec::with_capacity(512);
+                        t.render(
+                            &ev,
+                            src,
+                            &subject,
+                            cache,
+                            &self.cfg.format,
+                            snapshot.as_deref(),
+                            &mut json,
+                        );
+                        match pbehavior::templated(phase, &json, action.name()) {
+                            Ok(action) => Some(Accepted::Downtime(action)),
+                            Err(why) => {
+                                self.counters.filtered += 1;
+                                self.log.error(format_args!(
+                                    "downtime event not sent: {why}: {}",
+                                    String::from_utf8_lossy(&json)
+                                ));
+                                None
+                            }
+                        }
+                    }
+                },
                 Err(skip) => {
                     self.counters.filtered += 1;
                     self.log

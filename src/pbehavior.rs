@@ -100,6 +100,17 @@ pub struct Create {
     pub comment: String,
 }
 
+/// A pbehavior shaped by the user's `neb_downtime` template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Templated {
+    /// Its `_id`: the template's, or the connector's pbehavior name.
+    pub id: String,
+    /// The creation body (a JSON object, `_id` included, `comment` out).
+    pub body: Vec<u8>,
+    /// Bodies for the comment route (the template's `comment`).
+    pub comments: Vec<Vec<u8>>,
+}
+
 /// Work for the sender: one pbehavior change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -107,16 +118,63 @@ pub enum Action {
     Create(Create),
     /// Delete the pbehavior with this name.
     Delete(String),
+    /// Create a pbehavior from a template (and post its comments).
+    CreateTemplated(Templated),
+    /// Delete a templated downtime's pbehavior, by `_id`.
+    DeleteId(String),
 }
 
 impl Action {
-    /// The pbehavior name.
+    /// The pbehavior name (its `_id` for templated ones).
     pub fn name(&self) -> &str {
         match self {
             Action::Create(c) => &c.name,
-            Action::Delete(n) => n,
+            Action::Delete(n) | Action::DeleteId(n) => n,
+            Action::CreateTemplated(t) => &t.id,
         }
     }
+
+    /// Whether it creates a pbehavior.
+    pub fn creates(&self) -> bool {
+        matches!(self, Action::Create(_) | Action::CreateTemplated(_))
+    }
+}
+
+/// A `neb_downtime` template's rendering as a pbehavior change: the start
+/// creates what the template describes, the end deletes it by `_id`. The
+/// template's `_id` is kept; without one, the connector's name is used, so
+/// the end finds it. `comment` goes to the comment route: a text becomes
+/// `{pbehavior, message}`, an object is posted as it is, an array item by
+/// item.
+pub fn templated(phase: Phase, rendered: &[u8], default_id: &str) -> Result<Action, String> {
+    let mut v: Value = serde_json::from_slice(rendered)
+        .map_err(|e| format!("the neb_downtime template did not render JSON ({e})"))?;
+    let Some(o) = v.as_object_mut() else {
+        return Err("the neb_downtime template did not render an object".into());
+    };
+    let id = match o.get("_id") {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        _ => {
+            o.insert("_id".into(), json!(default_id));
+            default_id.to_string()
+        }
+    };
+    if phase == Phase::End {
+        return Ok(Action::DeleteId(id));
+    }
+    let comments = match o.remove("comment") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
+        Some(Value::String(s)) => vec![json!({"pbehavior": id, "message": s})],
+        Some(Value::Array(a)) => a,
+        Some(other) => vec![other],
+    };
+    let to_vec = |v: &Value| serde_json::to_vec(v).expect("serializing plain data cannot fail");
+    Ok(Action::CreateTemplated(Templated {
+        body: to_vec(&v),
+        comments: comments.iter().map(to_vec).collect(),
+        id,
+    }))
 }
 
 /// Why a downtime event does not become a pbehavior change.
@@ -181,6 +239,13 @@ pub fn action_json(action: &Action) -> Vec<u8> {
             "name": c.name, "author": c.author, "tstart": c.tstart, "tstop": c.tstop,
             "entity": c.entity, "comment": c.comment}}),
         Action::Delete(name) => json!({"pbehavior_delete": {"name": name}}),
+        Action::CreateTemplated(t) => json!({"pbehavior_create_templated": {
+            "_id": t.id,
+            "body": serde_json::from_slice::<Value>(&t.body).unwrap_or(Value::Null),
+            "comments": t.comments.iter()
+                .map(|c| serde_json::from_slice::<Value>(c).unwrap_or(Value::Null))
+                .collect::<Vec<_>>()}}),
+        Action::DeleteId(id) => json!({"pbehavior_delete_id": {"_id": id}}),
     };
     serde_json::to_vec(&v).expect("serializing plain data cannot fail")
 }
@@ -190,6 +255,22 @@ pub fn action_from_json(json: &[u8]) -> Option<Action> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     if let Some(d) = v.get("pbehavior_delete") {
         return Some(Action::Delete(d.get("name")?.as_str()?.to_string()));
+    }
+    if let Some(d) = v.get("pbehavior_delete_id") {
+        return Some(Action::DeleteId(d.get("_id")?.as_str()?.to_string()));
+    }
+    if let Some(t) = v.get("pbehavior_create_templated") {
+        let to_vec = |v: &Value| serde_json::to_vec(v).ok();
+        return Some(Action::CreateTemplated(Templated {
+            id: t.get("_id")?.as_str()?.to_string(),
+            body: to_vec(t.get("body")?)?,
+            comments: t
+                .get("comments")?
+                .as_array()?
+                .iter()
+                .map(to_vec)
+                .collect::<Option<Vec<_>>>()?,
+        }));
     }
     let c = v.get("pbehavior_create")?;
     let text = |k: &str| c.get(k)?.as_str().map(str::to_string);
@@ -238,6 +319,16 @@ pub fn create_body(c: &Create, ids: &Ids) -> Vec<u8> {
 pub fn comment_body(c: &Create) -> Vec<u8> {
     serde_json::to_vec(&json!({"pbehavior": c.name, "message": c.comment}))
         .expect("serializing plain data cannot fail")
+}
+
+/// The bodies to post to the comment route once `action`'s pbehavior
+/// exists.
+pub fn comment_bodies(action: &Action) -> Vec<Vec<u8>> {
+    match action {
+        Action::Create(c) if !c.comment.is_empty() => vec![comment_body(c)],
+        Action::CreateTemplated(t) => t.comments.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// Percent-encodes a query value.
@@ -372,14 +463,25 @@ pub fn is_bulk_route(route: &str) -> bool {
     route.trim_end_matches('/').ends_with("/bulk/pbehaviors")
 }
 
-/// The body of a bulk creation: [`create_body`] of each.
-pub fn bulk_create_body<'a>(creates: impl Iterator<Item = &'a Create>, ids: &Ids) -> Vec<u8> {
+/// The body of a bulk creation: [`create_body`] of each, or the
+/// template's body. `ids` is needed only for built-in creations.
+pub fn bulk_create_body<'a>(
+    creates: impl Iterator<Item = &'a Action>,
+    ids: Option<&Ids>,
+) -> Vec<u8> {
     let mut body = vec![b'['];
-    for (i, c) in creates.enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for a in creates {
+        let one = match (a, ids) {
+            (Action::Create(c), Some(ids)) => create_body(c, ids),
+            (Action::CreateTemplated(t), _) => t.body.clone(),
+            _ => continue,
+        };
+        if !first {
             body.push(b',');
         }
-        body.extend_from_slice(&create_body(c, ids));
+        first = false;
+        body.extend_from_slice(&one);
     }
     body.push(b']');
     body
@@ -980,5 +1082,32 @@ mod tests {
         ));
         assert!(is_bulk_route("/api/v4/bulk/pbehaviors/"));
         assert!(!is_bulk_route("/api/v4/pbehaviors"));
+    }
+
+    #[test]
+    fn a_templated_downtime_keeps_its_id_and_posts_its_comment_apart() {
+        let rendered = br#"{"name":"m","comment":"hello","tstart":1}"#;
+        let Ok(Action::CreateTemplated(t)) = templated(Phase::Start, rendered, "native") else {
+            panic!()
+        };
+        assert_eq!(t.id, "native");
+        let body: Value = serde_json::from_slice(&t.body).unwrap();
+        assert_eq!(body, json!({"_id": "native", "name": "m", "tstart": 1}));
+        assert_eq!(
+            t.comments,
+            vec![br#"{"message":"hello","pbehavior":"native"}"#.to_vec()]
+        );
+        let own = br#"{"_id":"mine","comment":[{"pbehavior":"mine","message":"a"}]}"#;
+        let a = templated(Phase::Start, own, "native").unwrap();
+        assert_eq!(a.name(), "mine");
+        assert_eq!(pbehavior_roundtrip(&a), a, "the spool keeps it");
+        let end = templated(Phase::End, own, "native").unwrap();
+        assert_eq!(end, Action::DeleteId("mine".into()));
+        assert_eq!(pbehavior_roundtrip(&end), end);
+        assert!(templated(Phase::Start, b"[1]", "n").is_err());
+    }
+
+    fn pbehavior_roundtrip(a: &Action) -> Action {
+        action_from_json(&action_json(a)).expect("reads back")
     }
 }

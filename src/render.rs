@@ -327,6 +327,16 @@ impl Prepared {
 /// event without them).
 const CANOPSIS_REQUIRED: [&str; 3] = ["event_type", "connector", "connector_name"];
 
+/// Keys Canopsis requires of a pbehavior (`color` too before 23.04).
+const PBEHAVIOR_REQUIRED: [&str; 6] = [
+    "name",
+    "enabled",
+    "tstart",
+    "type",
+    "reason",
+    "entity_pattern",
+];
+
 /// The `format_file` key of a kind's template.
 pub fn template_key(kind: ElementKind) -> String {
     match kind {
@@ -376,16 +386,20 @@ impl Formats {
                     template_key(kind)
                 )),
                 Some(t) => {
-                    let missing: Vec<&str> = CANOPSIS_REQUIRED
+                    let (required, what): (&[&str], _) = match kind {
+                        ElementKind::Downtime => (&PBEHAVIOR_REQUIRED, "pbehaviors"),
+                        _ => (&CANOPSIS_REQUIRED, "events"),
+                    };
+                    let missing: Vec<String> = required
                         .iter()
-                        .copied()
-                        .filter(|k| kind != ElementKind::Downtime && !t.has_key(k))
+                        .filter(|k| !t.has_key(k))
+                        .map(|k| format!("'{k}'"))
                         .collect();
                     if !missing.is_empty() {
                         log.error(format_args!(
-                            "format_file: the {} template has no {}: Canopsis refuses such events, so they are retried and never acknowledged until the template is fixed",
+                            "format_file: the {} template has no {}: Canopsis refuses such {what}, so they are retried and never acknowledged until the template is fixed",
                             template_key(kind),
-                            missing.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ")
+                            missing.join(", ")
                         ));
                     }
                     if !fmt.typed_values && t.whole_macro_at("timestamp") {

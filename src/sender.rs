@@ -743,10 +743,20 @@ enum Attempt {
     Again(Option<Duration>),
 }
 
+/// How far a pbehavior creation got, across retries.
+#[derive(Debug, Default)]
+struct Created {
+    created: bool,
+    /// Comments posted.
+    comments: usize,
+}
+
 /// Where one pbehavior change of a bulk delivery stands.
 #[derive(Debug, Default)]
 struct BulkItem {
     state: BulkState,
+    /// Comments posted.
+    comments: usize,
     /// Since when, and how many times, Canopsis refused it.
     refused: Option<(Instant, u32)>,
 }
@@ -1096,7 +1106,7 @@ impl Worker {
     }
 
     fn deliver_pbehavior(&mut self, action: &Action) -> bool {
-        let mut created = false;
+        let mut created = Created::default();
         let mut refused_since: Option<(Instant, u32)> = None;
         loop {
             self.transport.set_deadline(self.shared.deadline());
@@ -1239,11 +1249,10 @@ impl Worker {
                 }
                 BulkState::Todo => {}
             }
-            let create = matches!(actions[i], Action::Create(_));
+            let create = actions[i].creates();
             let run: Vec<usize> = (i..actions.len())
                 .take_while(|&k| {
-                    items[k].state != BulkState::Comment
-                        && matches!(actions[k], Action::Create(_)) == create
+                    items[k].state != BulkState::Comment && actions[k].creates() == create
                 })
                 .filter(|&k| items[k].state == BulkState::Todo)
                 .collect();
@@ -1276,23 +1285,9 @@ impl Worker {
         sent: usize,
         right: &str,
     ) -> Result<Vec<ItemAnswer>, Outcome> {
-        self.shared
-            .progress
-            .stats
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
         let route = self.routes.downtime.route.clone();
-        match self.transport.send(Request {
-            method,
-            path: &route,
-            body,
-        }) {
-            Ok(resp) => pbehavior::judge_bulk(&resp, sent, right),
-            Err(e) => Err(Outcome::Retry {
-                reason: e.to_string(),
-                config_fault: e.is_config_fault(),
-            }),
-        }
+        let resp = self.request(method, &route, body)?;
+        pbehavior::judge_bulk(&resp, sent, right)
     }
 
     fn bulk_create(
@@ -1301,18 +1296,19 @@ impl Worker {
         items: &mut [BulkItem],
         run: &[usize],
     ) -> Option<Outcome> {
-        let ids = match self
-            .resolver
-            .ids(&mut self.transport, &self.routes.downtime)
-        {
-            Ok(ids) => ids,
-            Err(o) => return Some(o),
+        // Reason and type ids only serve the built-in format.
+        let ids = if run.iter().any(|&k| matches!(actions[k], Action::Create(_))) {
+            match self
+                .resolver
+                .ids(&mut self.transport, &self.routes.downtime)
+            {
+                Ok(ids) => Some(ids),
+                Err(o) => return Some(o),
+            }
+        } else {
+            None
         };
-        let creates = run.iter().filter_map(|&k| match &actions[k] {
-            Action::Create(c) => Some(c),
-            Action::Delete(_) => None,
-        });
-        let body = pbehavior::bulk_create_body(creates, &ids);
+        let body = pbehavior::bulk_create_body(run.iter().map(|&k| &actions[k]), ids.as_ref());
         let answers = match self.bulk_send(
             Method::Post,
             &body,
@@ -1324,20 +1320,18 @@ impl Worker {
         };
         let mut failure = None;
         for (&k, answer) in run.iter().zip(&answers) {
-            let Action::Create(c) = &actions[k] else {
-                continue;
-            };
+            let name = actions[k].name();
             match pbehavior::judge_create_item(answer) {
                 Outcome::Created => {
-                    self.log.info(format_args!("pbehavior {}: created", c.name));
-                    items[k].state = if c.comment.is_empty() {
+                    self.log.info(format_args!("pbehavior {name}: created"));
+                    items[k].state = if pbehavior::comment_bodies(&actions[k]).is_empty() {
                         BulkState::Done
                     } else {
                         BulkState::Comment
                     };
                 }
                 Outcome::Done(what) => {
-                    self.log.info(format_args!("pbehavior {}: {what}", c.name));
+                    self.log.info(format_args!("pbehavior {name}: {what}"));
                     items[k].state = BulkState::Done;
                 }
                 other => {
@@ -1448,32 +1442,14 @@ impl Worker {
         None
     }
 
-    /// Posts the comment of a pbehavior just created.
+    /// Posts the comments of a pbehavior the bulk route just created.
     fn bulk_comment(&mut self, action: &Action, item: &mut BulkItem) -> Result<(), Outcome> {
-        let Action::Create(c) = action else {
-            item.state = BulkState::Done;
-            return Ok(());
-        };
-        self.shared
-            .progress
-            .stats
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
-        let route = self.routes.downtime.comment_route.clone();
-        let outcome = match self.transport.send(Request {
-            method: Method::Post,
-            path: &route,
-            body: &pbehavior::comment_body(c),
-        }) {
-            Ok(resp) => pbehavior::judge_comment(&resp),
-            Err(e) => Outcome::Retry {
-                reason: e.to_string(),
-                config_fault: e.is_config_fault(),
-            },
-        };
-        match outcome {
+        match self.post_comments(action, &mut item.comments) {
             Outcome::Done(what) => {
-                self.log.info(format_args!("pbehavior {}: {what}", c.name));
+                if what != "created" {
+                    self.log
+                        .info(format_args!("pbehavior {}: {what}", action.name()));
+                }
                 item.state = BulkState::Done;
                 Ok(())
             }
@@ -1484,24 +1460,14 @@ impl Worker {
         }
     }
 
-    /// One try at a pbehavior change; `created` remembers, across retries,
-    /// that only the comment is left to post.
-    fn pbehavior_step(&mut self, action: &Action, created: &mut bool) -> Outcome {
-        let stats = &self.shared.progress.stats;
-        let dt = &self.routes.downtime;
-        let send = |t: &mut Watched, method, path: &str, body: &[u8]| {
-            stats.requests.fetch_add(1, Ordering::Relaxed);
-            t.send(Request { method, path, body })
-                .map_err(|e| Outcome::Retry {
-                    reason: e.to_string(),
-                    config_fault: e.is_config_fault(),
-                })
-        };
+    /// One try at a pbehavior change; `done` remembers, across retries,
+    /// that it was created and how many of its comments were posted.
+    fn pbehavior_step(&mut self, action: &Action, done: &mut Created) -> Outcome {
+        let route = self.routes.downtime.route.clone();
         match action {
             Action::Delete(name) => {
-                let path =
-                    |name: &str| format!("{}?name={}", dt.route, pbehavior::url_encode(name));
-                let outcome = match send(&mut self.transport, Method::Delete, &path(name), b"") {
+                let path = |name: &str| format!("{route}?name={}", pbehavior::url_encode(name));
+                let outcome = match self.request(Method::Delete, &path(name), b"") {
                     Ok(resp) => pbehavior::judge_delete(&resp),
                     Err(o) => o,
                 };
@@ -1509,7 +1475,7 @@ impl Worker {
                 let legacy = pbehavior::legacy_name(name);
                 match (outcome, legacy) {
                     (Outcome::Done("already deleted"), Some(legacy)) => {
-                        match send(&mut self.transport, Method::Delete, &path(&legacy), b"") {
+                        match self.request(Method::Delete, &path(&legacy), b"") {
                             Ok(resp) => match pbehavior::judge_delete(&resp) {
                                 Outcome::Done("deleted") => Outcome::Done(
                                     "deleted under the name the Lua connector gave it",
@@ -1522,41 +1488,79 @@ impl Worker {
                     (outcome, _) => outcome,
                 }
             }
-            Action::Create(c) => {
-                if !*created {
-                    let ids = match self.resolver.ids(&mut self.transport, dt) {
-                        Ok(ids) => ids,
-                        Err(o) => return o,
-                    };
-                    let body = pbehavior::create_body(c, &ids);
-                    let outcome = match send(&mut self.transport, Method::Post, &dt.route, &body) {
-                        Ok(resp) => pbehavior::judge_create(&resp),
-                        Err(o) => return o,
-                    };
-                    match outcome {
-                        Outcome::Created => *created = true,
-                        other => return other,
-                    }
-                }
-                if c.comment.is_empty() {
-                    return Outcome::Done("created");
-                }
-                match send(
-                    &mut self.transport,
-                    Method::Post,
-                    &dt.comment_route,
-                    &pbehavior::comment_body(c),
-                ) {
-                    Ok(resp) => match pbehavior::judge_comment(&resp) {
-                        Outcome::Done("comment posted") => {
-                            Outcome::Done("created with its comment")
-                        }
-                        other => other,
-                    },
+            Action::DeleteId(id) => {
+                let path = format!(
+                    "{}/{}",
+                    route.trim_end_matches('/'),
+                    pbehavior::url_encode(id)
+                );
+                match self.request(Method::Delete, &path, b"") {
+                    Ok(resp) => pbehavior::judge_delete(&resp),
                     Err(o) => o,
                 }
             }
+            Action::Create(_) | Action::CreateTemplated(_) => {
+                if !done.created {
+                    let body = match action {
+                        Action::Create(c) => {
+                            let ids = match self
+                                .resolver
+                                .ids(&mut self.transport, &self.routes.downtime)
+                            {
+                                Ok(ids) => ids,
+                                Err(o) => return o,
+                            };
+                            pbehavior::create_body(c, &ids)
+                        }
+                        Action::CreateTemplated(t) => t.body.clone(),
+                        _ => unreachable!("matched above"),
+                    };
+                    match self.request(Method::Post, &route, &body) {
+                        Ok(resp) => match pbehavior::judge_create(&resp) {
+                            Outcome::Created => done.created = true,
+                            other => return other,
+                        },
+                        Err(o) => return o,
+                    }
+                }
+                self.post_comments(action, &mut done.comments)
+            }
         }
+    }
+
+    /// One request, counted; a transport error as the outcome to retry.
+    fn request(&mut self, method: Method, path: &str, body: &[u8]) -> Result<Response, Outcome> {
+        self.shared
+            .progress
+            .stats
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        self.transport
+            .send(Request { method, path, body })
+            .map_err(|e| Outcome::Retry {
+                reason: e.to_string(),
+                config_fault: e.is_config_fault(),
+            })
+    }
+
+    /// Posts the comments of a pbehavior just created, from the
+    /// `posted`-th on.
+    fn post_comments(&mut self, action: &Action, posted: &mut usize) -> Outcome {
+        let bodies = pbehavior::comment_bodies(action);
+        if bodies.is_empty() {
+            return Outcome::Done("created");
+        }
+        let route = self.routes.downtime.comment_route.clone();
+        while *posted < bodies.len() {
+            match self.request(Method::Post, &route, &bodies[*posted]) {
+                Ok(resp) => match pbehavior::judge_comment(&resp) {
+                    Outcome::Done(_) => *posted += 1,
+                    other => return other,
+                },
+                Err(o) => return o,
+            }
+        }
+        Outcome::Done("created with its comment")
     }
 
     /// Whether the connector is closing and its budget is spent.

@@ -196,7 +196,12 @@ impl Templates {
                 "format_file {path}: cannot read it ({e}): every event uses the built-in format"
             )
         })?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Templates::from_text(&text, path)
+    }
+
+    /// [`load`](Self::load) for a file's text; `path` names it in messages.
+    pub fn from_text(text: &str, path: &str) -> Result<(Templates, Vec<String>), String> {
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             format!(
                 "format_file {path}: not valid JSON ({e}): every event uses the built-in format"
             )

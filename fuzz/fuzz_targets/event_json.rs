@@ -6,6 +6,8 @@
 use canopsis_native::cache::{HostInfo, MemoryCache, ServiceInfo};
 use canopsis_native::config::{self, ParamValue, Params};
 use canopsis_native::event::{ElementKind, Field, MapSource, NebEvent};
+use canopsis_native::render::Prepared;
+use canopsis_native::template::Templates;
 use canopsis_native::{filter, format, pbehavior};
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +25,17 @@ fn field(kind: u8, bytes: &[u8]) -> Field {
         _ => Field::Str(bytes.to_vec()),
     }
 }
+
+/// Every macro kind and flag, for every kind.
+const TEMPLATES: &str = r#"{
+  "neb_host_status": {"a": "{state}", "b": "x {output_scshort} {last_check_scdate} {state_type_sctype}",
+    "c": "{groups(hg,table,.*)}", "d": ["{cache.host.name}", {"{host_id}": "{acknowledged_scstring}"}],
+    "e": "{long_output}", "f": "{cache.severity.host_scnumber}", "g": "{state_scstate}", "h": "{cache.instance.name}"},
+  "neb_service_status": {"a": "{state}", "b": "{short_output}", "c": "{groups(sg,inline,%d)}",
+    "d": "{cache.service.description}", "e": "{scheduled_downtime_depth}", "f": "{last_update_scdate}"},
+  "neb_acknowledgement": {"a": "{author}", "b": "{comment_data}", "c": "{state_scstate}", "d": "{entry_time_scdate}"},
+  "neb_downtime": {"a": "{internal_id}", "b": "{state}", "c": "{start_time_scdate}", "comment": "{comment_data}"}
+}"#;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&head, mut rest)) = data.split_first() else {
@@ -50,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
         fields.push((names[name as usize % names.len()], field(ty, &rest[3..end])));
         rest = &rest[end..];
     }
+    let raw = fields.clone();
     let Ok(ev) = NebEvent::read(kind, &mut MapSource(fields)) else {
         return;
     };
@@ -87,6 +101,21 @@ fuzz_target!(|data: &[u8]| {
     let Ok(subject) = filter::check(&cfg.filter, &cfg.format, &ev, &mut cache) else {
         return;
     };
+    // The same event through a template using every macro kind and flag.
+    let (templates, _) = Templates::from_text(TEMPLATES, "fuzz").expect("templates load");
+    if let Some((_, Some(t))) = templates.into_slots().into_iter().find(|(k, _)| *k == kind) {
+        let mut out = Vec::new();
+        Prepared::new(kind, t).render(
+            &ev,
+            &mut MapSource(raw),
+            &subject,
+            &mut cache,
+            &cfg.format,
+            None,
+            &mut out,
+        );
+        serde_json::from_slice::<serde_json::Value>(&out).expect("templates write valid JSON");
+    }
     match &ev {
         NebEvent::Downtime(d) => {
             if let Ok(action) = pbehavior::action(d, &subject) {

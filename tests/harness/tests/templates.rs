@@ -364,3 +364,71 @@ fn without_a_template_ba_status_is_dropped_with_a_reason() {
     assert!(log.contains("no bam_ba_status template"), "{log}");
     out.close();
 }
+
+/// A `neb_downtime` template shapes the pbehavior; the connector keeps its
+/// lifecycle: created when the downtime starts (its `comment` posted to
+/// the comment route), deleted by `_id` when it ends. Without an `_id`
+/// in the template, the connector's name is the `_id`.
+#[test]
+fn a_downtime_template_shapes_the_pbehavior_and_its_end_removes_it() {
+    use canopsis_harness::events::Downtime;
+    for bulk in [false, true] {
+        let lab = Lab::new("dt-template");
+        let maintenance = {
+            let st = lab.mock.state();
+            st.types
+                .iter()
+                .find(|t| t["name"] == "Default maintenance")
+                .unwrap()["_id"]
+                .clone()
+        };
+        let format = write_format(
+            &lab,
+            &json!({"neb_downtime": {
+                "name": "Maintenance {cache.host.name} #{internal_id}",
+                "author": "{author}", "enabled": true, "reason": "r-default", "type": maintenance,
+                "rrule": "", "tstart": "{start_time}", "tstop": "{end_time}",
+                "entity_pattern": [[{"field": "_id", "cond": {"type": "eq",
+                    "value": "{cache.service.description}/{cache.host.name}"}}]],
+                "comment": "{comment_data}"
+            }}),
+        );
+        let route = if bulk {
+            "/api/v4/bulk/pbehaviors"
+        } else {
+            "/api/v4/pbehaviors"
+        };
+        let mut out = lab.open(
+            lab.params(&[
+                ("format_file", s(&format)),
+                ("format_file_typed_values", Param::Num(1)),
+                ("canopsis_downtime_route", s(route)),
+            ]),
+            Bbdo::V3,
+        );
+        let dt = Downtime::started(7, 12, 34, T, T + 3600);
+        deliver(&mut out, vec![dt.event(Bbdo::V3)]);
+        let id = format!("centreon-downtime-12-34-7-{}", T - 60);
+        {
+            let st = lab.mock.state();
+            assert_eq!(st.pbehaviors.len(), 1, "bulk={bulk}");
+            let p = &st.pbehaviors[0];
+            assert_eq!(p["_id"], id.as_str());
+            assert_eq!(p["name"], "Maintenance host-a #7");
+            assert_eq!(
+                (p["tstart"].as_i64(), p["tstop"].as_i64()),
+                (Some(T), Some(T + 3600))
+            );
+            assert_eq!(p["entity_pattern"][0][0]["cond"]["value"], "Ping/host-a");
+            assert_eq!(p["comments"][0]["message"], "Planned maintenance");
+        }
+        let ends: Vec<_> = dt.life(T + 100, false)[2..]
+            .iter()
+            .map(|d| d.event(Bbdo::V3))
+            .collect();
+        let mux = deliver(&mut out, ends);
+        assert_eq!(mux.acked, 2);
+        assert!(lab.mock.state().pbehaviors.is_empty(), "bulk={bulk}");
+        out.close();
+    }
+}
