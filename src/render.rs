@@ -17,25 +17,37 @@ use crate::logger::Logger;
 use crate::template::values::FlagEnv;
 use crate::template::{CacheType, Env, GroupOf, Needs, Resolve, Template, Templates};
 
-/// What a template reads from the broker event itself, compatibility
-/// fields resolved to the fields they are made of.
-pub fn raw_fields(kind: ElementKind, needs: &Needs) -> Vec<String> {
+/// Fields of a status that the connector read already and keeps as they
+/// came (when present): a template reading them costs no call into Lua.
+const KEPT: [&str; 9] = [
+    "state",
+    "state_type",
+    "host_id",
+    "service_id",
+    "last_check",
+    "last_update",
+    "last_hard_state_change",
+    "output",
+    "long_output",
+];
+
+/// The event fields a template reads for each event, in one call into
+/// Lua: the macros' own names (a compatibility field, the fields it is
+/// made of), less those a status already holds. Fallbacks (`current_state`
+/// when there is no `state`...) are read only when needed.
+pub fn prefetched_fields(kind: ElementKind, needs: &Needs) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let status = matches!(kind, ElementKind::HostStatus | ElementKind::ServiceStatus);
     for name in &needs.event {
         let one = [name.as_str()];
         let parts: &[&str] = match name.as_str() {
-            "state" | "current_state" => &["state", "current_state"],
-            "last_update" | "last_check" if status => &["last_update", "last_check"],
-            "acknowledged" if status => &["acknowledged", "acknowledgement_type"],
-            "scheduled_downtime_depth" if status => &["scheduled_downtime_depth", "downtime_depth"],
             "long_output" if status => &["output", "long_output"],
-            "short_output" | "output" if status => &["output"],
-            "internal_id" | "id" if kind == ElementKind::Downtime => &["internal_id", "id"],
+            "short_output" if status => &["output"],
             _ => &one,
         };
         for p in parts {
-            if !out.iter().any(|o| o == p) {
+            let kept = status && KEPT.contains(p);
+            if !kept && !out.iter().any(|o| o == p) {
                 out.push(p.to_string());
             }
         }
@@ -43,7 +55,8 @@ pub fn raw_fields(kind: ElementKind, needs: &Needs) -> Vec<String> {
     out
 }
 
-/// Cache answers only templates need, kept with the subject they describe.
+/// Cache answers only templates need, kept with the subject they describe,
+/// and what the template writes from them alone.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectFields {
     host: Option<Vec<Option<Field>>>,
@@ -52,6 +65,29 @@ pub struct ObjectFields {
     severity_service: Option<i64>,
     poller: Option<String>,
     bvs: Option<Vec<String>>,
+    /// [`Template::render_objects`].
+    written: Vec<Box<[u8]>>,
+}
+
+/// Fields of the cached host and service that change with each check,
+/// read for one event.
+#[derive(Debug, Default)]
+struct Live {
+    host: Option<Vec<Option<Field>>>,
+    service: Option<Vec<Option<Field>>>,
+}
+
+impl Live {
+    fn fetch(needs: &Needs, subj: &Subject, cache: &mut dyn Cache) -> Live {
+        let mut l = Live::default();
+        if !needs.host_live.is_empty() && subj.host_id != 0 {
+            l.host = cache.host_fields(subj.host_id, &needs.host_live);
+        }
+        if let (false, Some((sid, _))) = (needs.service_live.is_empty(), &subj.service) {
+            l.service = cache.service_fields(subj.host_id, *sid, &needs.service_live);
+        }
+        l
+    }
 }
 
 impl ObjectFields {
@@ -91,36 +127,63 @@ struct Values<'a> {
     subj: &'a Subject,
     fmt: &'a FormatConfig,
     needs: &'a Needs,
-    raw_names: &'a [String],
-    raw: Vec<Option<Field>>,
+    /// The broker event, for fields read on demand.
+    src: &'a mut dyn FieldSource,
+    /// Fields read from it so far.
+    fetched: Vec<(String, Option<Field>)>,
     objects: &'a ObjectFields,
-}
-
-fn text(f: &Option<Field>) -> Option<&[u8]> {
-    match f {
-        Some(Field::Str(s)) => Some(s),
-        _ => None,
-    }
+    live: Live,
 }
 
 /// The first `limit` bytes of `s`, cut on a character boundary.
-fn cut(s: &[u8], limit: Option<usize>) -> &[u8] {
-    match limit {
-        Some(n) if s.len() > n => {
-            let mut end = n;
-            while end > 0 && (s[end] & 0xC0) == 0x80 {
-                end -= 1;
-            }
-            &s[..end]
+fn cut(s: &mut Vec<u8>, limit: Option<usize>) {
+    if let Some(n) = limit.filter(|n| s.len() > *n) {
+        let mut end = n;
+        while end > 0 && (s[end] & 0xC0) == 0x80 {
+            end -= 1;
         }
-        _ => s,
+        s.truncate(end);
     }
 }
 
 impl Values<'_> {
-    fn raw(&self, name: &str) -> Option<Field> {
-        let i = self.raw_names.iter().position(|n| n == name)?;
-        self.raw.get(i)?.clone()
+    /// A field as broker gave it.
+    fn raw(&mut self, name: &str) -> Option<Field> {
+        if let Some(f) = self.kept(name) {
+            return Some(f);
+        }
+        if let Some((_, v)) = self.fetched.iter().find(|(n, _)| n == name) {
+            return v.clone();
+        }
+        let v = self.src.field(name);
+        self.fetched.push((name.to_string(), v.clone()));
+        v
+    }
+
+    /// A field the status read already holds, when it held it: the
+    /// connector's conversions keep these as broker gave them (an absent,
+    /// zero or empty one is read from broker instead).
+    fn kept(&self, name: &str) -> Option<Field> {
+        let (NebEvent::Host(s) | NebEvent::Service(s)) = self.ev else {
+            return None;
+        };
+        let int = |v: Option<i64>| v.map(Field::Int);
+        let id = |v: Option<u64>| v.and_then(|i| i64::try_from(i).ok()).map(Field::Int);
+        match name {
+            "state" => int(s.state),
+            "state_type" => int(s.state_type),
+            "host_id" => id(s.host_id),
+            "service_id" => id(s.service_id).filter(|_| s.service_id != Some(0)),
+            "last_check" => int(s.last_check),
+            "last_update" => int(s.last_update),
+            "last_hard_state_change" => int(s.last_hard_state_change),
+            "output" if !s.output.is_empty() => Some(Field::Str(s.output.as_bytes().to_vec())),
+            "long_output" => s
+                .long_output
+                .as_ref()
+                .map(|l| Field::Str(l.as_bytes().to_vec())),
+            _ => None,
+        }
     }
 
     fn status(&self) -> bool {
@@ -130,9 +193,11 @@ impl Values<'_> {
         )
     }
 
-    fn output(&self) -> Option<Vec<u8>> {
-        let i = self.raw_names.iter().position(|n| n == "output")?;
-        text(&self.raw[i]).map(<[u8]>::to_vec)
+    fn output(&mut self) -> Option<Vec<u8>> {
+        match self.raw("output") {
+            Some(Field::Str(s)) => Some(s),
+            _ => None,
+        }
     }
 }
 
@@ -164,26 +229,31 @@ impl Resolve for Values<'_> {
             "scheduled_downtime_depth" if status => self
                 .raw("scheduled_downtime_depth")
                 .or_else(|| self.raw("downtime_depth")),
-            "output" if status => Some(Field::Str(
-                cut(&self.output()?, self.fmt.output_size_limit).to_vec(),
-            )),
+            "output" if status => {
+                let mut out = self.output()?;
+                cut(&mut out, self.fmt.output_size_limit);
+                Some(Field::Str(out))
+            }
             "short_output" if status => {
-                let out = self.output()?;
-                let short = match out.iter().rposition(|&b| b == b'\n') {
-                    Some(i) => &out[..i],
-                    None => &out[..],
-                };
-                Some(Field::Str(cut(short, self.fmt.output_size_limit).to_vec()))
+                let mut out = self.output()?;
+                if let Some(i) = out.iter().rposition(|&b| b == b'\n') {
+                    out.truncate(i);
+                }
+                cut(&mut out, self.fmt.output_size_limit);
+                Some(Field::Str(out))
             }
             "long_output" if status => {
-                let mut out = self.output()?;
-                if let Some(Field::Str(long)) = self.raw("long_output") {
-                    if !long.is_empty() {
-                        out.push(b'\n');
-                        out.extend_from_slice(&long);
+                let out = self.output()?;
+                match self.raw("long_output") {
+                    Some(Field::Str(long)) if !long.is_empty() => {
+                        let mut joined = Vec::with_capacity(out.len() + 1 + long.len());
+                        joined.extend_from_slice(&out);
+                        joined.push(b'\n');
+                        joined.extend_from_slice(&long);
+                        Some(Field::Str(joined))
                     }
+                    _ => Some(Field::Str(out)),
                 }
-                Some(Field::Str(out))
             }
             "internal_id" if self.kind == ElementKind::Downtime => {
                 self.raw("internal_id").or_else(|| self.raw("id"))
@@ -209,12 +279,23 @@ impl Resolve for Values<'_> {
             CacheType::Host if field == "host_id" && s.host_id != 0 => {
                 Some(Field::Int(s.host_id as i64))
             }
+            CacheType::Host
+                if self.live.host.is_some() && self.needs.host_live.iter().any(|n| n == field) =>
+            {
+                pick(&self.needs.host_live, &self.live.host)
+            }
             CacheType::Host => pick(&self.needs.host, &self.objects.host),
             CacheType::Service if field == "description" => {
                 s.service.as_ref().and_then(|(_, d)| name(d))
             }
             CacheType::Service if field == "service_id" => {
                 s.service.as_ref().map(|(id, _)| Field::Int(*id as i64))
+            }
+            CacheType::Service
+                if self.live.service.is_some()
+                    && self.needs.service_live.iter().any(|n| n == field) =>
+            {
+                pick(&self.needs.service_live, &self.live.service)
             }
             CacheType::Service => pick(&self.needs.service, &self.objects.service),
             CacheType::Instance => match field {
@@ -251,23 +332,29 @@ impl Resolve for Values<'_> {
     }
 }
 
+/// No event: what depends only on the object reads none.
+struct NoEvent;
+
+impl FieldSource for NoEvent {
+    fn field(&mut self, _: &str) -> Option<Field> {
+        None
+    }
+}
+
 /// A template made ready for one kind: what it reads, computed once.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The template.
     pub template: Template,
-    /// Raw event fields it reads.
-    pub raw_names: Vec<String>,
+    /// Event fields read for each event in one call ([`prefetched_fields`]).
+    pub prefetch: Vec<String>,
 }
 
 impl Prepared {
     /// Prepares `template` for events of `kind`.
     pub fn new(kind: ElementKind, template: Template) -> Prepared {
-        let raw_names = raw_fields(kind, &template.needs);
-        Prepared {
-            template,
-            raw_names,
-        }
+        let prefetch = prefetched_fields(kind, &template.needs);
+        Prepared { template, prefetch }
     }
 
     /// Renders an accepted event into `out`. `objects` are the cache
@@ -304,22 +391,44 @@ impl Prepared {
             let mut values = SnapshotValues { snapshot, needs };
             return self.template.render(&mut values, &env, out);
         }
-        let objects = subj
-            .objects
-            .get_or_init(|| ObjectFields::fetch(needs, subj, cache));
-        let mut raw = Vec::with_capacity(self.raw_names.len());
-        src.fields(&self.raw_names, &mut raw);
+        let objects = subj.objects.get_or_init(|| {
+            let mut objects = ObjectFields::fetch(needs, subj, cache);
+            // What depends only on the object, written once for it.
+            let mut values = Values {
+                kind,
+                ev,
+                subj,
+                fmt,
+                needs,
+                src: &mut NoEvent,
+                fetched: Vec::new(),
+                objects: &objects,
+                live: Live::default(),
+            };
+            let written = self.template.render_objects(&mut values, &env);
+            objects.written = written;
+            objects
+        });
+        let mut fetched = Vec::new();
+        if !self.prefetch.is_empty() {
+            let mut values = Vec::with_capacity(self.prefetch.len());
+            src.fields(&self.prefetch, &mut values);
+            fetched.extend(self.prefetch.iter().cloned().zip(values));
+        }
+        let live = Live::fetch(needs, subj, cache);
         let mut values = Values {
             kind,
             ev,
             subj,
             fmt,
             needs,
-            raw_names: &self.raw_names,
-            raw,
+            src,
+            fetched,
             objects,
+            live,
         };
-        self.template.render(&mut values, &env, out);
+        self.template
+            .render_with_objects(&mut values, &env, &objects.written, out);
     }
 }
 

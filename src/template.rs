@@ -11,11 +11,11 @@
 //! Values come from a [`Resolve`]: the event's own fields (with the
 //! library's BBDO 2/3 compatibility fields), broker's cache, group names.
 
+mod plan;
 pub mod values;
 
 use crate::event::{ElementKind, Field};
 use crate::luapattern::Pattern;
-use std::fmt::Write as _;
 use values::{apply, backslash_pass, split_flag, Flag, FlagEnv, Value};
 
 /// Where a cache macro's value comes from (`{cache.<type>.<field>}`).
@@ -125,6 +125,11 @@ pub struct Needs {
     pub host: Vec<String>,
     /// `get_service` fields.
     pub service: Vec<String>,
+    /// Those of `host` that change with each check (`state`, `output`,
+    /// `last_check`...): read for every event, not once per object.
+    pub host_live: Vec<String>,
+    /// The same for `service`.
+    pub service_live: Vec<String>,
     /// Whether `{cache.instance.*}`, `{cache.severity.*}`, `{cache.ba.*}`
     /// or a group macro of each kind appears.
     pub instance: bool,
@@ -146,6 +151,8 @@ fn add(list: &mut Vec<String>, name: &str) {
 #[derive(Debug, Clone)]
 pub struct Template {
     root: Node,
+    /// The same, with what depends only on the object set apart.
+    plan: plan::Plan,
     /// What it reads.
     pub needs: Needs,
 }
@@ -245,13 +252,7 @@ impl Templates {
                     for p in c.problems {
                         say(p);
                     }
-                    t.slots.push((
-                        kind,
-                        Some(Template {
-                            root,
-                            needs: c.needs,
-                        }),
-                    ));
+                    t.slots.push((kind, Some(Template::new(root, c.needs))));
                 }
                 other => say(format!(
                     "a template must be a JSON object, not {}: {} events use the built-in format",
@@ -754,8 +755,18 @@ impl Compiler {
                     return None;
                 }
                 match ty {
-                    CacheType::Host => add(&mut self.needs.host, base),
-                    CacheType::Service => add(&mut self.needs.service, base),
+                    CacheType::Host => {
+                        add(&mut self.needs.host, base);
+                        if plan::volatile(base) {
+                            add(&mut self.needs.host_live, base);
+                        }
+                    }
+                    CacheType::Service => {
+                        add(&mut self.needs.service, base);
+                        if plan::volatile(base) {
+                            add(&mut self.needs.service_live, base);
+                        }
+                    }
                     CacheType::Instance => self.needs.instance = true,
                     CacheType::Severity => self.needs.severity = true,
                     CacheType::Ba => self.needs.ba = true,
@@ -851,9 +862,37 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 impl Template {
+    fn new(root: Node, needs: Needs) -> Template {
+        Template {
+            plan: plan::Plan::of(&root),
+            root,
+            needs,
+        }
+    }
+
     /// Writes the event's JSON into `out`.
     pub fn render(&self, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
         write_node(&self.root, r, env, out);
+    }
+
+    /// What depends only on the object, written once for it: the
+    /// `objects` that [`render_with_objects`](Self::render_with_objects)
+    /// takes for each of its events. `r` gives no event field.
+    pub fn render_objects(&self, r: &mut dyn Resolve, env: &Env<'_>) -> Vec<Box<[u8]>> {
+        self.plan.render_slots(r, env)
+    }
+
+    /// [`render`](Self::render), with what depends only on the object
+    /// already written (`objects`, from [`render_objects`](Self::render_objects)
+    /// for the same object).
+    pub fn render_with_objects(
+        &self,
+        r: &mut dyn Resolve,
+        env: &Env<'_>,
+        objects: &[Box<[u8]>],
+        out: &mut Vec<u8>,
+    ) {
+        self.plan.render(r, env, objects, out)
     }
 
     /// Whether the template writes `key` at its top level as a string
@@ -951,9 +990,7 @@ fn write_key(k: &Text, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
 
 fn write_node(n: &Node, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
     match n {
-        Node::Int(i) => {
-            let _ = write!(Utf8(out), "{i}");
-        }
+        Node::Int(i) => write_int(out, *i),
         Node::Float(f) => out.extend_from_slice(values::lua_float(*f).as_bytes()),
         Node::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Node::Empty => out.extend_from_slice(b"[]"),
@@ -971,8 +1008,12 @@ fn write_node(n: &Node, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
                 }
                 out.push(b']');
             }
-            Some(Value::Int(i)) if env.typed => {
-                let _ = write!(Utf8(out), "{i}");
+            Some(Value::Int(i)) if env.typed => write_int(out, i),
+            // As a string (parity): digits need no escaping.
+            Some(Value::Int(i)) => {
+                out.push(b'"');
+                write_int(out, i);
+                out.push(b'"');
             }
             Some(Value::Float(f)) if env.typed && f.is_finite() => {
                 out.extend_from_slice(values::lua_float(f).as_bytes())
@@ -1005,14 +1046,24 @@ fn write_node(n: &Node, r: &mut dyn Resolve, env: &Env<'_>, out: &mut Vec<u8>) {
     }
 }
 
-/// `fmt::Write` over a byte buffer.
-struct Utf8<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Utf8<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
+/// Writes `i` in decimal (without `fmt`'s machinery: it is on every
+/// event's path).
+fn write_int(out: &mut Vec<u8>, i: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
     }
+    if i < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 #[cfg(test)]
@@ -1070,13 +1121,7 @@ mod tests {
             problems: Vec::new(),
         };
         let root = c.node(&template, "");
-        (
-            Template {
-                root,
-                needs: c.needs,
-            },
-            c.problems,
-        )
+        (Template::new(root, c.needs), c.problems)
     }
 
     fn render_with(kind: ElementKind, template: J, typed: bool) -> J {
@@ -1092,6 +1137,15 @@ mod tests {
         };
         let mut out = Vec::new();
         t.render(&mut Example, &env, &mut out);
+        // Written in two steps (the object's part once, then the event's),
+        // the result is the same.
+        let objects = t.render_objects(&mut Example, &env);
+        let mut planned = Vec::new();
+        t.render_with_objects(&mut Example, &env, &objects, &mut planned);
+        assert_eq!(
+            String::from_utf8_lossy(&planned),
+            String::from_utf8_lossy(&out)
+        );
         serde_json::from_slice(&out)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
     }

@@ -308,13 +308,16 @@ pub struct Prefetched<'v> {
     /// Where the next name asked is expected: readers ask in the order of
     /// `names`, mostly.
     next: usize,
+    /// Which of `names` were handed out (a kind has fewer than 64).
+    taken: u64,
     /// For any other field.
     event: LuaEvent,
 }
 
 impl FieldSource for Prefetched<'_> {
     /// Each prefetched field is handed out once
-    /// ([`crate::event::NebEvent::read`] reads each at most once).
+    /// ([`crate::event::NebEvent::read`] reads each at most once); asked
+    /// again (by a template), it is read from broker.
     fn field(&mut self, name: &str) -> Option<Field> {
         let i = match self.names.get(self.next) {
             Some(n) if *n == name => self.next,
@@ -324,6 +327,11 @@ impl FieldSource for Prefetched<'_> {
             },
         };
         self.next = i + 1;
+        if self.taken & (1 << i) != 0 {
+            // Handed out already: ask broker again.
+            return self.event.field(name);
+        }
+        self.taken |= 1 << i;
         self.values.get_mut(i)?.take()
     }
 
@@ -519,6 +527,7 @@ pub unsafe fn read_event<'c, 'v>(
             names,
             values,
             next: 0,
+            taken: 0,
             event: LuaEvent::new(state, event),
         });
     }

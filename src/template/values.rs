@@ -235,10 +235,12 @@ pub fn apply(flag: Flag, v: Value, env: &FlagEnv<'_>) -> Option<Value> {
             .map(|n| Value::Text(n.into()))
             .or(Some(v)),
         Flag::Short => Some(match v {
-            Value::Text(s) => match s.rfind('\n') {
-                Some(i) => Value::Text(s[..i].to_string()),
-                None => Value::Text(s),
-            },
+            Value::Text(mut s) => {
+                if let Some(i) = s.rfind('\n') {
+                    s.truncate(i);
+                }
+                Value::Text(s)
+            }
             other => other,
         }),
         Flag::Number => match v {

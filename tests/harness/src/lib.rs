@@ -138,7 +138,9 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        // CANOPSIS_KEEP_LABS=1 keeps them (logs, and the installed module
+        // for a profiler to find its symbols).
+        if !std::thread::panicking() && std::env::var_os("CANOPSIS_KEEP_LABS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

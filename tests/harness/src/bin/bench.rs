@@ -4,7 +4,7 @@
 //! connector's sender and the mock share the machine's CPUs, and single
 //! runs vary by a third.
 //!
-//! Usage: bench [--quick] [--soak SECONDS]
+//! Usage: bench [--quick] [--soak SECONDS] [--write-only N [--templated]]
 //!
 //! (a) broker-thread time per `write` for BBDO 3 service statuses handed
 //!     over as API 2 userdata, accepted and filtered (SOFT): each event is
@@ -21,6 +21,8 @@
 //!     events flow, and its growth between the first and second half;
 //! (d) (a) to (c) with the spool on (`use_spool=1`, in a temporary
 //!     directory: group commit with fdatasync on the broker thread);
+//! (e) (a) and (b) with templates (`format_file`): a host and a service
+//!     template using event, cache and group macros and a flag;
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
 //!     every minute: growth from the first minute to the last.
 
@@ -41,7 +43,36 @@ fn status_kb(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The templates of (e): every kind of macro the contract lists that a
+/// status uses (event, flag, cache, groups).
+fn templates() -> serde_json::Value {
+    let common = |resource: bool| {
+        let mut t = serde_json::json!({
+            "event_type": "check", "connector": "centreon-stream",
+            "connector_name": "{cache.instance.name}", "component": "{cache.host.name}",
+            "source_type": "component", "state": "{state}", "timestamp": "{last_check}",
+            "output": "{output_scshort}", "long_output": "{long_output}",
+            "hostgroups": "{groups(hg,table,.*)}", "address": "{cache.host.address}",
+            "host_id": "{host_id}"
+        });
+        if resource {
+            t["source_type"] = "resource".into();
+            t["resource"] = "{cache.service.description}".into();
+            t["servicegroups"] = "{groups(sg,table,.*)}".into();
+            t["severity"] = "{cache.severity.service}".into();
+            t["notes_url"] = "{cache.service.notes_url}".into();
+            t["service_id"] = "{service_id}".into();
+        }
+        t
+    };
+    serde_json::json!({"neb_host_status": common(false), "neb_service_status": common(true)})
+}
+
 fn open(lab: &Lab, buffer: i32, spool: bool) -> Output {
+    open_with(lab, buffer, spool, false)
+}
+
+fn open_with(lab: &Lab, buffer: i32, spool: bool, templated: bool) -> Output {
     lab.mock.state().record = false;
     lab.mock.state().echo_only = true;
     let mut params = vec![
@@ -50,6 +81,12 @@ fn open(lab: &Lab, buffer: i32, spool: bool) -> Output {
         // logged per event or per batch at this level.
         ("log_level", Param::Num(2)),
     ];
+    if templated {
+        let path = lab.dir.join("format.json");
+        std::fs::write(&path, templates().to_string()).expect("format file");
+        params.push(("format_file", Param::Str(path.display().to_string())));
+        params.push(("format_file_typed_values", Param::Num(1)));
+    }
     if spool {
         params.push(("use_spool", Param::Num(1)));
         params.push((
@@ -99,8 +136,12 @@ fn waited(lab: &Lab) -> Duration {
 /// spent waiting so it could acknowledge (for Canopsis at the ack window,
 /// or for the spool's syncs).
 fn write_cost(hard: bool, n: i64, spool: bool) -> (f64, f64) {
+    write_cost_with(hard, n, spool, false)
+}
+
+fn write_cost_with(hard: bool, n: i64, spool: bool, templated: bool) -> (f64, f64) {
     let lab = Lab::new("bench-write");
-    let mut out = open(&lab, 1000, spool);
+    let mut out = open_with(&lab, 1000, spool, templated);
     // Every write is counted, the first ones too: the stats line that
     // tells the waits covers them all.
     let mut spent = Duration::ZERO;
@@ -117,8 +158,12 @@ fn write_cost(hard: bool, n: i64, spool: bool) -> (f64, f64) {
 /// Events/s from the first `write` to the last confirmation by the mock,
 /// not counting the time the emulator spends building events (broker's).
 fn throughput(buffer: i32, n: i64, spool: bool) -> f64 {
+    throughput_with(buffer, n, spool, false)
+}
+
+fn throughput_with(buffer: i32, n: i64, spool: bool, templated: bool) -> f64 {
     let lab = Lab::new("bench-e2e");
-    let mut out = open(&lab, buffer, spool);
+    let mut out = open_with(&lab, buffer, spool, templated);
     let mut spent = Duration::ZERO;
     for i in 0..n {
         spent += out.timed_write(&event(i, true)).0;
@@ -243,6 +288,21 @@ fn main() {
         }
         return;
     }
+    // `--write-only N [--templated]`: accepted writes alone, for a profiler.
+    if let Some(n) = args
+        .windows(2)
+        .find(|w| w[0] == "--write-only")
+        .and_then(|w| w[1].parse::<i64>().ok())
+    {
+        let templated = args.iter().any(|a| a == "--templated");
+        let (ns, waited) = write_cost_with(true, n, false, templated);
+        println!(
+            "{:.2} us per write ({:.2} us waiting)",
+            ns / 1000.0,
+            waited / 1000.0
+        );
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
     println!(
@@ -318,6 +378,42 @@ fn main() {
             "~0",
         );
     }
+
+    // Built-in and templated runs alternate, so the ratio compares runs
+    // made under the same load of the machine.
+    let pairs: Vec<(f64, f64)> = (0..5)
+        .map(|_| {
+            let plain = write_cost_with(true, 100_000 / scale, false, false).0;
+            let templated = write_cost_with(true, 100_000 / scale, false, true).0;
+            (plain, templated)
+        })
+        .collect();
+    row(
+        "(e) write, accepted service_status, templated",
+        format!(
+            "{:.2} us",
+            median(pairs.iter().map(|p| p.1).collect()) / 1000.0
+        ),
+        "<= 1.5x (a)",
+    );
+    row(
+        "(e)   ratio to the built-in format, runs side by side",
+        format!(
+            "{:.2}x",
+            median(pairs.iter().map(|(a, e)| e / a.max(1.0)).collect())
+        ),
+        "<= 1.5x",
+    );
+    let rate = median(
+        (0..3)
+            .map(|_| throughput_with(100, 300_000 / scale, false, true))
+            .collect(),
+    );
+    row(
+        "(e) end to end, templated, max_buffer_size 100",
+        format!("{:.0} ev/s", rate),
+        ">= 200k/s",
+    );
 }
 
 fn mlua_version() -> &'static str {
