@@ -194,6 +194,9 @@ pub struct FilterConfig {
     pub skip_anon_events: bool,
     /// `skip_nil_id`: 1 skips events without host/service id.
     pub skip_nil_id: bool,
+    /// `enable_bam_host`: 1 sends the statuses of BAM's fake hosts, a
+    /// service `ba_<id>` named after its BA.
+    pub enable_bam_host: bool,
     /// `enable_host_status_dedup`: 1 sends host states only when they change.
     pub host_dedup: bool,
     /// `enable_service_status_dedup`.
@@ -734,6 +737,7 @@ impl Reader<'_> {
                 .severity("service_severity_threshold", "service_severity_operator"),
             skip_anon_events: self.flag("skip_anon_events", true),
             skip_nil_id: self.flag("skip_nil_id", true),
+            enable_bam_host: self.flag("enable_bam_host", false),
             host_dedup: self.flag("enable_host_status_dedup", true),
             service_dedup: self.flag("enable_service_status_dedup", true),
             host_change_delta: self.int(

@@ -512,7 +512,8 @@ impl Lookup<'_> {
             Some(n) if !n.is_empty() => n.clone(),
             _ => host_id.to_string(),
         };
-        if host_name.starts_with("_Module_BAM_") {
+        // The library's `^_Module_BAM_*`: BAM's fake hosts.
+        if host_name.starts_with("_Module_BAM") && !self.cfg.enable_bam_host {
             return Err(Rejection::BamHost);
         }
         if !accepted_name(&self.cfg.accepted_hosts, &host_name) {
@@ -546,7 +547,26 @@ impl Lookup<'_> {
         }
         subj.service = Some((service_id, description));
         subj.service_info = info;
+        if self.cfg.enable_bam_host && subj.host_name.starts_with("_Module_BAM") {
+            self.bam_service(subj);
+        }
         Ok(())
+    }
+
+    /// `enable_bam_host=1`: a service of BAM's fake host (`ba_<id>`) stands
+    /// for that BA, which names the host, as in the Lua library.
+    fn bam_service(&mut self, subj: &mut Subject) {
+        let Some((_, description)) = &subj.service else {
+            return;
+        };
+        let Ok(ba_id) = description.replace("ba_", "").trim().parse::<u64>() else {
+            return;
+        };
+        let info = self.cache.ba(ba_id).unwrap_or_default();
+        if let Some(name) = info.name.as_ref().filter(|n| !n.is_empty()) {
+            subj.host_name = name.clone();
+        }
+        subj.ba = Some((ba_id, info));
     }
 
     /// Resolves the poller name when a poller filter or `poller`-type
@@ -1135,5 +1155,31 @@ pub(crate) mod tests {
             ),
             Err(Rejection::BamHost)
         );
+    }
+
+    #[test]
+    fn with_enable_bam_host_a_ba_service_is_named_after_its_ba() {
+        let mut c = cache();
+        c.hosts.get_mut(&12).unwrap().name = Some("_Module_BAM_1".into());
+        c.services.get_mut(&(12, 34)).unwrap().description = Some("ba_7".into());
+        c.bas.insert(
+            7,
+            BaInfo {
+                name: Some("Web shop".into()),
+                description: None,
+            },
+        );
+        let mut p = minimal();
+        p.insert("enable_bam_host".into(), ParamValue::Int(1));
+        let cfg = config::parse(&p).unwrap().config;
+        let subj = check(
+            &cfg.filter,
+            &cfg.format,
+            &NebEvent::Service(service(2)),
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(subj.host_name, "Web shop");
+        assert_eq!(subj.ba.as_ref().map(|(id, _)| *id), Some(7));
     }
 }
