@@ -120,13 +120,19 @@ impl ObjectFields {
     }
 }
 
-/// The values of one event, for [`Template::render`].
-struct Values<'a> {
+/// What an event's values are read against.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
     kind: ElementKind,
     ev: &'a NebEvent,
     subj: &'a Subject,
     fmt: &'a FormatConfig,
     needs: &'a Needs,
+}
+
+/// The values of one event, for [`Template::render`].
+struct Values<'a> {
+    ctx: Ctx<'a>,
     /// The broker event, for fields read on demand.
     src: &'a mut dyn FieldSource,
     /// Fields read from it so far.
@@ -164,7 +170,7 @@ impl Values<'_> {
     /// connector's conversions keep these as broker gave them (an absent,
     /// zero or empty one is read from broker instead).
     fn kept(&self, name: &str) -> Option<Field> {
-        let (NebEvent::Host(s) | NebEvent::Service(s)) = self.ev else {
+        let (NebEvent::Host(s) | NebEvent::Service(s)) = self.ctx.ev else {
             return None;
         };
         let int = |v: Option<i64>| v.map(Field::Int);
@@ -188,7 +194,7 @@ impl Values<'_> {
 
     fn status(&self) -> bool {
         matches!(
-            self.kind,
+            self.ctx.kind,
             ElementKind::HostStatus | ElementKind::ServiceStatus
         )
     }
@@ -205,13 +211,13 @@ impl Resolve for Values<'_> {
     fn event(&mut self, name: &str) -> Option<Field> {
         let status = self.status();
         match name {
-            "state" | "current_state" if self.kind == ElementKind::Downtime => {
+            "state" | "current_state" if self.ctx.kind == ElementKind::Downtime => {
                 // The library recomputes a downtime's state from the
                 // cache (and misses OK/UP, which it never reads): the
                 // object's current state.
-                let st = match &self.ev {
-                    NebEvent::Downtime(d) if d.is_service() => self.subj.service_info.state,
-                    _ => self.subj.host.state,
+                let st = match &self.ctx.ev {
+                    NebEvent::Downtime(d) if d.is_service() => self.ctx.subj.service_info.state,
+                    _ => self.ctx.subj.host.state,
                 };
                 st.map(Field::Int)
             }
@@ -231,7 +237,7 @@ impl Resolve for Values<'_> {
                 .or_else(|| self.raw("downtime_depth")),
             "output" if status => {
                 let mut out = self.output()?;
-                cut(&mut out, self.fmt.output_size_limit);
+                cut(&mut out, self.ctx.fmt.output_size_limit);
                 Some(Field::Str(out))
             }
             "short_output" if status => {
@@ -239,7 +245,7 @@ impl Resolve for Values<'_> {
                 if let Some(i) = out.iter().rposition(|&b| b == b'\n') {
                     out.truncate(i);
                 }
-                cut(&mut out, self.fmt.output_size_limit);
+                cut(&mut out, self.ctx.fmt.output_size_limit);
                 Some(Field::Str(out))
             }
             "long_output" if status => {
@@ -255,10 +261,10 @@ impl Resolve for Values<'_> {
                     _ => Some(Field::Str(out)),
                 }
             }
-            "internal_id" if self.kind == ElementKind::Downtime => {
+            "internal_id" if self.ctx.kind == ElementKind::Downtime => {
                 self.raw("internal_id").or_else(|| self.raw("id"))
             }
-            "id" if self.kind == ElementKind::Downtime => {
+            "id" if self.ctx.kind == ElementKind::Downtime => {
                 self.raw("id").or_else(|| self.raw("internal_id"))
             }
             other => self.raw(other),
@@ -266,7 +272,7 @@ impl Resolve for Values<'_> {
     }
 
     fn cache(&mut self, ty: CacheType, field: &str) -> Option<Field> {
-        let s = self.subj;
+        let s = self.ctx.subj;
         let pick = |names: &[String], values: &Option<Vec<Option<Field>>>| {
             let i = names.iter().position(|n| n == field)?;
             values.as_ref()?.get(i)?.clone()
@@ -280,11 +286,12 @@ impl Resolve for Values<'_> {
                 Some(Field::Int(s.host_id as i64))
             }
             CacheType::Host
-                if self.live.host.is_some() && self.needs.host_live.iter().any(|n| n == field) =>
+                if self.live.host.is_some()
+                    && self.ctx.needs.host_live.iter().any(|n| n == field) =>
             {
-                pick(&self.needs.host_live, &self.live.host)
+                pick(&self.ctx.needs.host_live, &self.live.host)
             }
-            CacheType::Host => pick(&self.needs.host, &self.objects.host),
+            CacheType::Host => pick(&self.ctx.needs.host, &self.objects.host),
             CacheType::Service if field == "description" => {
                 s.service.as_ref().and_then(|(_, d)| name(d))
             }
@@ -293,11 +300,11 @@ impl Resolve for Values<'_> {
             }
             CacheType::Service
                 if self.live.service.is_some()
-                    && self.needs.service_live.iter().any(|n| n == field) =>
+                    && self.ctx.needs.service_live.iter().any(|n| n == field) =>
             {
-                pick(&self.needs.service_live, &self.live.service)
+                pick(&self.ctx.needs.service_live, &self.live.service)
             }
-            CacheType::Service => pick(&self.needs.service, &self.objects.service),
+            CacheType::Service => pick(&self.ctx.needs.service, &self.objects.service),
             CacheType::Instance => match field {
                 "id" => s.host.instance_id.map(|i| Field::Int(i as i64)),
                 "name" => self.objects.poller.as_deref().and_then(name),
@@ -325,9 +332,9 @@ impl Resolve for Values<'_> {
 
     fn groups(&mut self, of: GroupOf) -> &[String] {
         match of {
-            GroupOf::Host => &self.subj.hostgroups,
-            GroupOf::Service => &self.subj.servicegroups,
-            GroupOf::Bv => self.objects.bvs.as_deref().unwrap_or(&self.subj.bvs),
+            GroupOf::Host => &self.ctx.subj.hostgroups,
+            GroupOf::Service => &self.ctx.subj.servicegroups,
+            GroupOf::Bv => self.objects.bvs.as_deref().unwrap_or(&self.ctx.subj.bvs),
         }
     }
 }
@@ -391,15 +398,18 @@ impl Prepared {
             let mut values = SnapshotValues { snapshot, needs };
             return self.template.render(&mut values, &env, out);
         }
+        let ctx = Ctx {
+            kind,
+            ev,
+            subj,
+            fmt,
+            needs,
+        };
         let objects = subj.objects.get_or_init(|| {
             let mut objects = ObjectFields::fetch(needs, subj, cache);
             // What depends only on the object, written once for it.
             let mut values = Values {
-                kind,
-                ev,
-                subj,
-                fmt,
-                needs,
+                ctx,
                 src: &mut NoEvent,
                 fetched: Vec::new(),
                 objects: &objects,
@@ -417,11 +427,7 @@ impl Prepared {
         }
         let live = Live::fetch(needs, subj, cache);
         let mut values = Values {
-            kind,
-            ev,
-            subj,
-            fmt,
-            needs,
+            ctx,
             src,
             fetched,
             objects,

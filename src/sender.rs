@@ -1330,12 +1330,8 @@ impl Worker {
                         BulkState::Comment
                     };
                 }
-                Outcome::Done(what) => {
-                    self.log.info(format_args!("pbehavior {name}: {what}"));
-                    items[k].state = BulkState::Done;
-                }
                 other => {
-                    if let Some(o) = self.bulk_item_failed(&actions[k], &mut items[k], other) {
+                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
                         failure.get_or_insert(o);
                     }
                 }
@@ -1366,12 +1362,8 @@ impl Worker {
                 Outcome::Done("already deleted") if pbehavior::legacy_name(name).is_some() => {
                     legacy.push((k, pbehavior::legacy_name(name).unwrap_or_default()));
                 }
-                Outcome::Done(what) => {
-                    self.log.info(format_args!("pbehavior {name}: {what}"));
-                    items[k].state = BulkState::Done;
-                }
                 other => {
-                    if let Some(o) = self.bulk_item_failed(&actions[k], &mut items[k], other) {
+                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
                         failure.get_or_insert(o);
                     }
                 }
@@ -1394,18 +1386,32 @@ impl Worker {
                     ));
                     items[*k].state = BulkState::Done;
                 }
-                Outcome::Done(what) => {
-                    self.log.info(format_args!("pbehavior {name}: {what}"));
-                    items[*k].state = BulkState::Done;
-                }
                 other => {
-                    if let Some(o) = self.bulk_item_failed(&actions[*k], &mut items[*k], other) {
+                    if let Some(o) = self.bulk_item_settled(&actions[*k], &mut items[*k], other) {
                         failure.get_or_insert(o);
                     }
                 }
             }
         }
         failure
+    }
+
+    /// An item's outcome: done (logged), or [`bulk_item_failed`](Self::bulk_item_failed).
+    fn bulk_item_settled(
+        &mut self,
+        action: &Action,
+        item: &mut BulkItem,
+        outcome: Outcome,
+    ) -> Option<Outcome> {
+        match outcome {
+            Outcome::Done(what) => {
+                self.log
+                    .info(format_args!("pbehavior {}: {what}", action.name()));
+                item.state = BulkState::Done;
+                None
+            }
+            other => self.bulk_item_failed(action, item, other),
+        }
     }
 
     /// An item Canopsis did not take: refused for good after

@@ -195,24 +195,6 @@ unsafe fn read_names<S: AsRef<str>>(
     }
 }
 
-/// Names of the groups in the array at the top of the stack (`key` of
-/// each element) into `out`.
-unsafe fn read_group_names(state: *mut ffi::lua_State, key: &str, out: &mut Vec<String>) {
-    if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
-        return;
-    }
-    let n = ffi::lua_rawlen(state, -1) as ffi::lua_Integer;
-    for i in 1..=n {
-        ffi::lua_rawgeti(state, -1, i);
-        if indexable(ffi::lua_type(state, -1)) {
-            if let Some(Field::Str(b)) = read_field(state, -1, key) {
-                out.push(String::from_utf8_lossy(&b).into_owned());
-            }
-        }
-        ffi::lua_pop(state, 1);
-    }
-}
-
 /// The objects under `cache` a snapshot reads, in [`take_snapshot`] order.
 const OBJECTS: [&str; 5] = ["host", "service", "instance", "severity", "ba"];
 /// The group lists under `cache`, and the key naming each group.
@@ -268,7 +250,7 @@ unsafe fn take_snapshot(
     for (i, (name, key)) in GROUPS.iter().enumerate() {
         if needs.groups[i] {
             push_field(state, cache, name);
-            read_group_names(state, key, &mut snap.groups[i]);
+            raw::group_names(state, key, &mut snap.groups[i]);
             ffi::lua_pop(state, 1);
         }
     }

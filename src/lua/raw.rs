@@ -579,6 +579,27 @@ pub unsafe fn read_params(
     Ok(out)
 }
 
+/// Names (`key` of each element) of the group array at the top of the
+/// stack, added to `out`; nothing for anything but a table.
+///
+/// # Safety
+/// In a protected call, as [`protect`]'s closures are.
+pub(super) unsafe fn group_names(state: *mut ffi::lua_State, key: &str, out: &mut Vec<String>) {
+    if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+        return;
+    }
+    let n = ffi::lua_rawlen(state, -1) as ffi::lua_Integer;
+    for i in 1..=n {
+        ffi::lua_rawgeti(state, -1, i);
+        if indexable(ffi::lua_type(state, -1)) {
+            if let Some(Field::Str(b)) = read_field(state, -1, key) {
+                out.push(String::from_utf8_lossy(&b).into_owned());
+            }
+        }
+        ffi::lua_pop(state, 1);
+    }
+}
+
 /// `broker_cache` (or any object with its methods), each lookup one
 /// protected call. A failing or missing method is a cache miss.
 pub struct RawCache {
@@ -652,26 +673,11 @@ impl RawCache {
     }
 
     fn groups(&mut self, method: &str, args: &[i64]) -> Vec<String> {
-        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut names = Vec::new();
         self.call(method, args, |state| unsafe {
-            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
-                return;
-            }
-            let n = ffi::lua_rawlen(state, -1) as ffi::lua_Integer;
-            for i in 1..=n {
-                ffi::lua_rawgeti(state, -1, i);
-                if indexable(ffi::lua_type(state, -1)) {
-                    if let Some(Field::Str(b)) = read_field(state, -1, "group_name") {
-                        names.push(b);
-                    }
-                }
-                ffi::lua_pop(state, 1);
-            }
+            group_names(state, "group_name", &mut names)
         });
         names
-            .into_iter()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .collect()
     }
 }
 

@@ -146,6 +146,24 @@ impl Drop for Lab {
     }
 }
 
+impl Lab {
+    /// Every event the mock received on the event route, in order, each
+    /// request's array flattened.
+    pub fn posted(&self) -> Vec<serde_json::Value> {
+        self.mock
+            .state()
+            .event_posts()
+            .into_iter()
+            .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+/// A string parameter.
+pub fn text(v: &str) -> Param {
+    Param::Str(v.into())
+}
+
 /// Runs broker's failover loop (20 ms ticks, idle flush every 200 ms) until
 /// every event is acknowledged; panics after 40 s.
 pub fn deliver(out: &mut Output, events: Vec<Event>) -> Muxer {

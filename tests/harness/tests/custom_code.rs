@@ -3,25 +3,11 @@
 //! Lua library builds them; its answer decides, and what it adds or
 //! changes is what the template's macros read.
 
-use canopsis_harness::broker::Param;
 use canopsis_harness::events::{Ack, Bbdo, Status};
-use canopsis_harness::{deliver, Lab};
-use serde_json::{json, Value};
+use canopsis_harness::{deliver, text, Lab};
+use serde_json::json;
 
 const T: i64 = 1_763_000_000;
-
-fn s(v: &str) -> Param {
-    Param::Str(v.into())
-}
-
-fn posted(lab: &Lab) -> Vec<Value> {
-    lab.mock
-        .state()
-        .event_posts()
-        .into_iter()
-        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
-        .collect()
-}
 
 fn file(lab: &Lab, name: &str, text: &str) -> String {
     let path = lab.dir.join(name);
@@ -70,9 +56,9 @@ fn custom_code_decides_and_what_it_changes_reaches_the_template() {
             let code = file(&lab, "custom.lua", CODE);
             let mut out = lab.open(
                 lab.params(&[
-                    ("format_file", s(&format)),
-                    ("custom_code_file", s(&code)),
-                    ("_sc_site", s("paris")),
+                    ("format_file", text(&format)),
+                    ("custom_code_file", text(&code)),
+                    ("_sc_site", text("paris")),
                 ]),
                 bbdo,
             );
@@ -95,7 +81,7 @@ fn custom_code_decides_and_what_it_changes_reaches_the_template() {
                 mux.acked, 4,
                 "filtered and failed events are acknowledged too"
             );
-            let got = posted(&lab);
+            let got = lab.posted();
             assert_eq!(got.len(), 2, "{got:#?}");
             assert_eq!(
                 got[0],
@@ -130,13 +116,13 @@ fn code_that_does_not_load_is_reported_and_nothing_is_held_back() {
         "broken.lua",
         "local self = ...\nreturn self, true end\n",
     );
-    let mut out = lab.open(lab.params(&[("custom_code_file", s(&code))]), Bbdo::V3);
+    let mut out = lab.open(lab.params(&[("custom_code_file", text(&code))]), Bbdo::V3);
     let mux = deliver(
         &mut out,
         vec![Status::service(12, 34, 2, T).event(Bbdo::V3)],
     );
     assert_eq!(mux.acked, 1);
-    assert_eq!(posted(&lab).len(), 1);
+    assert_eq!(lab.posted().len(), 1);
     let log = lab.log();
     assert!(
         log.lines().any(|l| l.contains("ERROR")
@@ -158,7 +144,7 @@ fn the_gate_accepts_more_than_the_library_does() {
         "helper.lua",
         "local self = ...\r\nlocal function keep(e) return e.state ~= 0 end\r\nreturn self, keep(self.event)\r\n",
     );
-    let mut out = lab.open(lab.params(&[("custom_code_file", s(&code))]), Bbdo::V3);
+    let mut out = lab.open(lab.params(&[("custom_code_file", text(&code))]), Bbdo::V3);
     let mux = deliver(
         &mut out,
         vec![
@@ -167,7 +153,7 @@ fn the_gate_accepts_more_than_the_library_does() {
         ],
     );
     assert_eq!(mux.acked, 2);
-    let got = posted(&lab);
+    let got = lab.posted();
     assert_eq!(got.len(), 1, "the OK one is dropped by the code: {got:#?}");
     assert_eq!(got[0]["resource"], "Ping");
     assert!(lab

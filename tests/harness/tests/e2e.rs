@@ -3,24 +3,11 @@
 
 use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Ack, Bbdo, Event, Status, V};
-use canopsis_harness::{deliver, drain, run_for, Lab};
+use canopsis_harness::{deliver, drain, run_for, text, Lab};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const T: i64 = 1_763_000_000;
-
-fn s(v: &str) -> Param {
-    Param::Str(v.into())
-}
-
-fn posted(lab: &Lab) -> Vec<Value> {
-    lab.mock
-        .state()
-        .event_posts()
-        .into_iter()
-        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
-        .collect()
-}
 
 fn expected_events(bbdo: Bbdo) -> Vec<Value> {
     let long = match bbdo {
@@ -88,7 +75,7 @@ fn every_event_kind_in_both_bbdo_versions_and_both_apis() {
             );
             let mux = deliver(&mut out, sample_events(bbdo));
             assert_eq!(mux.acked, 5);
-            assert_eq!(posted(&lab), expected_events(bbdo), "api {api} {bbdo:?}");
+            assert_eq!(lab.posted(), expected_events(bbdo), "api {api} {bbdo:?}");
             assert!(
                 out.broker_log.borrow().is_empty(),
                 "{:?}",
@@ -104,7 +91,10 @@ fn every_event_kind_in_both_bbdo_versions_and_both_apis() {
 #[test]
 fn filters_reject_what_they_must_and_acknowledge_it() {
     let lab = Lab::new("filters");
-    let mut out = lab.open(lab.params(&[("accepted_hostgroups", s("linux"))]), Bbdo::V3);
+    let mut out = lab.open(
+        lab.params(&[("accepted_hostgroups", text("linux"))]),
+        Bbdo::V3,
+    );
     let mut soft = Status::service(12, 34, 2, T);
     soft.state_type = 0;
     let mut acked = Status::service(12, 34, 2, T);
@@ -126,7 +116,7 @@ fn filters_reject_what_they_must_and_acknowledge_it() {
     ];
     let mux = deliver(&mut out, events);
     assert_eq!(mux.acked, 9);
-    let sent = posted(&lab);
+    let sent = lab.posted();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["resource"], "Ping");
     let log = lab.log();
@@ -312,7 +302,7 @@ fn events_canopsis_lists_as_failed_are_sent_again() {
 fn a_wrong_authkey_is_reported_and_nothing_is_acked() {
     let lab = Lab::new("authkey");
     let mut out = lab.open(
-        lab.params(&[("canopsis_authkey", s("not-the-key"))]),
+        lab.params(&[("canopsis_authkey", text("not-the-key"))]),
         Bbdo::V3,
     );
     let mut mux = Muxer::new();
@@ -332,11 +322,11 @@ fn a_wrong_authkey_is_reported_and_nothing_is_acked() {
 fn a_malformed_configuration_is_named_and_nothing_is_acked() {
     let lab = Lab::new("badconf");
     let params = vec![
-        ("canopsis_authkey".to_string(), s("k")),
-        ("canopsis_port".to_string(), s("https")),
+        ("canopsis_authkey".to_string(), text("k")),
+        ("canopsis_port".to_string(), text("https")),
         (
             "logfile".to_string(),
-            s(&lab.logfile().display().to_string()),
+            text(&lab.logfile().display().to_string()),
         ),
     ];
     let mut out = lab.open(params, Bbdo::V3);
@@ -366,8 +356,8 @@ fn two_connectors_in_one_process_keep_their_own_state_and_log() {
             scope.spawn(move || {
                 let mut out = lab.open(
                     lab.params(&[
-                        ("connector_name_type", s("custom")),
-                        ("connector_name", s(&format!("central-{i}"))),
+                        ("connector_name_type", text("custom")),
+                        ("connector_name", text(&format!("central-{i}"))),
                     ]),
                     Bbdo::V3,
                 );
@@ -460,10 +450,10 @@ fn secrets_never_reach_the_log() {
     let key = lab.mock.authkey();
     let mut out = lab.open(
         lab.params(&[
-            ("proxy_address", s("127.0.0.1")),
+            ("proxy_address", text("127.0.0.1")),
             ("proxy_port", Param::Num(1)),
-            ("proxy_username", s("bob")),
-            ("proxy_password", s("pr0xy-s3cret")),
+            ("proxy_username", text("bob")),
+            ("proxy_password", text("pr0xy-s3cret")),
         ]),
         Bbdo::V3,
     );
@@ -539,7 +529,7 @@ fn malformed_events_are_logged_and_never_crash() {
     ];
     let mux = deliver(&mut out, events);
     assert_eq!(mux.acked, 5);
-    let sent = posted(&lab);
+    let sent = lab.posted();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["output"], "\u{fffd}\u{fffd}ok");
     assert!(lab.log().contains("unusable 'host_id' field"));

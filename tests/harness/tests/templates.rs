@@ -5,24 +5,11 @@
 
 use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Ack, Ba, Bbdo, Status};
-use canopsis_harness::{deliver, run_for, Lab};
+use canopsis_harness::{deliver, run_for, text, Lab};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const T: i64 = 1_763_000_000;
-
-fn s(v: &str) -> Param {
-    Param::Str(v.into())
-}
-
-fn posted(lab: &Lab) -> Vec<Value> {
-    lab.mock
-        .state()
-        .event_posts()
-        .into_iter()
-        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
-        .collect()
-}
 
 fn write_format(lab: &Lab, template: &Value) -> String {
     let path = lab.dir.join("format.json");
@@ -59,9 +46,9 @@ fn the_lua_documentation_examples_send_what_the_library_sends() {
         );
         let mut out = lab.open(
             lab.params(&[
-                ("format_file", s(&format)),
-                ("accepted_categories", s("neb,bam")),
-                ("accepted_elements", s("host_status,ba_status")),
+                ("format_file", text(&format)),
+                ("accepted_categories", text("neb,bam")),
+                ("accepted_elements", text("host_status,ba_status")),
             ]),
             bbdo,
         );
@@ -71,11 +58,11 @@ fn the_lua_documentation_examples_send_what_the_library_sends() {
         mux.push(host.event(bbdo));
         mux.push(Ba::new(5, 1, T).event());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while posted(&lab).len() < 2 && Instant::now() < deadline {
+        while lab.posted().len() < 2 && Instant::now() < deadline {
             run_for(&mut out, &mut mux, Duration::from_millis(100));
         }
         assert_eq!(
-            posted(&lab)[..2],
+            lab.posted()[..2],
             [
                 json!({"event_type":"host","state":"1","state_type":"1","hostname":"host-a",
                        "outout":"DOWN - unreachable","MY_HOST_ID":"12","IP":"192.0.2.10"}),
@@ -137,9 +124,9 @@ fn a_template_using_every_macro_kind_and_flag() {
             let format = write_format(&lab, &template);
             let mut out = lab.open(
                 lab.params(&[
-                    ("format_file", s(&format)),
+                    ("format_file", text(&format)),
                     ("format_file_typed_values", Param::Num(typed as i32)),
-                    ("timestamp_conversion_format", s("!%Y-%m-%d %H:%M:%S")),
+                    ("timestamp_conversion_format", text("!%Y-%m-%d %H:%M:%S")),
                 ]),
                 bbdo,
             );
@@ -188,7 +175,7 @@ fn a_template_using_every_macro_kind_and_flag() {
                 "nested": {"list": [n(json!(34), "34"), 1, {"empty": []}]},
                 "poller_id": n(json!(1), "1")
             });
-            assert_eq!(posted(&lab), vec![expected], "typed={typed} {bbdo:?}");
+            assert_eq!(lab.posted(), vec![expected], "typed={typed} {bbdo:?}");
             // Canopsis took it (a string state is converted by its API).
             assert_eq!(lab.mock.state().events.len(), 1);
             out.close();
@@ -216,7 +203,7 @@ fn bad_templates_are_reported_and_the_rest_works() {
             "neb_acknowledgement": {}
         }),
     );
-    let mut out = lab.open(lab.params(&[("format_file", s(&format))]), Bbdo::V3);
+    let mut out = lab.open(lab.params(&[("format_file", text(&format))]), Bbdo::V3);
     let mut host = Status::host(12, 1, T);
     host.output = "DOWN".into();
     let mut svc = Status::service(12, 34, 2, T);
@@ -230,7 +217,7 @@ fn bad_templates_are_reported_and_the_rest_works() {
         ],
     );
     assert_eq!(mux.acked, 3);
-    let got = posted(&lab);
+    let got = lab.posted();
     assert_eq!(
         got.len(),
         2,
@@ -274,11 +261,11 @@ fn an_unreadable_format_file_leaves_the_built_in_format() {
             }
             false => "/nonexistent/format.json".into(),
         };
-        let mut out = lab.open(lab.params(&[("format_file", s(&path))]), Bbdo::V3);
+        let mut out = lab.open(lab.params(&[("format_file", text(&path))]), Bbdo::V3);
         let mux = deliver(&mut out, vec![Status::host(12, 1, T).event(Bbdo::V3)]);
         assert_eq!(mux.acked, 1);
         out.close();
-        let got = posted(&lab);
+        let got = lab.posted();
         assert_eq!(got.len(), 1);
         assert_eq!(
             (&got[0]["component"], &got[0]["state"]),
@@ -311,13 +298,13 @@ fn ba_status_events_with_business_view_filters() {
     let format = write_format(&lab, &ba_template());
     let mut out = lab.open(
         lab.params(&[
-            ("format_file", s(&format)),
-            ("accepted_categories", s("neb,bam")),
+            ("format_file", text(&format)),
+            ("accepted_categories", text("neb,bam")),
             (
                 "accepted_elements",
-                s("host_status,service_status,ba_status"),
+                text("host_status,service_status,ba_status"),
             ),
-            ("accepted_bvs", s("Business")),
+            ("accepted_bvs", text("Business")),
         ]),
         Bbdo::V2,
     );
@@ -333,7 +320,7 @@ fn ba_status_events_with_business_view_filters() {
     );
     assert_eq!(mux.acked, 5);
     assert_eq!(
-        posted(&lab),
+        lab.posted(),
         vec![
             json!({"event_type":"check","connector":"centreon-bam","connector_name":"central",
                    "component":"Web shop","source_type":"component","state":"2",
@@ -351,15 +338,15 @@ fn without_a_template_ba_status_is_dropped_with_a_reason() {
     let lab = Lab::new("bam-no-template");
     let mut out = lab.open(
         lab.params(&[
-            ("accepted_categories", s("neb,bam")),
-            ("accepted_elements", s("ba_status")),
+            ("accepted_categories", text("neb,bam")),
+            ("accepted_elements", text("ba_status")),
         ]),
         Bbdo::V3,
     );
     assert!(out.passes_filter_for(6, 19), "filter() takes bam ba_status");
     let mux = deliver(&mut out, vec![Ba::new(5, 2, T).event()]);
     assert_eq!(mux.acked, 1);
-    assert!(posted(&lab).is_empty());
+    assert!(lab.posted().is_empty());
     let log = lab.log();
     assert!(log.contains("no bam_ba_status template"), "{log}");
     out.close();
@@ -400,9 +387,9 @@ fn a_downtime_template_shapes_the_pbehavior_and_its_end_removes_it() {
         };
         let mut out = lab.open(
             lab.params(&[
-                ("format_file", s(&format)),
+                ("format_file", text(&format)),
                 ("format_file_typed_values", Param::Num(1)),
-                ("canopsis_downtime_route", s(route)),
+                ("canopsis_downtime_route", text(route)),
             ]),
             Bbdo::V3,
         );
