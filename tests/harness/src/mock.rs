@@ -76,6 +76,9 @@ pub struct State {
     /// When true, requests are read and never answered (a backend that
     /// hangs behind a proxy that keeps the connection open).
     pub hang: bool,
+    /// How long each request waits before it is handled (a Canopsis
+    /// behind a network).
+    pub latency: Duration,
     /// `Retry-After` seconds sent with 429 and 503 answers.
     pub retry_after: Option<u64>,
     /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
@@ -133,6 +136,7 @@ impl State {
             forced: VecDeque::new(),
             foreign: VecDeque::new(),
             hang: false,
+            latency: Duration::ZERO,
             retry_after: None,
             fail_next_events: 0,
             refuse_containing: None,
@@ -379,6 +383,10 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             }
             let _ = writer.shutdown(Shutdown::Both);
             return;
+        }
+        let latency = state.lock().map(|s| s.latency).unwrap_or_default();
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
         }
         if let Some(f) = foreign {
             let mut head = format!("HTTP/1.1 {} Status\r\n", f.status);
