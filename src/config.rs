@@ -45,6 +45,9 @@ pub type Params = BTreeMap<String, ParamValue>;
 /// Names whose values are never written to a log line.
 pub const SECRET_PARAMS: &[&str] = &["canopsis_authkey", "proxy_password"];
 
+/// `max_requests_in_flight`'s default.
+pub const DEFAULT_IN_FLIGHT: usize = 16;
+
 /// The Lua library's `delta_host_status_change_allow`.
 pub const DEFAULT_HOST_CHANGE_DELTA: i64 = 20;
 
@@ -323,6 +326,9 @@ pub struct Config {
     pub downtime: DowntimeConfig,
     /// `max_buffer_size`: events per POST.
     pub max_buffer_size: usize,
+    /// `max_requests_in_flight`: requests sent at once (each object's in
+    /// order); 1 sends one at a time.
+    pub max_in_flight: usize,
     /// `max_all_queues_age` (or its deprecated name `max_buffer_age`).
     pub max_buffer_age: Duration,
     /// `logfile`.
@@ -833,6 +839,13 @@ impl Reader<'_> {
             100_000,
             "a number of events between 1 and 100000",
         ) as usize;
+        let max_in_flight = self.int(
+            "max_requests_in_flight",
+            DEFAULT_IN_FLIGHT as i64,
+            1,
+            64,
+            "a number of requests between 1 and 64",
+        ) as usize;
         let age_expected = "a number of seconds between 1 and 3600";
         let old_age = self.int("max_buffer_age", 5, 1, 3600, age_expected);
         let max_buffer_age = if self.params.contains_key("max_all_queues_age") {
@@ -891,6 +904,7 @@ impl Reader<'_> {
             },
             downtime,
             max_buffer_size,
+            max_in_flight,
             max_buffer_age: Duration::from_secs(max_buffer_age as u64),
             logfile,
             deadletter_file,

@@ -24,7 +24,7 @@
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
 
-use crate::batch::{Batcher, MAX_BODY_BYTES};
+use crate::batch::{lane_of, Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
 use crate::custom::{Hook, Snapshot, Verdict};
@@ -187,12 +187,13 @@ enum Accepted {
     /// For the event route; with custom code and a template, what the
     /// template reads.
     Event(NebEvent, Rc<filter::Subject>, Option<Box<Snapshot>>),
-    /// A pbehavior change.
-    Downtime(pbehavior::Action),
+    /// A pbehavior change, and the object it is about.
+    Downtime(pbehavior::Action, (u64, u64)),
 }
 
 struct Handover {
-    batcher: Batcher,
+    /// One per lane (`max_requests_in_flight`).
+    batchers: Vec<Batcher>,
     last_seq: u64,
     wait_gate: Option<u64>,
 }
@@ -238,7 +239,12 @@ impl Connector {
         };
         let queue = match &cfg.spool {
             None => Queue::Handover(Handover {
-                batcher: Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age),
+                batchers: (0..cfg.max_in_flight)
+                    .map(|lane| {
+                        Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age)
+                            .for_lane(lane)
+                    })
+                    .collect(),
                 last_seq: 0,
                 wait_gate: None,
             }),
@@ -343,7 +349,13 @@ impl Connector {
                 }
             },
         };
-        match Sender::spawn(st.transport, st.routes.clone(), self.log.clone(), source) {
+        match Sender::spawn(
+            st.transport,
+            st.routes.clone(),
+            self.log.clone(),
+            source,
+            self.cfg.max_in_flight,
+        ) {
             Ok(sender) => {
                 if !st.why.is_empty() {
                     self.log.info(format_args!(
@@ -445,7 +457,7 @@ impl Connector {
     /// is read once every [`CLOCK_EVERY`] such events.
     fn time_for_nothing_new(&mut self) -> Instant {
         let idle = match &self.queue {
-            Queue::Handover(h) => h.batcher.is_empty(),
+            Queue::Handover(h) => h.is_empty(),
             Queue::Spool(q) => {
                 q.writer.as_ref().is_none_or(|w| w.unsynced() == 0) && q.waiting.is_empty()
             }
@@ -519,7 +531,7 @@ impl Connector {
         self.revive(now);
         let done = match &mut self.queue {
             Queue::Handover(h) => {
-                if h.batcher.due(now) {
+                if h.due(now) {
                     hand_over(h, &mut self.outlet, &self.log);
                 }
                 if self.unacked < ACK_WINDOW {
@@ -616,11 +628,12 @@ impl Connector {
             Queue::Handover(h) => match accepted {
                 Accepted::Event(ev, subject, snapshot) => {
                     h.last_seq += 1;
-                    h.batcher.push_with(h.last_seq, now, |body| {
+                    let lane = lane_of(object_of(&ev), h.batchers.len());
+                    h.batchers[lane].push_with(h.last_seq, now, |body| {
                         write(&ev, &subject, snapshot.as_deref(), body)
                     });
                 }
-                Accepted::Downtime(action) => {
+                Accepted::Downtime(action, object) => {
                     // Keep Canopsis's view in broker's order: events before
                     // this downtime go first.
                     hand_over(h, &mut self.outlet, &self.log);
@@ -628,6 +641,7 @@ impl Connector {
                     let work = Work::Downtime {
                         seq: h.last_seq,
                         action,
+                        lane: lane_of(object, h.batchers.len()),
                     };
                     if !self.outlet.send(work) {
                         sender_gone(&self.log);
@@ -644,7 +658,7 @@ impl Connector {
                         }
                         Record::Event(json)
                     }
-                    Accepted::Downtime(action) => Record::Downtime(action),
+                    Accepted::Downtime(action, _) => Record::Downtime(action),
                 };
                 q.push(record, &self.log);
             }
@@ -742,7 +756,7 @@ impl Connector {
         match &ev {
             NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
                 Ok(action) => match choice {
-                    Choice::BuiltIn => Some(Accepted::Downtime(action)),
+                    Choice::BuiltIn => Some(Accepted::Downtime(action, object_of(&ev))),
                     Choice::Mute => {
                         self.counters.filtered += 1;
                         self.log.debug(format_args!(
@@ -769,7 +783,7 @@ impl Connector {
                             &mut json,
                         );
                         match pbehavior::templated(phase, &json, action.name()) {
-                            Ok(action) => Some(Accepted::Downtime(action)),
+                            Ok(action) => Some(Accepted::Downtime(action, object_of(&ev))),
                             Err(why) => {
                                 self.counters.filtered += 1;
                                 self.log.error(format_args!(
@@ -916,18 +930,40 @@ fn sender_gone(log: &Logger) {
 }
 
 fn hand_over(h: &mut Handover, outlet: &mut Outlet, log: &Logger) {
-    if let Some(batch) = h.batcher.take() {
+    for batch in h.batchers.iter_mut().filter_map(Batcher::take) {
         if !outlet.send(Work::Events(batch)) {
             sender_gone(log);
         }
     }
 }
 
+/// The object an event is about, for [`lane_of`]: its events keep their
+/// order.
+fn object_of(ev: &NebEvent) -> (u64, u64) {
+    match ev {
+        NebEvent::Host(s) | NebEvent::Service(s) => {
+            (s.host_id.unwrap_or(0), s.service_id.unwrap_or(0))
+        }
+        NebEvent::Ack(a) => (a.host_id.unwrap_or(0), a.service_id.unwrap_or(0)),
+        NebEvent::Downtime(d) => (d.host_id.unwrap_or(0), d.service_id.unwrap_or(0)),
+        NebEvent::Ba(b) => (u64::MAX, b.ba_id.unwrap_or(0)),
+    }
+}
+
 impl Handover {
+    fn is_empty(&self) -> bool {
+        self.batchers.iter().all(Batcher::is_empty)
+    }
+
+    /// Whether a lane's batch is due: all are handed over together.
+    fn due(&self, now: Instant) -> bool {
+        self.batchers.iter().any(|b| b.due(now))
+    }
+
     /// `true` when everything received so far is confirmed; may wait up to
     /// `wait` for in-flight batches.
     fn settle(&mut self, wait: Option<Duration>, outlet: &mut Outlet, log: &Logger) -> bool {
-        let mut done = self.batcher.is_empty() && outlet.progress().delivered() >= self.last_seq;
+        let mut done = self.is_empty() && outlet.progress().delivered() >= self.last_seq;
         if !done {
             if let Some(timeout) = wait {
                 // Only here, where it may wait anyway: an Arc clone per

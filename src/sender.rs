@@ -1,10 +1,14 @@
-//! The background thread that talks to Canopsis.
+//! The background threads that talk to Canopsis.
 //!
 //! Broker's thread never waits on the network: it hands over batches
-//! through a channel, or, with the spool, appends to it. This thread takes
-//! the work in order, sends it, retries with backoff until Canopsis confirms
-//! it, and publishes the sequence number of the last confirmed event (and
-//! checkpoints it in the spool). It never touches Lua.
+//! through a channel per lane, or, with the spool, appends to it. Each
+//! lane's thread takes its work in order, sends it, retries with backoff
+//! until Canopsis confirms it, and confirms it in turn; an event is
+//! delivered once every event before it, in every lane, is confirmed (with
+//! the spool, one lane, whose checkpoint follows). Lanes overtake each
+//! other; each object's events always take the same lane
+//! ([`crate::batch::lane_of`]), so Canopsis sees them in order. The threads
+//! never touch Lua.
 
 use crate::answer;
 use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
@@ -17,7 +21,7 @@ use crate::transport::{one_line, Interrupt, Method, Request, Response, Transport
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,12 +29,13 @@ use std::time::{Duration, Instant};
 /// Longest pause between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// First backoff step. Unit tests run the same policy a hundred times
-/// faster.
+/// First backoff step: a blip (one 500, a dropped connection) costs tens
+/// of milliseconds; each failure in a row doubles the step up to
+/// [`MAX_BACKOFF`]. Unit tests run the same policy five times faster.
 const BACKOFF_UNIT: Duration = if cfg!(test) {
     Duration::from_millis(10)
 } else {
-    Duration::from_secs(1)
+    Duration::from_millis(50)
 };
 
 /// An event Canopsis keeps refusing (while taking others) is tried at least
@@ -54,6 +59,8 @@ pub enum Work {
         seq: u64,
         /// What to do.
         action: Action,
+        /// The lane of its object (see [`lane_of`](crate::batch::lane_of)).
+        lane: usize,
     },
     /// Consecutive pbehavior changes sent through the bulk route.
     Pbehaviors {
@@ -72,6 +79,21 @@ pub enum Work {
 }
 
 impl Work {
+    fn first_seq(&self) -> u64 {
+        match self {
+            Work::Events(b) => b.first_seq,
+            other => other.last_seq(),
+        }
+    }
+
+    fn lane(&self) -> usize {
+        match self {
+            Work::Events(b) => b.lane,
+            Work::Downtime { lane, .. } => *lane,
+            Work::Pbehaviors { .. } | Work::Unreadable { .. } => 0,
+        }
+    }
+
     fn last_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.last_seq,
@@ -123,7 +145,11 @@ impl SpoolFeed {
                 }
                 Some((seq, record)) => {
                     let work = match record {
-                        Ok(Record::Downtime(action)) => Work::Downtime { seq, action },
+                        Ok(Record::Downtime(action)) => Work::Downtime {
+                            seq,
+                            action,
+                            lane: 0,
+                        },
                         Ok(Record::Event(_)) => unreachable!("matched above"),
                         Err(reason) => Work::Unreadable { seq, reason },
                     };
@@ -205,7 +231,7 @@ impl Feed {
     /// Joins the downtimes queued right behind `first` (for the bulk
     /// route), without waiting for any.
     fn with_following_downtimes(&mut self, first: Work) -> Work {
-        let Work::Downtime { seq, action } = first else {
+        let Work::Downtime { seq, action, .. } = first else {
             return first;
         };
         let (mut actions, mut last) = (vec![action], seq);
@@ -213,7 +239,7 @@ impl Feed {
             Feed::Channel { rx, ahead } => {
                 while ahead.is_none() && actions.len() < MAX_BULK {
                     match rx.try_recv() {
-                        Ok(Work::Downtime { seq, action }) => {
+                        Ok(Work::Downtime { seq, action, .. }) => {
                             actions.push(action);
                             last = seq;
                         }
@@ -267,6 +293,14 @@ pub struct Stats {
 /// Longest `last_error` kept for the stats line, in characters.
 pub const LAST_ERROR_CHARS: usize = 200;
 
+/// Work handed to each lane and not confirmed yet: `(first, last)` event
+/// sequence numbers, oldest first.
+#[derive(Debug, Default)]
+struct Lanes {
+    queues: Vec<VecDeque<(u64, u64)>>,
+    handed: u64,
+}
+
 /// What the broker thread can observe of the sender.
 #[derive(Debug)]
 pub struct Progress {
@@ -275,8 +309,10 @@ pub struct Progress {
     /// When a request last began or ended, or events were confirmed, in
     /// milliseconds since `born`.
     activity: AtomicU64,
-    /// A request is waiting for its answer.
-    in_flight: AtomicBool,
+    /// Requests waiting for their answer.
+    in_flight: AtomicUsize,
+    /// What each lane was handed and has not confirmed.
+    lanes: Mutex<Lanes>,
     born: Instant,
     lock: Mutex<()>,
     cv: Condvar,
@@ -290,7 +326,8 @@ impl Default for Progress {
             delivered: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             activity: AtomicU64::new(0),
-            in_flight: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            lanes: Mutex::new(Lanes::default()),
             born: Instant::now(),
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -339,6 +376,37 @@ impl Progress {
                 .0;
         }
         true
+    }
+
+    /// Notes that `lane` was handed the events `first..=last`. Each lane
+    /// confirms its work in order; lanes overtake each other.
+    fn handed(&self, lane: usize, first: u64, last: u64) {
+        let mut l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if l.queues.len() <= lane {
+            l.queues.resize_with(lane + 1, VecDeque::new);
+        }
+        l.queues[lane].push_back((first, last));
+        l.handed = l.handed.max(last);
+    }
+
+    /// `lane` confirmed its work up to `last`: every event before the
+    /// oldest still unconfirmed in any lane is delivered.
+    fn confirm(&self, lane: usize, last: u64) {
+        let watermark = {
+            let mut l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(q) = l.queues.get_mut(lane) {
+                while q.front().is_some_and(|(_, l)| *l <= last) {
+                    q.pop_front();
+                }
+            }
+            l.queues
+                .iter()
+                .filter_map(|q| q.front())
+                .map(|(first, _)| first.saturating_sub(1))
+                .min()
+                .unwrap_or(l.handed)
+        };
+        self.set_delivered(watermark);
     }
 
     fn set_delivered(&self, seq: u64) {
@@ -476,7 +544,7 @@ fn nothing_failed(body: &str) -> bool {
             .is_some_and(|i| b[i + KEY.len()..].trim_start().starts_with("[]"))
 }
 
-/// Exponential backoff with jitter: 1 s, 2 s, 4 s ... capped at
+/// Exponential backoff with jitter: 50 ms, 100 ms, 200 ms ... capped at
 /// [`MAX_BACKOFF`], each delay drawn between half and all of its step so
 /// connectors restarted together do not retry together.
 #[derive(Debug)]
@@ -497,7 +565,7 @@ impl Backoff {
 
     /// The next delay; `hint` (Retry-After) is honoured up to the cap.
     pub fn next(&mut self, hint: Option<Duration>) -> Duration {
-        let step = (BACKOFF_UNIT * (1u32 << self.attempt.min(6))).min(MAX_BACKOFF);
+        let step = (BACKOFF_UNIT * (1u32 << self.attempt.min(11))).min(MAX_BACKOFF);
         self.attempt = self.attempt.saturating_add(1);
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;
@@ -548,9 +616,9 @@ struct Watched {
 impl Transport for Watched {
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
         self.progress.stir();
-        self.progress.in_flight.store(true, Ordering::Release);
+        self.progress.in_flight.fetch_add(1, Ordering::AcqRel);
         let r = self.inner.send(req);
-        self.progress.in_flight.store(false, Ordering::Release);
+        self.progress.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.progress.stir();
         r
     }
@@ -569,90 +637,131 @@ pub const STALL: Duration = Duration::from_secs(1);
 /// connect in progress cannot be interrupted and ends on its own timeout.
 const JOIN_GRACE: Duration = Duration::from_millis(3500);
 
-/// Handle on the sender thread, owned by the connector.
+/// Handle on the sender threads, owned by the connector.
 pub struct Sender {
-    tx: Option<ChannelSender<Work>>,
+    /// One channel per lane; none once stopping (or with the spool, which
+    /// the one lane reads itself).
+    txs: Vec<ChannelSender<Work>>,
     wake: Option<ChannelSender<()>>,
+    /// Disconnected once every thread returned.
     done: Receiver<()>,
-    thread: Option<JoinHandle<()>>,
-    interrupt: Option<Interrupt>,
+    threads: Vec<JoinHandle<()>>,
+    interrupts: Vec<Interrupt>,
     shared: Arc<Shared>,
     log: Logger,
 }
 
+/// What a sender thread runs, handed over through a slot so a failed spawn
+/// gives it back.
+type Job = Arc<Mutex<Option<(Worker, Feed)>>>;
+
 impl Sender {
-    /// Starts the thread, taking work from `source`. If the thread cannot
-    /// be started (the system is out of threads), the transport comes back
-    /// with the error, for a later try.
+    /// Starts the threads, taking work from `source`: with the handover,
+    /// up to `lanes` threads, each with its own connection and its
+    /// requests in order (one with the spool, which is read in order). If
+    /// no thread can be started (the system is out of threads), the
+    /// transport comes back with the error, for a later try.
     pub fn spawn(
         transport: Box<dyn Transport>,
         routes: Routes,
         log: Logger,
         source: Source,
+        lanes: usize,
     ) -> Result<Sender, (std::io::Error, Box<dyn Transport>)> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let (tx, feed) = match source {
-            Source::Handover => (Some(tx), Feed::Channel { rx, ahead: None }),
-            Source::Spool {
-                reader,
-                max_events,
-                max_age,
-            } => (
-                None,
-                Feed::Spool(Box::new(SpoolFeed {
-                    reader,
-                    batcher: Batcher::new(max_events, MAX_BODY_BYTES, max_age),
-                    held: None,
-                })),
-            ),
-        };
-        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
         let shared = Arc::new(Shared {
             progress: Arc::new(Progress::default()),
             deadline: Mutex::new(None),
         });
-        let interrupt = transport.interrupter();
-        let worker = Worker {
-            transport: Watched {
-                inner: transport,
-                progress: shared.progress.clone(),
-            },
-            dead: DeadLetter::new(routes.deadletter.clone(), log.clone()),
-            resolver: Resolver::new(routes.placeholder_ids),
-            routes,
-            log: log.clone(),
-            shared: shared.clone(),
-            wake: wake_rx,
-            backoff: Backoff::new(),
-            pbh_refused_in_a_row: 0,
-        };
-        // Through a slot, so a failed spawn gives the worker back.
-        let slot = Arc::new(Mutex::new(Some((worker, feed))));
-        let taken = slot.clone();
-        let spawned = std::thread::Builder::new()
-            .name("canopsis-sender".into())
-            .spawn(move || {
-                let _done = done_tx;
-                let job = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some((mut worker, feed)) = job {
-                    worker.run(feed);
+        let mut feeds = Vec::new();
+        let mut txs = Vec::new();
+        let mut transports = vec![transport];
+        match source {
+            Source::Handover => {
+                // The other lanes' transports share the first one's pool.
+                while transports.len() < lanes {
+                    match transports[0].fork() {
+                        Some(t) => transports.push(t),
+                        None => break,
+                    }
                 }
-            });
-        let thread = match spawned {
-            Ok(t) => t,
-            Err(e) => {
-                let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                let (worker, _feed) = job.expect("the thread never ran");
-                return Err((e, worker.transport.inner));
+                for _ in 0..transports.len() {
+                    let (tx, rx) = crossbeam_channel::unbounded();
+                    txs.push(tx);
+                    feeds.push(Feed::Channel { rx, ahead: None });
+                }
             }
-        };
+            Source::Spool {
+                reader,
+                max_events,
+                max_age,
+            } => feeds.push(Feed::Spool(Box::new(SpoolFeed {
+                reader,
+                batcher: Batcher::new(max_events, MAX_BODY_BYTES, max_age),
+                held: None,
+            }))),
+        }
+        let spool = txs.is_empty();
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(feeds.len());
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let mut threads = Vec::new();
+        let mut interrupts = Vec::new();
+        let resolver = Arc::new(Mutex::new(Resolver::new(routes.placeholder_ids)));
+        for (lane, (feed, transport)) in feeds.into_iter().zip(transports).enumerate() {
+            let interrupt = transport.interrupter();
+            let worker = Worker {
+                transport: Watched {
+                    inner: transport,
+                    progress: shared.progress.clone(),
+                },
+                dead: DeadLetter::new(routes.deadletter.clone(), log.clone()),
+                resolver: resolver.clone(),
+                routes: routes.clone(),
+                log: log.clone(),
+                shared: shared.clone(),
+                wake: wake_rx.clone(),
+                backoff: Backoff::new(),
+                pbh_refused_in_a_row: 0,
+                lane: (!spool).then_some(lane),
+            };
+            let slot: Job = Arc::new(Mutex::new(Some((worker, feed))));
+            let taken = slot.clone();
+            let done = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("canopsis-sender".into())
+                .spawn(move || {
+                    let _done = done;
+                    let job = taken.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some((mut worker, feed)) = job {
+                        worker.run(feed);
+                    }
+                });
+            match spawned {
+                Ok(t) => {
+                    threads.push(t);
+                    interrupts.extend(interrupt);
+                }
+                Err(e) if lane == 0 => {
+                    let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let (worker, _feed) = job.expect("the thread never ran");
+                    return Err((e, worker.transport.inner));
+                }
+                Err(e) => {
+                    // Fewer lanes: work goes to those that run.
+                    log.error(format_args!(
+                        "cannot start sender thread {} ({e}): {lane} requests in flight at most",
+                        lane + 1
+                    ));
+                    txs.truncate(lane);
+                    break;
+                }
+            }
+        }
         Ok(Sender {
-            tx,
+            txs,
             wake: Some(wake_tx),
             done: done_rx,
-            thread: Some(thread),
-            interrupt,
+            threads,
+            interrupts,
             shared,
             log,
         })
@@ -663,34 +772,45 @@ impl Sender {
         &self.shared.progress
     }
 
-    /// Queues work; `false` if the thread is gone (it then logged why).
+    /// Queues work on its lane; `false` if the threads are gone (they then
+    /// logged why).
     pub fn send(&self, work: Work) -> bool {
-        self.tx.as_ref().is_some_and(|tx| tx.send(work).is_ok())
+        if self.txs.is_empty() {
+            return false;
+        }
+        let lane = work.lane() % self.txs.len();
+        self.shared
+            .progress
+            .handed(lane, work.first_seq(), work.last_seq());
+        self.txs[lane].send(work).is_ok()
     }
 
-    /// Asks the thread to deliver what it holds within `budget`, then to
-    /// stop, and joins it. A sender that sat [`STALL`] on one request or
+    /// Asks the threads to deliver what they hold within `budget`, then to
+    /// stop, and joins them. A sender that sat [`STALL`] on one request or
     /// pause is stopped early, its requests in flight interrupted: a silent
     /// or unreachable Canopsis must not hold broker's stop. Returns `false`
-    /// only if the thread did not return even then (a connect or name
+    /// only if a thread did not return even then (a connect or name
     /// resolution outliving [`JOIN_GRACE`]); it is left to finish, and the
     /// library is linked `-z nodelete`, so its code stays mapped.
     pub fn shutdown(&mut self, budget: Duration) -> bool {
-        let Some(thread) = self.thread.take() else {
+        if self.threads.is_empty() {
             return true;
-        };
+        }
         let deadline = Instant::now() + budget;
         self.shared.set_deadline(deadline);
-        self.tx = None;
-        // One message wakes a backoff pause once; the sender stays alive so
-        // later pauses still wait (a disconnected channel would not).
-        if let Some(w) = &self.wake {
-            let _ = w.try_send(());
-        }
+        self.txs.clear();
+        // One message per thread wakes each backoff pause once; the
+        // channel stays open so later pauses still wait.
+        let wake_all = |w: &Option<ChannelSender<()>>| {
+            if let Some(w) = w {
+                while w.try_send(()).is_ok() {}
+            }
+        };
+        wake_all(&self.wake);
         let progress = self.shared.progress.clone();
         // Work handed over just now gets its chance before the sender is
         // judged stuck; a request already waiting keeps its start time.
-        if !progress.in_flight.load(Ordering::Acquire) {
+        if progress.in_flight.load(Ordering::Acquire) == 0 {
             progress.stir();
         }
         while let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(Duration::from_millis(20))
@@ -699,22 +819,23 @@ impl Sender {
                 continue;
             }
             self.shared.set_deadline(Instant::now());
-            if let Some(interrupt) = self.interrupt.take() {
+            for interrupt in self.interrupts.drain(..) {
                 interrupt();
             }
-            if let Some(w) = &self.wake {
-                let _ = w.try_send(());
-            }
+            wake_all(&self.wake);
             if let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(JOIN_GRACE) {
                 self.log.error(format_args!(
                     "sender thread still busy {:.1}s after it was stopped; leaving it to finish",
                     JOIN_GRACE.as_secs_f32()
                 ));
+                self.threads.clear();
                 return false;
             }
             break;
         }
-        let _ = thread.join();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
         true
     }
 }
@@ -729,13 +850,17 @@ struct Worker {
     transport: Watched,
     dead: DeadLetter,
     routes: Routes,
-    resolver: Resolver,
+    /// Shared by the lanes, so reason and type are looked up (and the
+    /// reason created) once.
+    resolver: Arc<Mutex<Resolver>>,
     log: Logger,
     shared: Arc<Shared>,
     wake: Receiver<()>,
     backoff: Backoff,
     /// Pbehavior changes dead-lettered in a row, none taken in between.
     pbh_refused_in_a_row: u32,
+    /// Its lane, when it takes work from the handover (not the spool).
+    lane: Option<usize>,
 }
 
 enum Attempt {
@@ -772,6 +897,13 @@ enum BulkState {
     Done,
 }
 
+/// Shortest pause after a configuration fault: an admin has to act.
+const CONFIG_FAULT_PAUSE: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(30)
+};
+
 /// Single events Canopsis refuses one after the other, none taken, before
 /// the refusals are judged a configuration fault rather than bad events.
 pub const BREAKER: usize = 3;
@@ -783,6 +915,20 @@ enum Flow {
 }
 
 impl Worker {
+    /// Reason and type ids, looked up once for all lanes (a lane waits
+    /// while another looks them up).
+    fn pbehavior_ids(&mut self) -> Result<pbehavior::Ids, Outcome> {
+        let mut r = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        r.ids(&mut self.transport, &self.routes.downtime)
+    }
+
+    fn forget_pbehavior_ids(&self) {
+        self.resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget();
+    }
+
     fn run(&mut self, mut feed: Feed) {
         let left_where = match feed {
             Feed::Channel { .. } => "stay unacknowledged in broker and will be replayed",
@@ -808,7 +954,10 @@ impl Worker {
                 if !self.budget_spent() && self.deliver(work) {
                     let last = work.last_seq();
                     current = None;
-                    self.shared.progress.set_delivered(last);
+                    match self.lane {
+                        Some(lane) => self.shared.progress.confirm(lane, last),
+                        None => self.shared.progress.set_delivered(last),
+                    }
                     if let Feed::Spool(f) = &mut feed {
                         f.reader.confirm(last);
                     }
@@ -843,7 +992,7 @@ impl Worker {
                         f.rewind();
                         current = None;
                     }
-                    self.resolver.forget();
+                    self.forget_pbehavior_ids();
                     let delay = self.backoff.next(None);
                     if !self.pause(delay) {
                         return;
@@ -1120,7 +1269,7 @@ impl Worker {
                     Attempt::Done
                 }
                 Outcome::StaleIds(reason) => {
-                    self.resolver.forget();
+                    self.forget_pbehavior_ids();
                     self.failed(
                         &format!(
                             "pbehavior {}: {reason}; resolving reason and type again",
@@ -1205,7 +1354,7 @@ impl Worker {
                     return true;
                 }
                 Some(Outcome::StaleIds(reason)) => {
-                    self.resolver.forget();
+                    self.forget_pbehavior_ids();
                     self.failed(
                         &format!("pbehaviors: {reason}; resolving reason and type again"),
                         false,
@@ -1298,10 +1447,7 @@ impl Worker {
     ) -> Option<Outcome> {
         // Reason and type ids only serve the built-in format.
         let ids = if run.iter().any(|&k| matches!(actions[k], Action::Create(_))) {
-            match self
-                .resolver
-                .ids(&mut self.transport, &self.routes.downtime)
-            {
+            match self.pbehavior_ids() {
                 Ok(ids) => Some(ids),
                 Err(o) => return Some(o),
             }
@@ -1509,10 +1655,7 @@ impl Worker {
                 if !done.created {
                     let body = match action {
                         Action::Create(c) => {
-                            let ids = match self
-                                .resolver
-                                .ids(&mut self.transport, &self.routes.downtime)
-                            {
+                            let ids = match self.pbehavior_ids() {
                                 Ok(ids) => ids,
                                 Err(o) => return o,
                             };
@@ -1592,7 +1735,7 @@ impl Worker {
         let mut delay = self.backoff.next(hint);
         if config_fault {
             // An admin has to act; retrying fast would only fill the log.
-            delay = delay.max(BACKOFF_UNIT * 30);
+            delay = delay.max(CONFIG_FAULT_PAUSE);
         }
         let what = if config_fault {
             "configuration problem"
@@ -1758,12 +1901,13 @@ mod tests {
     #[test]
     fn backoff_grows_to_the_cap_with_jitter() {
         let mut b = Backoff::new();
-        let delays: Vec<_> = (0..10).map(|_| b.next(None)).collect();
+        let delays: Vec<_> = (0..14).map(|_| b.next(None)).collect();
         let u = BACKOFF_UNIT;
         assert!(delays[0] >= u / 2 && delays[0] <= u);
         assert!(delays[3] >= u * 4 && delays[3] <= u * 8);
-        assert!(delays.iter().all(|d| *d <= u * 64));
-        assert!(delays[9] >= u * 32);
+        assert!(delays[9] >= u * 256 && delays[9] <= u * 512);
+        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF));
+        assert!(delays[13] >= u * 1024 || delays[13] >= MAX_BACKOFF / 2);
         assert_eq!(b.next(Some(Duration::from_secs(3600))), MAX_BACKOFF);
         b.reset();
         assert!(b.next(None) <= u);
@@ -1806,6 +1950,7 @@ mod tests {
             last_seq: last,
             count: (last - first + 1) as usize,
             body: body.as_bytes().to_vec(),
+            lane: 0,
         })
     }
 
@@ -1825,6 +1970,7 @@ mod tests {
             routes(),
             log.clone(),
             Source::Handover,
+            1,
         )
         .map_err(|(e, _)| e)
         .unwrap();
@@ -1869,6 +2015,7 @@ mod tests {
             r.clone(),
             Logger::memory(log::LevelFilter::Error),
             Source::Handover,
+            1,
         )
         .map_err(|(e, _)| e)
         .unwrap();
@@ -1911,7 +2058,7 @@ mod tests {
     fn spawn_with(t: impl Transport + 'static, r: Routes) -> (Sender, Logger) {
         let _ = std::fs::remove_file(&r.deadletter);
         let log = Logger::memory(log::LevelFilter::Debug);
-        let s = Sender::spawn(Box::new(t), r, log.clone(), Source::Handover)
+        let s = Sender::spawn(Box::new(t), r, log.clone(), Source::Handover, 1)
             .map_err(|(e, _)| e)
             .unwrap();
         (s, log)
@@ -2107,6 +2254,7 @@ mod tests {
             routes(),
             log,
             Source::Handover,
+            1,
         )
         .map_err(|(e, _)| e)
         .unwrap();
@@ -2116,5 +2264,121 @@ mod tests {
         assert!(s.shutdown(Duration::from_secs(1)));
         assert!(t.elapsed() < Duration::from_secs(2));
         assert_eq!(s.progress().delivered(), 0);
+    }
+
+    #[test]
+    fn lanes_confirm_out_of_order_and_the_watermark_waits_for_the_oldest() {
+        let p = Progress::default();
+        p.handed(0, 1, 3);
+        p.handed(1, 4, 4);
+        p.handed(0, 5, 6);
+        p.handed(1, 7, 9);
+        p.confirm(1, 4);
+        assert_eq!(p.delivered(), 0, "lane 0 still holds 1..=3");
+        p.confirm(0, 3);
+        assert_eq!(p.delivered(), 4, "5..=6 is lane 0's next");
+        p.confirm(1, 9);
+        assert_eq!(p.delivered(), 4);
+        p.confirm(0, 6);
+        assert_eq!(p.delivered(), 9);
+        p.handed(2, 10, 10);
+        assert_eq!(p.delivered(), 9);
+        p.confirm(2, 10);
+        assert_eq!(p.delivered(), 10);
+    }
+
+    /// Answers after a random pause, and fails one request in five: the
+    /// lanes' requests overlap and retry on their own.
+    struct Jittery {
+        seen: Arc<Mutex<Vec<(u64, u64)>>>,
+        seed: u64,
+        in_flight: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+    }
+
+    impl Transport for Jittery {
+        fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+            self.seed ^= self.seed << 13;
+            self.seed ^= self.seed >> 7;
+            self.seed ^= self.seed << 17;
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(self.seed % 4));
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.seed.is_multiple_of(5) {
+                return Ok(resp(500, "oops"));
+            }
+            let events: Vec<serde_json::Value> = serde_json::from_slice(req.body).unwrap();
+            let mut seen = self.seen.lock().unwrap();
+            for e in &events {
+                seen.push((e["o"].as_u64().unwrap(), e["n"].as_u64().unwrap()));
+            }
+            Ok(resp(
+                200,
+                &format!(
+                    r#"{{"sent_events":{},"failed_events":[]}}"#,
+                    String::from_utf8_lossy(req.body)
+                ),
+            ))
+        }
+
+        fn fork(&self) -> Option<Box<dyn Transport>> {
+            Some(Box::new(Jittery {
+                seen: self.seen.clone(),
+                seed: self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+                in_flight: self.in_flight.clone(),
+                most: self.most.clone(),
+            }))
+        }
+    }
+
+    #[test]
+    fn several_requests_in_flight_keep_each_objects_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let most = Arc::new(AtomicUsize::new(0));
+        let t = Jittery {
+            seen: seen.clone(),
+            seed: 0x2545_f491_4f6c_dd1d,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            most: most.clone(),
+        };
+        let log = Logger::memory(log::LevelFilter::Error);
+        let s = Sender::spawn(Box::new(t), routes(), log, Source::Handover, 4)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        // 5 objects, 40 changes each, in batches of 4 events of one lane.
+        let lanes = 4;
+        let mut batchers: Vec<Batcher> = (0..lanes)
+            .map(|l| Batcher::new(4, MAX_BODY_BYTES, Duration::from_secs(60)).for_lane(l))
+            .collect();
+        let mut seq = 0;
+        for n in 0..40u64 {
+            for o in 0..5u64 {
+                seq += 1;
+                let lane = crate::batch::lane_of((o, 0), lanes);
+                let json = format!(r#"{{"o":{o},"n":{n}}}"#);
+                batchers[lane].push(seq, json.as_bytes(), Instant::now());
+                if batchers[lane].due(Instant::now()) {
+                    assert!(s.send(Work::Events(batchers[lane].take().unwrap())));
+                }
+            }
+        }
+        for b in &mut batchers {
+            if let Some(batch) = b.take() {
+                assert!(s.send(Work::Events(batch)));
+            }
+        }
+        wait_delivered(&s, seq, Duration::from_secs(20));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 200, "each event once");
+        for o in 0..5 {
+            let order: Vec<u64> = seen
+                .iter()
+                .filter(|(x, _)| *x == o)
+                .map(|(_, n)| *n)
+                .collect();
+            assert_eq!(order, (0..40).collect::<Vec<_>>(), "object {o}");
+        }
+        assert!(most.load(Ordering::SeqCst) > 1, "requests overlapped");
     }
 }

@@ -169,6 +169,13 @@ pub trait Transport: Send {
     /// No exchange may last past `deadline` (the connector is closing).
     fn set_deadline(&mut self, _deadline: Option<Instant>) {}
 
+    /// Another transport to the same place, for another request in flight
+    /// (sharing connections where it can); `None` when there is no such
+    /// thing, and requests go one at a time.
+    fn fork(&self) -> Option<Box<dyn Transport>> {
+        None
+    }
+
     /// A way to stop requests in flight (when the connector closes), if
     /// this transport has one.
     fn interrupter(&self) -> Option<Interrupt> {
@@ -318,6 +325,16 @@ fn classify(e: ureq::Error) -> TransportError {
 }
 
 impl Transport for Http {
+    fn fork(&self) -> Option<Box<dyn Transport>> {
+        // ureq's agents share their connection pool when cloned.
+        Some(Box::new(Http {
+            agent: self.agent.clone(),
+            cfg: self.cfg.clone(),
+            log: self.log.clone(),
+            deadline: None,
+        }))
+    }
+
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
         // `log_curl_commands=1` asks for the line at log_level 2, as the
         // Lua library's notice; the key is written `***` either way.
@@ -437,6 +454,10 @@ impl DryRun {
 }
 
 impl Transport for DryRun {
+    fn fork(&self) -> Option<Box<dyn Transport>> {
+        Some(Box::new(DryRun::new(self.log.clone())))
+    }
+
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
         self.log.info(format_args!(
             "[send_data_test] {} {}: {}",

@@ -79,6 +79,12 @@ pub struct State {
     /// How long each request waits before it is handled (a Canopsis
     /// behind a network).
     pub latency: Duration,
+    /// Up to this much more, drawn for each request.
+    pub jitter: Duration,
+    /// The share of requests (0 to 1) answered 500 before anything is
+    /// done with them (a backend blip).
+    pub fail_rate: f64,
+    seed: u64,
     /// `Retry-After` seconds sent with 429 and 503 answers.
     pub retry_after: Option<u64>,
     /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
@@ -137,6 +143,9 @@ impl State {
             foreign: VecDeque::new(),
             hang: false,
             latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            fail_rate: 0.0,
+            seed: 0x2545_f491_4f6c_dd1d,
             retry_after: None,
             fail_next_events: 0,
             refuse_containing: None,
@@ -151,6 +160,14 @@ impl State {
             comments: Vec::new(),
             next_id: 1,
         }
+    }
+
+    /// A number in `[0, 1)`, from the mock's own generator (repeatable).
+    pub(crate) fn random(&mut self) -> f64 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        (self.seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub(crate) fn new_id(&mut self, prefix: &str) -> String {
@@ -384,7 +401,13 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             let _ = writer.shutdown(Shutdown::Both);
             return;
         }
-        let latency = state.lock().map(|s| s.latency).unwrap_or_default();
+        let latency = state
+            .lock()
+            .map(|mut s| {
+                let extra = s.jitter.mul_f64(s.random());
+                s.latency + extra
+            })
+            .unwrap_or_default();
         if !latency.is_zero() {
             std::thread::sleep(latency);
         }
@@ -489,6 +512,9 @@ fn authenticate(st: &State, req: &Req) -> Result<Option<User>, (u16, String)> {
 fn route(st: &mut State, req: &Req) -> (u16, String) {
     if let Some(forced) = st.forced.pop_front() {
         return forced;
+    }
+    if st.fail_rate > 0.0 && st.random() < st.fail_rate {
+        return error(500, "Internal server error");
     }
     let user = match authenticate(st, req) {
         Ok(u) => u,

@@ -34,6 +34,13 @@ fn expected_events(bbdo: Bbdo) -> Vec<Value> {
     ]
 }
 
+/// Events sorted by their object (component, resource), each object's in
+/// the order given.
+fn by_object(mut events: Vec<Value>) -> Vec<Value> {
+    events.sort_by_key(|e| (e["component"].to_string(), e["resource"].to_string()));
+    events
+}
+
 fn sample_events(bbdo: Bbdo) -> Vec<Event> {
     let mut host = Status::host(12, 1, T);
     host.output = "DOWN - unreachable".into();
@@ -75,7 +82,13 @@ fn every_event_kind_in_both_bbdo_versions_and_both_apis() {
             );
             let mux = deliver(&mut out, sample_events(bbdo));
             assert_eq!(mux.acked, 5);
-            assert_eq!(lab.posted(), expected_events(bbdo), "api {api} {bbdo:?}");
+            // Objects may overtake each other (several requests in
+            // flight); each object's events keep their order.
+            assert_eq!(
+                by_object(lab.posted()),
+                by_object(expected_events(bbdo)),
+                "api {api} {bbdo:?}"
+            );
             assert!(
                 out.broker_log.borrow().is_empty(),
                 "{:?}",
@@ -263,8 +276,12 @@ fn server_errors_and_throttling_are_retried_with_backoff_and_retry_after() {
     assert_eq!(statuses, vec![500, 429, 200]);
     let first_pause = posts[1].at - posts[0].at;
     let after_429 = posts[2].at - posts[1].at;
-    // Backoff starts between 0.5 s and 1 s; Retry-After: 2 is honoured.
-    assert!(first_pause >= Duration::from_millis(450), "{first_pause:?}");
+    // Backoff starts between 25 and 50 ms (a blip costs milliseconds);
+    // Retry-After: 2 is honoured.
+    assert!(
+        first_pause >= Duration::from_millis(20) && first_pause < Duration::from_millis(400),
+        "{first_pause:?}"
+    );
     assert!(after_429 >= Duration::from_millis(1950), "{after_429:?}");
     assert_eq!(st.events.len(), 10, "every event once");
     drop(st);

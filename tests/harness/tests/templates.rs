@@ -58,11 +58,17 @@ fn the_lua_documentation_examples_send_what_the_library_sends() {
         mux.push(host.event(bbdo));
         mux.push(Ba::new(5, 1, T).event());
         let deadline = Instant::now() + Duration::from_secs(20);
-        while lab.posted().len() < 2 && Instant::now() < deadline {
+        // Two objects (and retried, as Canopsis refuses them): the first
+        // of each kind.
+        let first = |kind: &str| lab.posted().into_iter().find(|e| e["event_type"] == kind);
+        while (first("host").is_none() || first("BA").is_none()) && Instant::now() < deadline {
             run_for(&mut out, &mut mux, Duration::from_millis(100));
         }
         assert_eq!(
-            lab.posted()[..2],
+            [
+                first("host").unwrap_or_default(),
+                first("BA").unwrap_or_default()
+            ],
             [
                 json!({"event_type":"host","state":"1","state_type":"1","hostname":"host-a",
                        "outout":"DOWN - unreachable","MY_HOST_ID":"12","IP":"192.0.2.10"}),
@@ -217,12 +223,14 @@ fn bad_templates_are_reported_and_the_rest_works() {
         ],
     );
     assert_eq!(mux.acked, 3);
-    let got = lab.posted();
+    let mut got = lab.posted();
     assert_eq!(
         got.len(),
         2,
         "the acknowledgement's template is empty: muted"
     );
+    // Two objects: either may arrive first.
+    got.sort_by_key(|e| e.get("resource").is_some());
     assert_eq!(
         got[0],
         json!({"event_type":"check","connector":"c","connector_name":"n","component":"host-a",

@@ -1,0 +1,146 @@
+//! Several requests in flight (`max_requests_in_flight`): each object's
+//! events still reach Canopsis in broker's order, acknowledgements still
+//! wait for every lane, and a single failure costs milliseconds.
+
+use canopsis_harness::broker::{Muxer, Param};
+use canopsis_harness::events::{Bbdo, Status};
+use canopsis_harness::{deliver, run_for, text, Lab};
+use std::time::{Duration, Instant};
+
+const T: i64 = 1_763_000_000;
+
+/// `n` HARD state changes of each of the sample's four objects (two
+/// hosts, two services), interleaved as broker would send them.
+fn changes(n: i64, bbdo: Bbdo) -> Vec<canopsis_harness::events::Event> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let t = T + 60 * i;
+        let up = i % 2;
+        let mut objects = vec![
+            Status::host(12, up, t),
+            Status::host(13, up, t),
+            Status::service(12, 34, 2 * up, t),
+            Status::service(12, 35, 2 * up, t),
+        ];
+        for s in &mut objects {
+            s.output = format!("change {i}");
+            out.push(s.event(bbdo));
+        }
+    }
+    out
+}
+
+/// Each object's outputs, in the order Canopsis took them.
+fn per_object(lab: &Lab) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in lab.posted() {
+        let key = format!("{}/{}", e["component"], e["resource"]);
+        m.entry(key)
+            .or_insert_with(Vec::new)
+            .push(e["output"].as_str().unwrap_or_default().to_string());
+    }
+    m
+}
+
+#[test]
+fn each_objects_changes_arrive_in_order_under_delays_and_failures() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("in-flight-order");
+        {
+            let mut st = lab.mock.state();
+            st.latency = Duration::from_millis(2);
+            st.jitter = Duration::from_millis(10);
+            st.fail_rate = 0.2;
+        }
+        let mut out = lab.open(
+            lab.params(&[
+                ("max_buffer_size", Param::Num(3)),
+                ("max_all_queues_age", Param::Num(1)),
+            ]),
+            bbdo,
+        );
+        let mux = deliver(&mut out, changes(30, bbdo));
+        assert_eq!(mux.acked, 120);
+        let got = per_object(&lab);
+        assert_eq!(got.len(), 4, "{got:?}");
+        let expected: Vec<String> = (0..30).map(|i| format!("change {i}")).collect();
+        for (object, outputs) in &got {
+            assert_eq!(
+                outputs, &expected,
+                "{bbdo:?} {object}: each change once, in order"
+            );
+        }
+        let failed = lab
+            .mock
+            .state()
+            .requests
+            .iter()
+            .filter(|r| r.status == 500)
+            .count();
+        assert!(failed > 0, "the mock failed some requests");
+        out.close();
+    }
+}
+
+/// Broker's `true` acknowledges everything before it: it never comes while
+/// any lane still has something unconfirmed.
+#[test]
+fn acknowledgements_never_run_ahead_of_what_canopsis_took() {
+    let lab = Lab::new("in-flight-acks");
+    {
+        let mut st = lab.mock.state();
+        st.jitter = Duration::from_millis(15);
+        st.fail_rate = 0.4;
+    }
+    let mut out = lab.open(lab.params(&[("max_buffer_size", Param::Num(2))]), Bbdo::V3);
+    let mut mux = Muxer::new();
+    for e in changes(20, Bbdo::V3) {
+        mux.push(e);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mux.unacked() > 0 && Instant::now() < deadline {
+        run_for(&mut out, &mut mux, Duration::from_millis(30));
+        let taken = lab.mock.state().events.len() as u64;
+        assert!(
+            mux.acked <= taken,
+            "acknowledged {} events while Canopsis had taken {taken}",
+            mux.acked
+        );
+    }
+    assert_eq!(mux.unacked(), 0);
+    out.close();
+}
+
+/// One 500 costs a retry tens of milliseconds later, not a second.
+#[test]
+fn a_single_failure_costs_milliseconds() {
+    let lab = Lab::new("blip");
+    lab.mock
+        .state()
+        .forced
+        .push_back((500, r#"{"error":"Internal server error"}"#.into()));
+    let mut out = lab.open(
+        lab.params(&[("max_requests_in_flight", text("1"))]),
+        Bbdo::V3,
+    );
+    let start = Instant::now();
+    let mux = deliver(&mut out, vec![Status::host(12, 1, T).event(Bbdo::V3)]);
+    let took = start.elapsed();
+    assert_eq!(mux.acked, 1);
+    let requests: Vec<(u16, Instant)> = lab
+        .mock
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path == "/api/v4/event")
+        .map(|r| (r.status, r.at))
+        .collect();
+    assert_eq!(
+        requests.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![500, 200]
+    );
+    let gap = requests[1].1 - requests[0].1;
+    assert!(gap < Duration::from_millis(300), "retried after {gap:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    out.close();
+}
