@@ -4,7 +4,7 @@
 //! connector's sender and the mock share the machine's CPUs, and single
 //! runs vary by a third.
 //!
-//! Usage: bench [--quick] [--soak SECONDS] [--write-only N [--templated] [--filtered]]
+//! Usage: bench [--quick] [--network] [--soak SECONDS] [--write-only N [--templated] [--filtered]]
 //!
 //! (a) broker-thread time per `write` for BBDO 3 service statuses handed
 //!     over as API 2 userdata, accepted and filtered (SOFT): each event is
@@ -23,11 +23,14 @@
 //!     directory: group commit with fdatasync on the broker thread);
 //! (e) (a) and (b) with templates (`format_file`): a host and a service
 //!     template using event, cache and group macros and a flag;
+//! (f) (`--network` alone) end to end with Canopsis answering in 20 ms, then
+//!     with 20% of its requests answered 500, over 400 services; and
+//!     downtimes started then ended, on the plain and the bulk route;
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
 //!     every minute: growth from the first minute to the last.
 
-use canopsis_harness::broker::{Output, Param};
-use canopsis_harness::events::{Bbdo, Event, Status};
+use canopsis_harness::broker::{CachedHost, CachedService, Muxer, Output, Param};
+use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
 use canopsis_harness::Lab;
 use std::time::{Duration, Instant};
 
@@ -179,6 +182,106 @@ fn throughput_with(buffer: i32, n: i64, spool: bool, templated: bool) -> f64 {
     n as f64 / spent.as_secs_f64()
 }
 
+/// Hosts and services added to the emulated cache for (f): events of many
+/// objects, as a real estate sends them, spread over the lanes.
+const OBJECTS: i64 = 400;
+
+fn many_objects(out: &Output) {
+    let cache = out.cache();
+    let mut c = cache.borrow_mut();
+    for h in 0..OBJECTS {
+        let id = 1000 + h;
+        c.hosts.insert(
+            id,
+            CachedHost {
+                name: format!("host-{id}"),
+                instance_id: 1,
+                ..CachedHost::default()
+            },
+        );
+        c.services.insert(
+            (id, 1),
+            CachedService {
+                description: "Ping".into(),
+                ..CachedService::default()
+            },
+        );
+    }
+}
+
+/// (f): events/s to a mock answering after `latency`, failing `fail_rate`
+/// of its requests with a 500, statuses of [`OBJECTS`] services.
+fn over_network(latency: Duration, fail_rate: f64, n: i64) -> f64 {
+    let lab = Lab::new("bench-net");
+    let mut out = open(&lab, 100, false);
+    {
+        let mut st = lab.mock.state();
+        st.latency = latency;
+        st.fail_rate = fail_rate;
+    }
+    many_objects(&out);
+    let start = Instant::now();
+    for i in 0..n {
+        let object = 1000 + i % OBJECTS;
+        let round = i / OBJECTS;
+        let s = Status::service(object, 1, 2 * (round % 2), T + 60 * round);
+        out.write(&s.event(Bbdo::V3));
+    }
+    out.flush();
+    while lab.mock.state().published < n as u64 {
+        out.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    out.close();
+    rate
+}
+
+/// (f): seconds until `n` downtimes (over [`OBJECTS`] services), started
+/// and then ended, have had their pbehaviors created, commented and
+/// deleted, with Canopsis answering after `latency`.
+fn downtimes(latency: Duration, n: i64, bulk: bool) -> f64 {
+    let lab = Lab::new("bench-dt");
+    let mut params = vec![("log_level", Param::Num(1))];
+    if bulk {
+        params.push((
+            "canopsis_downtime_route",
+            Param::Str("/api/v4/bulk/pbehaviors".into()),
+        ));
+    }
+    let mut out = lab.open(lab.params(&params), Bbdo::V3);
+    lab.mock.state().record = false;
+    lab.mock.state().latency = latency;
+    many_objects(&out);
+    let dts: Vec<Downtime> = (0..n)
+        .map(|i| Downtime::started(10_000 + i, 1000 + i % OBJECTS, 1, T, T + 3600))
+        .collect();
+    let start = Instant::now();
+    let mut mux = Muxer::new();
+    for d in &dts {
+        mux.push(d.event(Bbdo::V3));
+    }
+    for d in &dts {
+        for e in &d.life(T + 100, false)[2..] {
+            mux.push(e.event(Bbdo::V3));
+        }
+    }
+    let done = mux.run(
+        &mut out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(900),
+        |m| m.unacked() == 0,
+    );
+    let secs = start.elapsed().as_secs_f64();
+    let left = lab.mock.state().pbehaviors.len();
+    out.close();
+    if !done || left > 0 {
+        eprintln!("downtimes: not all done ({left} pbehaviors left)");
+    }
+    secs
+}
+
 /// Peak RSS (MiB) over a 1M-event run, and RSS growth (MiB) between the
 /// middle and the end of the run.
 fn memory(n: i64, spool: bool) -> (f64, f64) {
@@ -306,6 +409,13 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
+    if args.iter().any(|a| a == "--network") {
+        let row = |name: &str, value: String, target: &str| {
+            println!("{name:<58} {value:>14} {target:>12}")
+        };
+        network_rows(scale, &row);
+        return;
+    }
     println!(
         "canopsis-native bench ({}, {} CPUs)",
         mlua_version(),
@@ -415,6 +525,40 @@ fn main() {
         format!("{:.0} ev/s", rate),
         ">= 200k/s",
     );
+
+    network_rows(scale, &row);
+}
+
+/// (f): over a network, with failures, and downtimes in number.
+fn network_rows(scale: i64, row: &dyn Fn(&str, String, &str)) {
+    let latency = Duration::from_millis(20);
+    let clean = over_network(latency, 0.0, 200_000 / scale);
+    row(
+        "(f) end to end, Canopsis answering in 20 ms",
+        format!("{clean:.0} ev/s"),
+        ">= 50k/s",
+    );
+    let failing = over_network(latency, 0.2, 200_000 / scale);
+    row(
+        "(f) the same with 20% of requests answered 500",
+        format!(
+            "{failing:.0} ev/s ({:.0}%)",
+            100.0 * failing / clean.max(1.0)
+        ),
+        ">= 50%",
+    );
+    for bulk in [false, true] {
+        let n = 10_000 / scale;
+        let secs = downtimes(latency, n, bulk);
+        row(
+            &format!(
+                "(f) {n} downtimes started then ended, 20 ms{}",
+                if bulk { ", bulk route" } else { "" }
+            ),
+            format!("{secs:.1} s"),
+            if scale == 1 { "<= 30 s" } else { "" },
+        );
+    }
 }
 
 fn mlua_version() -> &'static str {
