@@ -125,11 +125,11 @@ pub fn route(st: &mut State, method: &str, path: &str, query: &str, body: &[u8])
                 "name".to_string(),
                 json!("Name is missing."),
             )])),
-            Some(name) => delete_where(st, |p| p["name"] == json!(name)),
+            Some(name) => delete_where(st, |p| p["name"].as_str() == Some(name.as_str())),
         },
         ("DELETE", p) if p.starts_with("/api/v4/pbehaviors/") => {
             let id = decode(&p["/api/v4/pbehaviors/".len()..]);
-            delete_where(st, |p| p["_id"] == json!(id))
+            delete_where(st, |p| p["_id"].as_str() == Some(id.as_str()))
         }
         ("POST", "/api/v4/pbehavior-comments") => create_comment(st, body),
         ("POST", "/api/v4/bulk/pbehaviors") => bulk(st, body, bulk_create_item),
@@ -203,7 +203,11 @@ fn bulk_delete_item(st: &mut State, raw: &Value) -> (u16, Option<String>, Value)
     if id.is_empty() {
         return (400, None, json!({"_id": "ID is missing."}));
     }
-    match st.pbehaviors.iter().position(|p| p["_id"] == json!(id)) {
+    match st
+        .pbehaviors
+        .iter()
+        .position(|p| p["_id"].as_str() == Some(id))
+    {
         Some(i) => {
             st.pbehaviors.remove(i);
             (200, Some(id.to_string()), Value::Null)
@@ -401,14 +405,22 @@ fn create_pbehavior(st: &mut State, body: &[u8]) -> (u16, String) {
         return errors(errs);
     }
     if let Some(id) = &id {
-        if st.pbehaviors.iter().any(|p| p["_id"] == json!(id)) {
+        if st
+            .pbehaviors
+            .iter()
+            .any(|p| p["_id"].as_str() == Some(id.as_str()))
+        {
             return errors(Map::from_iter([(
                 "_id".to_string(),
                 json!("ID already exists."),
             )]));
         }
     }
-    if st.pbehaviors.iter().any(|p| p["name"] == json!(name)) {
+    if st
+        .pbehaviors
+        .iter()
+        .any(|p| p["name"].as_str() == Some(name))
+    {
         return errors(Map::from_iter([(
             "name".to_string(),
             json!("Name already exists."),
@@ -444,7 +456,11 @@ fn create_comment(st: &mut State, body: &[u8]) -> (u16, String) {
     if !errs.is_empty() {
         return errors(errs);
     }
-    let Some(target) = st.pbehaviors.iter_mut().find(|p| p["_id"] == json!(pbh)) else {
+    let Some(target) = st
+        .pbehaviors
+        .iter_mut()
+        .find(|p| p["_id"].as_str() == Some(pbh))
+    else {
         return error(404, "Not found");
     };
     let comment = json!({"_id": format!("c-{}", msg.len()), "author": {"_id": "u-0001", "name": "centreon"}, "ts": 0, "message": msg});

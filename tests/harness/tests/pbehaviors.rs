@@ -467,27 +467,40 @@ fn a_refused_bulk_item_does_not_refuse_the_request() {
         ]),
         Bbdo::V3,
     );
-    lab.mock.state().refuse_containing = Some("Disk /var".into());
+    {
+        let mut st = lab.mock.state();
+        st.refuse_containing = Some("Disk /var".into());
+        // While the first downtime's request is out, the next two queue
+        // up and go together.
+        st.latency = Duration::from_millis(100);
+    }
+    let first = Downtime::started(199, 13, 0, T, T + 3600);
     let good = Downtime::started(200, 12, 34, T, T + 3600);
     let bad = Downtime::started(201, 12, 35, T, T + 3600);
     let mut mux = Muxer::new();
+    mux.push(first.event(Bbdo::V3));
     mux.push(bad.event(Bbdo::V3));
     mux.push(good.event(Bbdo::V3));
     run_for(&mut out, &mut mux, Duration::from_secs(3));
     let st = lab.mock.state();
-    assert_eq!(st.pbehaviors.len(), 1, "the good one is created");
+    let ids: Vec<&Value> = st.pbehaviors.iter().map(|p| &p["_id"]).collect();
     assert_eq!(
-        st.pbehaviors[0]["_id"],
-        format!("centreon-downtime-12-34-200-{}", T - 60)
+        ids,
+        vec![
+            &json!(format!("centreon-downtime-13-0-199-{}", T - 60)),
+            &json!(format!("centreon-downtime-12-34-200-{}", T - 60)),
+        ],
+        "the good one is created"
     );
     drop(st);
     let posts = bulk_requests(&lab);
-    assert_eq!(posts[0], ("POST".to_string(), 2, 207), "{posts:?}");
-    assert!(posts.len() > 1, "the refused one is sent again: {posts:?}");
+    assert_eq!(posts[0], ("POST".to_string(), 1, 207), "{posts:?}");
+    assert_eq!(posts[1], ("POST".to_string(), 2, 207), "{posts:?}");
+    assert!(posts.len() > 2, "the refused one is sent again: {posts:?}");
     assert!(
-        posts[1..].iter().all(|(_, n, _)| *n == 1),
+        posts[2..].iter().all(|(_, n, _)| *n == 1),
         "alone: {posts:?}"
     );
-    assert_eq!(mux.unacked(), 2, "not acknowledged while one is refused");
+    assert_eq!(mux.unacked(), 3, "not acknowledged while one is refused");
     out.close();
 }

@@ -25,7 +25,9 @@
 //!     template using event, cache and group macros and a flag;
 //! (f) (`--network` alone) end to end with Canopsis answering in 20 ms, then
 //!     with 20% of its requests answered 500, over 400 services; and
-//!     downtimes started then ended, on the plain and the bulk route;
+//!     downtimes started then ended, on the plain and the bulk route
+//!     (`BENCH_IN_FLIGHT=N` sets their `max_requests_in_flight`,
+//!     `BENCH_SHOW_LOG=1` prints their stats lines);
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
 //!     every minute: growth from the first minute to the last.
 
@@ -242,7 +244,10 @@ fn over_network(latency: Duration, fail_rate: f64, n: i64) -> f64 {
 /// deleted, with Canopsis answering after `latency`.
 fn downtimes(latency: Duration, n: i64, bulk: bool) -> f64 {
     let lab = Lab::new("bench-dt");
-    let mut params = vec![("log_level", Param::Num(1))];
+    let mut params = vec![("log_level", Param::Num(2))];
+    if let Ok(n) = std::env::var("BENCH_IN_FLIGHT") {
+        params.push(("max_requests_in_flight", Param::Str(n)));
+    }
     if bulk {
         params.push((
             "canopsis_downtime_route",
@@ -276,6 +281,16 @@ fn downtimes(latency: Duration, n: i64, bulk: bool) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     let left = lab.mock.state().pbehaviors.len();
     out.close();
+    if std::env::var_os("BENCH_SHOW_LOG").is_some() {
+        eprintln!(
+            "{}",
+            lab.log()
+                .lines()
+                .filter(|l| l.contains("stats:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
     if !done || left > 0 {
         eprintln!("downtimes: not all done ({left} pbehaviors left)");
     }
