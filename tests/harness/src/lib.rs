@@ -147,6 +147,16 @@ impl Drop for Lab {
 }
 
 impl Lab {
+    /// The `_id` of the mock's "Default maintenance" pbehavior type.
+    pub fn maintenance_id(&self) -> serde_json::Value {
+        let st = self.mock.state();
+        st.types
+            .iter()
+            .find(|t| t["name"] == "Default maintenance")
+            .map(|t| t["_id"].clone())
+            .unwrap_or_default()
+    }
+
     /// Every event the mock received on the event route, in order, each
     /// request's array flattened.
     pub fn posted(&self) -> Vec<serde_json::Value> {

@@ -8,15 +8,6 @@ use std::time::Duration;
 
 const T: i64 = 1_763_000_000;
 
-fn maintenance_id(lab: &Lab) -> Value {
-    let st = lab.mock.state();
-    st.types
-        .iter()
-        .find(|t| t["name"] == "Default maintenance")
-        .unwrap()["_id"]
-        .clone()
-}
-
 /// The DELETE requests the mock received: query and status.
 fn deletes(lab: &Lab) -> Vec<(String, u16)> {
     lab.mock
@@ -41,7 +32,7 @@ fn host_and_service_downtimes_in_both_bbdo_versions() {
         let host = Downtime::started(8, 13, 0, T + 10, T + 7200);
         let mux = deliver(&mut out, vec![svc.event(bbdo), host.event(bbdo)]);
         assert_eq!(mux.acked, 2);
-        let maintenance = maintenance_id(&lab);
+        let maintenance = lab.maintenance_id();
         {
             let st = lab.mock.state();
             let reason = st

@@ -369,14 +369,7 @@ fn a_downtime_template_shapes_the_pbehavior_and_its_end_removes_it() {
     use canopsis_harness::events::Downtime;
     for bulk in [false, true] {
         let lab = Lab::new("dt-template");
-        let maintenance = {
-            let st = lab.mock.state();
-            st.types
-                .iter()
-                .find(|t| t["name"] == "Default maintenance")
-                .unwrap()["_id"]
-                .clone()
-        };
+        let maintenance = lab.maintenance_id();
         let format = write_format(
             &lab,
             &json!({"neb_downtime": {
