@@ -140,26 +140,13 @@ pub struct Subject {
     /// Cache answers only a template reads, fetched when it first renders.
     pub objects: Kept<crate::render::ObjectFields>,
     /// The formatter's rendering of what a status's JSON takes from this
-    /// subject alone (made once per remembered subject, for the
-    /// connector's format and the object's kind).
-    pub rendered: Rendered,
+    /// subject alone, a head and a tail (made once per remembered subject,
+    /// for the connector's format and the object's kind).
+    pub rendered: Kept<HeadTail>,
 }
-
-/// JSON written once for a [`Subject`]: a head and a tail. Not part of the
-/// subject's value: equal whatever it holds.
-#[derive(Clone, Default)]
-pub struct Rendered(OnceCell<HeadTail>);
 
 /// A head and a tail of JSON.
 type HeadTail = (Box<[u8]>, Box<[u8]>);
-
-impl Rendered {
-    /// The rendering, made by `render` the first time.
-    pub fn get_or_init(&self, render: impl FnOnce() -> HeadTail) -> (&[u8], &[u8]) {
-        let (head, tail) = self.0.get_or_init(render);
-        (head, tail)
-    }
-}
 
 /// A value derived from a subject once, when first needed: not part of the
 /// subject's value.
@@ -188,18 +175,6 @@ impl<T> PartialEq for Kept<T> {
 impl<T> fmt::Debug for Kept<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Kept")
-    }
-}
-
-impl PartialEq for Rendered {
-    fn eq(&self, _: &Rendered) -> bool {
-        true
-    }
-}
-
-impl fmt::Debug for Rendered {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Rendered")
     }
 }
 

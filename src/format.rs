@@ -86,15 +86,22 @@ fn outputs(s: &StatusEvent) -> (&str, std::borrow::Cow<'_, str>) {
 }
 
 fn truncate(text: &str, limit: Option<usize>) -> &str {
+    &text[..limited_len(text.as_bytes(), limit)]
+}
+
+/// How much of `bytes` `output_size_limit` keeps: at most `limit` bytes,
+/// cut before a UTF-8 continuation byte (on a character boundary for
+/// valid text).
+pub fn limited_len(bytes: &[u8], limit: Option<usize>) -> usize {
     match limit {
-        Some(n) if text.len() > n => {
+        Some(n) if bytes.len() > n => {
             let mut end = n;
-            while !text.is_char_boundary(end) {
+            while end > 0 && (bytes[end] & 0xC0) == 0x80 {
                 end -= 1;
             }
-            &text[..end]
+            end
         }
-        _ => text,
+        _ => bytes.len(),
     }
 }
 

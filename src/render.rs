@@ -59,8 +59,8 @@ pub fn prefetched_fields(kind: ElementKind, needs: &Needs) -> Vec<String> {
 /// and what the template writes from them alone.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ObjectFields {
-    host: Option<Vec<Option<Field>>>,
-    service: Option<Vec<Option<Field>>>,
+    host: Fields,
+    service: Fields,
     severity_host: Option<i64>,
     severity_service: Option<i64>,
     poller: Option<String>,
@@ -73,20 +73,36 @@ pub struct ObjectFields {
 /// read for one event.
 #[derive(Debug, Default)]
 struct Live {
-    host: Option<Vec<Option<Field>>>,
-    service: Option<Vec<Option<Field>>>,
+    host: Fields,
+    service: Fields,
+}
+
+/// Cached host and service fields.
+type Fields = Option<Vec<Option<Field>>>;
+
+/// The subject's host fields `host` and service fields `service` from
+/// broker's cache (nothing asked for none).
+fn object_fields(
+    subj: &Subject,
+    cache: &mut dyn Cache,
+    host: &[String],
+    service: &[String],
+) -> (Fields, Fields) {
+    let h = match (host.is_empty(), subj.host_id) {
+        (false, id) if id != 0 => cache.host_fields(id, host),
+        _ => None,
+    };
+    let s = match (service.is_empty(), &subj.service) {
+        (false, Some((sid, _))) => cache.service_fields(subj.host_id, *sid, service),
+        _ => None,
+    };
+    (h, s)
 }
 
 impl Live {
     fn fetch(needs: &Needs, subj: &Subject, cache: &mut dyn Cache) -> Live {
-        let mut l = Live::default();
-        if !needs.host_live.is_empty() && subj.host_id != 0 {
-            l.host = cache.host_fields(subj.host_id, &needs.host_live);
-        }
-        if let (false, Some((sid, _))) = (needs.service_live.is_empty(), &subj.service) {
-            l.service = cache.service_fields(subj.host_id, *sid, &needs.service_live);
-        }
-        l
+        let (host, service) = object_fields(subj, cache, &needs.host_live, &needs.service_live);
+        Live { host, service }
     }
 }
 
@@ -94,12 +110,7 @@ impl ObjectFields {
     fn fetch(needs: &Needs, subj: &Subject, cache: &mut dyn Cache) -> ObjectFields {
         let mut o = ObjectFields::default();
         let sid = subj.service.as_ref().map(|(id, _)| *id);
-        if !needs.host.is_empty() && subj.host_id != 0 {
-            o.host = cache.host_fields(subj.host_id, &needs.host);
-        }
-        if let (false, Some(sid)) = (needs.service.is_empty(), sid) {
-            o.service = cache.service_fields(subj.host_id, sid, &needs.service);
-        }
+        (o.host, o.service) = object_fields(subj, cache, &needs.host, &needs.service);
         if needs.severity && subj.host_id != 0 {
             o.severity_host = cache.severity(subj.host_id, None);
             o.severity_service = sid.and_then(|s| cache.severity(subj.host_id, Some(s)));
@@ -141,15 +152,9 @@ struct Values<'a> {
     live: Live,
 }
 
-/// The first `limit` bytes of `s`, cut on a character boundary.
+/// `s` cut at `output_size_limit`, as the built-in format cuts it.
 fn cut(s: &mut Vec<u8>, limit: Option<usize>) {
-    if let Some(n) = limit.filter(|n| s.len() > *n) {
-        let mut end = n;
-        while end > 0 && (s[end] & 0xC0) == 0x80 {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    s.truncate(crate::format::limited_len(s, limit));
 }
 
 impl Values<'_> {

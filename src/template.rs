@@ -586,6 +586,15 @@ fn known_cache_field(ty: CacheType, name: &str) -> bool {
     }
 }
 
+/// `macro {raw}`, with where it stands in the template.
+fn located(raw: &str, at: &str) -> String {
+    if at.is_empty() {
+        format!("macro {raw}")
+    } else {
+        format!("macro {raw} (at '{at}')")
+    }
+}
+
 struct Compiler {
     kind: ElementKind,
     needs: Needs,
@@ -690,14 +699,12 @@ impl Compiler {
         }
     }
 
+    /// A macro that stays as written, and why.
     fn problem(&mut self, at: &str, raw: &str, why: String) {
-        let at = if at.is_empty() {
-            String::new()
-        } else {
-            format!(" (at '{at}')")
-        };
-        self.problems
-            .push(format!("macro {raw}{at}: {why}; it is sent as written"));
+        self.problems.push(format!(
+            "{}: {why}; it is sent as written",
+            located(raw, at)
+        ));
     }
 
     fn macro_of(&mut self, raw: &str, at: &str) -> Option<Macro> {
@@ -776,8 +783,8 @@ impl Compiler {
             None => {
                 if !known_event_field(self.kind, base) {
                     self.problems.push(format!(
-                        "macro {raw}{}: '{base}' is not a field of {} events; it is sent as written unless custom code sets it",
-                        if at.is_empty() { String::new() } else { format!(" (at '{at}')") },
+                        "{}: '{base}' is not a field of {} events; it is sent as written unless custom code sets it",
+                        located(raw, at),
                         self.kind.name()
                     ));
                 }
@@ -914,17 +921,6 @@ impl Template {
         fields
             .iter()
             .any(|(k, _)| matches!(k, Text::Lit(l) if l == key))
-    }
-
-    /// The literal string the template gives `key` at its top level.
-    pub fn literal_at(&self, key: &str) -> Option<&str> {
-        let Node::Object(fields) = &self.root else {
-            return None;
-        };
-        fields.iter().find_map(|(k, v)| match (k, v) {
-            (Text::Lit(l), Node::Str(Text::Lit(s))) if l == key => Some(s.as_str()),
-            _ => None,
-        })
     }
 }
 
