@@ -168,8 +168,6 @@ pub struct Connector {
     bas: bool,
     /// Templates (`format_file`).
     formats: Formats,
-    /// Whether custom code (`custom_code_file`) runs on accepted events.
-    custom_code: bool,
 }
 
 /// Where accepted events go before the sender takes them.
@@ -310,7 +308,6 @@ impl Connector {
             kinds,
             bas,
             formats,
-            custom_code: false,
         };
         c.revive(now);
         Ok(c)
@@ -400,12 +397,6 @@ impl Connector {
     /// The connector's log.
     pub fn log(&self) -> &Logger {
         &self.log
-    }
-
-    /// Has custom code run on every event the filters accept (the Lua
-    /// edge loaded it).
-    pub fn use_custom_code(&mut self) {
-        self.custom_code = true;
     }
 
     /// broker's `filter(category, element)`: the events this connector
@@ -724,105 +715,87 @@ impl Connector {
                 return None;
             }
         };
-        // The library runs custom code once the filters accepted the event,
-        // before choosing its format.
+        // The library runs custom code (the hook, when there is some) once
+        // the filters accepted the event, before choosing its format.
         let choice = self.formats.choice(kind);
-        let mut snapshot = None;
-        if self.custom_code {
-            let needs = match &choice {
-                Choice::Render(t) => Some(&t.template.needs),
-                _ => None,
-            };
-            match hook.run(kind, needs) {
-                Verdict::Keep(s) => snapshot = s,
-                Verdict::Drop => {
-                    self.counters.filtered += 1;
-                    self.log.debug(format_args!(
-                        "{} event not sent: custom code answered false",
-                        kind.name()
-                    ));
-                    return None;
-                }
-                Verdict::Failed(e) => {
-                    self.counters.filtered += 1;
-                    self.log.error(format_args!(
-                        "custom code failed ({} event, not sent): {e}",
-                        kind.name()
-                    ));
-                    return None;
-                }
+        let needs = match &choice {
+            Choice::Render(t) => Some(&t.template.needs),
+            _ => None,
+        };
+        let snapshot = match hook.run(kind, needs) {
+            Verdict::Keep(s) => s,
+            Verdict::Drop => {
+                self.counters.filtered += 1;
+                self.log.debug(format_args!(
+                    "{} event not sent: custom code answered false",
+                    kind.name()
+                ));
+                return None;
             }
+            Verdict::Failed(e) => {
+                self.counters.filtered += 1;
+                self.log.error(format_args!(
+                    "custom code failed ({} event, not sent): {e}",
+                    kind.name()
+                ));
+                return None;
+            }
+        };
+        let unformatted = match choice {
+            Choice::Mute => Some("its template is empty"),
+            Choice::BuiltIn if kind == ElementKind::BaStatus => {
+                Some("format_file has no bam_ba_status template")
+            }
+            _ => None,
+        };
+        if let Some(why) = unformatted {
+            self.counters.filtered += 1;
+            self.log
+                .debug(format_args!("{} event not sent: {why}", kind.name()));
+            return None;
         }
-        match &ev {
-            NebEvent::Downtime(d) => match pbehavior::action(d, &subject) {
-                Ok(action) => match choice {
-                    Choice::BuiltIn => Some(Accepted::Downtime(action, object_of(&ev))),
-                    Choice::Mute => {
-                        self.counters.filtered += 1;
-                        self.log.debug(format_args!(
-                            "downtime event not sent: its template is empty"
-                        ));
-                        None
-                    }
-                    Choice::Render(t) => {
-                        // The template shapes the pbehavior; its lifecycle
-                        // (create at the start, delete at the end) stays.
-                        let phase = if action.creates() {
-                            pbehavior::Phase::Start
-                        } else {
-                            pbehavior::Phase::End
-                        };
-                        let mut json = Vec::with_capacity(512);
-                        t.render(
-                            &ev,
-                            src,
-                            &subject,
-                            cache,
-                            &self.cfg.format,
-                            snapshot.as_deref(),
-                            &mut json,
-                        );
-                        match pbehavior::templated(phase, &json, action.name()) {
-                            Ok(action) => Some(Accepted::Downtime(action, object_of(&ev))),
-                            Err(why) => {
-                                self.counters.filtered += 1;
-                                self.log.error(format_args!(
-                                    "downtime event not sent: {why}: {}",
-                                    String::from_utf8_lossy(&json)
-                                ));
-                                None
-                            }
-                        }
-                    }
-                },
-                Err(skip) => {
-                    self.counters.filtered += 1;
-                    self.log
-                        .debug(format_args!("downtime event not sent: {skip}"));
-                    None
-                }
-            },
-            _ => match choice {
-                Choice::Render(_) => Some(Accepted::Event(ev, subject, snapshot)),
-                Choice::BuiltIn if kind != ElementKind::BaStatus => {
-                    Some(Accepted::Event(ev, subject, None))
-                }
-                Choice::BuiltIn => {
-                    self.counters.filtered += 1;
-                    self.log.debug(format_args!(
-                        "ba_status event not sent: format_file has no bam_ba_status template"
-                    ));
-                    None
-                }
-                Choice::Mute => {
-                    self.counters.filtered += 1;
-                    self.log.debug(format_args!(
-                        "{} event not sent: its template is empty",
-                        kind.name()
-                    ));
-                    None
-                }
-            },
+        let NebEvent::Downtime(d) = &ev else {
+            return Some(Accepted::Event(ev, subject, snapshot));
+        };
+        let action = match pbehavior::action(d, &subject) {
+            Ok(action) => action,
+            Err(skip) => {
+                self.counters.filtered += 1;
+                self.log
+                    .debug(format_args!("downtime event not sent: {skip}"));
+                return None;
+            }
+        };
+        let Choice::Render(t) = choice else {
+            return Some(Accepted::Downtime(action, object_of(&ev)));
+        };
+        // The template shapes the pbehavior; its lifecycle (create at the
+        // start, delete at the end) stays.
+        let phase = if action.creates() {
+            pbehavior::Phase::Start
+        } else {
+            pbehavior::Phase::End
+        };
+        let mut json = Vec::with_capacity(512);
+        t.render(
+            &ev,
+            src,
+            &subject,
+            cache,
+            &self.cfg.format,
+            snapshot.as_deref(),
+            &mut json,
+        );
+        match pbehavior::templated(phase, &json, action.name()) {
+            Ok(action) => Some(Accepted::Downtime(action, object_of(&ev))),
+            Err(why) => {
+                self.counters.filtered += 1;
+                self.log.error(format_args!(
+                    "downtime event not sent: {why}: {}",
+                    String::from_utf8_lossy(&json)
+                ));
+                None
+            }
         }
     }
 

@@ -124,8 +124,8 @@ impl Handle {
                     log.info(format_args!("{n}"));
                 }
                 self.state = match Connector::start(parsed.config, log.clone()) {
-                    Ok(mut c) => {
-                        self.custom = load_custom_code(lua, conf, &mut c);
+                    Ok(c) => {
+                        self.custom = load_custom_code(lua, conf, &c);
                         State::Running(Box::new(c))
                     }
                     Err(e) => {
@@ -316,14 +316,13 @@ unsafe extern "C-unwind" fn l_init(state: *mut ffi::lua_State) -> c_int {
 unsafe fn load_custom_code(
     lua: *mut ffi::lua_State,
     conf: c_int,
-    c: &mut Connector,
+    c: &Connector,
 ) -> Option<custom::CustomCode> {
     let path = c.config().custom_code_file.clone()?;
     let shown = path.display().to_string();
     let limit = c.config().format.output_size_limit;
     match custom::CustomCode::load(lua, &shown, conf, limit, c.log()) {
         Ok(code) => {
-            c.use_custom_code();
             c.log().info(format_args!(
                 "custom_code_file {shown}: loaded, run on every event the filters accept"
             ));
