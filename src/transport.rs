@@ -242,8 +242,11 @@ impl Http {
     /// Builds the agent: `connection_timeout` for the whole exchange, TLS
     /// verification against the system trust store unless
     /// `verify_certificate=0` (which disables chain and host name checks
-    /// together), proxy from the `proxy_*` parameters only.
-    pub fn new(cfg: &HttpConfig, log: Logger) -> Result<Http, String> {
+    /// together), proxy from the `proxy_*` parameters only. Its pool keeps
+    /// `connections` idle connections, one per request in flight: fewer,
+    /// and every request beyond them would open (and, over TLS, negotiate)
+    /// a connection of its own.
+    pub fn new(cfg: &HttpConfig, connections: usize, log: Logger) -> Result<Http, String> {
         use ureq::tls::{RootCerts, TlsConfig};
         let proxy = match &cfg.proxy {
             None => None,
@@ -285,7 +288,8 @@ impl Http {
                 "centreon-canopsis-native/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .max_idle_connections_per_host(2)
+            .max_idle_connections_per_host(connections.max(1))
+            .max_idle_connections(connections.max(1))
             .build();
         Ok(Http {
             agent: config.into(),

@@ -96,6 +96,8 @@ pub struct State {
     pub record: bool,
     /// Events published so far, recorded or not.
     pub published: u64,
+    /// TCP connections accepted so far.
+    pub connections: u64,
     /// Benchmarks only: answer event POSTs by echoing the array as
     /// `sent_events` without validating it, so the figures measure the
     /// connector rather than this mock's JSON handling.
@@ -151,6 +153,7 @@ impl State {
             refuse_containing: None,
             record: true,
             published: 0,
+            connections: 0,
             echo_only: false,
             requests: Vec::new(),
             events: Vec::new(),
@@ -255,6 +258,9 @@ fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, stop: Arc<Atomic
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
+                if let Ok(mut st) = state.lock() {
+                    st.connections += 1;
+                }
                 let (s, st) = (state.clone(), stop.clone());
                 let _ = std::thread::Builder::new()
                     .name("mock-canopsis".into())

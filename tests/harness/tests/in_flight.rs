@@ -144,3 +144,31 @@ fn a_single_failure_costs_milliseconds() {
     assert!(took < Duration::from_secs(2), "{took:?}");
     out.close();
 }
+
+/// Lanes reuse their connections: one per request in flight at most,
+/// however many requests go out. Over TLS a new connection costs more
+/// round trips than the request it carries.
+#[test]
+fn requests_in_flight_keep_their_connections_alive() {
+    let lab = Lab::new("keep-alive");
+    lab.mock.state().latency = Duration::from_millis(5);
+    let mut out = lab.open(
+        lab.params(&[
+            ("max_buffer_size", Param::Num(1)),
+            ("max_requests_in_flight", text("4")),
+        ]),
+        Bbdo::V3,
+    );
+    let mux = deliver(&mut out, changes(15, Bbdo::V3));
+    assert_eq!(mux.acked, 60);
+    let st = lab.mock.state();
+    let requests = st.requests.len();
+    assert!(requests >= 60, "{requests} requests");
+    assert!(
+        st.connections <= 4,
+        "{} connections for {requests} requests",
+        st.connections
+    );
+    drop(st);
+    out.close();
+}
