@@ -17,22 +17,8 @@ pub struct Batch {
     pub count: usize,
     /// `[ev,ev,...]`.
     pub body: Vec<u8>,
-    /// The lane it goes through ([`lane_of`]).
+    /// The lane it goes through ([`crate::lanes`]).
     pub lane: usize,
-}
-
-/// The lane of an object's events: the events of one host or service (or
-/// BA) always go through the same lane, whose requests go one at a time
-/// and in order, so Canopsis sees them in broker's order; objects in
-/// different lanes may overtake each other.
-pub fn lane_of(object: (u64, u64), lanes: usize) -> usize {
-    if lanes <= 1 {
-        return 0;
-    }
-    // Fibonacci hashing of both ids: neighbouring ids spread over lanes.
-    let h = (object.0.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ object.1)
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (h >> 32) as usize % lanes
 }
 
 /// Accumulates serialized events until `max_events`, `max_bytes` or `max_age`

@@ -24,7 +24,7 @@
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
 
-use crate::batch::{lane_of, Batcher, MAX_BODY_BYTES};
+use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
 use crate::custom::{Hook, Snapshot, Verdict};
@@ -32,6 +32,7 @@ use crate::dedup;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
 use crate::filter;
 use crate::format;
+use crate::lanes::{Key, Router};
 use crate::logger::Logger;
 use crate::pbehavior;
 use crate::render::{Choice, Formats};
@@ -185,13 +186,15 @@ enum Accepted {
     /// For the event route; with custom code and a template, what the
     /// template reads.
     Event(NebEvent, Rc<filter::Subject>, Option<Box<Snapshot>>),
-    /// A pbehavior change, and the object it is about.
-    Downtime(pbehavior::Action, (u64, u64)),
+    /// A pbehavior change.
+    Downtime(pbehavior::Action),
 }
 
 struct Handover {
     /// One per lane (`max_requests_in_flight`).
     batchers: Vec<Batcher>,
+    /// Which lane each object's work takes.
+    router: Router,
     last_seq: u64,
     wait_gate: Option<u64>,
 }
@@ -216,7 +219,7 @@ impl Connector {
         let transport: Box<dyn Transport> = if cfg.send_data_test {
             Box::new(DryRun::new(log.clone()))
         } else {
-            Box::new(Http::new(&cfg.http, log.clone())?)
+            Box::new(Http::new(&cfg.http, cfg.max_in_flight, log.clone())?)
         };
         Connector::with_transport(cfg, log, transport)
     }
@@ -243,6 +246,7 @@ impl Connector {
                             .for_lane(lane)
                     })
                     .collect(),
+                router: Router::new(cfg.max_in_flight),
                 last_seq: 0,
                 wait_gate: None,
             }),
@@ -619,20 +623,22 @@ impl Connector {
             Queue::Handover(h) => match accepted {
                 Accepted::Event(ev, subject, snapshot) => {
                     h.last_seq += 1;
-                    let lane = lane_of(object_of(&ev), h.batchers.len());
+                    let lane = h.router.lane(key_of(&ev), 1);
                     h.batchers[lane].push_with(h.last_seq, now, |body| {
                         write(&ev, &subject, snapshot.as_deref(), body)
                     });
                 }
-                Accepted::Downtime(action, object) => {
+                Accepted::Downtime(action) => {
                     // Keep Canopsis's view in broker's order: events before
                     // this downtime go first.
                     hand_over(h, &mut self.outlet, &self.log);
                     h.last_seq += 1;
+                    // A request of its own weighs a full batch.
+                    let weight = self.cfg.max_buffer_size as u64;
                     let work = Work::Downtime {
                         seq: h.last_seq,
+                        lane: h.router.lane(Key::downtime(action.name()), weight),
                         action,
-                        lane: lane_of(object, h.batchers.len()),
                     };
                     if !self.outlet.send(work) {
                         sender_gone(&self.log);
@@ -649,7 +655,7 @@ impl Connector {
                         }
                         Record::Event(json)
                     }
-                    Accepted::Downtime(action, _) => Record::Downtime(action),
+                    Accepted::Downtime(action) => Record::Downtime(action),
                 };
                 q.push(record, &self.log);
             }
@@ -767,7 +773,7 @@ impl Connector {
             }
         };
         let Choice::Render(t) = choice else {
-            return Some(Accepted::Downtime(action, object_of(&ev)));
+            return Some(Accepted::Downtime(action));
         };
         // The template shapes the pbehavior; its lifecycle (create at the
         // start, delete at the end) stays.
@@ -787,7 +793,7 @@ impl Connector {
             &mut json,
         );
         match pbehavior::templated(phase, &json, action.name()) {
-            Ok(action) => Some(Accepted::Downtime(action, object_of(&ev))),
+            Ok(action) => Some(Accepted::Downtime(action)),
             Err(why) => {
                 self.counters.filtered += 1;
                 self.log.error(format_args!(
@@ -910,17 +916,16 @@ fn hand_over(h: &mut Handover, outlet: &mut Outlet, log: &Logger) {
     }
 }
 
-/// The object an event is about, for [`lane_of`]: its events keep their
-/// order.
-fn object_of(ev: &NebEvent) -> (u64, u64) {
-    match ev {
-        NebEvent::Host(s) | NebEvent::Service(s) => {
-            (s.host_id.unwrap_or(0), s.service_id.unwrap_or(0))
-        }
-        NebEvent::Ack(a) => (a.host_id.unwrap_or(0), a.service_id.unwrap_or(0)),
-        NebEvent::Downtime(d) => (d.host_id.unwrap_or(0), d.service_id.unwrap_or(0)),
-        NebEvent::Ba(b) => (u64::MAX, b.ba_id.unwrap_or(0)),
-    }
+/// The object an event is about, for the [`Router`]: its events keep
+/// their order.
+fn key_of(ev: &NebEvent) -> Key {
+    let (host, service) = match ev {
+        NebEvent::Host(s) | NebEvent::Service(s) => (s.host_id, s.service_id),
+        NebEvent::Ack(a) => (a.host_id, a.service_id),
+        NebEvent::Downtime(d) => (d.host_id, d.service_id),
+        NebEvent::Ba(b) => (Some(u64::MAX), b.ba_id),
+    };
+    Key::Object(host.unwrap_or(0), service.unwrap_or(0))
 }
 
 impl Handover {
@@ -949,6 +954,9 @@ impl Handover {
                     self.wait_gate = (!done).then(|| progress.delivered());
                 }
             }
+        }
+        if done {
+            self.router.drained();
         }
         done
     }

@@ -22,6 +22,7 @@ pub mod dedup;
 pub mod event;
 pub mod filter;
 pub mod format;
+pub mod lanes;
 pub mod logger;
 pub mod luapattern;
 pub mod pbehavior;

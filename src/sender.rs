@@ -6,9 +6,9 @@
 //! until Canopsis confirms it, and confirms it in turn; an event is
 //! delivered once every event before it, in every lane, is confirmed (with
 //! the spool, one lane, whose checkpoint follows). Lanes overtake each
-//! other; each object's events always take the same lane
-//! ([`crate::batch::lane_of`]), so Canopsis sees them in order. The threads
-//! never touch Lua.
+//! other; an object's events take the same lane while any of them may be
+//! unconfirmed ([`crate::lanes`]), so Canopsis sees them in order. The
+//! threads never touch Lua.
 
 use crate::answer;
 use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
@@ -59,7 +59,7 @@ pub enum Work {
         seq: u64,
         /// What to do.
         action: Action,
-        /// The lane of its object (see [`lane_of`](crate::batch::lane_of)).
+        /// Its lane (see [`crate::lanes`]).
         lane: usize,
     },
     /// Consecutive pbehavior changes sent through the bulk route.
@@ -2351,11 +2351,12 @@ mod tests {
         let mut batchers: Vec<Batcher> = (0..lanes)
             .map(|l| Batcher::new(4, MAX_BODY_BYTES, Duration::from_secs(60)).for_lane(l))
             .collect();
+        let mut router = crate::lanes::Router::new(lanes);
         let mut seq = 0;
         for n in 0..40u64 {
             for o in 0..5u64 {
                 seq += 1;
-                let lane = crate::batch::lane_of((o, 0), lanes);
+                let lane = router.lane(crate::lanes::Key::Object(o, 0), 1);
                 let json = format!(r#"{{"o":{o},"n":{n}}}"#);
                 batchers[lane].push(seq, json.as_bytes(), Instant::now());
                 if batchers[lane].due(Instant::now()) {
