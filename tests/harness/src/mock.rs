@@ -114,6 +114,9 @@ pub struct State {
     pub pbehaviors: Vec<Value>,
     /// Pbehavior comments.
     pub comments: Vec<Value>,
+    /// Each pbehavior's `_id` and name, in the list's order (see
+    /// `pbh::position`).
+    pub(crate) pbh_keys: Vec<(String, String)>,
     next_id: u64,
 }
 
@@ -161,6 +164,7 @@ impl State {
             types,
             pbehaviors: Vec::new(),
             comments: Vec::new(),
+            pbh_keys: Vec::new(),
             next_id: 1,
         }
     }

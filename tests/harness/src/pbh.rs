@@ -125,11 +125,11 @@ pub fn route(st: &mut State, method: &str, path: &str, query: &str, body: &[u8])
                 "name".to_string(),
                 json!("Name is missing."),
             )])),
-            Some(name) => delete_where(st, |p| p["name"].as_str() == Some(name.as_str())),
+            Some(name) => delete(st, By::Name, &name),
         },
         ("DELETE", p) if p.starts_with("/api/v4/pbehaviors/") => {
             let id = decode(&p["/api/v4/pbehaviors/".len()..]);
-            delete_where(st, |p| p["_id"].as_str() == Some(id.as_str()))
+            delete(st, By::Id, &id)
         }
         ("POST", "/api/v4/pbehavior-comments") => create_comment(st, body),
         ("POST", "/api/v4/bulk/pbehaviors") => bulk(st, body, bulk_create_item),
@@ -203,26 +203,68 @@ fn bulk_delete_item(st: &mut State, raw: &Value) -> (u16, Option<String>, Value)
     if id.is_empty() {
         return (400, None, json!({"_id": "ID is missing."}));
     }
-    match st
-        .pbehaviors
-        .iter()
-        .position(|p| p["_id"].as_str() == Some(id))
-    {
+    match position(st, By::Id, id) {
         Some(i) => {
-            st.pbehaviors.remove(i);
+            remove(st, i);
             (200, Some(id.to_string()), Value::Null)
         }
         None => (404, None, json!("Not found")),
     }
 }
 
-fn delete_where(st: &mut State, pred: impl Fn(&Value) -> bool) -> (u16, String) {
-    match st.pbehaviors.iter().position(pred) {
+fn delete(st: &mut State, by: By, value: &str) -> (u16, String) {
+    match position(st, by, value) {
         Some(i) => {
-            st.pbehaviors.remove(i);
+            remove(st, i);
             (204, String::new())
         }
         None => error(404, "Not found"),
+    }
+}
+
+/// Which key of a pbehavior a lookup compares.
+#[derive(Clone, Copy)]
+enum By {
+    Id,
+    Name,
+}
+
+/// Where the pbehavior whose `_id` (or name) is `value` sits in the list.
+/// Plain strings kept beside the list are compared: reading thousands of
+/// pbehaviors' JSON at each request, under the lock every request takes,
+/// set the pace of the downtime benchmark. They are read again when a test
+/// changed the list itself.
+fn position(st: &mut State, by: By, value: &str) -> Option<usize> {
+    let key = |p: &Value, k: &str| p[k].as_str().unwrap_or_default().to_string();
+    let find = |keys: &[(String, String)]| {
+        keys.iter().position(|(id, name)| match by {
+            By::Id => id == value,
+            By::Name => name == value,
+        })
+    };
+    let stale = |st: &State, i: Option<usize>| {
+        st.pbh_keys.len() != st.pbehaviors.len()
+            || i.is_some_and(|i| {
+                let p = &st.pbehaviors[i];
+                (key(p, "_id"), key(p, "name")) != st.pbh_keys[i]
+            })
+    };
+    let found = find(&st.pbh_keys);
+    if !stale(st, found) {
+        return found;
+    }
+    st.pbh_keys = st
+        .pbehaviors
+        .iter()
+        .map(|p| (key(p, "_id"), key(p, "name")))
+        .collect();
+    find(&st.pbh_keys)
+}
+
+fn remove(st: &mut State, i: usize) {
+    st.pbehaviors.remove(i);
+    if st.pbh_keys.len() > i {
+        st.pbh_keys.remove(i);
     }
 }
 
@@ -405,22 +447,14 @@ fn create_pbehavior(st: &mut State, body: &[u8]) -> (u16, String) {
         return errors(errs);
     }
     if let Some(id) = &id {
-        if st
-            .pbehaviors
-            .iter()
-            .any(|p| p["_id"].as_str() == Some(id.as_str()))
-        {
+        if position(st, By::Id, id).is_some() {
             return errors(Map::from_iter([(
                 "_id".to_string(),
                 json!("ID already exists."),
             )]));
         }
     }
-    if st
-        .pbehaviors
-        .iter()
-        .any(|p| p["name"].as_str() == Some(name))
-    {
+    if position(st, By::Name, name).is_some() {
         return errors(Map::from_iter([(
             "name".to_string(),
             json!("Name already exists."),
@@ -434,6 +468,9 @@ fn create_pbehavior(st: &mut State, body: &[u8]) -> (u16, String) {
         "exdates": [], "exceptions": [], "entity_pattern": o["entity_pattern"],
     });
     st.pbehaviors.push(pbh.clone());
+    if st.pbh_keys.len() + 1 == st.pbehaviors.len() {
+        st.pbh_keys.push((id, name.to_string()));
+    }
     (201, pbh.to_string())
 }
 
@@ -456,13 +493,10 @@ fn create_comment(st: &mut State, body: &[u8]) -> (u16, String) {
     if !errs.is_empty() {
         return errors(errs);
     }
-    let Some(target) = st
-        .pbehaviors
-        .iter_mut()
-        .find(|p| p["_id"].as_str() == Some(pbh))
-    else {
+    let Some(i) = position(st, By::Id, pbh) else {
         return error(404, "Not found");
     };
+    let target = &mut st.pbehaviors[i];
     let comment = json!({"_id": format!("c-{}", msg.len()), "author": {"_id": "u-0001", "name": "centreon"}, "ts": 0, "message": msg});
     if let Some(list) = target["comments"].as_array_mut() {
         list.push(comment.clone());
