@@ -36,7 +36,7 @@ use crate::lanes::{Key, Router};
 use crate::logger::Logger;
 use crate::pbehavior;
 use crate::render::{Choice, Formats};
-use crate::sender::{Progress, Routes, Sender, Source, Work};
+use crate::sender::{Progress, Routes, Sender, Source, Work, MAX_BULK};
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
@@ -623,7 +623,7 @@ impl Connector {
             Queue::Handover(h) => match accepted {
                 Accepted::Event(ev, subject, snapshot) => {
                     h.last_seq += 1;
-                    let lane = h.router.lane(key_of(&ev), 1);
+                    let lane = h.router.lane(key_of(&ev), 1, 1);
                     h.batchers[lane].push_with(h.last_seq, now, |body| {
                         write(&ev, &subject, snapshot.as_deref(), body)
                     });
@@ -633,11 +633,12 @@ impl Connector {
                     // this downtime go first.
                     hand_over(h, &mut self.outlet, &self.log);
                     h.last_seq += 1;
-                    // A request of its own weighs a full batch.
-                    let weight = self.cfg.max_buffer_size as u64;
+                    let key = Key::downtime(action.name());
+                    let bulk = pbehavior::is_bulk_route(&self.cfg.downtime.route);
+                    let (weight, together) = downtime_cost(&action, bulk, self.cfg.max_buffer_size);
                     let work = Work::Downtime {
                         seq: h.last_seq,
-                        lane: h.router.lane(Key::downtime(action.name()), weight),
+                        lane: h.router.lane(key, weight, together),
                         action,
                     };
                     if !self.outlet.send(work) {
@@ -913,6 +914,21 @@ fn hand_over(h: &mut Handover, outlet: &mut Outlet, log: &Logger) {
         if !outlet.send(Work::Events(batch)) {
             sender_gone(log);
         }
+    }
+}
+
+/// What a downtime's pbehavior change costs its lane, in events (a request
+/// weighs a full batch of `batch`), and how many such changes go to one
+/// lane in a row. Through the bulk route a lane sends up to [`MAX_BULK`]
+/// of them per request, so they fill a lane before the next; a creation
+/// still costs a request of its own there, its comment.
+fn downtime_cost(action: &pbehavior::Action, bulk: bool, batch: usize) -> (u64, usize) {
+    let request = batch as u64;
+    match (bulk, action.creates()) {
+        (false, true) => (2 * request, 1),
+        (false, false) => (request, 1),
+        (true, true) => (request, MAX_BULK),
+        (true, false) => (1, MAX_BULK),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Router {
     load: Vec<u64>,
     /// The lane of each key seen since the last drain.
     taken: HashMap<Key, usize>,
+    /// The lane the last new keys sent together went to, and how many.
+    run: (usize, usize),
 }
 
 impl Router {
@@ -55,21 +57,35 @@ impl Router {
         Router {
             load: vec![0; lanes.max(1)],
             taken: HashMap::new(),
+            run: (0, 0),
         }
     }
 
-    /// The lane for `key`'s next piece of work, which weighs `weight`.
-    pub fn lane(&mut self, key: Key, weight: u64) -> usize {
+    /// The lane for `key`'s next piece of work, which weighs `weight`. A
+    /// new key goes to the least busy lane; with `together` above 1, it
+    /// joins the new keys before it until `together` of them went to one
+    /// lane in a row (work a lane sends in bulk, such as pbehaviors through
+    /// the bulk route: spread one per lane, each would be a request).
+    pub fn lane(&mut self, key: Key, weight: u64, together: usize) -> usize {
         if self.load.len() == 1 {
             return 0;
         }
         let lane = match self.taken.entry(key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
-                let least = (0..self.load.len())
-                    .min_by_key(|&l| self.load[l])
-                    .unwrap_or(0);
-                *e.insert(least)
+                let (last, count) = self.run;
+                let joining = together > 1 && count > 0 && count < together;
+                let lane = if joining {
+                    last
+                } else {
+                    (0..self.load.len())
+                        .min_by_key(|&l| self.load[l])
+                        .unwrap_or(0)
+                };
+                if together > 1 {
+                    self.run = (lane, if joining { count + 1 } else { 1 });
+                }
+                *e.insert(lane)
             }
         };
         self.load[lane] += weight;
@@ -81,6 +97,7 @@ impl Router {
         if !self.taken.is_empty() {
             self.taken.clear();
             self.load.iter_mut().for_each(|l| *l = 0);
+            self.run = (0, 0);
         }
     }
 }
@@ -92,18 +109,18 @@ mod tests {
     #[test]
     fn a_key_keeps_its_lane_until_drained() {
         let mut r = Router::new(4);
-        let a = r.lane(Key::Object(1, 0), 1);
+        let a = r.lane(Key::Object(1, 0), 1, 1);
         for _ in 0..50 {
             // Other objects pile up elsewhere; `a` stays put however busy
             // its lane gets.
-            assert_eq!(r.lane(Key::Object(1, 0), 10), a);
-            r.lane(Key::Object(2, 7), 1);
+            assert_eq!(r.lane(Key::Object(1, 0), 10, 1), a);
+            r.lane(Key::Object(2, 7), 1, 1);
         }
         r.drained();
         // Its lane is no busier than the others now: it may go anywhere,
         // and does go to the least busy one.
-        let b = r.lane(Key::Object(9, 9), 5);
-        assert_ne!(r.lane(Key::Object(1, 0), 1), b);
+        let b = r.lane(Key::Object(9, 9), 5, 1);
+        assert_ne!(r.lane(Key::Object(1, 0), 1, 1), b);
     }
 
     #[test]
@@ -113,7 +130,7 @@ mod tests {
         // gets 25 of them, where a hash gave some lanes 35 and others 15.
         for round in 0..10 {
             for o in 0..400 {
-                r.lane(Key::Object(1000 + o, 1), 1);
+                r.lane(Key::Object(1000 + o, 1), 1, 1);
             }
             if round == 0 {
                 assert_eq!(r.taken.len(), 400);
@@ -122,15 +139,15 @@ mod tests {
         assert!(r.load.iter().all(|&l| l == 250), "{:?}", r.load);
         // A heavy downtime does not land where the events pile.
         let mut r = Router::new(2);
-        let busy = r.lane(Key::Object(1, 1), 100);
-        assert_ne!(r.lane(Key::downtime("centreon-downtime-1-2"), 100), busy);
+        let busy = r.lane(Key::Object(1, 1), 100, 1);
+        assert_ne!(r.lane(Key::downtime("centreon-downtime-1-2"), 100, 1), busy);
     }
 
     #[test]
     fn one_lane_is_always_lane_zero() {
         let mut r = Router::new(1);
-        assert_eq!(r.lane(Key::Object(1, 2), 1), 0);
-        assert_eq!(r.lane(Key::downtime("x"), 100), 0);
+        assert_eq!(r.lane(Key::Object(1, 2), 1, 1), 0);
+        assert_eq!(r.lane(Key::downtime("x"), 100, 1), 0);
         assert!(r.taken.is_empty());
     }
 
@@ -138,10 +155,26 @@ mod tests {
     fn a_downtimes_create_and_delete_share_a_lane() {
         let mut r = Router::new(8);
         let name = "centreon-downtime-42-1731000000";
-        let lane = r.lane(Key::downtime(name), 100);
+        let lane = r.lane(Key::downtime(name), 100, 1);
         for o in 0..100 {
-            r.lane(Key::Object(o, 0), 100);
+            r.lane(Key::Object(o, 0), 100, 1);
         }
-        assert_eq!(r.lane(Key::downtime(name), 100), lane);
+        assert_eq!(r.lane(Key::downtime(name), 100, 1), lane);
+    }
+
+    #[test]
+    fn work_sent_in_bulk_fills_a_lane_before_the_next() {
+        let mut r = Router::new(4);
+        let busy = r.lane(Key::Object(1, 1), 500, 1);
+        let lanes: Vec<usize> = (0..250)
+            .map(|i| r.lane(Key::downtime(&format!("dt-{i}")), 1, 100))
+            .collect();
+        // 100 in one lane (not the busy one), 100 in another, then 50.
+        assert!(lanes[..100].iter().all(|&l| l == lanes[0] && l != busy));
+        assert!(lanes[100..200].iter().all(|&l| l == lanes[100]));
+        assert!(lanes[200..].iter().all(|&l| l == lanes[200]));
+        assert_ne!(lanes[0], lanes[100]);
+        // A key seen before keeps its lane, whatever the run.
+        assert_eq!(r.lane(Key::downtime("dt-7"), 1, 100), lanes[0]);
     }
 }
