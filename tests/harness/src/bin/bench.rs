@@ -236,7 +236,18 @@ fn over_network(latency: Duration, fail_rate: f64, n: i64) -> f64 {
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     out.close();
+    show_stats(&lab);
     rate
+}
+
+/// With `BENCH_SHOW_LOG` set, the connector's stats lines, to see where
+/// the time went (`waited_ms`, `requests`...).
+fn show_stats(lab: &Lab) {
+    if std::env::var_os("BENCH_SHOW_LOG").is_some() {
+        for line in lab.log().lines().filter(|l| l.contains("stats:")) {
+            eprintln!("{line}");
+        }
+    }
 }
 
 /// (f): seconds until `n` downtimes (over [`OBJECTS`] services), started
@@ -281,16 +292,7 @@ fn downtimes(latency: Duration, n: i64, bulk: bool) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     let left = lab.mock.state().pbehaviors.len();
     out.close();
-    if std::env::var_os("BENCH_SHOW_LOG").is_some() {
-        eprintln!(
-            "{}",
-            lab.log()
-                .lines()
-                .filter(|l| l.contains("stats:"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
+    show_stats(&lab);
     if !done || left > 0 {
         eprintln!("downtimes: not all done ({left} pbehaviors left)");
     }
