@@ -33,9 +33,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// of milliseconds; each failure in a row doubles the step up to
 /// [`MAX_BACKOFF`]. Unit tests run the same policy five times faster.
 const BACKOFF_UNIT: Duration = if cfg!(test) {
-    Duration::from_millis(10)
+    Duration::from_millis(4)
 } else {
-    Duration::from_millis(50)
+    Duration::from_millis(20)
 };
 
 /// An event Canopsis keeps refusing (while taking others) is tried at least
@@ -565,7 +565,7 @@ impl Backoff {
 
     /// The next delay; `hint` (Retry-After) is honoured up to the cap.
     pub fn next(&mut self, hint: Option<Duration>) -> Duration {
-        let step = (BACKOFF_UNIT * (1u32 << self.attempt.min(11))).min(MAX_BACKOFF);
+        let step = (BACKOFF_UNIT * (1u32 << self.attempt.min(12))).min(MAX_BACKOFF);
         self.attempt = self.attempt.saturating_add(1);
         self.seed ^= self.seed << 13;
         self.seed ^= self.seed >> 7;

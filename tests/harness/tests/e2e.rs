@@ -276,10 +276,10 @@ fn server_errors_and_throttling_are_retried_with_backoff_and_retry_after() {
     assert_eq!(statuses, vec![500, 429, 200]);
     let first_pause = posts[1].at - posts[0].at;
     let after_429 = posts[2].at - posts[1].at;
-    // Backoff starts between 25 and 50 ms (a blip costs milliseconds);
+    // Backoff starts between 10 and 20 ms (a blip costs milliseconds);
     // Retry-After: 2 is honoured.
     assert!(
-        first_pause >= Duration::from_millis(20) && first_pause < Duration::from_millis(400),
+        first_pause >= Duration::from_millis(10) && first_pause < Duration::from_millis(400),
         "{first_pause:?}"
     );
     assert!(after_429 >= Duration::from_millis(1950), "{after_429:?}");
