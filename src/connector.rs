@@ -50,6 +50,21 @@ use std::time::{Duration, Instant};
 /// stops calling `write` for lack of acks in the normal case.
 pub const ACK_WINDOW: u64 = 5000;
 
+/// The acknowledgement window for `lanes` lanes sending batches of `batch`
+/// events: the largest whole number of rounds (a full batch in each lane)
+/// within [`ACK_WINDOW`]. Waiting at the window empties every lane, and a
+/// lane left with a part-filled batch pays a whole round trip for it: 5000
+/// events over 16 lanes of 100 took four round trips where 4800 take three
+/// (bench (f), Canopsis answering in 20 ms: 50k → 62k events/s).
+pub fn ack_window(lanes: usize, batch: usize) -> u64 {
+    let round = (lanes * batch) as u64;
+    if round == 0 || round > ACK_WINDOW {
+        ACK_WINDOW
+    } else {
+        ACK_WINDOW / round * round
+    }
+}
+
 /// Longest wait for delivery inside `write`.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
@@ -153,6 +168,8 @@ pub struct Connector {
     queue: Queue,
     outlet: Outlet,
     unacked: u64,
+    /// Unacknowledged events after which `write` waits ([`ack_window`]).
+    ack_window: u64,
     counters: Counters,
     /// When the stats line is next due.
     next_stats: Instant,
@@ -283,6 +300,10 @@ impl Connector {
             ));
         }
         let sent = load_sent(&cfg, &log);
+        let window = match &cfg.spool {
+            None => ack_window(cfg.max_in_flight, cfg.max_buffer_size),
+            Some(_) => ACK_WINDOW,
+        };
         let now = Instant::now();
         let mut c = Connector {
             queue,
@@ -302,6 +323,7 @@ impl Connector {
                 idle: Arc::new(Progress::default()),
             },
             unacked: 0,
+            ack_window: window,
             counters: Counters::default(),
             next_stats: Instant::now() + STATS_INTERVAL,
             last_now: Instant::now(),
@@ -526,10 +548,8 @@ impl Connector {
         self.revive(now);
         let done = match &mut self.queue {
             Queue::Handover(h) => {
-                if h.due(now) {
-                    hand_over(h, &mut self.outlet, &self.log);
-                }
-                if self.unacked < ACK_WINDOW {
+                hand_over_due(h, now, &mut self.outlet, &self.log);
+                if self.unacked < self.ack_window {
                     h.settle(None, &mut self.outlet, &self.log)
                 } else {
                     let start = Instant::now();
@@ -540,7 +560,7 @@ impl Connector {
             }
             Queue::Spool(q) => {
                 let synced_before = q.sync_time();
-                let done = q.settle(self.unacked >= ACK_WINDOW, now, &self.log);
+                let done = q.settle(self.unacked >= self.ack_window, now, &self.log);
                 self.counters.waited += q.sync_time() - synced_before;
                 done
             }
@@ -917,6 +937,18 @@ fn hand_over(h: &mut Handover, outlet: &mut Outlet, log: &Logger) {
     }
 }
 
+/// Hands over the batches that are due, each on its own: a lane whose
+/// batch is full does not make the others send theirs part-filled.
+fn hand_over_due(h: &mut Handover, now: Instant, outlet: &mut Outlet, log: &Logger) {
+    for b in h.batchers.iter_mut().filter(|b| b.due(now)) {
+        if let Some(batch) = b.take() {
+            if !outlet.send(Work::Events(batch)) {
+                sender_gone(log);
+            }
+        }
+    }
+}
+
 /// What a downtime's pbehavior change costs its lane, in events (a request
 /// weighs a full batch of `batch`), and how many such changes go to one
 /// lane in a row. Through the bulk route a lane sends up to [`MAX_BULK`]
@@ -947,11 +979,6 @@ fn key_of(ev: &NebEvent) -> Key {
 impl Handover {
     fn is_empty(&self) -> bool {
         self.batchers.iter().all(Batcher::is_empty)
-    }
-
-    /// Whether a lane's batch is due: all are handed over together.
-    fn due(&self, now: Instant) -> bool {
-        self.batchers.iter().any(|b| b.due(now))
     }
 
     /// `true` when everything received so far is confirmed; may wait up to
@@ -1212,6 +1239,15 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(10), "never delivered");
         }
         assert_eq!(canopsis.bodies.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_ack_window_is_whole_rounds_of_full_batches() {
+        assert_eq!(ack_window(16, 100), 4800);
+        assert_eq!(ack_window(1, 100), 5000);
+        assert_eq!(ack_window(3, 7), 4998);
+        // One round is more than the window: the window stays.
+        assert_eq!(ack_window(16, 1000), ACK_WINDOW);
     }
 
     #[test]
