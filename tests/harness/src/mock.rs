@@ -92,6 +92,9 @@ pub struct State {
     /// Event POSTs whose body contains this text get a 400, as a body
     /// Canopsis cannot decode does.
     pub refuse_containing: Option<String>,
+    /// Requests whose body contains this text are answered 500 (a backend
+    /// failing for some events only).
+    pub fail_containing: Option<String>,
     /// When false, only counts are kept (benchmarks with millions of events).
     pub record: bool,
     /// Events published so far, recorded or not.
@@ -154,6 +157,7 @@ impl State {
             retry_after: None,
             fail_next_events: 0,
             refuse_containing: None,
+            fail_containing: None,
             record: true,
             published: 0,
             connections: 0,
@@ -525,6 +529,11 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
     }
     if st.fail_rate > 0.0 && st.random() < st.fail_rate {
         return error(500, "Internal server error");
+    }
+    if let Some(marker) = &st.fail_containing {
+        if String::from_utf8_lossy(&req.body).contains(marker.as_str()) {
+            return error(500, "Internal server error");
+        }
     }
     let user = match authenticate(st, req) {
         Ok(u) => u,

@@ -4,7 +4,7 @@
 
 use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Bbdo, Status};
-use canopsis_harness::{deliver, run_for, text, Lab};
+use canopsis_harness::{deliver, drain, run_for, text, Lab};
 use std::time::{Duration, Instant};
 
 const T: i64 = 1_763_000_000;
@@ -171,4 +171,47 @@ fn requests_in_flight_keep_their_connections_alive() {
     );
     drop(st);
     out.close();
+}
+
+/// A request Canopsis keeps failing holds back its own lane and broker's
+/// acknowledgement, never the other lanes: the other objects' events are
+/// all taken meanwhile. Once it goes through, everything is acknowledged,
+/// each object's events once and in order.
+#[test]
+fn a_failing_request_holds_back_only_its_lane() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("one-lane-fails");
+        lab.mock.state().fail_containing = Some("\"host-b\"".into());
+        let mut out = lab.open(
+            lab.params(&[
+                ("max_buffer_size", Param::Num(2)),
+                ("max_all_queues_age", Param::Num(1)),
+                ("max_requests_in_flight", text("4")),
+            ]),
+            bbdo,
+        );
+        let mut mux = Muxer::new();
+        for e in changes(10, bbdo) {
+            mux.push(e);
+        }
+        // The four objects take one lane each; host-b's fails.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lab.mock.state().events.len() < 30 && Instant::now() < deadline {
+            run_for(&mut out, &mut mux, Duration::from_millis(50));
+        }
+        let got = per_object(&lab);
+        assert_eq!(got.len(), 3, "{bbdo:?}: the other objects went on: {got:?}");
+        assert!(got.values().all(|o| o.len() == 10), "{bbdo:?}: {got:?}");
+        assert_eq!(mux.acked, 0, "{bbdo:?}: acknowledged past host-b's events");
+        lab.mock.state().fail_containing = None;
+        assert!(drain(&mut out, &mut mux, Duration::from_secs(30)));
+        assert_eq!(mux.acked, 40);
+        let expected: Vec<String> = (0..10).map(|i| format!("change {i}")).collect();
+        let got = per_object(&lab);
+        assert_eq!(got.len(), 4, "{got:?}");
+        for (object, outputs) in &got {
+            assert_eq!(outputs, &expected, "{bbdo:?} {object}");
+        }
+        out.close();
+    }
 }
