@@ -301,6 +301,18 @@ struct Lanes {
     handed: u64,
 }
 
+impl Lanes {
+    /// Every event before the oldest unconfirmed one of any lane.
+    fn watermark(&self) -> u64 {
+        self.queues
+            .iter()
+            .filter_map(|q| q.front())
+            .map(|(first, _)| first.saturating_sub(1))
+            .min()
+            .unwrap_or(self.handed)
+    }
+}
+
 /// What the broker thread can observe of the sender.
 #[derive(Debug)]
 pub struct Progress {
@@ -337,10 +349,21 @@ impl Default for Progress {
 }
 
 impl Progress {
-    /// Sequence number of the last event Canopsis confirmed (events are
-    /// confirmed in order).
+    /// Sequence number up to which Canopsis confirmed every event handed
+    /// over. With lanes it is worked out from what they hold each time,
+    /// never remembered: a lane may confirm its batch while an earlier event
+    /// still waits in another lane's batch, not handed over yet, and a
+    /// remembered figure would then count that event as delivered once it
+    /// is handed over. So it means "everything up to here" only once every
+    /// event up to there was handed over, as the connector makes sure
+    /// before it acknowledges.
     pub fn delivered(&self) -> u64 {
-        self.delivered.load(Ordering::Acquire)
+        let l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if l.queues.is_empty() {
+            // One lane confirming in order (the spool), or nothing yet.
+            return self.delivered.load(Ordering::Acquire);
+        }
+        l.watermark()
     }
 
     /// Whether the last attempt failed.
@@ -399,12 +422,7 @@ impl Progress {
                     q.pop_front();
                 }
             }
-            l.queues
-                .iter()
-                .filter_map(|q| q.front())
-                .map(|(first, _)| first.saturating_sub(1))
-                .min()
-                .unwrap_or(l.handed)
+            l.watermark()
         };
         self.set_delivered(watermark);
     }
@@ -2285,6 +2303,19 @@ mod tests {
         assert_eq!(p.delivered(), 9);
         p.confirm(2, 10);
         assert_eq!(p.delivered(), 10);
+    }
+
+    #[test]
+    fn an_event_still_in_a_lanes_batch_is_not_counted_delivered_once_handed() {
+        let p = Progress::default();
+        // Lane 0's batch holds 11 and 13 and is confirmed while 12 waits
+        // in lane 1's batch, not handed over yet.
+        p.handed(0, 11, 13);
+        p.confirm(0, 13);
+        p.handed(1, 12, 12);
+        assert_eq!(p.delivered(), 11, "12 is in flight");
+        p.confirm(1, 12);
+        assert_eq!(p.delivered(), 13);
     }
 
     /// Answers after a random pause, and fails one request in five: the
