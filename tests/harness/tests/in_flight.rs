@@ -215,3 +215,47 @@ fn a_failing_request_holds_back_only_its_lane() {
         out.close();
     }
 }
+
+/// A lane whose batch Canopsis took does not make an older event, still
+/// waiting in another lane's batch, count as delivered: here host-b's
+/// event comes first, Canopsis refuses it, and nothing is acknowledged
+/// however soon the other lane's three events are taken.
+#[test]
+fn a_confirmed_lane_does_not_acknowledge_an_older_event_of_another() {
+    let lab = Lab::new("older-elsewhere");
+    lab.mock.state().fail_containing = Some("\"host-b\"".into());
+    let mut out = lab.open(
+        lab.params(&[
+            ("max_buffer_size", Param::Num(3)),
+            ("max_requests_in_flight", text("2")),
+        ]),
+        Bbdo::V3,
+    );
+    // host-b waits in its lane's batch; the service's batch fills and goes.
+    let mut acked = out.write(&Status::host(13, 1, T).event(Bbdo::V3));
+    for i in 0..3 {
+        acked += out.write(&Status::service(12, 34, 2 * (i % 2), T + i).event(Bbdo::V3));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.mock.state().events.len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(lab.mock.state().events.len(), 3, "the full batch went");
+    // Broker goes idle: host-b's batch goes now, and is refused.
+    for _ in 0..5 {
+        acked += out.flush();
+    }
+    assert_eq!(
+        acked, 0,
+        "acknowledged host-b's event while Canopsis refused it"
+    );
+    lab.mock.state().fail_containing = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acked == 0 && Instant::now() < deadline {
+        acked += out.flush();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(acked, 4);
+    assert_eq!(lab.mock.state().events.len(), 4);
+    out.close();
+}
