@@ -78,6 +78,11 @@ impl Batcher {
         self.last_seq = seq;
     }
 
+    /// The sequence number of the first event waiting, if any.
+    pub fn first_seq(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.first_seq)
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.count == 0

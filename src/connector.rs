@@ -32,11 +32,11 @@ use crate::dedup;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
 use crate::filter;
 use crate::format;
-use crate::lanes::{Key, Router};
+use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::pbehavior;
 use crate::render::{Choice, Formats};
-use crate::sender::{Progress, Routes, Sender, Source, Work, MAX_BULK};
+use crate::sender::{Progress, Routes, Sender, Source, Work};
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
@@ -643,7 +643,8 @@ impl Connector {
             Queue::Handover(h) => match accepted {
                 Accepted::Event(ev, subject, snapshot) => {
                     h.last_seq += 1;
-                    let lane = h.router.lane(key_of(&ev), 1, 1);
+                    let (host, service) = object_of(&ev);
+                    let lane = h.router.lane(Key::Object(host, service), 1, 1);
                     h.batchers[lane].push_with(h.last_seq, now, |body| {
                         write(&ev, &subject, snapshot.as_deref(), body)
                     });
@@ -655,7 +656,8 @@ impl Connector {
                     h.last_seq += 1;
                     let key = Key::downtime(action.name());
                     let bulk = pbehavior::is_bulk_route(&self.cfg.downtime.route);
-                    let (weight, together) = downtime_cost(&action, bulk, self.cfg.max_buffer_size);
+                    let (weight, together) =
+                        downtime_cost(action.creates(), bulk, self.cfg.max_buffer_size);
                     let work = Work::Downtime {
                         seq: h.last_seq,
                         lane: h.router.lane(key, weight, together),
@@ -674,7 +676,7 @@ impl Connector {
                         if json.is_empty() {
                             return;
                         }
-                        Record::Event(json)
+                        Record::Keyed(object_of(&ev), json)
                     }
                     Accepted::Downtime(action) => Record::Downtime(action),
                 };
@@ -949,31 +951,16 @@ fn hand_over_due(h: &mut Handover, now: Instant, outlet: &mut Outlet, log: &Logg
     }
 }
 
-/// What a downtime's pbehavior change costs its lane, in events (a request
-/// weighs a full batch of `batch`), and how many such changes go to one
-/// lane in a row. Through the bulk route a lane sends up to [`MAX_BULK`]
-/// of them per request, so they fill a lane before the next; a creation
-/// still costs a request of its own there, its comment.
-fn downtime_cost(action: &pbehavior::Action, bulk: bool, batch: usize) -> (u64, usize) {
-    let request = batch as u64;
-    match (bulk, action.creates()) {
-        (false, true) => (2 * request, 1),
-        (false, false) => (request, 1),
-        (true, true) => (request, MAX_BULK),
-        (true, false) => (1, MAX_BULK),
-    }
-}
-
-/// The object an event is about, for the [`Router`]: its events keep
-/// their order.
-fn key_of(ev: &NebEvent) -> Key {
+/// The object an event is about (host id, service id), for the
+/// [`Router`]: its events keep their order.
+fn object_of(ev: &NebEvent) -> (u64, u64) {
     let (host, service) = match ev {
         NebEvent::Host(s) | NebEvent::Service(s) => (s.host_id, s.service_id),
         NebEvent::Ack(a) => (a.host_id, a.service_id),
         NebEvent::Downtime(d) => (d.host_id, d.service_id),
         NebEvent::Ba(b) => (Some(u64::MAX), b.ba_id),
     };
-    Key::Object(host.unwrap_or(0), service.unwrap_or(0))
+    (host.unwrap_or(0), service.unwrap_or(0))
 }
 
 impl Handover {

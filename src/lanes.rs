@@ -18,6 +18,8 @@ use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
+use crate::sender::MAX_BULK;
+
 /// What keeps its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Key {
@@ -36,6 +38,21 @@ impl Key {
         let mut h = DefaultHasher::new();
         name.hash(&mut h);
         Key::Downtime(h.finish())
+    }
+}
+
+/// What a downtime's pbehavior change (a creation or not) costs its lane,
+/// in events (a request weighs a full batch of `batch`), and how many such
+/// changes go to one lane in a row. Through the bulk route a lane sends up
+/// to [`MAX_BULK`] of them per request, so they fill a lane before the
+/// next; a creation still costs a request of its own there, its comment.
+pub fn downtime_cost(creates: bool, bulk: bool, batch: usize) -> (u64, usize) {
+    let request = batch as u64;
+    match (bulk, creates) {
+        (false, true) => (2 * request, 1),
+        (false, false) => (request, 1),
+        (true, true) => (request, MAX_BULK),
+        (true, false) => (1, MAX_BULK),
     }
 }
 

@@ -26,6 +26,7 @@ pub mod lanes;
 pub mod logger;
 pub mod luapattern;
 pub mod pbehavior;
+pub mod readback;
 pub mod render;
 pub mod secret;
 pub mod sender;

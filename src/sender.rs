@@ -1,22 +1,24 @@
 //! The background threads that talk to Canopsis.
 //!
 //! Broker's thread never waits on the network: it hands over batches
-//! through a channel per lane, or, with the spool, appends to it. Each
+//! through a channel per lane, or, with the spool, appends to it and one
+//! more thread reads it back into the lanes ([`crate::readback`]). Each
 //! lane's thread takes its work in order, sends it, retries with backoff
 //! until Canopsis confirms it, and confirms it in turn; an event is
-//! delivered once every event before it, in every lane, is confirmed (with
-//! the spool, one lane, whose checkpoint follows). Lanes overtake each
-//! other; an object's events take the same lane while any of them may be
-//! unconfirmed ([`crate::lanes`]), so Canopsis sees them in order. The
-//! threads never touch Lua.
+//! delivered once every event before it, in every lane, is confirmed (the
+//! spool's checkpoint follows). Lanes overtake each other; an object's
+//! events take the same lane while any of them may be unconfirmed
+//! ([`crate::lanes`]), so Canopsis sees them in order. The threads never
+//! touch Lua.
 
 use crate::answer;
-use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
+use crate::batch::Batch;
 use crate::config::DowntimeConfig;
 use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
 use crate::pbehavior::{self, Action, ItemAnswer, Outcome, Resolver};
-use crate::spool::{self, Record};
+use crate::readback::Readback;
+use crate::spool;
 use crate::transport::{one_line, Interrupt, Method, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
 use std::collections::VecDeque;
@@ -94,7 +96,7 @@ impl Work {
         }
     }
 
-    fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.last_seq,
             Work::Downtime { seq, .. }
@@ -108,7 +110,7 @@ impl Work {
 pub enum Source {
     /// Batches the connector hands over with [`Sender::send`].
     Handover,
-    /// Records read back from the spool, bulked here.
+    /// Records read back from the spool, bulked per lane.
     Spool {
         /// The spool's read side.
         reader: Box<spool::Reader>,
@@ -119,101 +121,11 @@ pub enum Source {
     },
 }
 
-/// Bulks spool records into work, in order.
-struct SpoolFeed {
-    reader: Box<spool::Reader>,
-    batcher: Batcher,
-    /// A downtime read while a batch was open; it goes next.
-    held: Option<Work>,
-}
-
-impl SpoolFeed {
-    /// The next work; waits for records or for a partial batch to come of
-    /// age. `None` once stopping and nothing is left.
-    fn next(&mut self, stopping: &dyn Fn() -> bool) -> Option<Work> {
-        if let Some(work) = self.held.take() {
-            return Some(work);
-        }
-        loop {
-            let now = Instant::now();
-            match self.reader.next_record() {
-                Some((seq, Ok(Record::Event(json)))) => {
-                    self.batcher.push(seq, &json, now);
-                    if self.batcher.due(now) {
-                        return self.batcher.take().map(Work::Events);
-                    }
-                }
-                Some((seq, record)) => {
-                    let work = match record {
-                        Ok(Record::Downtime(action)) => Work::Downtime {
-                            seq,
-                            action,
-                            lane: 0,
-                        },
-                        Ok(Record::Event(_)) => unreachable!("matched above"),
-                        Err(reason) => Work::Unreadable { seq, reason },
-                    };
-                    // Keep broker's order: events read before it go first.
-                    return match self.batcher.take() {
-                        Some(batch) => {
-                            self.held = Some(work);
-                            Some(Work::Events(batch))
-                        }
-                        None => Some(work),
-                    };
-                }
-                None => {
-                    let stop = stopping();
-                    if stop || self.reader.hurried() || self.batcher.due(now) {
-                        if let Some(batch) = self.batcher.take() {
-                            return Some(Work::Events(batch));
-                        }
-                    }
-                    if stop {
-                        return None;
-                    }
-                    self.reader.wait(Duration::from_millis(100));
-                }
-            }
-        }
-    }
-}
-
-impl SpoolFeed {
-    /// Downtimes read right after the one just handed out, without
-    /// waiting, up to `max`; stops at anything else (kept for later).
-    fn more_downtimes(&mut self, into: &mut Vec<Action>, seq: &mut u64, max: usize) {
-        while into.len() < max && self.held.is_none() && self.batcher.is_empty() {
-            match self.reader.next_record() {
-                Some((s, Ok(Record::Downtime(action)))) => {
-                    into.push(action);
-                    *seq = s;
-                }
-                Some((s, Ok(Record::Event(json)))) => {
-                    self.batcher.push(s, &json, Instant::now());
-                }
-                Some((s, Err(reason))) => self.held = Some(Work::Unreadable { seq: s, reason }),
-                None => return,
-            }
-        }
-    }
-
-    /// Forgets what was read and not confirmed: reading starts again after
-    /// the checkpoint.
-    fn rewind(&mut self) {
-        self.reader.rewind();
-        let _ = self.batcher.take();
-        self.held = None;
-    }
-}
-
-enum Feed {
-    Channel {
-        rx: Receiver<Work>,
-        /// Work received while looking for more downtimes.
-        ahead: Option<Work>,
-    },
-    Spool(Box<SpoolFeed>),
+/// A lane's work, as handed over.
+struct Feed {
+    rx: Receiver<Work>,
+    /// Work received while looking for more downtimes.
+    ahead: Option<Work>,
 }
 
 /// Downtimes sent in one bulk request at most.
@@ -221,11 +133,8 @@ pub const MAX_BULK: usize = 100;
 
 impl Feed {
     /// The next work, waiting for it; `None` once there is no more.
-    fn next(&mut self, stopping: &dyn Fn() -> bool) -> Option<Work> {
-        match self {
-            Feed::Channel { rx, ahead } => ahead.take().or_else(|| rx.recv().ok()),
-            Feed::Spool(f) => f.next(stopping),
-        }
+    fn next(&mut self) -> Option<Work> {
+        self.ahead.take().or_else(|| self.rx.recv().ok())
     }
 
     /// Joins the downtimes queued right behind `first` (for the bulk
@@ -235,23 +144,29 @@ impl Feed {
             return first;
         };
         let (mut actions, mut last) = (vec![action], seq);
-        match self {
-            Feed::Channel { rx, ahead } => {
-                while ahead.is_none() && actions.len() < MAX_BULK {
-                    match rx.try_recv() {
-                        Ok(Work::Downtime { seq, action, .. }) => {
-                            actions.push(action);
-                            last = seq;
-                        }
-                        Ok(other) => *ahead = Some(other),
-                        Err(_) => break,
-                    }
+        while self.ahead.is_none() && actions.len() < MAX_BULK {
+            match self.rx.try_recv() {
+                Ok(Work::Downtime { seq, action, .. }) => {
+                    actions.push(action);
+                    last = seq;
                 }
+                Ok(other) => self.ahead = Some(other),
+                Err(_) => break,
             }
-            Feed::Spool(f) => f.more_downtimes(&mut actions, &mut last, MAX_BULK),
         }
         Work::Pbehaviors { seq: last, actions }
     }
+}
+
+/// Queues `work` on its lane and notes it in `progress`; `false` if the
+/// lane's thread is gone.
+pub(crate) fn hand(lanes: &[ChannelSender<Work>], progress: &Progress, work: Work) -> bool {
+    if lanes.is_empty() {
+        return false;
+    }
+    let lane = work.lane() % lanes.len();
+    progress.handed(lane, work.first_seq(), work.last_seq());
+    lanes[lane].send(work).is_ok()
 }
 
 /// Where the sender sends.
@@ -657,8 +572,8 @@ const JOIN_GRACE: Duration = Duration::from_millis(3500);
 
 /// Handle on the sender threads, owned by the connector.
 pub struct Sender {
-    /// One channel per lane; none once stopping (or with the spool, which
-    /// the one lane reads itself).
+    /// One channel per lane; none once stopping (or with the spool, whose
+    /// reader hands work over).
     txs: Vec<ChannelSender<Work>>,
     wake: Option<ChannelSender<()>>,
     /// Disconnected once every thread returned.
@@ -674,9 +589,9 @@ pub struct Sender {
 type Job = Arc<Mutex<Option<(Worker, Feed)>>>;
 
 impl Sender {
-    /// Starts the threads, taking work from `source`: with the handover,
-    /// up to `lanes` threads, each with its own connection and its
-    /// requests in order (one with the spool, which is read in order). If
+    /// Starts the threads, taking work from `source`: up to `lanes`
+    /// threads, each with its own connection and its requests in order
+    /// (and, with the spool, one that reads it back into them). If
     /// no thread can be started (the system is out of threads), the
     /// transport comes back with the error, for a later try.
     pub fn spawn(
@@ -690,38 +605,64 @@ impl Sender {
             progress: Arc::new(Progress::default()),
             deadline: Mutex::new(None),
         });
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+        let mut threads = Vec::new();
+        // With the spool, one more thread reads it back into the lanes. It
+        // starts first, so a failure to start it gives the transport back,
+        // and gets the lanes once they run.
+        let (lanes_tx, lanes_rx) = crossbeam_channel::bounded::<Vec<ChannelSender<Work>>>(1);
+        let spooled = matches!(source, Source::Spool { .. });
+        if let Source::Spool {
+            reader,
+            max_events,
+            max_age,
+        } = source
+        {
+            let done = done_tx.clone();
+            let (progress, sh, bulk, rlog) = (
+                shared.progress.clone(),
+                shared.clone(),
+                routes.bulk,
+                log.clone(),
+            );
+            let spawned = std::thread::Builder::new()
+                .name("canopsis-spool".into())
+                .spawn(move || {
+                    let _done = done;
+                    let Ok(lanes) = lanes_rx.recv() else {
+                        return;
+                    };
+                    let mut rb = Readback::new(
+                        reader,
+                        lanes,
+                        progress,
+                        (max_events, max_age),
+                        bulk,
+                        rlog.clone(),
+                    );
+                    read_back(&mut rb, &sh, &rlog);
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => return Err((e, transport)),
+            }
+        }
         let mut feeds = Vec::new();
         let mut txs = Vec::new();
         let mut transports = vec![transport];
-        match source {
-            Source::Handover => {
-                // The other lanes' transports share the first one's pool.
-                while transports.len() < lanes {
-                    match transports[0].fork() {
-                        Some(t) => transports.push(t),
-                        None => break,
-                    }
-                }
-                for _ in 0..transports.len() {
-                    let (tx, rx) = crossbeam_channel::unbounded();
-                    txs.push(tx);
-                    feeds.push(Feed::Channel { rx, ahead: None });
-                }
+        // The other lanes' transports share the first one's pool.
+        while transports.len() < lanes {
+            match transports[0].fork() {
+                Some(t) => transports.push(t),
+                None => break,
             }
-            Source::Spool {
-                reader,
-                max_events,
-                max_age,
-            } => feeds.push(Feed::Spool(Box::new(SpoolFeed {
-                reader,
-                batcher: Batcher::new(max_events, MAX_BODY_BYTES, max_age),
-                held: None,
-            }))),
         }
-        let spool = txs.is_empty();
+        for _ in 0..transports.len() {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            txs.push(tx);
+            feeds.push(Feed { rx, ahead: None });
+        }
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(feeds.len());
-        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-        let mut threads = Vec::new();
         let mut interrupts = Vec::new();
         let resolver = Arc::new(Mutex::new(Resolver::new(routes.placeholder_ids)));
         for (lane, (feed, transport)) in feeds.into_iter().zip(transports).enumerate() {
@@ -739,7 +680,8 @@ impl Sender {
                 wake: wake_rx.clone(),
                 backoff: Backoff::new(),
                 pbh_refused_in_a_row: 0,
-                lane: (!spool).then_some(lane),
+                lane,
+                spooled,
             };
             let slot: Job = Arc::new(Mutex::new(Some((worker, feed))));
             let taken = slot.clone();
@@ -774,6 +716,13 @@ impl Sender {
                 }
             }
         }
+        let txs = if spooled {
+            // The spool's reader hands work over; the connector does not.
+            let _ = lanes_tx.send(txs);
+            Vec::new()
+        } else {
+            txs
+        };
         Ok(Sender {
             txs,
             wake: Some(wake_tx),
@@ -793,14 +742,7 @@ impl Sender {
     /// Queues work on its lane; `false` if the threads are gone (they then
     /// logged why).
     pub fn send(&self, work: Work) -> bool {
-        if self.txs.is_empty() {
-            return false;
-        }
-        let lane = work.lane() % self.txs.len();
-        self.shared
-            .progress
-            .handed(lane, work.first_seq(), work.last_seq());
-        self.txs[lane].send(work).is_ok()
+        hand(&self.txs, &self.shared.progress, work)
     }
 
     /// Asks the threads to deliver what they hold within `budget`, then to
@@ -864,6 +806,35 @@ impl Drop for Sender {
     }
 }
 
+/// The spool reader's thread: reads back until stopped; after an internal
+/// error, starts over from the checkpoint.
+fn read_back(rb: &mut Readback, shared: &Shared, log: &Logger) {
+    let stopping = || shared.deadline();
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| rb.run(&stopping))) {
+            Ok(()) => return,
+            Err(payload) => {
+                let msg = panic_message(&*payload);
+                let progress = &shared.progress;
+                progress.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                log.error(format_args!(
+                    "spool reader caught an internal error ({msg}); reading again from the checkpoint"
+                ));
+                rb.restart(&stopping);
+            }
+        }
+    }
+}
+
+/// What a panic said.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 struct Worker {
     transport: Watched,
     dead: DeadLetter,
@@ -877,8 +848,10 @@ struct Worker {
     backoff: Backoff,
     /// Pbehavior changes dead-lettered in a row, none taken in between.
     pbh_refused_in_a_row: u32,
-    /// Its lane, when it takes work from the handover (not the spool).
-    lane: Option<usize>,
+    /// Its lane.
+    lane: usize,
+    /// Whether its work comes from the spool.
+    spooled: bool,
 }
 
 enum Attempt {
@@ -948,18 +921,18 @@ impl Worker {
     }
 
     fn run(&mut self, mut feed: Feed) {
-        let left_where = match feed {
-            Feed::Channel { .. } => "stay unacknowledged in broker and will be replayed",
-            Feed::Spool(_) => "stay in the spool and are sent at the next start",
+        let left_where = if self.spooled {
+            "stay in the spool and are sent at the next start"
+        } else {
+            "stay unacknowledged in broker and will be replayed"
         };
-        let shared = self.shared.clone();
         // The work being delivered: kept across an internal error so the
         // loop, started over, sends it again.
         let mut current: Option<Work> = None;
         loop {
             let step = catch_unwind(AssertUnwindSafe(|| {
                 if current.is_none() {
-                    current = feed.next(&|| shared.deadline().is_some());
+                    current = feed.next();
                     if self.routes.bulk {
                         if let Some(w) = current.take() {
                             current = Some(feed.with_following_downtimes(w));
@@ -972,13 +945,7 @@ impl Worker {
                 if !self.budget_spent() && self.deliver(work) {
                     let last = work.last_seq();
                     current = None;
-                    match self.lane {
-                        Some(lane) => self.shared.progress.confirm(lane, last),
-                        None => self.shared.progress.set_delivered(last),
-                    }
-                    if let Feed::Spool(f) = &mut feed {
-                        f.reader.confirm(last);
-                    }
+                    self.shared.progress.confirm(self.lane, last);
                     return Flow::Next;
                 }
                 self.log.error(format_args!(
@@ -991,11 +958,7 @@ impl Worker {
                 Ok(Flow::Next) => {}
                 Ok(Flow::Stop) => return,
                 Err(payload) => {
-                    let msg = payload
-                        .downcast_ref::<&str>()
-                        .copied()
-                        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                        .unwrap_or("(no message)");
+                    let msg = panic_message(&*payload);
                     let progress = &self.shared.progress;
                     progress.stats.restarts.fetch_add(1, Ordering::Relaxed);
                     progress.set_failing(&format!("internal error in sender: {msg}"));
@@ -1003,13 +966,7 @@ impl Worker {
                         "sender caught an internal error ({msg}); starting over: events from #{} are sent again",
                         progress.delivered() + 1
                     ));
-                    // Start from what is known to be confirmed: the spool
-                    // is read again from its checkpoint; without it,
                     // `current` still holds the work.
-                    if let Feed::Spool(f) = &mut feed {
-                        f.rewind();
-                        current = None;
-                    }
                     self.forget_pbehavior_ids();
                     let delay = self.backoff.next(None);
                     if !self.pause(delay) {
@@ -1821,6 +1778,7 @@ fn split(body: &[u8]) -> Option<(Part, Part)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::{Batcher, MAX_BODY_BYTES};
     use crate::transport::tests::resp;
     use std::collections::VecDeque;
 
@@ -2412,5 +2370,70 @@ mod tests {
             assert_eq!(order, (0..40).collect::<Vec<_>>(), "object {o}");
         }
         assert!(most.load(Ordering::SeqCst) > 1, "requests overlapped");
+    }
+
+    #[test]
+    fn the_spool_is_read_back_through_the_lanes_and_older_records_in_order() {
+        let dir = std::env::temp_dir().join(format!("cn-readback-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = spool::SpoolConfig {
+            dir: dir.clone(),
+            max_bytes: 1 << 20,
+        };
+        let log = Logger::memory(log::LevelFilter::Error);
+        let (mut w, r) = spool::open(&cfg, &log).unwrap();
+        // What a spool written before lanes holds (no object), then
+        // records with their object, as this version writes them.
+        for n in 0..6u64 {
+            let json = format!(r#"{{"o":9,"n":{n}}}"#);
+            w.append(&spool::Record::Event(json.into_bytes())).unwrap();
+        }
+        for n in 0..20u64 {
+            for o in 0..4u64 {
+                let json = format!(r#"{{"o":{o},"n":{n}}}"#);
+                w.append(&spool::Record::Keyed((o, 0), json.into_bytes()))
+                    .unwrap();
+            }
+        }
+        w.commit().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let most = Arc::new(AtomicUsize::new(0));
+        let t = Jittery {
+            seen: seen.clone(),
+            seed: 0x2545_f491_4f6c_dd1d,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            most: most.clone(),
+        };
+        let source = Source::Spool {
+            reader: Box::new(r),
+            max_events: 3,
+            max_age: Duration::from_secs(60),
+        };
+        let mut s = Sender::spawn(Box::new(t), routes(), log.clone(), source, 4)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        w.hurry();
+        wait_delivered(&s, 86, Duration::from_secs(20));
+        assert!(s.shutdown(Duration::from_secs(2)));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 86, "each record once");
+        let older: Vec<usize> = (0..seen.len()).filter(|&i| seen[i].0 == 9).collect();
+        assert_eq!(older, (0..6).collect::<Vec<_>>(), "older records first");
+        let order = |o: u64| -> Vec<u64> {
+            seen.iter()
+                .filter(|(x, _)| *x == o)
+                .map(|(_, n)| *n)
+                .collect()
+        };
+        assert_eq!(order(9), (0..6).collect::<Vec<_>>());
+        for o in 0..4 {
+            assert_eq!(order(o), (0..20).collect::<Vec<_>>(), "object {o}");
+        }
+        assert!(most.load(Ordering::SeqCst) > 1, "requests overlapped");
+        // The checkpoint followed: nothing is read again at the next start.
+        drop(w);
+        let (_w, mut r) = spool::open(&cfg, &log).unwrap();
+        assert!(r.next_record().is_none(), "all confirmed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -57,8 +57,13 @@ const CHECKPOINT_MAGIC: u32 = 0x434e_5350; // "CNSP"
 /// What the spool holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    /// One Canopsis event, as JSON.
+    /// One Canopsis event, as JSON, without the object it is about: what
+    /// spools written before lanes hold (read back in one lane, in order).
     Event(Vec<u8>),
+    /// One Canopsis event, as JSON, and the object it is about (host id,
+    /// service id), which decides its lane when it is read back. On disk
+    /// the two ids (u64 LE each) come before the JSON.
+    Keyed((u64, u64), Vec<u8>),
     /// One pbehavior change.
     Downtime(Action),
 }
@@ -68,12 +73,20 @@ impl Record {
         match self {
             Record::Event(_) => 1,
             Record::Downtime(_) => 2,
+            Record::Keyed(..) => 3,
         }
     }
 
-    fn decode(kind: u8, payload: Vec<u8>) -> Result<Record, String> {
+    fn decode(kind: u8, mut payload: Vec<u8>) -> Result<Record, String> {
         match kind {
             1 => Ok(Record::Event(payload)),
+            3 if payload.len() >= 16 => {
+                let id = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+                let key = (id(&payload[..8]), id(&payload[8..16]));
+                payload.drain(..16);
+                Ok(Record::Keyed(key, payload))
+            }
+            3 => Err("event record too short for its object".into()),
             2 => pbehavior::action_from_json(&payload)
                 .map(Record::Downtime)
                 .ok_or_else(|| {
@@ -502,6 +515,7 @@ impl Writer {
     pub fn append(&mut self, record: &Record) -> Result<u64, AppendError> {
         let payload_len = match record {
             Record::Event(json) => json.len(),
+            Record::Keyed(_, json) => 16 + json.len(),
             Record::Downtime(_) => 0,
         };
         let est = (HEADER + 1 + payload_len) as u64;
@@ -520,6 +534,11 @@ impl Writer {
         self.buf.push(record.kind());
         match record {
             Record::Event(json) => self.buf.extend_from_slice(json),
+            Record::Keyed((host, service), json) => {
+                self.buf.extend_from_slice(&host.to_le_bytes());
+                self.buf.extend_from_slice(&service.to_le_bytes());
+                self.buf.extend_from_slice(json);
+            }
             Record::Downtime(action) => self.buf.extend_from_slice(&pbehavior::action_json(action)),
         }
         let len = (self.buf.len() - start - HEADER) as u32;
@@ -1168,5 +1187,17 @@ mod tests {
         }
         drop(held);
         assert!(open(&cfg(&d, 1 << 20), &log()).is_ok(), "free once let go");
+    }
+
+    #[test]
+    fn keyed_events_come_back_with_their_object_beside_older_records() {
+        let d = dir("keyed");
+        let (mut w, mut r) = open(&cfg(&d, 1 << 20), &log()).unwrap();
+        let keyed = Record::Keyed((12, u64::MAX), b"{\"k\":1}".to_vec());
+        w.append(&ev(1)).unwrap();
+        w.append(&keyed).unwrap();
+        w.commit().unwrap();
+        assert_eq!(drain(&mut r), vec![(1, ev(1)), (2, keyed)]);
+        let _ = fs::remove_dir_all(&d);
     }
 }

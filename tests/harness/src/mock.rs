@@ -101,6 +101,9 @@ pub struct State {
     pub published: u64,
     /// TCP connections accepted so far.
     pub connections: u64,
+    /// Requests being handled now, and the most there ever were at once.
+    pub in_flight: usize,
+    pub most_in_flight: usize,
     /// Benchmarks only: answer event POSTs by echoing the array as
     /// `sent_events` without validating it, so the figures measure the
     /// connector rather than this mock's JSON handling.
@@ -161,6 +164,8 @@ impl State {
             record: true,
             published: 0,
             connections: 0,
+            in_flight: 0,
+            most_in_flight: 0,
             echo_only: false,
             requests: Vec::new(),
             events: Vec::new(),
@@ -418,6 +423,8 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         let latency = state
             .lock()
             .map(|mut s| {
+                s.in_flight += 1;
+                s.most_in_flight = s.most_in_flight.max(s.in_flight);
                 let extra = s.jitter.mul_f64(s.random());
                 s.latency + extra
             })
@@ -426,6 +433,9 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             std::thread::sleep(latency);
         }
         if let Some(f) = foreign {
+            if let Ok(mut st) = state.lock() {
+                st.in_flight = st.in_flight.saturating_sub(1);
+            }
             let mut head = format!("HTTP/1.1 {} Status\r\n", f.status);
             for (k, v) in &f.headers {
                 head.push_str(&format!("{k}: {v}\r\n"));
@@ -440,6 +450,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
         }
         let (status, body, retry_after) = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.in_flight = st.in_flight.saturating_sub(1);
             let (status, body) = route(&mut st, &req);
             let keep = st.record;
             if keep {

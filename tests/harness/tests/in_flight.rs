@@ -259,3 +259,47 @@ fn a_confirmed_lane_does_not_acknowledge_an_older_event_of_another() {
     assert_eq!(lab.mock.state().events.len(), 4);
     out.close();
 }
+
+/// With the spool too, requests are in flight together and each object's
+/// events arrive once, in broker's order, under delays and failures.
+#[test]
+fn with_the_spool_too_requests_overlap_and_each_object_keeps_its_order() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("in-flight-spool");
+        {
+            let mut st = lab.mock.state();
+            st.latency = Duration::from_millis(5);
+            st.jitter = Duration::from_millis(10);
+            st.fail_rate = 0.2;
+        }
+        let mut out = lab.open(
+            lab.params(&[
+                ("use_spool", Param::Num(1)),
+                (
+                    "spool_directory",
+                    Param::Str(lab.dir.join("spool").display().to_string()),
+                ),
+                ("max_buffer_size", Param::Num(3)),
+                ("max_all_queues_age", Param::Num(1)),
+            ]),
+            bbdo,
+        );
+        let mux = deliver(&mut out, changes(30, bbdo));
+        assert_eq!(mux.acked, 120);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lab.mock.state().events.len() < 120 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let expected: Vec<String> = (0..30).map(|i| format!("change {i}")).collect();
+        let got = per_object(&lab);
+        assert_eq!(got.len(), 4, "{got:?}");
+        for (object, outputs) in &got {
+            assert_eq!(outputs, &expected, "{bbdo:?} {object}");
+        }
+        assert!(
+            lab.mock.state().most_in_flight > 1,
+            "{bbdo:?}: one request at a time"
+        );
+        out.close();
+    }
+}

@@ -1,0 +1,240 @@
+//! Reading the spool back into the lanes.
+//!
+//! One thread reads the spool in order and hands its records to the lanes
+//! as the connector hands over broker's events without the spool: each
+//! object's events through one lane while any of them may be unconfirmed
+//! ([`Router`]), batched per lane. It moves the spool's checkpoint up to
+//! what every lane confirmed, never past a record still waiting in a batch.
+//!
+//! Spools written before lanes hold events without their object: those go
+//! through one lane, in order, and the lanes are emptied before and after
+//! them, so no object's events overtake each other across the change.
+
+use crate::batch::{Batcher, MAX_BODY_BYTES};
+use crate::lanes::{downtime_cost, Key, Router};
+use crate::logger::Logger;
+use crate::sender::{Progress, Work};
+use crate::spool::{self, Record};
+use crossbeam_channel::Sender as ChannelSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the reader sleeps when there is nothing to do.
+const IDLE: Duration = Duration::from_millis(20);
+
+/// The spool's read side, handing records to the lanes.
+pub struct Readback {
+    reader: Box<spool::Reader>,
+    batchers: Vec<Batcher>,
+    router: Router,
+    lanes: Vec<ChannelSender<Work>>,
+    progress: Arc<Progress>,
+    /// The last record handed to a lane.
+    handed: u64,
+    /// Where the checkpoint was last moved.
+    confirmed: u64,
+    /// Whether the records read last came without their object.
+    keyless: bool,
+    /// Records handed over and not confirmed after which reading pauses.
+    read_ahead: u64,
+    max_events: usize,
+    bulk: bool,
+    log: Logger,
+}
+
+impl Readback {
+    /// Reads from `reader` into `lanes`, in batches of `max_events` or
+    /// `max_age`.
+    pub fn new(
+        reader: Box<spool::Reader>,
+        lanes: Vec<ChannelSender<Work>>,
+        progress: Arc<Progress>,
+        (max_events, max_age): (usize, Duration),
+        bulk: bool,
+        log: Logger,
+    ) -> Readback {
+        let n = lanes.len().max(1);
+        Readback {
+            reader,
+            batchers: (0..n)
+                .map(|lane| Batcher::new(max_events, MAX_BODY_BYTES, max_age).for_lane(lane))
+                .collect(),
+            router: Router::new(n),
+            lanes,
+            progress,
+            handed: 0,
+            confirmed: 0,
+            keyless: false,
+            read_ahead: (4 * n * max_events.max(1)).max(1000) as u64,
+            max_events,
+            bulk,
+            log,
+        }
+    }
+
+    /// Reads and hands over until `stopping` says so (with the deadline
+    /// the lanes have), then lets the lanes finish and moves the checkpoint
+    /// a last time.
+    pub fn run(&mut self, stopping: &dyn Fn() -> Option<Instant>) {
+        while stopping().is_none() {
+            self.checkpoint();
+            // A lane's part-filled batch goes when it is old enough, even
+            // while other lanes keep the reader busy.
+            let now = Instant::now();
+            self.hand_over(|b| b.due(now));
+            let waiting = self.handed.saturating_sub(self.progress.delivered());
+            if waiting >= self.read_ahead {
+                self.pause();
+                continue;
+            }
+            match self.reader.next_record() {
+                Some((seq, record)) => self.route(seq, record, stopping),
+                None => {
+                    if self.reader.hurried() {
+                        self.hand_over(|_| true);
+                    }
+                    self.reader.wait(IDLE);
+                }
+            }
+        }
+        self.hand_over(|_| true);
+        // Closing the channels lets each lane stop once its work is done.
+        self.lanes.clear();
+        while let Some(deadline) = stopping() {
+            if self.progress.delivered() >= self.handed || Instant::now() >= deadline {
+                break;
+            }
+            self.pause();
+        }
+        self.checkpoint();
+    }
+
+    /// Starts over from the checkpoint after an internal error: once the
+    /// lanes confirmed what they hold, what was read and not handed over
+    /// is read again.
+    pub fn restart(&mut self, stopping: &dyn Fn() -> Option<Instant>) {
+        while stopping().is_none() && self.progress.delivered() < self.handed {
+            self.pause();
+        }
+        self.checkpoint();
+        for b in &mut self.batchers {
+            let _ = b.take();
+        }
+        self.router.drained();
+        self.reader.rewind();
+    }
+
+    fn route(
+        &mut self,
+        seq: u64,
+        record: Result<Record, String>,
+        stopping: &dyn Fn() -> Option<Instant>,
+    ) {
+        let now = Instant::now();
+        match record {
+            Ok(Record::Keyed((host, service), json)) => {
+                if !self.switch(false, stopping) {
+                    return;
+                }
+                let lane = self.router.lane(Key::Object(host, service), 1, 1);
+                self.push(lane, seq, &json, now);
+            }
+            Ok(Record::Event(json)) => {
+                if !self.switch(true, stopping) {
+                    return;
+                }
+                self.push(0, seq, &json, now);
+            }
+            Ok(Record::Downtime(action)) => {
+                let (weight, together) =
+                    downtime_cost(action.creates(), self.bulk, self.max_events);
+                let lane = self
+                    .router
+                    .lane(Key::downtime(action.name()), weight, together);
+                self.send(Work::Downtime { seq, action, lane });
+            }
+            Err(reason) => self.send(Work::Unreadable { seq, reason }),
+        }
+    }
+
+    fn push(&mut self, lane: usize, seq: u64, json: &[u8], now: Instant) {
+        let b = &mut self.batchers[lane];
+        b.push(seq, json, now);
+        if b.due(now) {
+            if let Some(batch) = b.take() {
+                self.send(Work::Events(batch));
+            }
+        }
+    }
+
+    /// Before records with (or without) their object follow the other
+    /// kind, waits until the lanes confirmed everything read so far.
+    /// `false` when stopping came first: the record is read again at the
+    /// next start.
+    fn switch(&mut self, keyless: bool, stopping: &dyn Fn() -> Option<Instant>) -> bool {
+        if keyless == self.keyless {
+            return true;
+        }
+        self.hand_over(|_| true);
+        while self.progress.delivered() < self.handed {
+            if stopping().is_some() {
+                return false;
+            }
+            self.pause();
+        }
+        self.router.drained();
+        self.keyless = keyless;
+        true
+    }
+
+    fn hand_over(&mut self, due: impl Fn(&Batcher) -> bool) {
+        for lane in 0..self.batchers.len() {
+            if due(&self.batchers[lane]) {
+                if let Some(batch) = self.batchers[lane].take() {
+                    self.send(Work::Events(batch));
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, work: Work) {
+        let last = work.last_seq();
+        if !crate::sender::hand(&self.lanes, &self.progress, work) {
+            self.log.error(format_args!(
+                "spool record #{last} not handed over: the sender threads are gone; it is sent at the next start"
+            ));
+            return;
+        }
+        self.handed = self.handed.max(last);
+    }
+
+    /// Moves the checkpoint to what the lanes confirmed, short of the
+    /// oldest record still waiting in a batch.
+    fn checkpoint(&mut self) {
+        if self.handed == 0 {
+            return;
+        }
+        let waiting = self
+            .batchers
+            .iter()
+            .filter_map(Batcher::first_seq)
+            .min()
+            .map_or(u64::MAX, |first| first - 1);
+        let upto = self.progress.delivered().min(self.handed).min(waiting);
+        if upto > self.confirmed {
+            self.reader.confirm(upto);
+            self.confirmed = upto;
+        }
+        if upto >= self.handed && waiting == u64::MAX {
+            self.router.drained();
+        }
+    }
+
+    /// Waits a little for the lanes to confirm something.
+    fn pause(&self) {
+        let next = self.progress.delivered() + 1;
+        if !self.progress.wait_for(next, IDLE) && self.progress.failing() {
+            std::thread::sleep(IDLE);
+        }
+    }
+}
