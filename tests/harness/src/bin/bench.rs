@@ -24,8 +24,9 @@
 //! (e) (a) and (b) with templates (`format_file`): a host and a service
 //!     template using event, cache and group macros and a flag;
 //! (f) (`--network` alone) end to end with Canopsis answering in 20 ms, then
-//!     with 20% of its requests answered 500, over 400 services; and
-//!     downtimes started then ended, on the plain and the bulk route
+//!     with 20% of its requests answered 500, then with the spool, over
+//!     400 services; and downtimes started then ended, on the plain and
+//!     the bulk route
 //!     (`BENCH_IN_FLIGHT=N` sets their `max_requests_in_flight`,
 //!     `BENCH_SHOW_LOG=1` prints their stats lines);
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
@@ -213,9 +214,9 @@ fn many_objects(out: &Output) {
 
 /// (f): events/s to a mock answering after `latency`, failing `fail_rate`
 /// of its requests with a 500, statuses of [`OBJECTS`] services.
-fn over_network(latency: Duration, fail_rate: f64, n: i64) -> f64 {
+fn over_network(latency: Duration, fail_rate: f64, n: i64, spool: bool) -> f64 {
     let lab = Lab::new("bench-net");
-    let mut out = open(&lab, 100, false);
+    let mut out = open(&lab, 100, spool);
     {
         let mut st = lab.mock.state();
         st.latency = latency;
@@ -549,13 +550,13 @@ fn main() {
 /// (f): over a network, with failures, and downtimes in number.
 fn network_rows(scale: i64, row: &dyn Fn(&str, String, &str)) {
     let latency = Duration::from_millis(20);
-    let clean = over_network(latency, 0.0, 200_000 / scale);
+    let clean = over_network(latency, 0.0, 200_000 / scale, false);
     row(
         "(f) end to end, Canopsis answering in 20 ms",
         format!("{clean:.0} ev/s"),
         ">= 50k/s",
     );
-    let failing = over_network(latency, 0.2, 200_000 / scale);
+    let failing = over_network(latency, 0.2, 200_000 / scale, false);
     row(
         "(f) the same with 20% of requests answered 500",
         format!(
@@ -563,6 +564,12 @@ fn network_rows(scale: i64, row: &dyn Fn(&str, String, &str)) {
             100.0 * failing / clean.max(1.0)
         ),
         ">= 50%",
+    );
+    let spooled = over_network(latency, 0.0, 200_000 / scale, true);
+    row(
+        "(f) end to end at 20 ms, with the spool",
+        format!("{spooled:.0} ev/s"),
+        "",
     );
     for bulk in [false, true] {
         let n = 10_000 / scale;
