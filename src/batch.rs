@@ -34,6 +34,8 @@ pub struct Batcher {
     max_bytes: usize,
     max_age: Duration,
     lane: usize,
+    /// The last batch's size: what the next one reserves when it starts.
+    expect: usize,
 }
 
 impl Batcher {
@@ -50,6 +52,7 @@ impl Batcher {
             max_bytes,
             max_age,
             lane: 0,
+            expect: 0,
         }
     }
 
@@ -67,6 +70,8 @@ impl Batcher {
     /// Adds one event that `write` serializes straight into the batch.
     pub fn push_with(&mut self, seq: u64, now: Instant, write: impl FnOnce(&mut Vec<u8>)) {
         if self.count == 0 {
+            // Reserved only now: a lane left idle holds no buffer.
+            self.body.reserve(self.expect);
             self.body.push(b'[');
             self.first_seq = seq;
             self.oldest = Some(now);
@@ -104,7 +109,7 @@ impl Batcher {
         }
         let mut body = std::mem::take(&mut self.body);
         body.push(b']');
-        self.body.reserve(body.len().min(self.max_bytes));
+        self.expect = body.len().min(self.max_bytes);
         let batch = Batch {
             first_seq: self.first_seq,
             last_seq: self.last_seq,
