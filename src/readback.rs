@@ -65,7 +65,7 @@ impl Readback {
             handed: 0,
             confirmed: 0,
             keyless: false,
-            read_ahead: (4 * n * max_events.max(1)).max(1000) as u64,
+            read_ahead: (2 * n * max_events.max(1)).max(1000) as u64,
             max_events,
             bulk,
             log,

@@ -2285,6 +2285,23 @@ mod tests {
         most: Arc<AtomicUsize>,
     }
 
+    impl Jittery {
+        /// The transport, what it will see (object, number) and the most
+        /// requests it will have had at once.
+        #[allow(clippy::type_complexity)]
+        fn new() -> (Jittery, Arc<Mutex<Vec<(u64, u64)>>>, Arc<AtomicUsize>) {
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let most = Arc::new(AtomicUsize::new(0));
+            let t = Jittery {
+                seen: seen.clone(),
+                seed: 0x2545_f491_4f6c_dd1d,
+                in_flight: Arc::new(AtomicUsize::new(0)),
+                most: most.clone(),
+            };
+            (t, seen, most)
+        }
+    }
+
     impl Transport for Jittery {
         fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
             self.seed ^= self.seed << 13;
@@ -2323,14 +2340,7 @@ mod tests {
 
     #[test]
     fn several_requests_in_flight_keep_each_objects_order() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let most = Arc::new(AtomicUsize::new(0));
-        let t = Jittery {
-            seen: seen.clone(),
-            seed: 0x2545_f491_4f6c_dd1d,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            most: most.clone(),
-        };
+        let (t, seen, most) = Jittery::new();
         let log = Logger::memory(log::LevelFilter::Error);
         let s = Sender::spawn(Box::new(t), routes(), log, Source::Handover, 4)
             .map_err(|(e, _)| e)
@@ -2396,14 +2406,7 @@ mod tests {
             }
         }
         w.commit().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let most = Arc::new(AtomicUsize::new(0));
-        let t = Jittery {
-            seen: seen.clone(),
-            seed: 0x2545_f491_4f6c_dd1d,
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            most: most.clone(),
-        };
+        let (t, seen, most) = Jittery::new();
         let source = Source::Spool {
             reader: Box::new(r),
             max_events: 3,

@@ -42,16 +42,34 @@ fn per_object(lab: &Lab) -> std::collections::BTreeMap<String, Vec<String>> {
     m
 }
 
+/// Asserts that each of the four objects' `n` changes reached Canopsis
+/// once, in order.
+fn assert_each_in_order(lab: &Lab, n: i64, what: &str) {
+    let got = per_object(lab);
+    assert_eq!(got.len(), 4, "{what}: {got:?}");
+    let expected: Vec<String> = (0..n).map(|i| format!("change {i}")).collect();
+    for (object, outputs) in &got {
+        assert_eq!(
+            outputs, &expected,
+            "{what} {object}: each change once, in order"
+        );
+    }
+}
+
+/// Canopsis behind an unsteady network: `latency` plus up to 10 ms, and
+/// one request in five answered 500.
+fn unsteady(lab: &Lab, latency: Duration) {
+    let mut st = lab.mock.state();
+    st.latency = latency;
+    st.jitter = Duration::from_millis(10);
+    st.fail_rate = 0.2;
+}
+
 #[test]
 fn each_objects_changes_arrive_in_order_under_delays_and_failures() {
     for bbdo in [Bbdo::V2, Bbdo::V3] {
         let lab = Lab::new("in-flight-order");
-        {
-            let mut st = lab.mock.state();
-            st.latency = Duration::from_millis(2);
-            st.jitter = Duration::from_millis(10);
-            st.fail_rate = 0.2;
-        }
+        unsteady(&lab, Duration::from_millis(2));
         let mut out = lab.open(
             lab.params(&[
                 ("max_buffer_size", Param::Num(3)),
@@ -61,15 +79,7 @@ fn each_objects_changes_arrive_in_order_under_delays_and_failures() {
         );
         let mux = deliver(&mut out, changes(30, bbdo));
         assert_eq!(mux.acked, 120);
-        let got = per_object(&lab);
-        assert_eq!(got.len(), 4, "{got:?}");
-        let expected: Vec<String> = (0..30).map(|i| format!("change {i}")).collect();
-        for (object, outputs) in &got {
-            assert_eq!(
-                outputs, &expected,
-                "{bbdo:?} {object}: each change once, in order"
-            );
-        }
+        assert_each_in_order(&lab, 30, &format!("{bbdo:?}"));
         let failed = lab
             .mock
             .state()
@@ -206,12 +216,7 @@ fn a_failing_request_holds_back_only_its_lane() {
         lab.mock.state().fail_containing = None;
         assert!(drain(&mut out, &mut mux, Duration::from_secs(30)));
         assert_eq!(mux.acked, 40);
-        let expected: Vec<String> = (0..10).map(|i| format!("change {i}")).collect();
-        let got = per_object(&lab);
-        assert_eq!(got.len(), 4, "{got:?}");
-        for (object, outputs) in &got {
-            assert_eq!(outputs, &expected, "{bbdo:?} {object}");
-        }
+        assert_each_in_order(&lab, 10, &format!("{bbdo:?}"));
         out.close();
     }
 }
@@ -266,12 +271,7 @@ fn a_confirmed_lane_does_not_acknowledge_an_older_event_of_another() {
 fn with_the_spool_too_requests_overlap_and_each_object_keeps_its_order() {
     for bbdo in [Bbdo::V2, Bbdo::V3] {
         let lab = Lab::new("in-flight-spool");
-        {
-            let mut st = lab.mock.state();
-            st.latency = Duration::from_millis(5);
-            st.jitter = Duration::from_millis(10);
-            st.fail_rate = 0.2;
-        }
+        unsteady(&lab, Duration::from_millis(5));
         let mut out = lab.open(
             lab.params(&[
                 ("use_spool", Param::Num(1)),
@@ -290,12 +290,7 @@ fn with_the_spool_too_requests_overlap_and_each_object_keeps_its_order() {
         while lab.mock.state().events.len() < 120 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let expected: Vec<String> = (0..30).map(|i| format!("change {i}")).collect();
-        let got = per_object(&lab);
-        assert_eq!(got.len(), 4, "{got:?}");
-        for (object, outputs) in &got {
-            assert_eq!(outputs, &expected, "{bbdo:?} {object}");
-        }
+        assert_each_in_order(&lab, 30, &format!("{bbdo:?}"));
         assert!(
             lab.mock.state().most_in_flight > 1,
             "{bbdo:?}: one request at a time"
