@@ -12,7 +12,8 @@
 //!
 //! Under sustained load broker never calls `flush` and the buffer is never
 //! empty, so acks would stall until broker's queue fills. To keep them
-//! flowing, once [`ACK_WINDOW`] events have gone unacknowledged `write` sends
+//! flowing, once [`ack_window`] events (at most [`ACK_WINDOW`]) have gone
+//! unacknowledged `write` sends
 //! what it holds and waits (at most [`ACK_WAIT`]) for Canopsis to confirm;
 //! it does not wait while the sender is failing, nor again until the sender
 //! made progress after a wait that timed out.
