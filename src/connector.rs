@@ -645,7 +645,7 @@ impl Connector {
                 Accepted::Event(ev, subject, snapshot) => {
                     h.last_seq += 1;
                     let (host, service) = object_of(&ev);
-                    let lane = h.router.lane(Key::Object(host, service), 1, 1);
+                    let lane = h.router.lane(Key::Object(host, service), h.last_seq, 1, 1);
                     h.batchers[lane].push_with(h.last_seq, now, |body| {
                         write(&ev, &subject, snapshot.as_deref(), body)
                     });
@@ -661,7 +661,7 @@ impl Connector {
                         downtime_cost(action.creates(), bulk, self.cfg.max_buffer_size);
                     let work = Work::Downtime {
                         seq: h.last_seq,
-                        lane: h.router.lane(key, weight, together),
+                        lane: h.router.lane(key, h.last_seq, weight, together),
                         action,
                     };
                     if !self.outlet.send(work) {

@@ -136,7 +136,7 @@ impl Readback {
                 if !self.switch(false, stopping) {
                     return;
                 }
-                let lane = self.router.lane(Key::Object(host, service), 1, 1);
+                let lane = self.router.lane(Key::Object(host, service), seq, 1, 1);
                 self.push(lane, seq, &json, now);
             }
             Ok(Record::Event(json)) => {
@@ -148,9 +148,8 @@ impl Readback {
             Ok(Record::Downtime(action)) => {
                 let (weight, together) =
                     downtime_cost(action.creates(), self.bulk, self.max_events);
-                let lane = self
-                    .router
-                    .lane(Key::downtime(action.name()), weight, together);
+                let key = Key::downtime(action.name());
+                let lane = self.router.lane(key, seq, weight, together);
                 self.send(Work::Downtime { seq, action, lane });
             }
             Err(reason) => self.send(Work::Unreadable { seq, reason }),
@@ -224,6 +223,7 @@ impl Readback {
         if upto > self.confirmed {
             self.reader.confirm(upto);
             self.confirmed = upto;
+            self.router.confirmed(upto);
         }
         if upto >= self.handed && waiting == u64::MAX {
             self.router.drained();

@@ -2355,7 +2355,7 @@ mod tests {
         for n in 0..40u64 {
             for o in 0..5u64 {
                 seq += 1;
-                let lane = router.lane(crate::lanes::Key::Object(o, 0), 1, 1);
+                let lane = router.lane(crate::lanes::Key::Object(o, 0), seq, 1, 1);
                 let json = format!(r#"{{"o":{o},"n":{n}}}"#);
                 batchers[lane].push(seq, json.as_bytes(), Instant::now());
                 if batchers[lane].due(Instant::now()) {
