@@ -651,9 +651,8 @@ impl Connector {
                     });
                 }
                 Accepted::Downtime(action) => {
-                    // Keep Canopsis's view in broker's order: events before
-                    // this downtime go first.
-                    hand_over(h, &mut self.outlet, &self.log);
+                    // A downtime keeps its own order only (see
+                    // `crate::lanes`): batches that wait are not cut for it.
                     h.last_seq += 1;
                     let key = Key::downtime(action.name());
                     let bulk = pbehavior::is_bulk_route(&self.cfg.downtime.route);
