@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod answer;
+pub mod backoff;
 pub mod batch;
 pub mod cache;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod lanes;
 pub mod logger;
 pub mod luapattern;
 pub mod pbehavior;
+pub mod progress;
 pub mod readback;
 pub mod render;
 pub mod secret;

@@ -13,7 +13,8 @@
 use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
-use crate::sender::{Progress, Work};
+use crate::progress::Progress;
+use crate::sender::Work;
 use crate::spool::{self, Record};
 use crossbeam_channel::Sender as ChannelSender;
 use std::sync::Arc;
