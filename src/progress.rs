@@ -50,7 +50,6 @@ impl Lanes {
 /// What the broker thread can observe of the sender.
 #[derive(Debug)]
 pub struct Progress {
-    delivered: AtomicU64,
     failing: AtomicBool,
     /// When a request last began or ended, or events were confirmed, in
     /// milliseconds since `born`.
@@ -69,7 +68,6 @@ pub struct Progress {
 impl Default for Progress {
     fn default() -> Self {
         Progress {
-            delivered: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             activity: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
@@ -84,20 +82,18 @@ impl Default for Progress {
 
 impl Progress {
     /// Sequence number up to which Canopsis confirmed every event handed
-    /// over. With lanes it is worked out from what they hold each time,
-    /// never remembered: a lane may confirm its batch while an earlier event
+    /// over. It is worked out from what the lanes hold each time, never
+    /// remembered: a lane may confirm its batch while an earlier event
     /// still waits in another lane's batch, not handed over yet, and a
     /// remembered figure would then count that event as delivered once it
     /// is handed over. So it means "everything up to here" only once every
     /// event up to there was handed over, as the connector makes sure
     /// before it acknowledges.
     pub fn delivered(&self) -> u64 {
-        let l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        if l.queues.is_empty() {
-            // One lane confirming in order (the spool), or nothing yet.
-            return self.delivered.load(Ordering::Acquire);
-        }
-        l.watermark()
+        self.lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .watermark()
     }
 
     /// Whether the last attempt failed.
@@ -149,22 +145,16 @@ impl Progress {
     /// `lane` confirmed its work up to `last`: every event before the
     /// oldest still unconfirmed in any lane is delivered.
     pub(crate) fn confirm(&self, lane: usize, last: u64) {
-        let watermark = {
+        {
             let mut l = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(q) = l.queues.get_mut(lane) {
                 while q.front().is_some_and(|(_, l)| *l <= last) {
                     q.pop_front();
                 }
             }
-            l.watermark()
-        };
-        self.set_delivered(watermark);
-    }
-
-    pub(crate) fn set_delivered(&self, seq: u64) {
+        }
         self.stir();
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.delivered.fetch_max(seq, Ordering::AcqRel);
         if self.failing.swap(false, Ordering::AcqRel) {
             // The stats line shows what is wrong now, not what was.
             *self
@@ -199,7 +189,8 @@ mod tests {
         let e = p.stats.last_error.lock().unwrap().clone().unwrap();
         assert!(e.chars().count() <= LAST_ERROR_CHARS + 1, "{}", e.len());
         assert!(!e.contains('\n') && e.contains("<html>\\n"), "{e}");
-        p.set_delivered(1);
+        p.handed(0, 1, 1);
+        p.confirm(0, 1);
         assert!(p.stats.last_error.lock().unwrap().is_none());
     }
 
