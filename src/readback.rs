@@ -78,12 +78,12 @@ impl Readback {
     /// a last time.
     pub fn run(&mut self, stopping: &dyn Fn() -> Option<Instant>) {
         while stopping().is_none() {
-            self.checkpoint();
+            let delivered = self.checkpoint();
             // A lane's part-filled batch goes when it is old enough, even
             // while other lanes keep the reader busy.
             let now = Instant::now();
             self.hand_over(|b| b.due(now));
-            let waiting = self.handed.saturating_sub(self.progress.delivered());
+            let waiting = self.handed.saturating_sub(delivered);
             if waiting >= self.read_ahead {
                 self.pause();
                 continue;
@@ -209,10 +209,11 @@ impl Readback {
     }
 
     /// Moves the checkpoint to what the lanes confirmed, short of the
-    /// oldest record still waiting in a batch.
-    fn checkpoint(&mut self) {
+    /// oldest record still waiting in a batch; returns what they confirmed.
+    fn checkpoint(&mut self) -> u64 {
+        let delivered = self.progress.delivered();
         if self.handed == 0 {
-            return;
+            return delivered;
         }
         let waiting = self
             .batchers
@@ -220,7 +221,7 @@ impl Readback {
             .filter_map(Batcher::first_seq)
             .min()
             .map_or(u64::MAX, |first| first - 1);
-        let upto = self.progress.delivered().min(self.handed).min(waiting);
+        let upto = delivered.min(self.handed).min(waiting);
         if upto > self.confirmed {
             self.reader.confirm(upto);
             self.confirmed = upto;
@@ -229,6 +230,7 @@ impl Readback {
         if upto >= self.handed && waiting == u64::MAX {
             self.router.drained();
         }
+        delivered
     }
 
     /// Waits a little for the lanes to confirm something.

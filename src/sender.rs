@@ -381,12 +381,7 @@ impl Sender {
         } = source
         {
             let done = done_tx.clone();
-            let (progress, sh, bulk, rlog) = (
-                shared.progress.clone(),
-                shared.clone(),
-                routes.bulk,
-                log.clone(),
-            );
+            let (sh, bulk, rlog) = (shared.clone(), routes.bulk, log.clone());
             let spawned = std::thread::Builder::new()
                 .name("canopsis-spool".into())
                 .spawn(move || {
@@ -397,7 +392,7 @@ impl Sender {
                     let mut rb = Readback::new(
                         reader,
                         lanes,
-                        progress,
+                        sh.progress.clone(),
                         (max_events, max_age),
                         bulk,
                         rlog.clone(),
@@ -2041,6 +2036,14 @@ mod tests {
         }
     }
 
+    /// Object `o`'s numbers, in the order the transport saw them.
+    fn numbers_of(seen: &[(u64, u64)], o: u64) -> Vec<u64> {
+        seen.iter()
+            .filter(|(x, _)| *x == o)
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
     #[test]
     fn several_requests_in_flight_keep_each_objects_order() {
         let (t, seen, most) = Jittery::new();
@@ -2075,12 +2078,11 @@ mod tests {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 200, "each event once");
         for o in 0..5 {
-            let order: Vec<u64> = seen
-                .iter()
-                .filter(|(x, _)| *x == o)
-                .map(|(_, n)| *n)
-                .collect();
-            assert_eq!(order, (0..40).collect::<Vec<_>>(), "object {o}");
+            assert_eq!(
+                numbers_of(&seen, o),
+                (0..40).collect::<Vec<_>>(),
+                "object {o}"
+            );
         }
         assert!(most.load(Ordering::SeqCst) > 1, "requests overlapped");
     }
@@ -2125,15 +2127,13 @@ mod tests {
         assert_eq!(seen.len(), 86, "each record once");
         let older: Vec<usize> = (0..seen.len()).filter(|&i| seen[i].0 == 9).collect();
         assert_eq!(older, (0..6).collect::<Vec<_>>(), "older records first");
-        let order = |o: u64| -> Vec<u64> {
-            seen.iter()
-                .filter(|(x, _)| *x == o)
-                .map(|(_, n)| *n)
-                .collect()
-        };
-        assert_eq!(order(9), (0..6).collect::<Vec<_>>());
+        assert_eq!(numbers_of(&seen, 9), (0..6).collect::<Vec<_>>());
         for o in 0..4 {
-            assert_eq!(order(o), (0..20).collect::<Vec<_>>(), "object {o}");
+            assert_eq!(
+                numbers_of(&seen, o),
+                (0..20).collect::<Vec<_>>(),
+                "object {o}"
+            );
         }
         assert!(most.load(Ordering::SeqCst) > 1, "requests overlapped");
         // The checkpoint followed: nothing is read again at the next start.
