@@ -73,15 +73,20 @@ impl Readback {
         }
     }
 
-    /// Reads and hands over until `stopping` says so (with the deadline
-    /// the lanes have), then lets the lanes finish and moves the checkpoint
-    /// a last time.
+    /// Reads and hands over. Once `stopping` gives the lanes' deadline,
+    /// what is committed is still read and handed over (the lanes get the
+    /// close budget to deliver it, as broker's events without the spool);
+    /// then the lanes finish and the checkpoint moves a last time.
     pub fn run(&mut self, stopping: &dyn Fn() -> Option<Instant>) {
-        while stopping().is_none() {
+        loop {
             let delivered = self.checkpoint();
+            let stop = stopping();
+            let now = Instant::now();
+            if stop.is_some_and(|deadline| now >= deadline) {
+                break;
+            }
             // A lane's part-filled batch goes when it is old enough, even
             // while other lanes keep the reader busy.
-            let now = Instant::now();
             self.hand_over(|b| b.due(now));
             let waiting = self.handed.saturating_sub(delivered);
             if waiting >= self.read_ahead {
@@ -90,6 +95,8 @@ impl Readback {
             }
             match self.reader.next_record() {
                 Some((seq, record)) => self.route(seq, record, stopping),
+                // Stopping, and everything committed is read.
+                None if stop.is_some() => break,
                 None => {
                     if self.reader.hurried() {
                         self.hand_over(|_| true);
@@ -114,7 +121,7 @@ impl Readback {
     /// lanes confirmed what they hold, what was read and not handed over
     /// is read again.
     pub fn restart(&mut self, stopping: &dyn Fn() -> Option<Instant>) {
-        while stopping().is_none() && self.progress.delivered() < self.handed {
+        while !past(stopping) && self.progress.delivered() < self.handed {
             self.pause();
         }
         self.checkpoint();
@@ -169,15 +176,15 @@ impl Readback {
 
     /// Before records with (or without) their object follow the other
     /// kind, waits until the lanes confirmed everything read so far.
-    /// `false` when stopping came first: the record is read again at the
-    /// next start.
+    /// `false` when the close budget ran out first: the record is read
+    /// again at the next start.
     fn switch(&mut self, keyless: bool, stopping: &dyn Fn() -> Option<Instant>) -> bool {
         if keyless == self.keyless {
             return true;
         }
         self.hand_over(|_| true);
         while self.progress.delivered() < self.handed {
-            if stopping().is_some() {
+            if past(stopping) {
                 return false;
             }
             self.pause();
@@ -240,4 +247,9 @@ impl Readback {
             std::thread::sleep(IDLE);
         }
     }
+}
+
+/// Whether the lanes' deadline (set once the connector closes) has passed.
+fn past(stopping: &dyn Fn() -> Option<Instant>) -> bool {
+    stopping().is_some_and(|deadline| Instant::now() >= deadline)
 }
