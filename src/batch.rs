@@ -6,7 +6,105 @@ use std::time::{Duration, Instant};
 /// Canopsis image) with room to spare.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
-/// A JSON array of events ready to POST, with the sequence numbers it covers.
+/// A body of documents and how many it holds.
+pub type Part = (Vec<u8>, usize);
+
+/// How a request body holds several documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// A JSON array, `[a,b]`: Canopsis's event route, Logstash's `json`
+    /// codec (which splits an array into events).
+    #[default]
+    Array,
+    /// One document per line, each ended by a line feed: NDJSON, Logstash's
+    /// `json_lines` codec.
+    Lines,
+}
+
+impl Framing {
+    fn open(self, body: &mut Vec<u8>) {
+        if self == Framing::Array {
+            body.push(b'[');
+        }
+    }
+
+    fn separate(self, body: &mut Vec<u8>) {
+        if self == Framing::Array {
+            body.push(b',');
+        }
+    }
+
+    fn close(self, body: &mut Vec<u8>) {
+        body.push(match self {
+            Framing::Array => b']',
+            Framing::Lines => b'\n',
+        });
+    }
+
+    /// The documents of a body this framing built. `None` when it is not
+    /// such a body.
+    pub fn items(self, body: &[u8]) -> Option<Vec<&[u8]>> {
+        match self {
+            Framing::Array => {
+                let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).ok()?;
+                Some(items.into_iter().map(|i| i.get().as_bytes()).collect())
+            }
+            Framing::Lines => Some(
+                body.split(|&b| b == b'\n')
+                    .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// A body holding `items`.
+    pub fn join<'a>(self, items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.open(&mut out);
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.separate(&mut out);
+            }
+            out.extend_from_slice(item);
+            if self == Framing::Lines {
+                out.push(b'\n');
+            }
+        }
+        if self == Framing::Array {
+            self.close(&mut out);
+        }
+        out
+    }
+
+    /// Splits a body of several documents in two halves, each with its
+    /// count; `None` for a body of one document (or one this framing did
+    /// not build).
+    pub fn split(self, body: &[u8]) -> Option<(Part, Part)> {
+        let items = self.items(body)?;
+        if items.len() < 2 {
+            return None;
+        }
+        let (a, b) = items.split_at(items.len() / 2);
+        Some((
+            (self.join(a.iter().copied()), a.len()),
+            (self.join(b.iter().copied()), b.len()),
+        ))
+    }
+
+    /// The one document of a body holding one, as it would stand alone
+    /// (for the dead-letter file).
+    pub fn single(self, body: &[u8]) -> &[u8] {
+        match self {
+            Framing::Array => body
+                .strip_prefix(b"[")
+                .and_then(|b| b.strip_suffix(b"]"))
+                .unwrap_or(body),
+            Framing::Lines => body.strip_suffix(b"\n").unwrap_or(body),
+        }
+    }
+}
+
+/// A body of events ready to POST, with the sequence numbers it covers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Sequence number of the first event.
@@ -15,7 +113,7 @@ pub struct Batch {
     pub last_seq: u64,
     /// Number of events.
     pub count: usize,
-    /// `[ev,ev,...]`.
+    /// `[ev,ev,...]`, or one per line ([`Framing`]).
     pub body: Vec<u8>,
     /// The lane it goes through ([`crate::lanes`]).
     pub lane: usize,
@@ -34,6 +132,7 @@ pub struct Batcher {
     max_bytes: usize,
     max_age: Duration,
     lane: usize,
+    framing: Framing,
     /// The last batch's size: what the next one reserves when it starts.
     expect: usize,
 }
@@ -52,6 +151,7 @@ impl Batcher {
             max_bytes,
             max_age,
             lane: 0,
+            framing: Framing::Array,
             expect: 0,
         }
     }
@@ -59,6 +159,12 @@ impl Batcher {
     /// The same, for the batches of lane `lane`.
     pub fn for_lane(mut self, lane: usize) -> Batcher {
         self.lane = lane;
+        self
+    }
+
+    /// The same, framing its bodies with `framing`.
+    pub fn framed(mut self, framing: Framing) -> Batcher {
+        self.framing = framing;
         self
     }
 
@@ -72,13 +178,16 @@ impl Batcher {
         if self.count == 0 {
             // Reserved only now: a lane left idle holds no buffer.
             self.body.reserve(self.expect);
-            self.body.push(b'[');
+            self.framing.open(&mut self.body);
             self.first_seq = seq;
             self.oldest = Some(now);
         } else {
-            self.body.push(b',');
+            self.framing.separate(&mut self.body);
         }
         write(&mut self.body);
+        if self.framing == Framing::Lines {
+            self.body.push(b'\n');
+        }
         self.count += 1;
         self.last_seq = seq;
     }
@@ -108,7 +217,9 @@ impl Batcher {
             return None;
         }
         let mut body = std::mem::take(&mut self.body);
-        body.push(b']');
+        if self.framing == Framing::Array {
+            self.framing.close(&mut body);
+        }
         self.expect = body.len().min(self.max_bytes);
         let batch = Batch {
             first_seq: self.first_seq,
@@ -139,6 +250,30 @@ mod tests {
         assert_eq!(batch.body, br#"[{"a":1},{"a":2}]"#);
         assert_eq!((batch.first_seq, batch.last_seq, batch.count), (1, 2, 2));
         assert!(b.is_empty() && b.take().is_none());
+    }
+
+    #[test]
+    fn lines_frame_one_document_per_line_and_split_like_arrays() {
+        let now = Instant::now();
+        let mut b = Batcher::new(3, MAX_BODY_BYTES, Duration::from_secs(5)).framed(Framing::Lines);
+        for (seq, doc) in [(1, "{\"a\":1}"), (2, "{\"a\":2}"), (3, "{\"a\":3}")] {
+            b.push(seq, doc.as_bytes(), now);
+        }
+        let batch = b.take().unwrap();
+        assert_eq!(batch.body, b"{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+        let ((first, n1), (second, n2)) = Framing::Lines.split(&batch.body).unwrap();
+        assert_eq!((first.as_slice(), n1), (&b"{\"a\":1}\n"[..], 1));
+        assert_eq!((second.as_slice(), n2), (&b"{\"a\":2}\n{\"a\":3}\n"[..], 2));
+        assert_eq!(Framing::Lines.single(&first), b"{\"a\":1}");
+        let ((a, _), (c, _)) = Framing::Array
+            .split(b"[{\"a\":1},[2,3],{\"b\":\"]\"}]")
+            .unwrap();
+        assert_eq!(
+            (a.as_slice(), c.as_slice()),
+            (&b"[{\"a\":1}]"[..], &b"[[2,3],{\"b\":\"]\"}]"[..])
+        );
+        assert_eq!(Framing::Array.single(&a), b"{\"a\":1}");
+        assert!(Framing::Array.split(b"[{}]").is_none());
     }
 
     #[test]

@@ -15,6 +15,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod canopsis;
+mod reader;
+mod webhook;
+
+use reader::{int_of, join, split_list, Reader};
+
 /// One value of the table broker gives to `init`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamValue {
@@ -43,7 +49,12 @@ impl fmt::Display for ParamValue {
 pub type Params = BTreeMap<String, ParamValue>;
 
 /// Names whose values are never written to a log line.
-pub const SECRET_PARAMS: &[&str] = &["canopsis_authkey", "proxy_password"];
+pub const SECRET_PARAMS: &[&str] = &[
+    "canopsis_authkey",
+    "proxy_password",
+    "http_headers",
+    "http_server_url",
+];
 
 /// `max_requests_in_flight`'s default.
 pub const DEFAULT_IN_FLIGHT: usize = 16;
@@ -54,6 +65,67 @@ pub const DEFAULT_HOST_CHANGE_DELTA: i64 = 20;
 /// Default log file, kept from the Lua connector's documentation.
 pub const DEFAULT_LOGFILE: &str = "/var/log/centreon-broker/canopsis-events-apiv2.log";
 
+/// The webhook output's default log file.
+pub const DEFAULT_WEBHOOK_LOGFILE: &str = "/var/log/centreon-broker/webhook-events.log";
+
+/// Which loader broker points at: what the output sends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// `canopsis-native-events-apiv2.lua`.
+    Canopsis,
+    /// `webhook-native-events.lua`.
+    Webhook,
+}
+
+impl OutputKind {
+    /// The log file when `logfile` is not set.
+    pub fn default_logfile(self) -> &'static str {
+        match self {
+            OutputKind::Canopsis => DEFAULT_LOGFILE,
+            OutputKind::Webhook => DEFAULT_WEBHOOK_LOGFILE,
+        }
+    }
+}
+
+/// What the output sends to, with what only that destination needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Canopsis (downtimes become pbehaviors, see [`Config::downtime`]).
+    Canopsis,
+    /// Any HTTP endpoint.
+    Webhook(WebhookConfig),
+}
+
+/// The webhook output's settings beside its URL and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `webhook_format`.
+    pub format: WebhookFormat,
+}
+
+/// `webhook_format`: what goes in a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookFormat {
+    /// One JSON array of documents per request.
+    Json,
+    /// One JSON document per line.
+    Ndjson,
+    /// One Mattermost message per request.
+    Mattermost(crate::sink::mattermost::Settings),
+}
+
+/// Where requests go, as each output's parameters say.
+#[derive(Debug, Clone, PartialEq)]
+struct Destination {
+    protocol: String,
+    host: String,
+    port: u16,
+    headers: Vec<(String, Secret)>,
+    route: String,
+    shown_route: String,
+    content_type: &'static str,
+}
+
 /// A parameter that is missing or malformed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
@@ -63,24 +135,6 @@ pub struct ConfigError {
     pub expected: &'static str,
     /// What was given (`***` for secrets, `nothing` when absent).
     pub got: String,
-}
-
-/// Whether `host` names a host and nothing else. Anything URL syntax would
-/// read as more than a host (`user@`, `:port`, `/path`, `?query`, `#frag`)
-/// could send the auth key somewhere else than the admin thinks; a bracketed
-/// IPv6 address and a bare one (several colons) are hosts.
-fn bare_host(host: &str) -> bool {
-    let bad = |c: char| c.is_whitespace() || c.is_control() || "@/?#\\%".contains(c);
-    if host.contains(bad) {
-        return false;
-    }
-    if let Some(inner) = host.strip_prefix('[') {
-        return inner
-            .strip_suffix(']')
-            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
-    }
-    // A colon is a port, unless the whole is an IPv6 address.
-    !host.contains(':') || host.parse::<std::net::Ipv6Addr>().is_ok()
 }
 
 impl fmt::Display for ConfigError {
@@ -263,10 +317,15 @@ pub struct HttpConfig {
     pub host: String,
     /// `canopsis_port`.
     pub port: u16,
-    /// `canopsis_authkey`.
-    pub authkey: Secret,
-    /// `canopsis_event_route`.
+    /// Headers every request carries, values never logged:
+    /// `x-canopsis-authkey`, or `http_headers`.
+    pub headers: Vec<(String, Secret)>,
+    /// `canopsis_event_route`, or the path and query of `http_server_url`.
     pub event_route: String,
+    /// `event_route` as logs show it (a Mattermost hook's key hidden).
+    pub shown_route: String,
+    /// The body's media type.
+    pub content_type: &'static str,
     /// `connection_timeout`.
     pub timeout: Duration,
     /// `verify_certificate`.
@@ -287,6 +346,11 @@ impl HttpConfig {
             self.host.clone()
         };
         format!("{}://{}:{}", self.protocol, host, self.port)
+    }
+
+    /// Where events go, as log lines may show it.
+    pub fn shown_url(&self) -> String {
+        format!("{}{}", self.base_url(), self.shown_route)
     }
 }
 
@@ -309,6 +373,21 @@ pub struct DowntimeConfig {
     pub comment_route: String,
 }
 
+impl Default for DowntimeConfig {
+    /// The Lua connector's defaults.
+    fn default() -> Self {
+        DowntimeConfig {
+            send_pbh: true,
+            reason_name: "Centreon_downtime".into(),
+            type_name: "Default maintenance".into(),
+            route: "/api/v4/pbehaviors".into(),
+            reason_route: "/api/v4/pbehavior-reasons".into(),
+            type_route: "/api/v4/pbehavior-types".into(),
+            comment_route: "/api/v4/pbehavior-comments".into(),
+        }
+    }
+}
+
 /// The whole, validated configuration of one connector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -322,8 +401,10 @@ pub struct Config {
     pub format: FormatConfig,
     /// HTTP settings.
     pub http: HttpConfig,
-    /// Downtime settings.
+    /// Downtime settings (Canopsis only).
     pub downtime: DowntimeConfig,
+    /// What the output sends to.
+    pub output: Output,
     /// `max_buffer_size`: events per POST.
     pub max_buffer_size: usize,
     /// `max_requests_in_flight`: requests sent at once (each object's in
@@ -374,10 +455,15 @@ pub struct Parsed {
     pub unhonoured: Vec<String>,
 }
 
-/// Reads and validates the table given to `init`.
+/// Reads and validates the table given to `init` of the Canopsis output.
 ///
 /// Returns every problem at once, so one restart fixes them all.
 pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
+    parse_for(OutputKind::Canopsis, params)
+}
+
+/// The same, for either output.
+pub fn parse_for(kind: OutputKind, params: &Params) -> Result<Parsed, Vec<ConfigError>> {
     let mut r = Reader {
         params,
         errors: Vec::new(),
@@ -385,7 +471,7 @@ pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
         unhonoured: Vec::new(),
         used: Vec::new(),
     };
-    let config = r.config();
+    let config = r.config(kind);
     let unhonoured = std::mem::take(&mut r.unhonoured);
     for name in params.keys() {
         // `_sc*` parameters are the custom code's own.
@@ -415,10 +501,10 @@ pub fn parse(params: &Params) -> Result<Parsed, Vec<ConfigError>> {
 
 /// The two parameters needed before anything else, so even a broken
 /// configuration is reported in the right file at the right level.
-pub fn log_settings(params: &Params) -> (PathBuf, i64) {
+pub fn log_settings(kind: OutputKind, params: &Params) -> (PathBuf, i64) {
     let file = match params.get("logfile") {
         Some(ParamValue::Str(s)) if !s.trim().is_empty() => PathBuf::from(s.trim()),
-        _ => PathBuf::from(DEFAULT_LOGFILE),
+        _ => PathBuf::from(kind.default_logfile()),
     };
     let level = params
         .get("log_level")
@@ -442,256 +528,18 @@ pub fn spool_dir_for(logfile: &Path) -> PathBuf {
 /// state directory, writable by centreon-broker).
 pub const DEFAULT_SPOOL_PARENT: &str = "/var/lib/centreon-broker";
 
-fn int_of(v: &ParamValue) -> Option<i64> {
-    match v {
-        ParamValue::Int(i) => Some(*i),
-        ParamValue::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
-        ParamValue::Str(s) => {
-            let s = s.trim();
-            s.parse::<i64>().ok().or_else(|| {
-                s.parse::<f64>()
-                    .ok()
-                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-                    .map(|f| f as i64)
-            })
-        }
-        ParamValue::Bool(_) | ParamValue::Float(_) => None,
-    }
-}
-
-struct Reader<'a> {
-    params: &'a Params,
-    errors: Vec<ConfigError>,
-    notices: Vec<String>,
-    /// Values set to something this connector cannot honour, with why.
-    unhonoured: Vec<String>,
-    used: Vec<String>,
-}
-
 impl Reader<'_> {
-    fn raw(&mut self, name: &str) -> Option<&ParamValue> {
-        self.used.push(name.to_string());
-        self.params.get(name)
-    }
-
-    fn fail(&mut self, name: &str, expected: &'static str, got: Option<&ParamValue>) {
-        let got = match got {
-            None => "nothing".to_string(),
-            Some(_) if SECRET_PARAMS.contains(&name) => "***".to_string(),
-            Some(v) => format!("'{v}'"),
-        };
-        self.errors.push(ConfigError {
-            param: name.to_string(),
-            expected,
-            got,
-        });
-    }
-
-    fn string(&mut self, name: &str, default: &str) -> String {
-        match self.raw(name).cloned() {
-            None => default.to_string(),
-            Some(ParamValue::Str(s)) => s,
-            Some(v @ (ParamValue::Int(_) | ParamValue::Float(_))) => v.to_string(),
-            Some(v) => {
-                self.fail(name, "a string", Some(&v));
-                default.to_string()
+    fn config(&mut self, kind: OutputKind) -> Config {
+        let (dest, output, downtime) = match kind {
+            OutputKind::Canopsis => {
+                let (dest, downtime) = self.canopsis();
+                (dest, Output::Canopsis, downtime)
             }
-        }
-    }
-
-    fn nonempty(&mut self, name: &str, default: &str, expected: &'static str) -> String {
-        let v = self.string(name, default).trim().to_string();
-        if v.is_empty() {
-            let raw = self.params.get(name).cloned();
-            self.fail(name, expected, raw.as_ref());
-        }
-        v
-    }
-
-    fn mandatory(&mut self, name: &str, expected: &'static str) -> String {
-        match self.raw(name).cloned() {
-            Some(ParamValue::Str(s)) if !s.trim().is_empty() => s.trim().to_string(),
-            other => {
-                self.fail(name, expected, other.as_ref());
-                String::new()
-            }
-        }
-    }
-
-    fn int(&mut self, name: &str, default: i64, min: i64, max: i64, expected: &'static str) -> i64 {
-        match self.raw(name).cloned() {
-            None => default,
-            Some(ParamValue::Str(s)) if s.trim().is_empty() => default,
-            Some(v) => match int_of(&v) {
-                Some(i) if (min..=max).contains(&i) => i,
-                _ => {
-                    self.fail(name, expected, Some(&v));
-                    default
-                }
-            },
-        }
-    }
-
-    fn flag(&mut self, name: &str, default: bool) -> bool {
-        self.opt_flag(name).unwrap_or(default)
-    }
-
-    fn opt_flag(&mut self, name: &str) -> Option<bool> {
-        match self.raw(name).cloned() {
-            None => None,
-            Some(ParamValue::Bool(b)) => Some(b),
-            Some(ParamValue::Str(s)) if s.trim().is_empty() => None,
-            Some(v) => match int_of(&v) {
-                Some(0) => Some(false),
-                Some(1) => Some(true),
-                _ => {
-                    self.fail(name, "0 or 1", Some(&v));
-                    None
-                }
-            },
-        }
-    }
-
-    fn names(&mut self, name: &str) -> NameList {
-        split_list(&self.string(name, ""))
-    }
-
-    /// A Lua pattern, or with `<name>_enable_split_pattern=1` several,
-    /// split on `<name>_split_character` (default `,`), as the Lua library
-    /// reads `accepted_hosts` and `accepted_services`. A malformed one is
-    /// refused here, where Lua would raise an error for every event.
-    fn patterns(&mut self, name: &str) -> Vec<Pattern> {
-        let text = self.string(name, "");
-        let split = self.flag(&format!("{name}_enable_split_pattern"), false);
-        let sep = self.string(&format!("{name}_split_character"), ",");
-        if text.is_empty() {
-            return Vec::new();
-        }
-        let pieces: Vec<&str> = match sep.chars().next() {
-            Some(c) if split => text.split(c).filter(|p| !p.is_empty()).collect(),
-            _ => vec![text.as_str()],
-        };
-        let mut out = Vec::new();
-        for piece in pieces {
-            match Pattern::new(piece) {
-                Ok(p) => out.push(p),
-                Err(e) => {
-                    let got = ParamValue::Str(format!("{piece}: {e}"));
-                    self.fail(name, "a Lua pattern (as string.match reads it)", Some(&got));
-                }
-            }
-        }
-        out
-    }
-
-    fn states(&mut self, name: &str, default: &str, max: i64) -> Vec<i64> {
-        let text = self.string(name, default);
-        let text = if text.trim().is_empty() {
-            default.to_string()
-        } else {
-            text
-        };
-        let mut out = Vec::new();
-        for item in split_list(&text) {
-            match item.parse::<i64>() {
-                Ok(s) if (0..=max).contains(&s) => out.push(s),
-                _ => {
-                    let got = ParamValue::Str(text.clone());
-                    self.fail(
-                        name,
-                        "a comma-separated list of state codes (e.g. 0,1,2)",
-                        Some(&got),
-                    );
-                    return out;
-                }
-            }
-        }
-        out
-    }
-
-    fn route(&mut self, name: &str, default: &str) -> String {
-        let v = self.string(name, default).trim().to_string();
-        if !v.starts_with('/') || v.contains(char::is_whitespace) {
-            let raw = self.params.get(name).cloned();
-            self.fail(
-                name,
-                "an absolute URL path such as /api/v4/event",
-                raw.as_ref(),
-            );
-        }
-        v
-    }
-
-    fn severity(&mut self, threshold: &str, operator: &str) -> Option<(i64, SeverityOp)> {
-        let th = match self.raw(threshold).cloned() {
-            None => None,
-            Some(ParamValue::Str(s)) if s.trim().is_empty() => None,
-            Some(v) => match int_of(&v) {
-                Some(i) => Some(i),
-                None => {
-                    self.fail(threshold, "an integer severity level", Some(&v));
-                    None
-                }
-            },
-        };
-        let op_text = self.string(operator, ">=");
-        let op = match op_text.trim() {
-            ">=" | "" => SeverityOp::Ge,
-            ">" => SeverityOp::Gt,
-            "<=" => SeverityOp::Le,
-            "<" => SeverityOp::Lt,
-            "==" => SeverityOp::Eq,
-            "~=" | "!=" => SeverityOp::Ne,
-            _ => {
-                let got = ParamValue::Str(op_text.clone());
-                self.fail(operator, "one of >=, >, <=, <, ==, ~=", Some(&got));
-                SeverityOp::Ge
+            OutputKind::Webhook => {
+                let (dest, webhook) = self.webhook();
+                (dest, Output::Webhook(webhook), DowntimeConfig::default())
             }
         };
-        th.map(|t| (t, op))
-    }
-
-    fn config(&mut self) -> Config {
-        let authkey = Secret::new(self.mandatory(
-            "canopsis_authkey",
-            "the Canopsis API key of the connector's user",
-        ));
-        let host = self.mandatory(
-            "canopsis_host",
-            "the Canopsis host name or address (without http://)",
-        );
-        if authkey.expose().chars().any(char::is_control) {
-            // A header value with CR or LF would end the header early.
-            self.fail(
-                "canopsis_authkey",
-                "a key without control characters (check for a pasted line break)",
-                Some(&ParamValue::Str(String::new())),
-            );
-        }
-        if !host.is_empty() && !bare_host(&host) {
-            let raw = self.params.get("canopsis_host").cloned();
-            self.fail(
-                "canopsis_host",
-                "a bare host name or address, without scheme, user, port, path, query or fragment (set them with sending_protocol and canopsis_port)",
-                raw.as_ref(),
-            );
-        }
-        let port = self.int(
-            "canopsis_port",
-            443,
-            1,
-            65535,
-            "a TCP port between 1 and 65535",
-        ) as u16;
-        let protocol = self
-            .string("sending_protocol", "https")
-            .trim()
-            .to_ascii_lowercase();
-        if protocol != "http" && protocol != "https" {
-            let raw = self.params.get("sending_protocol").cloned();
-            self.fail("sending_protocol", "http or https", raw.as_ref());
-        }
-        let event_route = self.route("canopsis_event_route", "/api/v4/event");
         let timeout = self.int(
             "connection_timeout",
             60,
@@ -808,30 +656,6 @@ impl Reader<'_> {
             dates: self.dates(),
         };
 
-        let downtime = DowntimeConfig {
-            send_pbh: self.flag("canopsis_downtime_send_pbh", true),
-            reason_name: self.nonempty(
-                "canopsis_downtime_reason_name",
-                "Centreon_downtime",
-                "a non-empty pbehavior reason name",
-            ),
-            type_name: self.nonempty(
-                "canopsis_downtime_type_name",
-                "Default maintenance",
-                "a non-empty pbehavior type name",
-            ),
-            route: self.route("canopsis_downtime_route", "/api/v4/pbehaviors"),
-            reason_route: self.route(
-                "canopsis_downtime_reason_route",
-                "/api/v4/pbehavior-reasons",
-            ),
-            type_route: self.route("canopsis_downtime_type_route", "/api/v4/pbehavior-types"),
-            comment_route: self.route(
-                "canopsis_downtime_comment_route",
-                "/api/v4/pbehavior-comments",
-            ),
-        };
-
         let max_buffer_size = self.int(
             "max_buffer_size",
             100,
@@ -854,7 +678,24 @@ impl Reader<'_> {
             self.used.push("max_all_queues_age".into());
             old_age
         };
-        let (logfile, _) = log_settings(self.params);
+        // Mattermost shows messages in the order they are posted and
+        // limits posts per second per client: one lane, and each event is
+        // handed to it at once (a chat message must not wait for a batch;
+        // the summary decides what to post when many wait).
+        let (max_in_flight, max_buffer_age) = match &output {
+            Output::Webhook(WebhookConfig {
+                format: WebhookFormat::Mattermost(_),
+            }) => {
+                if max_in_flight != 1 && self.params.contains_key("max_requests_in_flight") {
+                    self.notices.push(
+                        "parameter 'max_requests_in_flight' is 1 for Mattermost: messages are posted in order, one at a time".into(),
+                    );
+                }
+                (1, 0)
+            }
+            _ => (max_in_flight, max_buffer_age),
+        };
+        let (logfile, _) = log_settings(kind, self.params);
         let deadletter_file = match self.string("deadletter_file", "").trim() {
             "" => crate::deadletter::path_for(&logfile),
             path => PathBuf::from(path),
@@ -892,17 +733,20 @@ impl Reader<'_> {
             filter,
             format,
             http: HttpConfig {
-                protocol,
-                host,
-                port,
-                authkey,
-                event_route,
+                protocol: dest.protocol,
+                host: dest.host,
+                port: dest.port,
+                headers: dest.headers,
+                event_route: dest.route,
+                shown_route: dest.shown_route,
+                content_type: dest.content_type,
                 timeout: Duration::from_secs(timeout as u64),
                 verify_certificate,
                 proxy,
                 log_curl,
             },
             downtime,
+            output,
             max_buffer_size,
             max_in_flight,
             max_buffer_age: Duration::from_secs(max_buffer_age as u64),
@@ -1037,22 +881,6 @@ impl Reader<'_> {
     }
 }
 
-fn split_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-fn join(states: &[i64]) -> String {
-    states
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1062,6 +890,16 @@ pub(crate) mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect()
+    }
+
+    pub(crate) fn minimal_webhook(format: &str) -> Params {
+        params(&[
+            (
+                "http_server_url",
+                ParamValue::Str("http://127.0.0.1:9/hooks/s3cr3t".into()),
+            ),
+            ("webhook_format", ParamValue::Str(format.into())),
+        ])
     }
 
     pub(crate) fn minimal() -> Params {
@@ -1336,9 +1174,12 @@ pub(crate) mod tests {
             ("logfile", ParamValue::Str("/tmp/x.log".into())),
             ("log_level", ParamValue::Str("3".into())),
         ]);
-        assert_eq!(log_settings(&p), (PathBuf::from("/tmp/x.log"), 3));
         assert_eq!(
-            log_settings(&Params::new()),
+            log_settings(OutputKind::Canopsis, &p),
+            (PathBuf::from("/tmp/x.log"), 3)
+        );
+        assert_eq!(
+            log_settings(OutputKind::Canopsis, &Params::new()),
             (PathBuf::from(DEFAULT_LOGFILE), 1)
         );
     }

@@ -25,9 +25,9 @@
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
 
-use crate::batch::{Batcher, MAX_BODY_BYTES};
+use crate::batch::{Batcher, Framing, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
-use crate::config::Config;
+use crate::config::{Config, Output, WebhookConfig, WebhookFormat};
 use crate::custom::{Hook, Snapshot, Verdict};
 use crate::dedup;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
@@ -39,6 +39,7 @@ use crate::pbehavior;
 use crate::progress::Progress;
 use crate::render::{Choice, Formats};
 use crate::sender::{Routes, Sender, Source, Work};
+use crate::sink::{mattermost, webhook, Sink};
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
@@ -249,7 +250,10 @@ impl Connector {
         log: Logger,
         transport: Box<dyn Transport>,
     ) -> Result<Connector, String> {
+        let sink = Sink::for_output(&cfg.output);
+        let framing = sink.framing();
         let routes = Routes {
+            sink,
             event_route: cfg.http.event_route.clone(),
             downtime: cfg.downtime.clone(),
             placeholder_ids: cfg.send_data_test,
@@ -263,6 +267,7 @@ impl Connector {
                     .map(|lane| {
                         Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age)
                             .for_lane(lane)
+                            .framed(framing)
                     })
                     .collect(),
                 router: Router::new(cfg.max_in_flight),
@@ -277,12 +282,32 @@ impl Connector {
                 broken: false,
             }),
         };
+        let how = match &routes.sink {
+            Sink::Mattermost(m) => format!(
+                "Mattermost at {}, one message per request, at most {} per second, a summary when more than {} wait",
+                cfg.http.shown_url(),
+                m.per_second,
+                m.summary_after
+            ),
+            Sink::Documents(f) => format!(
+                "{} in batches of up to {} events or {}s, {}",
+                cfg.http.shown_url(),
+                cfg.max_buffer_size,
+                cfg.max_buffer_age.as_secs(),
+                match f {
+                    Framing::Array => "one JSON array per request",
+                    Framing::Lines => "one JSON document per line",
+                }
+            ),
+            Sink::Canopsis => format!(
+                "{} in batches of up to {} events or {}s",
+                cfg.http.shown_url(),
+                cfg.max_buffer_size,
+                cfg.max_buffer_age.as_secs()
+            ),
+        };
         log.info(format_args!(
-            "connector started: sending to {}{} in batches of up to {} events or {}s{}",
-            cfg.http.base_url(),
-            cfg.http.event_route,
-            cfg.max_buffer_size,
-            cfg.max_buffer_age.as_secs(),
+            "connector started: sending to {how}{}",
             if cfg.send_data_test {
                 " (send_data_test=1: payloads go to this log only)"
             } else {
@@ -365,6 +390,7 @@ impl Connector {
                         reader: Box::new(reader),
                         max_events: self.cfg.max_buffer_size,
                         max_age: self.cfg.max_buffer_age,
+                        framing: st.routes.sink.framing(),
                     }
                 }
                 Err(e) => {
@@ -630,15 +656,40 @@ impl Connector {
     ) {
         let format = &self.cfg.format;
         let formats = &self.formats;
+        let output = &self.cfg.output;
         // Straight into the request body (or the spool record).
         let mut write = |ev: &NebEvent,
                          subject: &filter::Subject,
                          snapshot: Option<&Snapshot>,
-                         body: &mut Vec<u8>| match formats.choice(ev.kind())
-        {
-            Choice::Render(t) => t.render(ev, src, subject, cache, format, snapshot, body),
-            _ => {
-                format::write_event_json(format, ev, subject, body);
+                         body: &mut Vec<u8>| {
+            let mut document = |body: &mut Vec<u8>| match formats.choice(ev.kind()) {
+                Choice::Render(t) => {
+                    t.render(ev, src, subject, cache, format, snapshot, body);
+                    true
+                }
+                _ => match output {
+                    Output::Canopsis => format::write_event_json(format, ev, subject, body),
+                    Output::Webhook(w) => match w.format {
+                        WebhookFormat::Mattermost(_) => {
+                            match mattermost::default_message(format, ev, subject) {
+                                Some(m) => {
+                                    body.extend_from_slice(&m);
+                                    true
+                                }
+                                None => false,
+                            }
+                        }
+                        _ => webhook::write_document(format, ev, subject, body),
+                    },
+                },
+            };
+            if let Output::Webhook(WebhookConfig {
+                format: WebhookFormat::Mattermost(_),
+            }) = output
+            {
+                mattermost::write_envelope(body, mattermost::label(ev), document);
+            } else {
+                document(body);
             }
         };
         match &mut self.queue {
@@ -704,7 +755,8 @@ impl Connector {
             }
         };
         let kind = ev.kind();
-        if kind == ElementKind::Downtime && !self.cfg.downtime.send_pbh {
+        let canopsis = self.cfg.output == Output::Canopsis;
+        if kind == ElementKind::Downtime && canopsis && !self.cfg.downtime.send_pbh {
             self.counters.filtered += 1;
             self.log.debug(format_args!(
                 "downtime event not sent: canopsis_downtime_send_pbh=0"
@@ -787,6 +839,19 @@ impl Connector {
         let NebEvent::Downtime(d) = &ev else {
             return Some(Accepted::Event(ev, subject, snapshot));
         };
+        if !canopsis {
+            // A webhook gets a downtime's start and end as events of their
+            // own, in its object's order.
+            return match pbehavior::phase(d) {
+                Ok(_) => Some(Accepted::Event(ev, subject, snapshot)),
+                Err(skip) => {
+                    self.counters.filtered += 1;
+                    self.log
+                        .debug(format_args!("downtime event not sent: {skip}"));
+                    None
+                }
+            };
+        }
         let action = match pbehavior::action(d, &subject) {
             Ok(action) => action,
             Err(skip) => {

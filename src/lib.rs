@@ -32,6 +32,7 @@ pub mod readback;
 pub mod render;
 pub mod secret;
 pub mod sender;
+pub mod sink;
 pub mod spool;
 pub mod template;
 pub mod transport;

@@ -16,7 +16,7 @@
 mod custom;
 mod raw;
 
-use crate::config::{self, ParamValue, Params};
+use crate::config::{self, OutputKind, ParamValue, Params};
 use crate::connector::{Connector, REMINDER};
 use crate::custom::{Hook, NoHook};
 use crate::event::{ElementKind, Field, FieldSource, StatusBuilder};
@@ -51,6 +51,8 @@ enum State {
 
 /// What the userdata behind `new()`'s closures owns.
 struct Handle {
+    /// Which loader made it.
+    kind: OutputKind,
     state: State,
     /// `custom_code_file`, once loaded.
     custom: Option<custom::CustomCode>,
@@ -81,7 +83,7 @@ impl Handle {
                 None => skipped.push(name),
             }
         }
-        let (path, level) = config::log_settings(&params);
+        let (path, level) = config::log_settings(self.kind, &params);
         let filter = logger::level_filter(level);
         let log = Logger::open(&path, filter).unwrap_or_else(|e| {
             let l = Logger::stderr(filter);
@@ -101,7 +103,7 @@ impl Handle {
         }
         // Dropping a previous connector (init called twice) stops its sender first.
         self.state = State::Fresh;
-        match config::parse(&params) {
+        match config::parse_for(self.kind, &params) {
             Err(errors) => {
                 let errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
                 for e in &errors {
@@ -372,8 +374,21 @@ unsafe extern "C-unwind" fn l_gc(state: *mut ffi::lua_State) -> c_int {
     0
 }
 
-/// `new()`: a fresh connector, as `{init, filter, write, flush}`.
+/// `new([output])`: a fresh connector, as `{init, filter, write, flush}`;
+/// `output` is `"canopsis"` (the default) or `"webhook"`.
 unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
+    let name = (ffi::lua_type(state, 1) == ffi::LUA_TSTRING).then(|| raw::text_at(state, 1));
+    let kind = match name.as_deref() {
+        None | Some("canopsis") => OutputKind::Canopsis,
+        Some("webhook") => OutputKind::Webhook,
+        Some(_) => {
+            ffi::lua_pushstring(
+                state,
+                c"new(output): output is \"canopsis\" or \"webhook\"".as_ptr(),
+            );
+            ffi::lua_error(state);
+        }
+    };
     // Any of these calls may raise "out of memory": until the handle is
     // boxed there is nothing to release, and after it `__gc` owns it.
     let slot = ffi::lua_newuserdata(state, std::mem::size_of::<Slot>()) as *mut Slot;
@@ -384,6 +399,7 @@ unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
     ffi::lua_setfield(state, -2, c"__gc".as_ptr());
     ffi::lua_setmetatable(state, ud);
     *slot = Box::into_raw(Box::new(RefCell::new(Handle {
+        kind,
         state: State::Fresh,
         custom: None,
         fields: Vec::with_capacity(16),

@@ -10,7 +10,7 @@
 //! through one lane, in order, and the lanes are emptied before and after
 //! them, so no object's events overtake each other across the change.
 
-use crate::batch::{Batcher, MAX_BODY_BYTES};
+use crate::batch::{Batcher, Framing, MAX_BODY_BYTES};
 use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::progress::Progress;
@@ -45,12 +45,12 @@ pub struct Readback {
 
 impl Readback {
     /// Reads from `reader` into `lanes`, in batches of `max_events` or
-    /// `max_age`.
+    /// `max_age`, framed for the sink.
     pub fn new(
         reader: Box<spool::Reader>,
         lanes: Vec<ChannelSender<Work>>,
         progress: Arc<Progress>,
-        (max_events, max_age): (usize, Duration),
+        (max_events, max_age, framing): (usize, Duration, Framing),
         bulk: bool,
         log: Logger,
     ) -> Readback {
@@ -58,7 +58,11 @@ impl Readback {
         Readback {
             reader,
             batchers: (0..n)
-                .map(|lane| Batcher::new(max_events, MAX_BODY_BYTES, max_age).for_lane(lane))
+                .map(|lane| {
+                    Batcher::new(max_events, MAX_BODY_BYTES, max_age)
+                        .for_lane(lane)
+                        .framed(framing)
+                })
                 .collect(),
             router: Router::new(n),
             lanes,

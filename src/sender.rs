@@ -11,24 +11,30 @@
 //! ([`crate::lanes`]), so Canopsis sees them in order. The threads never
 //! touch Lua.
 
-use crate::answer;
+mod events;
+mod pbehaviors;
+mod worker;
+
+pub use worker::BREAKER;
+
 use crate::backoff::Backoff;
-use crate::batch::Batch;
+use crate::batch::{Batch, Framing};
 use crate::config::DowntimeConfig;
 use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
-use crate::pbehavior::{self, Action, ItemAnswer, Outcome, Resolver};
+use crate::pbehavior::{Action, Resolver};
 use crate::progress::Progress;
 use crate::readback::Readback;
+use crate::sink::Sink;
 use crate::spool;
-use crate::transport::{one_line, Interrupt, Method, Request, Response, Transport, TransportError};
+use crate::transport::{Interrupt, Request, Response, Transport, TransportError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use worker::Worker;
 
 /// An event Canopsis keeps refusing (while taking others) is tried at least
 /// this many times, over at least [`PERMANENT_AFTER`], before it goes to the
@@ -108,6 +114,8 @@ pub enum Source {
         max_events: usize,
         /// `max_all_queues_age`: how long a partial batch waits for more.
         max_age: Duration,
+        /// How the sink frames a batch.
+        framing: Framing,
     },
 }
 
@@ -121,10 +129,39 @@ struct Feed {
 /// Downtimes sent in one bulk request at most.
 pub const MAX_BULK: usize = 100;
 
+/// Events gathered for one Mattermost delivery at most.
+pub const MAX_GATHERED: usize = 10_000;
+
 impl Feed {
     /// The next work, waiting for it; `None` once there is no more.
     fn next(&mut self) -> Option<Work> {
         self.ahead.take().or_else(|| self.rx.recv().ok())
+    }
+
+    /// Joins the batches of events queued right behind `first`, without
+    /// waiting for any, up to [`MAX_GATHERED`] events: for Mattermost,
+    /// what waits decides between messages and a summary.
+    fn with_following_events(&mut self, first: Work) -> Work {
+        let Work::Events(mut batch) = first else {
+            return first;
+        };
+        while self.ahead.is_none() && batch.count < MAX_GATHERED {
+            match self.rx.try_recv() {
+                Ok(Work::Events(next)) => {
+                    // Both are JSON arrays: `[a,b]` + `[c]` is `[a,b,c]`.
+                    batch.body.pop();
+                    batch.body.push(b',');
+                    batch
+                        .body
+                        .extend_from_slice(next.body.get(1..).unwrap_or_default());
+                    batch.count += next.count;
+                    batch.last_seq = next.last_seq;
+                }
+                Ok(other) => self.ahead = Some(other),
+                Err(_) => break,
+            }
+        }
+        Work::Events(batch)
     }
 
     /// Joins the downtimes queued right behind `first` (for the bulk
@@ -162,6 +199,8 @@ pub(crate) fn hand(lanes: &[ChannelSender<Work>], progress: &Progress, work: Wor
 /// Where the sender sends.
 #[derive(Debug, Clone)]
 pub struct Routes {
+    /// What the peer is, and what its answers mean.
+    pub sink: Sink,
     /// `canopsis_event_route`.
     pub event_route: String,
     /// Pbehavior routes and names.
@@ -176,114 +215,6 @@ pub struct Routes {
     /// `canopsis_downtime_route` is the bulk route: consecutive downtimes
     /// go in one request.
     pub bulk: bool,
-}
-
-/// How Canopsis answered a POST to the event route.
-#[derive(Debug, PartialEq)]
-pub enum Verdict {
-    /// Every event was taken.
-    Delivered,
-    /// Some or all events are in `failed_events`; they are to be sent again.
-    Partial {
-        /// Events taken.
-        sent: usize,
-        /// The events that failed, as Canopsis echoed them.
-        failed: Vec<serde_json::Value>,
-    },
-    /// Canopsis refuses the batch's content (400, 413, 422 with its JSON
-    /// error): split it to find the events at fault.
-    Refused(String),
-    /// Nothing was taken; try again later.
-    Retry {
-        /// For the log.
-        reason: String,
-        /// Credentials, permissions or addresses are wrong: an admin must act.
-        config_fault: bool,
-        /// Server-requested delay.
-        retry_after: Option<Duration>,
-    },
-}
-
-/// Reads an answer of `POST /api/v4/event`.
-pub fn judge_events(resp: &Response) -> Verdict {
-    if let Some(f) = answer::foreign(resp) {
-        return Verdict::Retry {
-            reason: f.reason,
-            config_fault: true,
-            retry_after: None,
-        };
-    }
-    match resp.status {
-        200..=299 if nothing_failed(&resp.body) => Verdict::Delivered,
-        200..=299 => {
-            // Canopsis echoes every event; only the failed ones are kept,
-            // the sent ones are skipped without being built.
-            #[derive(serde::Deserialize)]
-            struct Answer {
-                sent_events: Vec<serde::de::IgnoredAny>,
-                failed_events: Vec<serde_json::Value>,
-            }
-            match serde_json::from_str::<Answer>(&resp.body) {
-                Ok(a) if a.failed_events.is_empty() => Verdict::Delivered,
-                Ok(a) => Verdict::Partial {
-                    sent: a.sent_events.len(),
-                    failed: a.failed_events,
-                },
-                Err(_) => Verdict::Retry {
-                    reason: format!(
-                        "HTTP {} with an answer that is not a Canopsis API v4 event response (check canopsis_host, canopsis_port and canopsis_event_route): {}",
-                        resp.status,
-                        resp.snippet()
-                    ),
-                    config_fault: true,
-                    retry_after: None,
-                },
-            }
-        }
-        400 | 413 | 422 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
-        401 => Verdict::Retry {
-            reason: format!(
-                "HTTP 401 {}: Canopsis refused canopsis_authkey (unknown key or disabled user)",
-                resp.snippet()
-            ),
-            config_fault: true,
-            retry_after: None,
-        },
-        403 => Verdict::Retry {
-            reason: format!(
-                "HTTP 403 {}: the user of canopsis_authkey lacks the api_event permission",
-                resp.snippet()
-            ),
-            config_fault: true,
-            retry_after: None,
-        },
-        407 => Verdict::Retry {
-            reason: "HTTP 407: the proxy refused proxy_username/proxy_password".to_string(),
-            config_fault: true,
-            retry_after: None,
-        },
-        status => Verdict::Retry {
-            reason: format!("HTTP {status}: {}", resp.snippet()),
-            config_fault: matches!(status, 404 | 405),
-            retry_after: resp.retry_after,
-        },
-    }
-}
-
-/// Whether an answer is Canopsis's `{"sent_events":[...],"failed_events":[],...}`
-/// with nothing failed, found without parsing the echo of every event (the
-/// sender would spend more time on that than on the request). The last
-/// `"failed_events":` is the top-level one: inside the echoed events' text
-/// every quote is escaped, and the keys come in this order. Anything else
-/// goes through the full parse.
-fn nothing_failed(body: &str) -> bool {
-    const KEY: &str = "\"failed_events\":";
-    let b = body.trim();
-    b.strip_prefix('{')
-        .is_some_and(|rest| rest.trim_start().starts_with("\"sent_events\":"))
-        && b.ends_with('}')
-        && b.rfind(KEY)
-            .is_some_and(|i| b[i + KEY.len()..].trim_start().starts_with("[]"))
 }
 
 struct Shared {
@@ -378,6 +309,7 @@ impl Sender {
             reader,
             max_events,
             max_age,
+            framing,
         } = source
         {
             let done = done_tx.clone();
@@ -393,7 +325,7 @@ impl Sender {
                         reader,
                         lanes,
                         sh.progress.clone(),
-                        (max_events, max_age),
+                        (max_events, max_age, framing),
                         bulk,
                         rlog.clone(),
                     );
@@ -439,6 +371,7 @@ impl Sender {
                 pbh_refused_in_a_row: 0,
                 lane,
                 spooled,
+                last_request: None,
             };
             let slot: Job = Arc::new(Mutex::new(Some((worker, feed))));
             let taken = slot.clone();
@@ -592,946 +525,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-struct Worker {
-    transport: Watched,
-    dead: DeadLetter,
-    routes: Routes,
-    /// Shared by the lanes, so reason and type are looked up (and the
-    /// reason created) once.
-    resolver: Arc<Mutex<Resolver>>,
-    log: Logger,
-    shared: Arc<Shared>,
-    wake: Receiver<()>,
-    backoff: Backoff,
-    /// Pbehavior changes dead-lettered in a row, none taken in between.
-    pbh_refused_in_a_row: u32,
-    /// Its lane.
-    lane: usize,
-    /// Whether its work comes from the spool.
-    spooled: bool,
-}
-
-enum Attempt {
-    Done,
-    Again(Option<Duration>),
-}
-
-/// How far a pbehavior creation got, across retries.
-#[derive(Debug, Default)]
-struct Created {
-    created: bool,
-    /// Comments posted.
-    comments: usize,
-}
-
-/// Where one pbehavior change of a bulk delivery stands.
-#[derive(Debug, Default)]
-struct BulkItem {
-    state: BulkState,
-    /// Comments posted.
-    comments: usize,
-    /// Since when, and how many times, Canopsis refused it.
-    refused: Option<(Instant, u32)>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum BulkState {
-    /// Not taken yet.
-    #[default]
-    Todo,
-    /// Created; its comment is left to post.
-    Comment,
-    /// Done.
-    Done,
-}
-
-/// Shortest pause after a configuration fault: an admin has to act.
-const CONFIG_FAULT_PAUSE: Duration = if cfg!(test) {
-    Duration::from_millis(300)
-} else {
-    Duration::from_secs(30)
-};
-
-/// Single events Canopsis refuses one after the other, none taken, before
-/// the refusals are judged a configuration fault rather than bad events.
-pub const BREAKER: usize = 3;
-
-/// What the sender loop does after one step.
-enum Flow {
-    Next,
-    Stop,
-}
-
-impl Worker {
-    /// Reason and type ids, looked up once for all lanes (a lane waits
-    /// while another looks them up).
-    fn pbehavior_ids(&mut self) -> Result<pbehavior::Ids, Outcome> {
-        let mut r = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
-        r.ids(&mut self.transport, &self.routes.downtime)
-    }
-
-    fn forget_pbehavior_ids(&self) {
-        self.resolver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .forget();
-    }
-
-    fn run(&mut self, mut feed: Feed) {
-        let left_where = if self.spooled {
-            "stay in the spool and are sent at the next start"
-        } else {
-            "stay unacknowledged in broker and will be replayed"
-        };
-        // The work being delivered: kept across an internal error so the
-        // loop, started over, sends it again.
-        let mut current: Option<Work> = None;
-        loop {
-            let step = catch_unwind(AssertUnwindSafe(|| {
-                if current.is_none() {
-                    current = feed.next();
-                    if self.routes.bulk {
-                        if let Some(w) = current.take() {
-                            current = Some(feed.with_following_downtimes(w));
-                        }
-                    }
-                }
-                let Some(work) = &current else {
-                    return Flow::Stop;
-                };
-                if !self.budget_spent() && self.deliver(work) {
-                    let last = work.last_seq();
-                    current = None;
-                    self.shared.progress.confirm(self.lane, last);
-                    return Flow::Next;
-                }
-                self.log.error(format_args!(
-                    "shutdown budget spent: events from #{} on {left_where}",
-                    self.shared.progress.delivered() + 1
-                ));
-                Flow::Stop
-            }));
-            match step {
-                Ok(Flow::Next) => {}
-                Ok(Flow::Stop) => return,
-                Err(payload) => {
-                    let msg = panic_message(&*payload);
-                    let progress = &self.shared.progress;
-                    progress.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    progress.set_failing(&format!("internal error in sender: {msg}"));
-                    self.log.error(format_args!(
-                        "sender caught an internal error ({msg}); starting over: events from #{} are sent again",
-                        progress.delivered() + 1
-                    ));
-                    // `current` still holds the work.
-                    self.forget_pbehavior_ids();
-                    let delay = self.backoff.next(None);
-                    if !self.pause(delay) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends until confirmed (`true`) or the shutdown budget is spent.
-    fn deliver(&mut self, work: &Work) -> bool {
-        match work {
-            Work::Events(batch) => self.deliver_events(batch),
-            Work::Downtime { action, .. } if self.routes.bulk => {
-                self.deliver_bulk(std::slice::from_ref(action))
-            }
-            Work::Downtime { action, .. } => self.deliver_pbehavior(action),
-            Work::Pbehaviors { actions, .. } => self.deliver_bulk(actions),
-            Work::Unreadable { seq, reason } => self.keep_dead(
-                &format!("spool record #{seq} cannot be read back: {reason}"),
-                b"null",
-            ),
-        }
-    }
-
-    /// Keeps what Canopsis will never take in the dead-letter file, and
-    /// counts it for the stats line. `false` when it could not be written:
-    /// the caller keeps the event.
-    fn dead_letter(&self, reason: &str, event: &[u8]) -> bool {
-        if self.dead.keep(reason, event).is_err() {
-            return false;
-        }
-        self.shared
-            .progress
-            .stats
-            .dead_lettered
-            .fetch_add(1, Ordering::Relaxed);
-        true
-    }
-
-    /// [`dead_letter`](Self::dead_letter), retrying with backoff until the
-    /// file takes it; `false` when the close budget ran out first.
-    fn keep_dead(&mut self, reason: &str, event: &[u8]) -> bool {
-        loop {
-            if self.dead_letter(reason, event) {
-                return true;
-            }
-            let step = self.failed("cannot write the dead-letter file", true, None);
-            if !self.wait(step) {
-                return false;
-            }
-        }
-    }
-
-    /// Waits as `step` says; `false` when no try is left.
-    fn wait(&self, step: Attempt) -> bool {
-        match step {
-            Attempt::Done => true,
-            Attempt::Again(None) => false,
-            Attempt::Again(Some(delay)) => self.pause(delay),
-        }
-    }
-
-    /// Sends a batch until Canopsis confirmed each event or refused it for
-    /// good. Order is kept.
-    ///
-    /// A refusal condemns an event only when Canopsis is seen taking others:
-    /// - 400/413/422 with Canopsis's JSON error: the batch is split in
-    ///   halves down to single events. A refused single event is dead-lettered
-    ///   once another event of the batch was taken; if [`BREAKER`] single
-    ///   events are refused in a row and none taken, or the batch holds no
-    ///   other event, the refusal is treated as a configuration fault and
-    ///   retried (a lone event is dead-lettered after `permanent_after` of
-    ///   refusals).
-    /// - `failed_events`: when every event of a request failed, Canopsis's
-    ///   backend is failing (its message bus, its database): retried, never
-    ///   dead-lettered. Events listed while others were taken are resent,
-    ///   and dead-lettered only after [`MAX_PARTIAL_ATTEMPTS`] tries over
-    ///   `permanent_after`.
-    fn deliver_events(&mut self, batch: &Batch) -> bool {
-        let mut pending = VecDeque::from([(batch.body.clone(), batch.count)]);
-        // Single events refused while nothing of this batch was taken yet.
-        let mut held: Vec<(Vec<u8>, String)> = Vec::new();
-        let mut taken_here = false;
-        let mut refused_since: Option<Instant> = None;
-        // Events listed in failed_events: since when, how many tries.
-        let mut failing_since: Option<(Instant, u32)> = None;
-        loop {
-            let Some((body, count)) = pending.pop_front() else {
-                if held.is_empty() {
-                    return true;
-                }
-                let since = *refused_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.routes.permanent_after {
-                    let why = format!("refused alone for {}s", since.elapsed().as_secs());
-                    if !self.dead_letter_held(&mut held, &why) {
-                        return false;
-                    }
-                    continue;
-                }
-                let n = held.len();
-                for (body, _) in held.drain(..).rev() {
-                    pending.push_front((body, 1));
-                }
-                let step = self.failed(
-                    &format!(
-                        "Canopsis refused {n} event(s) and took no other yet: sent again; dead-lettered only if it takes others or goes on refusing them for {}s",
-                        self.routes.permanent_after.as_secs()
-                    ),
-                    false,
-                    None,
-                );
-                if !self.wait(step) {
-                    return false;
-                }
-                continue;
-            };
-            let stats = &self.shared.progress.stats;
-            stats.requests.fetch_add(1, Ordering::Relaxed);
-            self.transport.set_deadline(self.shared.deadline());
-            let req = Request {
-                method: Method::Post,
-                path: &self.routes.event_route,
-                body: &body,
-            };
-            let step = match self.transport.send(req) {
-                Err(e) => {
-                    pending.push_front((body, count));
-                    self.failed(&e.to_string(), e.is_config_fault(), None)
-                }
-                Ok(resp) => match judge_events(&resp) {
-                    Verdict::Delivered => {
-                        stats.sent_events.fetch_add(count as u64, Ordering::Relaxed);
-                        self.log
-                            .debug(format_args!("Canopsis took {count} event(s)"));
-                        self.backoff.reset();
-                        taken_here = true;
-                        failing_since = None;
-                        if !self
-                            .dead_letter_held(&mut held, "Canopsis took other events of its batch")
-                        {
-                            return false;
-                        }
-                        continue;
-                    }
-                    Verdict::Refused(reason) => {
-                        if count > 1 {
-                            if let Some((first, second)) = split(&body) {
-                                self.log.warn(format_args!(
-                                    "{reason}: splitting {count} events to find the refused ones"
-                                ));
-                                pending.push_front(second);
-                                pending.push_front(first);
-                                continue;
-                            }
-                        }
-                        refused_since.get_or_insert_with(Instant::now);
-                        held.push((single(&body).to_vec(), reason));
-                        if taken_here {
-                            if !self.dead_letter_held(
-                                &mut held,
-                                "Canopsis took other events of its batch",
-                            ) {
-                                return false;
-                            }
-                            continue;
-                        }
-                        if held.len() < BREAKER {
-                            continue;
-                        }
-                        let n = held.len();
-                        let last = held.last().map(|(_, r)| r.clone()).unwrap_or_default();
-                        for (body, _) in held.drain(..).rev() {
-                            pending.push_front((body, 1));
-                        }
-                        self.failed(
-                            &format!(
-                                "Canopsis refused {n} events one by one and took none ({last}): a configuration problem (Canopsis version, canopsis_event_route), not bad events; nothing is dead-lettered"
-                            ),
-                            true,
-                            None,
-                        )
-                    }
-                    Verdict::Partial { sent, failed } => {
-                        stats.sent_events.fetch_add(sent as u64, Ordering::Relaxed);
-                        let (since, tries) =
-                            failing_since.get_or_insert_with(|| (Instant::now(), 0));
-                        *tries += 1;
-                        let (since, tries) = (*since, *tries);
-                        let n = failed.len();
-                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
-                        if sent > 0 {
-                            taken_here = true;
-                            if !self.dead_letter_held(
-                                &mut held,
-                                "Canopsis took other events of its batch",
-                            ) {
-                                return false;
-                            }
-                        }
-                        let permanent = taken_here
-                            && tries >= MAX_PARTIAL_ATTEMPTS
-                            && since.elapsed() >= self.routes.permanent_after;
-                        if permanent {
-                            let why = format!(
-                                "listed in failed_events {tries} times over {}s while Canopsis took the other events of its batch: judged permanent",
-                                since.elapsed().as_secs()
-                            );
-                            for ev in &failed {
-                                let ev = serde_json::to_vec(ev).unwrap_or_default();
-                                if !self.keep_dead(&why, &ev) {
-                                    return false;
-                                }
-                            }
-                            failing_since = None;
-                            continue;
-                        }
-                        let reason = if sent == 0 {
-                            format!(
-                                "Canopsis could not process any of the {n} event(s) sent (all in failed_events: its message bus or database is failing); retried, nothing is dead-lettered: {}",
-                                one_line(&String::from_utf8_lossy(&failed_json), 120)
-                            )
-                        } else {
-                            format!(
-                                "Canopsis took {sent} event(s) and listed {n} in failed_events (try {tries}); they are sent again: {}",
-                                one_line(&String::from_utf8_lossy(&failed_json), 120)
-                            )
-                        };
-                        pending.push_front((failed_json, n));
-                        self.failed(&reason, false, resp.retry_after)
-                    }
-                    Verdict::Retry {
-                        reason,
-                        config_fault,
-                        retry_after,
-                    } => {
-                        pending.push_front((body, count));
-                        self.failed(&reason, config_fault, retry_after)
-                    }
-                },
-            };
-            if !self.wait(step) {
-                return false;
-            }
-        }
-    }
-
-    /// Dead-letters the refused events held so far, `why` saying what
-    /// proved them refused for their content.
-    fn dead_letter_held(&mut self, held: &mut Vec<(Vec<u8>, String)>, why: &str) -> bool {
-        while let Some((event, reason)) = held.first() {
-            let reason = format!("{reason}; {why}");
-            let event = event.clone();
-            if !self.keep_dead(&reason, &event) {
-                return false;
-            }
-            held.remove(0);
-        }
-        true
-    }
-
-    fn deliver_pbehavior(&mut self, action: &Action) -> bool {
-        let mut created = Created::default();
-        let mut refused_since: Option<(Instant, u32)> = None;
-        loop {
-            self.transport.set_deadline(self.shared.deadline());
-            let outcome = self.pbehavior_step(action, &mut created);
-            let step = match outcome {
-                Outcome::Created => {
-                    self.backoff.reset();
-                    self.pbh_refused_in_a_row = 0;
-                    self.log
-                        .info(format_args!("pbehavior {}: created", action.name()));
-                    Attempt::Done
-                }
-                Outcome::StaleIds(reason) => {
-                    self.forget_pbehavior_ids();
-                    self.failed(
-                        &format!(
-                            "pbehavior {}: {reason}; resolving reason and type again",
-                            action.name()
-                        ),
-                        false,
-                        None,
-                    )
-                }
-                Outcome::Done(what) => {
-                    self.backoff.reset();
-                    self.pbh_refused_in_a_row = 0;
-                    self.log
-                        .info(format_args!("pbehavior {}: {what}", action.name()));
-                    Attempt::Done
-                }
-                Outcome::Retry {
-                    reason,
-                    config_fault,
-                } => self.failed(
-                    &format!("pbehavior {}: {reason}", action.name()),
-                    config_fault,
-                    None,
-                ),
-                Outcome::Refused(reason) => {
-                    let (since, tries) = refused_since.get_or_insert_with(|| (Instant::now(), 0));
-                    *tries += 1;
-                    let (since, tries) = (*since, *tries);
-                    let breaker = self.pbh_refused_in_a_row as usize + 1 >= BREAKER;
-                    if !breaker
-                        && tries >= MAX_PARTIAL_ATTEMPTS
-                        && since.elapsed() >= self.routes.permanent_after
-                    {
-                        let why = format!(
-                            "pbehavior change refused {tries} times over {}s: {reason}",
-                            since.elapsed().as_secs()
-                        );
-                        if !self.keep_dead(&why, &pbehavior::action_json(action)) {
-                            return false;
-                        }
-                        self.pbh_refused_in_a_row += 1;
-                        Attempt::Done
-                    } else {
-                        let what = if breaker {
-                            format!(
-                                "{BREAKER} pbehavior changes in a row refused by Canopsis: a configuration problem (Canopsis version, pbehavior routes), nothing more is dead-lettered"
-                            )
-                        } else {
-                            "refused; sent again".to_string()
-                        };
-                        self.failed(
-                            &format!("pbehavior {}: {reason}: {what}", action.name()),
-                            breaker,
-                            None,
-                        )
-                    }
-                }
-            };
-            if let Attempt::Done = step {
-                return true;
-            }
-            if !self.wait(step) {
-                return false;
-            }
-        }
-    }
-
-    /// Sends consecutive pbehavior changes through the bulk route until
-    /// each is done, in order: a run of creations is one `POST`, a run of
-    /// deletions one `DELETE`, and a run starts only once everything
-    /// before it is done (a deletion never overtakes its creation).
-    /// Canopsis answers each item on its own: one refused item is not a
-    /// refused request; "already exists" and "not found" count as done.
-    /// Comments go one per downtime, after their pbehavior exists.
-    fn deliver_bulk(&mut self, actions: &[Action]) -> bool {
-        let mut items: Vec<BulkItem> = actions.iter().map(|_| BulkItem::default()).collect();
-        loop {
-            self.transport.set_deadline(self.shared.deadline());
-            let step = match self.bulk_round(actions, &mut items) {
-                None => {
-                    self.backoff.reset();
-                    return true;
-                }
-                Some(Outcome::StaleIds(reason)) => {
-                    self.forget_pbehavior_ids();
-                    self.failed(
-                        &format!("pbehaviors: {reason}; resolving reason and type again"),
-                        false,
-                        None,
-                    )
-                }
-                Some(Outcome::Retry {
-                    reason,
-                    config_fault,
-                }) => self.failed(&format!("pbehaviors: {reason}"), config_fault, None),
-                Some(Outcome::Refused(reason)) => {
-                    self.failed(&format!("pbehaviors: {reason}; sent again"), false, None)
-                }
-                Some(Outcome::Created | Outcome::Done(_)) => Attempt::Done,
-            };
-            if let Attempt::Done = step {
-                continue;
-            }
-            if !self.wait(step) {
-                return false;
-            }
-        }
-    }
-
-    /// One pass over what is left; `None` when everything is done, or
-    /// why the first unfinished run must wait.
-    fn bulk_round(&mut self, actions: &[Action], items: &mut [BulkItem]) -> Option<Outcome> {
-        let mut i = 0;
-        while i < actions.len() {
-            match items[i].state {
-                BulkState::Done => {
-                    i += 1;
-                    continue;
-                }
-                BulkState::Comment => {
-                    if let Err(o) = self.bulk_comment(&actions[i], &mut items[i]) {
-                        return Some(o);
-                    }
-                    i += 1;
-                    continue;
-                }
-                BulkState::Todo => {}
-            }
-            let create = actions[i].creates();
-            let run: Vec<usize> = (i..actions.len())
-                .take_while(|&k| {
-                    items[k].state != BulkState::Comment && actions[k].creates() == create
-                })
-                .filter(|&k| items[k].state == BulkState::Todo)
-                .collect();
-            let end = run.last().map_or(i + 1, |&k| k + 1);
-            let failure = if create {
-                self.bulk_create(actions, items, &run)
-            } else {
-                self.bulk_delete(actions, items, &run)
-            };
-            // Comments of what this run created, in order.
-            for &k in &run {
-                if items[k].state == BulkState::Comment {
-                    if let Err(o) = self.bulk_comment(&actions[k], &mut items[k]) {
-                        return Some(o);
-                    }
-                }
-            }
-            if let Some(o) = failure {
-                return Some(o);
-            }
-            i = end;
-        }
-        None
-    }
-
-    fn bulk_send(
-        &mut self,
-        method: Method,
-        body: &[u8],
-        sent: usize,
-        right: &str,
-    ) -> Result<Vec<ItemAnswer>, Outcome> {
-        let route = self.routes.downtime.route.clone();
-        let resp = self.request(method, &route, body)?;
-        pbehavior::judge_bulk(&resp, sent, right)
-    }
-
-    fn bulk_create(
-        &mut self,
-        actions: &[Action],
-        items: &mut [BulkItem],
-        run: &[usize],
-    ) -> Option<Outcome> {
-        // Reason and type ids only serve the built-in format.
-        let ids = if run.iter().any(|&k| matches!(actions[k], Action::Create(_))) {
-            match self.pbehavior_ids() {
-                Ok(ids) => Some(ids),
-                Err(o) => return Some(o),
-            }
-        } else {
-            None
-        };
-        let body = pbehavior::bulk_create_body(run.iter().map(|&k| &actions[k]), ids.as_ref());
-        let answers = match self.bulk_send(
-            Method::Post,
-            &body,
-            run.len(),
-            "create on pbehaviors (api_pbehavior)",
-        ) {
-            Ok(a) => a,
-            Err(o) => return Some(o),
-        };
-        let mut failure = None;
-        for (&k, answer) in run.iter().zip(&answers) {
-            let name = actions[k].name();
-            match pbehavior::judge_create_item(answer) {
-                Outcome::Created => {
-                    self.log.info(format_args!("pbehavior {name}: created"));
-                    items[k].state = if pbehavior::comment_bodies(&actions[k]).is_empty() {
-                        BulkState::Done
-                    } else {
-                        BulkState::Comment
-                    };
-                }
-                other => {
-                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
-                        failure.get_or_insert(o);
-                    }
-                }
-            }
-        }
-        failure
-    }
-
-    fn bulk_delete(
-        &mut self,
-        actions: &[Action],
-        items: &mut [BulkItem],
-        run: &[usize],
-    ) -> Option<Outcome> {
-        let names = run.iter().map(|&k| actions[k].name());
-        let body = pbehavior::bulk_delete_body(names);
-        let right = "delete on pbehaviors (api_pbehavior)";
-        let answers = match self.bulk_send(Method::Delete, &body, run.len(), right) {
-            Ok(a) => a,
-            Err(o) => return Some(o),
-        };
-        let mut failure = None;
-        // Not there under our name: it may be an older connector's.
-        let mut legacy: Vec<(usize, String)> = Vec::new();
-        for (&k, answer) in run.iter().zip(&answers) {
-            let name = actions[k].name();
-            match pbehavior::judge_delete_item(answer) {
-                Outcome::Done("already deleted") if pbehavior::legacy_name(name).is_some() => {
-                    legacy.push((k, pbehavior::legacy_name(name).unwrap_or_default()));
-                }
-                other => {
-                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
-                        failure.get_or_insert(o);
-                    }
-                }
-            }
-        }
-        if legacy.is_empty() {
-            return failure;
-        }
-        let body = pbehavior::bulk_delete_body(legacy.iter().map(|(_, n)| n.as_str()));
-        let answers = match self.bulk_send(Method::Delete, &body, legacy.len(), right) {
-            Ok(a) => a,
-            Err(o) => return failure.or(Some(o)),
-        };
-        for ((k, _), answer) in legacy.iter().zip(&answers) {
-            let name = actions[*k].name();
-            match pbehavior::judge_delete_item(answer) {
-                Outcome::Done("deleted") => {
-                    self.log.info(format_args!(
-                        "pbehavior {name}: deleted under the name the Lua connector gave it"
-                    ));
-                    items[*k].state = BulkState::Done;
-                }
-                other => {
-                    if let Some(o) = self.bulk_item_settled(&actions[*k], &mut items[*k], other) {
-                        failure.get_or_insert(o);
-                    }
-                }
-            }
-        }
-        failure
-    }
-
-    /// An item's outcome: done (logged), or [`bulk_item_failed`](Self::bulk_item_failed).
-    fn bulk_item_settled(
-        &mut self,
-        action: &Action,
-        item: &mut BulkItem,
-        outcome: Outcome,
-    ) -> Option<Outcome> {
-        match outcome {
-            Outcome::Done(what) => {
-                self.log
-                    .info(format_args!("pbehavior {}: {what}", action.name()));
-                item.state = BulkState::Done;
-                None
-            }
-            other => self.bulk_item_failed(action, item, other),
-        }
-    }
-
-    /// An item Canopsis did not take: refused for good after
-    /// [`MAX_PARTIAL_ATTEMPTS`] tries over `permanent_after` (then
-    /// dead-lettered, and done), otherwise the reason to wait and resend.
-    fn bulk_item_failed(
-        &mut self,
-        action: &Action,
-        item: &mut BulkItem,
-        outcome: Outcome,
-    ) -> Option<Outcome> {
-        let Outcome::Refused(reason) = outcome else {
-            return Some(outcome);
-        };
-        let (since, tries) = item.refused.get_or_insert_with(|| (Instant::now(), 0));
-        *tries += 1;
-        if *tries < MAX_PARTIAL_ATTEMPTS || since.elapsed() < self.routes.permanent_after {
-            return Some(Outcome::Refused(format!(
-                "pbehavior {}: {reason}",
-                action.name()
-            )));
-        }
-        let why = format!(
-            "pbehavior change refused {tries} times over {}s: {reason}",
-            since.elapsed().as_secs()
-        );
-        if !self.dead_letter(&why, &pbehavior::action_json(action)) {
-            return Some(Outcome::Retry {
-                reason: "cannot write the dead-letter file".into(),
-                config_fault: true,
-            });
-        }
-        item.state = BulkState::Done;
-        None
-    }
-
-    /// Posts the comments of a pbehavior the bulk route just created.
-    fn bulk_comment(&mut self, action: &Action, item: &mut BulkItem) -> Result<(), Outcome> {
-        match self.post_comments(action, &mut item.comments) {
-            Outcome::Done(what) => {
-                if what != "created" {
-                    self.log
-                        .info(format_args!("pbehavior {}: {what}", action.name()));
-                }
-                item.state = BulkState::Done;
-                Ok(())
-            }
-            other => match self.bulk_item_failed(action, item, other) {
-                None => Ok(()),
-                Some(o) => Err(o),
-            },
-        }
-    }
-
-    /// One try at a pbehavior change; `done` remembers, across retries,
-    /// that it was created and how many of its comments were posted.
-    fn pbehavior_step(&mut self, action: &Action, done: &mut Created) -> Outcome {
-        let route = self.routes.downtime.route.clone();
-        match action {
-            Action::Delete(name) => {
-                let path = |name: &str| format!("{route}?name={}", pbehavior::url_encode(name));
-                let outcome = match self.request(Method::Delete, &path(name), b"") {
-                    Ok(resp) => pbehavior::judge_delete(&resp),
-                    Err(o) => o,
-                };
-                // Not there under our name: it may be an older connector's.
-                let legacy = pbehavior::legacy_name(name);
-                match (outcome, legacy) {
-                    (Outcome::Done("already deleted"), Some(legacy)) => {
-                        match self.request(Method::Delete, &path(&legacy), b"") {
-                            Ok(resp) => match pbehavior::judge_delete(&resp) {
-                                Outcome::Done("deleted") => Outcome::Done(
-                                    "deleted under the name the Lua connector gave it",
-                                ),
-                                other => other,
-                            },
-                            Err(o) => o,
-                        }
-                    }
-                    (outcome, _) => outcome,
-                }
-            }
-            Action::DeleteId(id) => {
-                let path = format!(
-                    "{}/{}",
-                    route.trim_end_matches('/'),
-                    pbehavior::url_encode(id)
-                );
-                match self.request(Method::Delete, &path, b"") {
-                    Ok(resp) => pbehavior::judge_delete(&resp),
-                    Err(o) => o,
-                }
-            }
-            Action::Create(_) | Action::CreateTemplated(_) => {
-                if !done.created {
-                    let body = match action {
-                        Action::Create(c) => {
-                            let ids = match self.pbehavior_ids() {
-                                Ok(ids) => ids,
-                                Err(o) => return o,
-                            };
-                            pbehavior::create_body(c, &ids)
-                        }
-                        Action::CreateTemplated(t) => t.body.clone(),
-                        _ => unreachable!("matched above"),
-                    };
-                    match self.request(Method::Post, &route, &body) {
-                        Ok(resp) => match pbehavior::judge_create(&resp) {
-                            Outcome::Created => done.created = true,
-                            other => return other,
-                        },
-                        Err(o) => return o,
-                    }
-                }
-                self.post_comments(action, &mut done.comments)
-            }
-        }
-    }
-
-    /// One request, counted; a transport error as the outcome to retry.
-    fn request(&mut self, method: Method, path: &str, body: &[u8]) -> Result<Response, Outcome> {
-        self.shared
-            .progress
-            .stats
-            .requests
-            .fetch_add(1, Ordering::Relaxed);
-        self.transport
-            .send(Request { method, path, body })
-            .map_err(|e| Outcome::Retry {
-                reason: e.to_string(),
-                config_fault: e.is_config_fault(),
-            })
-    }
-
-    /// Posts the comments of a pbehavior just created, from the
-    /// `posted`-th on.
-    fn post_comments(&mut self, action: &Action, posted: &mut usize) -> Outcome {
-        let bodies = pbehavior::comment_bodies(action);
-        if bodies.is_empty() {
-            return Outcome::Done("created");
-        }
-        let route = self.routes.downtime.comment_route.clone();
-        while *posted < bodies.len() {
-            match self.request(Method::Post, &route, &bodies[*posted]) {
-                Ok(resp) => match pbehavior::judge_comment(&resp) {
-                    Outcome::Done(_) => *posted += 1,
-                    other => return other,
-                },
-                Err(o) => return o,
-            }
-        }
-        Outcome::Done("created with its comment")
-    }
-
-    /// Whether the connector is closing and its budget is spent.
-    fn budget_spent(&self) -> bool {
-        self.shared.deadline().is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// Waits `delay` before the next try, or less when woken by the
-    /// connector closing; `false` if no try is left in the close budget.
-    fn pause(&self, delay: Duration) -> bool {
-        let _ = self.wake.recv_timeout(delay);
-        !self.budget_spent()
-    }
-
-    /// Logs a failed attempt and picks the pause before the next one;
-    /// `Again(None)` when the shutdown budget leaves no room for it.
-    fn failed(&mut self, reason: &str, config_fault: bool, hint: Option<Duration>) -> Attempt {
-        let progress = &self.shared.progress;
-        progress
-            .stats
-            .failed_requests
-            .fetch_add(1, Ordering::Relaxed);
-        let mut delay = self.backoff.next(hint);
-        if config_fault {
-            // An admin has to act; retrying fast would only fill the log.
-            delay = delay.max(CONFIG_FAULT_PAUSE);
-        }
-        let what = if config_fault {
-            "configuration problem"
-        } else {
-            "send failed"
-        };
-        progress.set_failing(reason);
-        // Closing: what is left of the budget bounds the pause, and the
-        // log says the pause actually taken.
-        let step = match self.shared.deadline() {
-            None => Attempt::Again(Some(delay)),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left < Duration::from_millis(100) {
-                    Attempt::Again(None)
-                } else {
-                    Attempt::Again(Some(delay.min(left / 2)))
-                }
-            }
-        };
-        match step {
-            Attempt::Again(Some(pause)) => self.log.error(format_args!(
-                "{what}: {reason}; events are kept and retried in {:.1}s",
-                pause.as_secs_f32()
-            )),
-            _ => self.log.error(format_args!(
-                "{what}: {reason}; the connector is closing: events are kept, not retried"
-            )),
-        }
-        step
-    }
-}
-
-/// The one event of a JSON array holding one.
-fn single(body: &[u8]) -> &[u8] {
-    body.strip_prefix(b"[")
-        .and_then(|b| b.strip_suffix(b"]"))
-        .unwrap_or(body)
-}
-
-/// A JSON array of events and how many it holds.
-type Part = (Vec<u8>, usize);
-
-/// Splits a JSON array of events in two halves.
-fn split(body: &[u8]) -> Option<(Part, Part)> {
-    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).ok()?;
-    if items.len() < 2 {
-        return None;
-    }
-    let join = |part: &[&serde_json::value::RawValue]| {
-        let mut out = b"[".to_vec();
-        for (i, item) in part.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(item.get().as_bytes());
-        }
-        out.push(b']');
-        (out, part.len())
-    };
-    let (a, b) = items.split_at(items.len() / 2);
-    Some((join(a), join(b)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1539,87 +532,6 @@ mod tests {
     use crate::transport::tests::resp;
     use std::collections::VecDeque;
     use std::sync::atomic::AtomicUsize;
-
-    #[test]
-    fn the_quick_check_agrees_with_the_full_parse() {
-        for (body, delivered) in [
-            (
-                r#"{"sent_events":[{"a":1}],"failed_events":[],"retry_events":[]}"#,
-                true,
-            ),
-            (r#"{ "sent_events": [], "failed_events": [ ] }"#, true),
-            (
-                r#"{"sent_events":[{"output":"\"failed_events\":[]"}],"failed_events":[{"b":2}],"retry_events":[]}"#,
-                false,
-            ),
-            (r#"{"failed_events":[],"sent_events":[{"a":1}]}"#, true),
-            (
-                r#"{"sent_events":[{"a":1}],"failed_events":[{"a":1}]}"#,
-                false,
-            ),
-            (r#"{"sent_events":[{"a":1}],"failed_events":[]"#, false),
-        ] {
-            assert_eq!(
-                judge_events(&resp(200, body)) == Verdict::Delivered,
-                delivered,
-                "{body}"
-            );
-        }
-        assert!(!nothing_failed(r#"{"failed_events":[],"sent_events":[]}"#));
-        assert!(!nothing_failed(
-            r#"{"sent_events":[{"output":"x"}],"failed_events":[{"o":"\"failed_events\":[]"}]}"#
-        ));
-    }
-
-    #[test]
-    fn judges_canopsis_answers() {
-        assert_eq!(
-            judge_events(&resp(
-                200,
-                r#"{"sent_events":[{}],"failed_events":[],"retry_events":[]}"#
-            )),
-            Verdict::Delivered
-        );
-        assert_eq!(
-            judge_events(&resp(
-                200,
-                r#"{"sent_events":[{}],"failed_events":[{"a":1}],"retry_events":[]}"#
-            )),
-            Verdict::Partial {
-                sent: 1,
-                failed: vec![serde_json::json!({"a":1})]
-            }
-        );
-        let Verdict::Retry {
-            config_fault,
-            reason,
-            ..
-        } = judge_events(&resp(401, r#"{"error":"Unauthorized"}"#))
-        else {
-            panic!()
-        };
-        assert!(config_fault && reason.contains("canopsis_authkey"));
-        let Verdict::Retry { config_fault, .. } = judge_events(&resp(200, "<html>portal</html>"))
-        else {
-            panic!()
-        };
-        assert!(config_fault);
-        let Verdict::Retry { config_fault, .. } = judge_events(&resp(503, "")) else {
-            panic!()
-        };
-        assert!(!config_fault);
-        // A proxy's 413, a WAF's 400, a redirect: never the content's fault.
-        for (status, body) in [(413, ""), (400, "<html>Bad Request</html>"), (302, "")] {
-            let Verdict::Retry { config_fault, .. } = judge_events(&resp(status, body)) else {
-                panic!("{status} {body}")
-            };
-            assert!(config_fault, "{status}");
-        }
-        assert!(matches!(
-            judge_events(&resp(413, r#"{"error":"too large"}"#)),
-            Verdict::Refused(_)
-        ));
-    }
 
     struct Scripted(
         Arc<Mutex<VecDeque<Result<Response, TransportError>>>>,
@@ -1642,6 +554,7 @@ mod tests {
             .unwrap()
             .config;
         Routes {
+            sink: Sink::Canopsis,
             event_route: cfg.http.event_route,
             downtime: cfg.downtime,
             placeholder_ids: false,
@@ -2113,6 +1026,7 @@ mod tests {
         w.commit().unwrap();
         let (t, seen, most) = Jittery::new();
         let source = Source::Spool {
+            framing: Framing::Array,
             reader: Box::new(r),
             max_events: 3,
             max_age: Duration::from_secs(60),

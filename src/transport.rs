@@ -220,13 +220,23 @@ pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
             ));
         }
     }
-    cmd.push_str(" -H 'x-canopsis-authkey: ***'");
+    for (name, _) in &cfg.headers {
+        cmd.push_str(&format!(" -H {}", shell_quote(&format!("{name}: ***"))));
+    }
     if !req.body.is_empty() {
-        cmd.push_str(" -H 'content-type: application/json' --data-binary ");
+        cmd.push_str(&format!(
+            " -H 'content-type: {}' --data-binary ",
+            cfg.content_type
+        ));
         cmd.push_str(&shell_quote(&String::from_utf8_lossy(req.body)));
     }
     cmd.push(' ');
-    cmd.push_str(&shell_quote(&format!("{}{}", cfg.base_url(), req.path)));
+    let path = if req.path == cfg.event_route {
+        &cfg.shown_route
+    } else {
+        req.path
+    };
+    cmd.push_str(&shell_quote(&format!("{}{path}", cfg.base_url())));
     cmd
 }
 
@@ -350,7 +360,6 @@ impl Transport for Http {
                 .debug(format_args!("sending: {}", curl_command(&self.cfg, req)));
         }
         let url = format!("{}{}", self.cfg.base_url(), req.path);
-        let key = self.cfg.authkey.expose();
         // Closing: what is left of the budget bounds the exchange.
         let closing = match self.deadline {
             None => None,
@@ -362,21 +371,25 @@ impl Transport for Http {
                 Some(left.min(self.cfg.timeout))
             }
         };
+        let headers = &self.cfg.headers;
+        let with_headers = |mut rb: ureq::RequestBuilder<_>| {
+            for (name, value) in headers {
+                rb = rb.header(name.as_str(), value.expose());
+            }
+            bounded(rb, closing)
+        };
+        let content_type = self.cfg.content_type;
         let result = match req.method {
-            Method::Post => bounded(self.agent.post(&url), closing)
-                .header("x-canopsis-authkey", key)
-                .header("content-type", "application/json")
+            Method::Post => with_headers(self.agent.post(&url))
+                .header("content-type", content_type)
                 .send(req.body),
-            Method::Get => bounded(self.agent.get(&url), closing)
-                .header("x-canopsis-authkey", key)
-                .call(),
-            Method::Delete if req.body.is_empty() => bounded(self.agent.delete(&url), closing)
-                .header("x-canopsis-authkey", key)
-                .call(),
+            Method::Get => with_headers_get(self.agent.get(&url), headers, closing).call(),
+            Method::Delete if req.body.is_empty() => {
+                with_headers_get(self.agent.delete(&url), headers, closing).call()
+            }
             // The bulk route deletes the pbehaviors its body lists.
-            Method::Delete => bounded(self.agent.delete(&url), closing)
-                .header("x-canopsis-authkey", key)
-                .header("content-type", "application/json")
+            Method::Delete => with_headers_get(self.agent.delete(&url), headers, closing)
+                .header("content-type", content_type)
                 .force_send_body()
                 .send(req.body),
         };
@@ -417,6 +430,19 @@ impl Transport for Http {
         let agent = self.agent.clone();
         Some(Box::new(move || agent.shutdown()))
     }
+}
+
+/// `rb` with the configured headers, bounded as [`bounded`] says (for
+/// requests without a body).
+fn with_headers_get(
+    mut rb: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    headers: &[(String, crate::secret::Secret)],
+    closing: Option<Duration>,
+) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+    for (name, value) in headers {
+        rb = rb.header(name.as_str(), value.expose());
+    }
+    bounded(rb, closing)
 }
 
 /// `rb` with its whole exchange bounded by `timeout`, when closing (the

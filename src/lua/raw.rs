@@ -536,7 +536,7 @@ pub unsafe fn read_event<'c, 'v>(
 
 /// Bytes of the string at `idx` as text (lossy). Strings only: on a
 /// number `lua_tolstring` would convert it in place.
-pub(super) unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
+pub(crate) unsafe fn text_at(state: *mut ffi::lua_State, idx: c_int) -> String {
     let mut len = 0;
     let p = ffi::lua_tolstring(state, idx, &mut len);
     String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()

@@ -1,0 +1,252 @@
+//! The webhook output's destination: `http_server_url`, `http_headers`,
+//! `webhook_format` and Mattermost's own settings.
+
+use super::{Destination, ParamValue, Reader, WebhookConfig, WebhookFormat};
+use crate::secret::Secret;
+use crate::sink::mattermost::Settings;
+
+/// Mattermost's own default is 10 requests per second per client; half
+/// of it leaves room for other integrations posting from the same host.
+pub const DEFAULT_MESSAGES_PER_SECOND: i64 = 5;
+
+/// More messages waiting than this, and the rest go in one summary.
+pub const DEFAULT_WAITING_MESSAGES: i64 = 20;
+
+impl Reader<'_> {
+    /// The webhook output's parameters.
+    pub(super) fn webhook(&mut self) -> (Destination, WebhookConfig) {
+        let url = self.mandatory(
+            "http_server_url",
+            "the full URL events are posted to (https://host[:port]/path)",
+        );
+        let (protocol, host, port, route) = match parse_url(&url) {
+            Ok(parts) => parts,
+            Err(expected) => {
+                if !url.is_empty() {
+                    let got = ParamValue::Str(url.clone());
+                    self.fail("http_server_url", expected, Some(&got));
+                }
+                ("https".into(), String::new(), 443, "/".into())
+            }
+        };
+        let headers = match parse_headers(&self.string("http_headers", "")) {
+            Ok(h) => h,
+            Err(expected) => {
+                let got = ParamValue::Str(String::new());
+                self.fail("http_headers", expected, Some(&got));
+                Vec::new()
+            }
+        };
+        let format_name = self
+            .string("webhook_format", "json")
+            .trim()
+            .to_ascii_lowercase();
+        let (format, content_type) = match format_name.as_str() {
+            "json" => (WebhookFormat::Json, "application/json"),
+            "ndjson" => (WebhookFormat::Ndjson, "application/x-ndjson"),
+            "mattermost" => (
+                WebhookFormat::Mattermost(self.mattermost()),
+                "application/json",
+            ),
+            _ => {
+                let got = ParamValue::Str(format_name.clone());
+                self.fail("webhook_format", "mattermost, json or ndjson", Some(&got));
+                (WebhookFormat::Json, "application/json")
+            }
+        };
+        let destination = Destination {
+            protocol,
+            host,
+            port,
+            headers,
+            shown_route: shown_route(&route),
+            route,
+            content_type,
+        };
+        (destination, WebhookConfig { format })
+    }
+
+    fn mattermost(&mut self) -> Settings {
+        let text = |r: &mut Self, name: &str| {
+            Some(r.string(name, "").trim().to_string()).filter(|s| !s.is_empty())
+        };
+        Settings {
+            username: text(self, "username"),
+            icon_url: text(self, "icon_url"),
+            channel: text(self, "channel"),
+            per_second: self.int(
+                "max_messages_per_second",
+                DEFAULT_MESSAGES_PER_SECOND,
+                1,
+                100,
+                "a number of messages between 1 and 100",
+            ) as u32,
+            summary_after: self.int(
+                "max_waiting_messages",
+                DEFAULT_WAITING_MESSAGES,
+                1,
+                10_000,
+                "a number of messages between 1 and 10000",
+            ) as usize,
+        }
+    }
+}
+
+/// `http://host[:port][/path][?query]` in its parts: protocol, host
+/// (an IPv6 address without brackets), port, and path with query (`/` at
+/// least). User info and fragments are refused: credentials go in
+/// `http_headers`, where they are never logged.
+fn parse_url(url: &str) -> Result<(String, String, u16, String), &'static str> {
+    const EXPECTED: &str =
+        "an http:// or https:// URL with a host, an optional port and path, and no user@ or #fragment";
+    let (scheme, rest) = url.split_once("://").ok_or(EXPECTED)?;
+    let protocol = scheme.to_ascii_lowercase();
+    let default_port = match protocol.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(EXPECTED),
+    };
+    if url.contains(|c: char| c.is_whitespace() || c.is_control()) || rest.contains('#') {
+        return Err(EXPECTED);
+    }
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, route) = rest.split_at(split);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(EXPECTED);
+    }
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let (addr, after) = inner.split_once(']').ok_or(EXPECTED)?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| EXPECTED)?;
+        (addr.to_string(), after.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).ok_or(EXPECTED)?,
+    };
+    if host.is_empty() {
+        return Err(EXPECTED);
+    }
+    let route = match route {
+        "" => "/".to_string(),
+        r if r.starts_with('?') => format!("/{r}"),
+        r => r.to_string(),
+    };
+    Ok((protocol, host, port, route))
+}
+
+/// The route as log lines show it: a Mattermost hook's path holds its key
+/// (`/hooks/<key>`), so only the first segment is shown, and no query.
+fn shown_route(route: &str) -> String {
+    let path = route.split('?').next().unwrap_or("/");
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let first = segments.next().unwrap_or("");
+    let hidden = segments.next().is_some_and(|s| !s.is_empty()) || route.contains('?');
+    if hidden {
+        format!("/{first}/***")
+    } else {
+        path.to_string()
+    }
+}
+
+/// `Name: value` pairs, separated by `;` or line breaks. A piece without
+/// a colon continues the previous value (a cookie's `a=1; b=2`).
+fn parse_headers(text: &str) -> Result<Vec<(String, Secret)>, &'static str> {
+    const EXPECTED: &str =
+        "Name: value pairs separated by ; (e.g. Authorization: Bearer xyz; X-Team: noc)";
+    let mut out: Vec<(String, String)> = Vec::new();
+    for piece in text.split(['\n', ';']) {
+        let piece = piece.trim_end_matches('\r');
+        if piece.trim().is_empty() {
+            continue;
+        }
+        let token = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        match piece.split_once(':') {
+            Some((name, value)) if token(name.trim()) => {
+                out.push((name.trim().to_string(), value.trim().to_string()))
+            }
+            _ => match out.last_mut() {
+                Some((_, value)) => {
+                    value.push(';');
+                    value.push_str(piece);
+                }
+                None => return Err(EXPECTED),
+            },
+        }
+    }
+    if out.iter().any(|(_, v)| v.chars().any(char::is_control)) {
+        return Err(EXPECTED);
+    }
+    Ok(out.into_iter().map(|(n, v)| (n, Secret::new(v))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_what_the_transport_needs() {
+        assert_eq!(
+            parse_url("https://mm.example.com/hooks/abc123").unwrap(),
+            (
+                "https".into(),
+                "mm.example.com".into(),
+                443,
+                "/hooks/abc123".into()
+            )
+        );
+        assert_eq!(
+            parse_url("http://[::1]:8080?x=1").unwrap(),
+            ("http".into(), "::1".into(), 8080, "/?x=1".into())
+        );
+        assert_eq!(
+            parse_url("HTTP://logstash:8080").unwrap(),
+            ("http".into(), "logstash".into(), 8080, "/".into())
+        );
+        for bad in [
+            "logstash:8080",
+            "ftp://x/",
+            "http://user:pw@x/",
+            "http://x/#f",
+            "http://x:0/",
+            "http://x:99999/",
+            "http:///p",
+            "http://x /",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn logs_never_show_a_hooks_key() {
+        assert_eq!(shown_route("/hooks/abc123"), "/hooks/***");
+        assert_eq!(shown_route("/"), "/");
+        assert_eq!(shown_route("/ingest"), "/ingest");
+        assert_eq!(shown_route("/ingest?token=s3cret"), "/ingest/***");
+    }
+
+    #[test]
+    fn headers_are_pairs_and_a_value_may_hold_a_semicolon() {
+        let h = parse_headers("Authorization: Bearer x:y; Cookie: a=1; b=2\nX-Team: noc").unwrap();
+        let shown: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("Authorization", "Bearer x:y"),
+                ("Cookie", "a=1; b=2"),
+                ("X-Team", "noc")
+            ]
+        );
+        assert!(parse_headers("").unwrap().is_empty());
+        assert!(parse_headers("no colon here").is_err());
+        assert!(parse_headers("Bad Name: x").is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! Downtimes as Canopsis pbehaviors: one change at a time, or through the
+//! bulk route, with the comments that go with them.
+
+use super::worker::{Attempt, Worker, BREAKER};
+use super::MAX_PARTIAL_ATTEMPTS;
+use crate::pbehavior::{self, Action, ItemAnswer, Outcome};
+use crate::transport::{Method, Request, Response, Transport};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// How far a pbehavior creation got, across retries.
+#[derive(Debug, Default)]
+struct Created {
+    created: bool,
+    /// Comments posted.
+    comments: usize,
+}
+
+/// Where one pbehavior change of a bulk delivery stands.
+#[derive(Debug, Default)]
+struct BulkItem {
+    state: BulkState,
+    /// Comments posted.
+    comments: usize,
+    /// Since when, and how many times, Canopsis refused it.
+    refused: Option<(Instant, u32)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum BulkState {
+    /// Not taken yet.
+    #[default]
+    Todo,
+    /// Created; its comment is left to post.
+    Comment,
+    /// Done.
+    Done,
+}
+
+impl Worker {
+    /// Reason and type ids, looked up once for all lanes (a lane waits
+    /// while another looks them up).
+    fn pbehavior_ids(&mut self) -> Result<pbehavior::Ids, Outcome> {
+        let mut r = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        r.ids(&mut self.transport, &self.routes.downtime)
+    }
+
+    pub(super) fn forget_pbehavior_ids(&self) {
+        self.resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget();
+    }
+
+    pub(super) fn deliver_pbehavior(&mut self, action: &Action) -> bool {
+        let mut created = Created::default();
+        let mut refused_since: Option<(Instant, u32)> = None;
+        loop {
+            self.transport.set_deadline(self.shared.deadline());
+            let outcome = self.pbehavior_step(action, &mut created);
+            let step = match outcome {
+                Outcome::Created => {
+                    self.backoff.reset();
+                    self.pbh_refused_in_a_row = 0;
+                    self.log
+                        .info(format_args!("pbehavior {}: created", action.name()));
+                    Attempt::Done
+                }
+                Outcome::StaleIds(reason) => {
+                    self.forget_pbehavior_ids();
+                    self.failed(
+                        &format!(
+                            "pbehavior {}: {reason}; resolving reason and type again",
+                            action.name()
+                        ),
+                        false,
+                        None,
+                    )
+                }
+                Outcome::Done(what) => {
+                    self.backoff.reset();
+                    self.pbh_refused_in_a_row = 0;
+                    self.log
+                        .info(format_args!("pbehavior {}: {what}", action.name()));
+                    Attempt::Done
+                }
+                Outcome::Retry {
+                    reason,
+                    config_fault,
+                } => self.failed(
+                    &format!("pbehavior {}: {reason}", action.name()),
+                    config_fault,
+                    None,
+                ),
+                Outcome::Refused(reason) => {
+                    let (since, tries) = refused_since.get_or_insert_with(|| (Instant::now(), 0));
+                    *tries += 1;
+                    let (since, tries) = (*since, *tries);
+                    let breaker = self.pbh_refused_in_a_row as usize + 1 >= BREAKER;
+                    if !breaker
+                        && tries >= MAX_PARTIAL_ATTEMPTS
+                        && since.elapsed() >= self.routes.permanent_after
+                    {
+                        let why = format!(
+                            "pbehavior change refused {tries} times over {}s: {reason}",
+                            since.elapsed().as_secs()
+                        );
+                        if !self.keep_dead(&why, &pbehavior::action_json(action)) {
+                            return false;
+                        }
+                        self.pbh_refused_in_a_row += 1;
+                        Attempt::Done
+                    } else {
+                        let what = if breaker {
+                            format!(
+                                "{BREAKER} pbehavior changes in a row refused by Canopsis: a configuration problem (Canopsis version, pbehavior routes), nothing more is dead-lettered"
+                            )
+                        } else {
+                            "refused; sent again".to_string()
+                        };
+                        self.failed(
+                            &format!("pbehavior {}: {reason}: {what}", action.name()),
+                            breaker,
+                            None,
+                        )
+                    }
+                }
+            };
+            if let Attempt::Done = step {
+                return true;
+            }
+            if !self.wait(step) {
+                return false;
+            }
+        }
+    }
+
+    /// Sends consecutive pbehavior changes through the bulk route until
+    /// each is done, in order: a run of creations is one `POST`, a run of
+    /// deletions one `DELETE`, and a run starts only once everything
+    /// before it is done (a deletion never overtakes its creation).
+    /// Canopsis answers each item on its own: one refused item is not a
+    /// refused request; "already exists" and "not found" count as done.
+    /// Comments go one per downtime, after their pbehavior exists.
+    pub(super) fn deliver_bulk(&mut self, actions: &[Action]) -> bool {
+        let mut items: Vec<BulkItem> = actions.iter().map(|_| BulkItem::default()).collect();
+        loop {
+            self.transport.set_deadline(self.shared.deadline());
+            let step = match self.bulk_round(actions, &mut items) {
+                None => {
+                    self.backoff.reset();
+                    return true;
+                }
+                Some(Outcome::StaleIds(reason)) => {
+                    self.forget_pbehavior_ids();
+                    self.failed(
+                        &format!("pbehaviors: {reason}; resolving reason and type again"),
+                        false,
+                        None,
+                    )
+                }
+                Some(Outcome::Retry {
+                    reason,
+                    config_fault,
+                }) => self.failed(&format!("pbehaviors: {reason}"), config_fault, None),
+                Some(Outcome::Refused(reason)) => {
+                    self.failed(&format!("pbehaviors: {reason}; sent again"), false, None)
+                }
+                Some(Outcome::Created | Outcome::Done(_)) => Attempt::Done,
+            };
+            if let Attempt::Done = step {
+                continue;
+            }
+            if !self.wait(step) {
+                return false;
+            }
+        }
+    }
+
+    /// One pass over what is left; `None` when everything is done, or
+    /// why the first unfinished run must wait.
+    fn bulk_round(&mut self, actions: &[Action], items: &mut [BulkItem]) -> Option<Outcome> {
+        let mut i = 0;
+        while i < actions.len() {
+            match items[i].state {
+                BulkState::Done => {
+                    i += 1;
+                    continue;
+                }
+                BulkState::Comment => {
+                    if let Err(o) = self.bulk_comment(&actions[i], &mut items[i]) {
+                        return Some(o);
+                    }
+                    i += 1;
+                    continue;
+                }
+                BulkState::Todo => {}
+            }
+            let create = actions[i].creates();
+            let run: Vec<usize> = (i..actions.len())
+                .take_while(|&k| {
+                    items[k].state != BulkState::Comment && actions[k].creates() == create
+                })
+                .filter(|&k| items[k].state == BulkState::Todo)
+                .collect();
+            let end = run.last().map_or(i + 1, |&k| k + 1);
+            let failure = if create {
+                self.bulk_create(actions, items, &run)
+            } else {
+                self.bulk_delete(actions, items, &run)
+            };
+            // Comments of what this run created, in order.
+            for &k in &run {
+                if items[k].state == BulkState::Comment {
+                    if let Err(o) = self.bulk_comment(&actions[k], &mut items[k]) {
+                        return Some(o);
+                    }
+                }
+            }
+            if let Some(o) = failure {
+                return Some(o);
+            }
+            i = end;
+        }
+        None
+    }
+
+    fn bulk_send(
+        &mut self,
+        method: Method,
+        body: &[u8],
+        sent: usize,
+        right: &str,
+    ) -> Result<Vec<ItemAnswer>, Outcome> {
+        let route = self.routes.downtime.route.clone();
+        let resp = self.request(method, &route, body)?;
+        pbehavior::judge_bulk(&resp, sent, right)
+    }
+
+    fn bulk_create(
+        &mut self,
+        actions: &[Action],
+        items: &mut [BulkItem],
+        run: &[usize],
+    ) -> Option<Outcome> {
+        // Reason and type ids only serve the built-in format.
+        let ids = if run.iter().any(|&k| matches!(actions[k], Action::Create(_))) {
+            match self.pbehavior_ids() {
+                Ok(ids) => Some(ids),
+                Err(o) => return Some(o),
+            }
+        } else {
+            None
+        };
+        let body = pbehavior::bulk_create_body(run.iter().map(|&k| &actions[k]), ids.as_ref());
+        let answers = match self.bulk_send(
+            Method::Post,
+            &body,
+            run.len(),
+            "create on pbehaviors (api_pbehavior)",
+        ) {
+            Ok(a) => a,
+            Err(o) => return Some(o),
+        };
+        let mut failure = None;
+        for (&k, answer) in run.iter().zip(&answers) {
+            let name = actions[k].name();
+            match pbehavior::judge_create_item(answer) {
+                Outcome::Created => {
+                    self.log.info(format_args!("pbehavior {name}: created"));
+                    items[k].state = if pbehavior::comment_bodies(&actions[k]).is_empty() {
+                        BulkState::Done
+                    } else {
+                        BulkState::Comment
+                    };
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        failure
+    }
+
+    fn bulk_delete(
+        &mut self,
+        actions: &[Action],
+        items: &mut [BulkItem],
+        run: &[usize],
+    ) -> Option<Outcome> {
+        let names = run.iter().map(|&k| actions[k].name());
+        let body = pbehavior::bulk_delete_body(names);
+        let right = "delete on pbehaviors (api_pbehavior)";
+        let answers = match self.bulk_send(Method::Delete, &body, run.len(), right) {
+            Ok(a) => a,
+            Err(o) => return Some(o),
+        };
+        let mut failure = None;
+        // Not there under our name: it may be an older connector's.
+        let mut legacy: Vec<(usize, String)> = Vec::new();
+        for (&k, answer) in run.iter().zip(&answers) {
+            let name = actions[k].name();
+            match pbehavior::judge_delete_item(answer) {
+                Outcome::Done("already deleted") if pbehavior::legacy_name(name).is_some() => {
+                    legacy.push((k, pbehavior::legacy_name(name).unwrap_or_default()));
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        if legacy.is_empty() {
+            return failure;
+        }
+        let body = pbehavior::bulk_delete_body(legacy.iter().map(|(_, n)| n.as_str()));
+        let answers = match self.bulk_send(Method::Delete, &body, legacy.len(), right) {
+            Ok(a) => a,
+            Err(o) => return failure.or(Some(o)),
+        };
+        for ((k, _), answer) in legacy.iter().zip(&answers) {
+            let name = actions[*k].name();
+            match pbehavior::judge_delete_item(answer) {
+                Outcome::Done("deleted") => {
+                    self.log.info(format_args!(
+                        "pbehavior {name}: deleted under the name the Lua connector gave it"
+                    ));
+                    items[*k].state = BulkState::Done;
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_settled(&actions[*k], &mut items[*k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        failure
+    }
+
+    /// An item's outcome: done (logged), or [`bulk_item_failed`](Self::bulk_item_failed).
+    fn bulk_item_settled(
+        &mut self,
+        action: &Action,
+        item: &mut BulkItem,
+        outcome: Outcome,
+    ) -> Option<Outcome> {
+        match outcome {
+            Outcome::Done(what) => {
+                self.log
+                    .info(format_args!("pbehavior {}: {what}", action.name()));
+                item.state = BulkState::Done;
+                None
+            }
+            other => self.bulk_item_failed(action, item, other),
+        }
+    }
+
+    /// An item Canopsis did not take: refused for good after
+    /// [`MAX_PARTIAL_ATTEMPTS`] tries over `permanent_after` (then
+    /// dead-lettered, and done), otherwise the reason to wait and resend.
+    fn bulk_item_failed(
+        &mut self,
+        action: &Action,
+        item: &mut BulkItem,
+        outcome: Outcome,
+    ) -> Option<Outcome> {
+        let Outcome::Refused(reason) = outcome else {
+            return Some(outcome);
+        };
+        let (since, tries) = item.refused.get_or_insert_with(|| (Instant::now(), 0));
+        *tries += 1;
+        if *tries < MAX_PARTIAL_ATTEMPTS || since.elapsed() < self.routes.permanent_after {
+            return Some(Outcome::Refused(format!(
+                "pbehavior {}: {reason}",
+                action.name()
+            )));
+        }
+        let why = format!(
+            "pbehavior change refused {tries} times over {}s: {reason}",
+            since.elapsed().as_secs()
+        );
+        if !self.dead_letter(&why, &pbehavior::action_json(action)) {
+            return Some(Outcome::Retry {
+                reason: "cannot write the dead-letter file".into(),
+                config_fault: true,
+            });
+        }
+        item.state = BulkState::Done;
+        None
+    }
+
+    /// Posts the comments of a pbehavior the bulk route just created.
+    fn bulk_comment(&mut self, action: &Action, item: &mut BulkItem) -> Result<(), Outcome> {
+        match self.post_comments(action, &mut item.comments) {
+            Outcome::Done(what) => {
+                if what != "created" {
+                    self.log
+                        .info(format_args!("pbehavior {}: {what}", action.name()));
+                }
+                item.state = BulkState::Done;
+                Ok(())
+            }
+            other => match self.bulk_item_failed(action, item, other) {
+                None => Ok(()),
+                Some(o) => Err(o),
+            },
+        }
+    }
+
+    /// One try at a pbehavior change; `done` remembers, across retries,
+    /// that it was created and how many of its comments were posted.
+    fn pbehavior_step(&mut self, action: &Action, done: &mut Created) -> Outcome {
+        let route = self.routes.downtime.route.clone();
+        match action {
+            Action::Delete(name) => {
+                let path = |name: &str| format!("{route}?name={}", pbehavior::url_encode(name));
+                let outcome = match self.request(Method::Delete, &path(name), b"") {
+                    Ok(resp) => pbehavior::judge_delete(&resp),
+                    Err(o) => o,
+                };
+                // Not there under our name: it may be an older connector's.
+                let legacy = pbehavior::legacy_name(name);
+                match (outcome, legacy) {
+                    (Outcome::Done("already deleted"), Some(legacy)) => {
+                        match self.request(Method::Delete, &path(&legacy), b"") {
+                            Ok(resp) => match pbehavior::judge_delete(&resp) {
+                                Outcome::Done("deleted") => Outcome::Done(
+                                    "deleted under the name the Lua connector gave it",
+                                ),
+                                other => other,
+                            },
+                            Err(o) => o,
+                        }
+                    }
+                    (outcome, _) => outcome,
+                }
+            }
+            Action::DeleteId(id) => {
+                let path = format!(
+                    "{}/{}",
+                    route.trim_end_matches('/'),
+                    pbehavior::url_encode(id)
+                );
+                match self.request(Method::Delete, &path, b"") {
+                    Ok(resp) => pbehavior::judge_delete(&resp),
+                    Err(o) => o,
+                }
+            }
+            Action::Create(_) | Action::CreateTemplated(_) => {
+                if !done.created {
+                    let body = match action {
+                        Action::Create(c) => {
+                            let ids = match self.pbehavior_ids() {
+                                Ok(ids) => ids,
+                                Err(o) => return o,
+                            };
+                            pbehavior::create_body(c, &ids)
+                        }
+                        Action::CreateTemplated(t) => t.body.clone(),
+                        _ => unreachable!("matched above"),
+                    };
+                    match self.request(Method::Post, &route, &body) {
+                        Ok(resp) => match pbehavior::judge_create(&resp) {
+                            Outcome::Created => done.created = true,
+                            other => return other,
+                        },
+                        Err(o) => return o,
+                    }
+                }
+                self.post_comments(action, &mut done.comments)
+            }
+        }
+    }
+
+    /// One request, counted; a transport error as the outcome to retry.
+    fn request(&mut self, method: Method, path: &str, body: &[u8]) -> Result<Response, Outcome> {
+        self.shared
+            .progress
+            .stats
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
+        self.transport
+            .send(Request { method, path, body })
+            .map_err(|e| Outcome::Retry {
+                reason: e.to_string(),
+                config_fault: e.is_config_fault(),
+            })
+    }
+
+    /// Posts the comments of a pbehavior just created, from the
+    /// `posted`-th on.
+    fn post_comments(&mut self, action: &Action, posted: &mut usize) -> Outcome {
+        let bodies = pbehavior::comment_bodies(action);
+        if bodies.is_empty() {
+            return Outcome::Done("created");
+        }
+        let route = self.routes.downtime.comment_route.clone();
+        while *posted < bodies.len() {
+            match self.request(Method::Post, &route, &bodies[*posted]) {
+                Ok(resp) => match pbehavior::judge_comment(&resp) {
+                    Outcome::Done(_) => *posted += 1,
+                    other => return other,
+                },
+                Err(o) => return o,
+            }
+        }
+        Outcome::Done("created with its comment")
+    }
+}

@@ -1,0 +1,107 @@
+//! Where accepted events go, and what an answer from there means.
+//!
+//! Everything before the request — filters, templates, batching, the
+//! spool, lanes and acknowledgements — is shared by every output. A sink
+//! says how documents share a request body ([`Framing`]), what the peer's
+//! answer means ([`Verdict`]) and what the peer is called in log lines.
+//! Canopsis's answers are read in [`canopsis`], a JSON receiver's
+//! (Logstash's `http` input and the like) in [`webhook`], Mattermost's in
+//! [`mattermost`], which also builds its messages and summaries.
+
+pub mod canopsis;
+pub mod mattermost;
+pub mod webhook;
+
+use crate::batch::Framing;
+use crate::config::{Output, WebhookFormat};
+use crate::transport::Response;
+use std::time::Duration;
+
+/// How the peer answered a request carrying events.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Every event was taken.
+    Delivered,
+    /// Some or all events are in `failed_events`; they are to be sent again
+    /// (Canopsis only).
+    Partial {
+        /// Events taken.
+        sent: usize,
+        /// The events that failed, as Canopsis echoed them.
+        failed: Vec<serde_json::Value>,
+    },
+    /// The peer refuses the request's content: split it to find the events
+    /// at fault.
+    Refused(String),
+    /// Nothing was taken; try again later.
+    Retry {
+        /// For the log.
+        reason: String,
+        /// Credentials, permissions or addresses are wrong: an admin must act.
+        config_fault: bool,
+        /// Server-requested delay.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Which peer the sender talks to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    /// Canopsis's event route (downtimes go to its pbehavior routes).
+    Canopsis,
+    /// Any HTTP endpoint taking JSON documents, framed as said.
+    Documents(Framing),
+    /// A Mattermost incoming webhook: one message per request.
+    Mattermost(mattermost::Settings),
+}
+
+impl Sink {
+    /// The sink for a configured output.
+    pub fn for_output(output: &Output) -> Sink {
+        match output {
+            Output::Canopsis => Sink::Canopsis,
+            Output::Webhook(w) => match &w.format {
+                WebhookFormat::Json => Sink::Documents(Framing::Array),
+                WebhookFormat::Ndjson => Sink::Documents(Framing::Lines),
+                WebhookFormat::Mattermost(m) => Sink::Mattermost(m.clone()),
+            },
+        }
+    }
+
+    /// How events share a body (for Mattermost, internally: one message
+    /// goes per request).
+    pub fn framing(&self) -> Framing {
+        match self {
+            Sink::Documents(f) => *f,
+            Sink::Canopsis | Sink::Mattermost(_) => Framing::Array,
+        }
+    }
+
+    /// What an answer to a request carrying events means.
+    pub fn judge(&self, resp: &Response) -> Verdict {
+        match self {
+            Sink::Canopsis => canopsis::judge_events(resp),
+            Sink::Documents(_) => webhook::judge(resp),
+            Sink::Mattermost(_) => mattermost::judge(resp),
+        }
+    }
+
+    /// The peer, as log lines name it.
+    pub fn peer(&self) -> &'static str {
+        match self {
+            Sink::Canopsis => "Canopsis",
+            Sink::Documents(_) => "the receiver",
+            Sink::Mattermost(_) => "Mattermost",
+        }
+    }
+
+    /// What the configuration parameters to check are called, for log
+    /// lines about a peer that refuses everything.
+    pub fn where_to_look(&self) -> &'static str {
+        match self {
+            Sink::Canopsis => "Canopsis version, canopsis_event_route",
+            Sink::Documents(_) => "http_server_url, webhook_format, the receiver's codec",
+            Sink::Mattermost(_) => "http_server_url, format_file",
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Mattermost incoming webhooks: the messages, and what Mattermost's
+//! answers mean.
+//!
+//! Mattermost takes one message per request and limits requests per
+//! second per client, answering 429 with `Retry-After` past it. So the
+//! Mattermost output runs one lane, paces its requests
+//! ([`Settings::per_second`]) and, when more messages wait than a channel
+//! can usefully show ([`Settings::summary_after`]), posts the first ones
+//! and one summary for the rest ("37 more state changes: 12 CRITICAL, ...").
+//!
+//! Between the connector and the sender (and in the spool) each event is an
+//! envelope, `{"summary":"CRITICAL","post":{...}}`: the message as
+//! Mattermost gets it, and the word a summary counts it under, which a
+//! user's template does not have to provide.
+
+use super::Verdict;
+use crate::config::FormatConfig;
+use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
+use crate::filter::Subject;
+use crate::pbehavior::{self, Phase};
+use crate::transport::Response;
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+
+/// The Mattermost output's own parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `username`: overrides the webhook's display name.
+    pub username: Option<String>,
+    /// `icon_url`: overrides the webhook's picture.
+    pub icon_url: Option<String>,
+    /// `channel`: overrides the webhook's channel.
+    pub channel: Option<String>,
+    /// `max_messages_per_second`.
+    pub per_second: u32,
+    /// `max_waiting_messages`: more waiting than this, and the rest go in
+    /// one summary.
+    pub summary_after: usize,
+}
+
+impl Settings {
+    /// The shortest time between two requests.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(1) / self.per_second.max(1)
+    }
+}
+
+/// Centreon's colours for states.
+fn colour(service: bool, state: i64) -> &'static str {
+    match (service, state) {
+        (_, 0) => "#88b917",
+        (true, 1) => "#ff9a13",
+        (true, 2) | (false, 1) => "#e00b3d",
+        (false, 2) => "#818185",
+        _ => "#bcbdc0",
+    }
+}
+
+/// A state's name.
+pub fn state_name(service: bool, state: i64) -> &'static str {
+    match (service, state) {
+        (true, 0) => "OK",
+        (true, 1) => "WARNING",
+        (true, 2) => "CRITICAL",
+        (true, 3) => "UNKNOWN",
+        (false, 0) => "UP",
+        (false, 1) => "DOWN",
+        (false, 2) => "UNREACHABLE",
+        _ => "PENDING",
+    }
+}
+
+/// What a summary counts an event under.
+pub fn label(ev: &NebEvent) -> &'static str {
+    match ev {
+        NebEvent::Host(s) => state_name(false, s.state.unwrap_or(4)),
+        NebEvent::Service(s) => state_name(true, s.state.unwrap_or(4)),
+        NebEvent::Ack(a) if a.is_removal() => "acknowledgement removed",
+        NebEvent::Ack(_) => "acknowledgement",
+        NebEvent::Downtime(_) => "downtime",
+        NebEvent::Ba(b) => state_name(true, b.state.unwrap_or(4)),
+    }
+}
+
+/// Wraps the message `write` puts in `out` in its envelope; `false`, and
+/// nothing written, when `write` wrote nothing.
+pub fn write_envelope(
+    out: &mut Vec<u8>,
+    label: &str,
+    write: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
+    let start = out.len();
+    out.extend_from_slice(b"{\"summary\":");
+    out.extend_from_slice(&serde_json::to_vec(label).unwrap_or_default());
+    out.extend_from_slice(b",\"post\":");
+    let post = out.len();
+    if !write(out) || out.len() == post {
+        out.truncate(start);
+        return false;
+    }
+    out.push(b'}');
+    true
+}
+
+/// The default message for an accepted event; `None` when there is none
+/// (BA statuses need a template; a downtime neither starting nor ending).
+pub fn default_message(cfg: &FormatConfig, ev: &NebEvent, subj: &Subject) -> Option<Vec<u8>> {
+    let post = match ev {
+        NebEvent::Host(s) => status(cfg, s, subj, false),
+        NebEvent::Service(s) => status(cfg, s, subj, true),
+        NebEvent::Ack(a) => ack(a, subj),
+        NebEvent::Downtime(d) => downtime(cfg, d, subj)?,
+        NebEvent::Ba(_) => return None,
+    };
+    serde_json::to_vec(&post).ok()
+}
+
+/// `host` or `host / service`.
+fn object(subj: &Subject) -> String {
+    match &subj.service {
+        Some((_, desc)) => format!("{} / {desc}", subj.host_name),
+        None => subj.host_name.clone(),
+    }
+}
+
+fn field(title: &str, value: String) -> Value {
+    json!({"short": true, "title": title, "value": value})
+}
+
+fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) -> Value {
+    let state = s.state.unwrap_or(4);
+    let name = state_name(service, state);
+    let output = s.output.split('\n').next().unwrap_or("");
+    let output = &output[..crate::format::limited_len(output.as_bytes(), cfg.output_size_limit)];
+    let (notes, action) = if service {
+        (&subj.service_info.notes_url, &subj.service_info.action_url)
+    } else {
+        (&subj.host.notes_url, &subj.host.action_url)
+    };
+    let mut fields = vec![field("State", name.to_string())];
+    if let Some(t) = s
+        .last_check
+        .or(s.last_update)
+        .and_then(|t| cfg.dates.format(t))
+    {
+        fields.push(field("Time", t));
+    }
+    let mut links = Vec::new();
+    for (what, url) in [("Notes", notes), ("Action", action)] {
+        if let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty()) {
+            links.push(format!("[{what}]({})", url.trim()));
+        }
+    }
+    if !links.is_empty() {
+        fields.push(field("Links", links.join(" · ")));
+    }
+    let title = format!("{} is {name}", object(subj));
+    let mut attachment = json!({
+        "fallback": format!("{title}: {output}"),
+        "color": colour(service, state),
+        "title": title,
+        "text": output,
+        "fields": fields,
+    });
+    if let Some(url) = notes.as_deref().filter(|u| !u.trim().is_empty()) {
+        attachment["title_link"] = url.trim().into();
+    }
+    json!({ "attachments": [attachment] })
+}
+
+fn ack(a: &AckEvent, subj: &Subject) -> Value {
+    let (title, colour) = if a.is_removal() {
+        (
+            format!("Acknowledgement of {} removed", object(subj)),
+            "#bcbdc0",
+        )
+    } else {
+        (
+            format!("{} acknowledged by {}", object(subj), a.author),
+            "#e5a800",
+        )
+    };
+    json!({"attachments": [{
+        "fallback": format!("{title}: {}", a.comment),
+        "color": colour,
+        "title": title,
+        "text": a.comment,
+    }]})
+}
+
+fn downtime(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> Option<Value> {
+    let title = match pbehavior::phase(d).ok()? {
+        Phase::Start => {
+            let until = d
+                .end_time
+                .and_then(|t| cfg.dates.format(t))
+                .map(|t| format!(" until {t}"))
+                .unwrap_or_default();
+            format!("Downtime on {} by {}{until}", object(subj), d.author)
+        }
+        Phase::End => format!("Downtime on {} ended", object(subj)),
+    };
+    Some(json!({"attachments": [{
+        "fallback": format!("{title}: {}", d.comment),
+        "color": "#cc99ff",
+        "title": title,
+        "text": d.comment,
+    }]}))
+}
+
+/// One event of a batch: its summary word and its message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// What a summary counts it under.
+    pub summary: String,
+    /// The message, as written.
+    pub post: Vec<u8>,
+}
+
+/// The envelopes of a batch body; `None` if it is not one.
+pub fn messages(body: &[u8]) -> Option<Vec<Message>> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        summary: String,
+        #[serde(borrow)]
+        post: &'a serde_json::value::RawValue,
+    }
+    let list: Vec<Envelope> = serde_json::from_slice(body).ok()?;
+    Some(
+        list.into_iter()
+            .map(|e| Message {
+                summary: e.summary,
+                post: e.post.get().as_bytes().to_vec(),
+            })
+            .collect(),
+    )
+}
+
+/// The request body for `post`: the message with `username`, `icon_url`
+/// and `channel` set where the parameters say so and the message does not.
+pub fn request_body(post: &[u8], s: &Settings) -> Vec<u8> {
+    let Ok(mut map) = serde_json::from_slice::<Map<String, Value>>(post) else {
+        // Not an object: Mattermost will say what is wrong with it.
+        return post.to_vec();
+    };
+    for (key, value) in [
+        ("username", &s.username),
+        ("icon_url", &s.icon_url),
+        ("channel", &s.channel),
+    ] {
+        if let Some(v) = value {
+            map.entry(key).or_insert_with(|| v.as_str().into());
+        }
+    }
+    serde_json::to_vec(&map).unwrap_or_else(|_| post.to_vec())
+}
+
+/// One message standing for `rest`: how many, and how many of each kind,
+/// in the order they first came.
+pub fn summary(rest: &[Message], s: &Settings) -> Vec<u8> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for m in rest {
+        match counts.iter_mut().find(|(l, _)| *l == m.summary) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&m.summary, 1)),
+        }
+    }
+    let states = [
+        "OK",
+        "WARNING",
+        "CRITICAL",
+        "UNKNOWN",
+        "UP",
+        "DOWN",
+        "UNREACHABLE",
+        "PENDING",
+    ];
+    let what = if counts.iter().all(|(l, _)| states.contains(l)) {
+        "state changes"
+    } else {
+        "events"
+    };
+    let detail: Vec<String> = counts.iter().map(|(l, n)| format!("{n} {l}")).collect();
+    let text = format!("{} more {what}: {}", rest.len(), detail.join(", "));
+    request_body(
+        &serde_json::to_vec(&json!({ "text": text })).unwrap_or_default(),
+        s,
+    )
+}
+
+/// What Mattermost's answer to one message means.
+pub fn judge(resp: &Response) -> Verdict {
+    let retry = |reason: String, config_fault: bool| Verdict::Retry {
+        reason,
+        config_fault,
+        retry_after: resp.retry_after,
+    };
+    match resp.status {
+        200..=299 => Verdict::Delivered,
+        429 => retry(
+            format!(
+                "HTTP 429: Mattermost limits messages per second (lower max_messages_per_second); {}",
+                resp.snippet()
+            ),
+            false,
+        ),
+        400 | 413 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
+        300..=399 => retry(
+            format!(
+                "HTTP {} redirect to {} (not followed); check http_server_url",
+                resp.status,
+                resp.location_host.as_deref().unwrap_or("(no Location)")
+            ),
+            true,
+        ),
+        401 | 403 => retry(
+            format!(
+                "HTTP {} {}: Mattermost refuses this webhook (incoming webhooks disabled, or the channel is not allowed)",
+                resp.status,
+                resp.snippet()
+            ),
+            true,
+        ),
+        404 => retry(
+            format!(
+                "HTTP 404 {}: no such incoming webhook (deleted, or a wrong http_server_url)",
+                resp.snippet()
+            ),
+            true,
+        ),
+        status => retry(format!("HTTP {status}: {}", resp.snippet()), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::event::NebEvent;
+    use crate::filter::{
+        self,
+        tests::{cache, service},
+    };
+    use crate::transport::tests::resp;
+
+    fn settings() -> Settings {
+        Settings {
+            username: Some("centreon".into()),
+            icon_url: None,
+            channel: Some("noc".into()),
+            per_second: 4,
+            summary_after: 3,
+        }
+    }
+
+    #[test]
+    fn a_critical_service_gets_its_colour_output_and_links() {
+        let cfg = config::parse(&config::tests::minimal()).unwrap().config;
+        let ev = NebEvent::Service(service(2));
+        let subj = filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
+        let mut out = Vec::new();
+        assert!(write_envelope(&mut out, label(&ev), |o| {
+            o.extend(default_message(&cfg.format, &ev, &subj).unwrap());
+            true
+        }));
+        let m = messages(&[b"[", out.as_slice(), b"]"].concat()).unwrap();
+        assert_eq!(m[0].summary, "CRITICAL");
+        let post: Value = serde_json::from_slice(&m[0].post).unwrap();
+        let a = &post["attachments"][0];
+        assert_eq!(a["color"], "#e00b3d");
+        assert_eq!(a["text"], "OK - rta 0.3ms");
+        assert!(a["title"].as_str().unwrap().ends_with("is CRITICAL"), "{a}");
+        let sent: Value = serde_json::from_slice(&request_body(&m[0].post, &settings())).unwrap();
+        assert_eq!(
+            (&sent["username"], &sent["channel"]),
+            (&json!("centreon"), &json!("noc"))
+        );
+        assert!(sent.get("icon_url").is_none());
+    }
+
+    #[test]
+    fn a_summary_counts_each_kind_in_order() {
+        let m = |s: &str| Message {
+            summary: s.into(),
+            post: b"{}".to_vec(),
+        };
+        let rest = [m("CRITICAL"), m("OK"), m("CRITICAL"), m("WARNING")];
+        let v: Value = serde_json::from_slice(&summary(&rest, &settings())).unwrap();
+        assert_eq!(
+            v["text"],
+            "4 more state changes: 2 CRITICAL, 1 OK, 1 WARNING"
+        );
+        let v: Value =
+            serde_json::from_slice(&summary(&[m("OK"), m("acknowledgement")], &settings()))
+                .unwrap();
+        assert_eq!(v["text"], "2 more events: 1 OK, 1 acknowledgement");
+    }
+
+    #[test]
+    fn a_rate_limit_is_waited_out_and_a_missing_hook_is_a_configuration_fault() {
+        let mut limited = resp(429, r#"{"message":"too many requests"}"#);
+        limited.retry_after = Some(Duration::from_secs(1));
+        assert!(matches!(
+            judge(&limited),
+            Verdict::Retry { config_fault: false, retry_after: Some(d), .. } if d == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            judge(&resp(404, "")),
+            Verdict::Retry {
+                config_fault: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            judge(&resp(
+                400,
+                r#"{"id":"web.incoming_webhook.text.app_error"}"#
+            )),
+            Verdict::Refused(_)
+        ));
+        assert_eq!(judge(&resp(200, "ok")), Verdict::Delivered);
+    }
+}
