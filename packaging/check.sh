@@ -45,6 +45,7 @@ deb_files=$(cat <<LIST
 ./etc/logrotate.d/$pkg
 ./usr/lib/x86_64-linux-gnu/lua/5.3/canopsis_native_53.so
 ./usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
+./usr/share/centreon-broker/lua/webhook-native-events.lua
 ./usr/share/doc/$pkg/README.md
 ./usr/share/doc/$pkg/changelog.Debian.gz
 ./usr/share/doc/$pkg/copyright
@@ -58,6 +59,7 @@ for el in "el8 5.3 53" "el9 5.4 54"; do
 /etc/logrotate.d/$pkg
 /usr/lib64/lua/$lua/canopsis_native_$tag.so
 /usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
+/usr/share/centreon-broker/lua/webhook-native-events.lua
 /usr/share/doc/$pkg/CHANGELOG.md
 /usr/share/doc/$pkg/README.md
 /usr/share/licenses/$pkg/LICENSE

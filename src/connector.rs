@@ -237,7 +237,7 @@ impl Connector {
     /// `send_data_test=1`).
     pub fn start(cfg: Config, log: Logger) -> Result<Connector, String> {
         let transport: Box<dyn Transport> = if cfg.send_data_test {
-            Box::new(DryRun::new(log.clone()))
+            Box::new(DryRun::new(log.clone(), &cfg.http))
         } else {
             Box::new(Http::new(&cfg.http, cfg.max_in_flight, log.clone())?)
         };

@@ -474,25 +474,37 @@ fn location_host(location: &str) -> String {
 /// Lua connector does, so an admin can check payloads without Canopsis.
 pub struct DryRun {
     log: Logger,
+    /// The event route, and how logs show it.
+    route: (String, String),
 }
 
 impl DryRun {
-    /// A dry-run transport logging to `log`.
-    pub fn new(log: Logger) -> DryRun {
-        DryRun { log }
+    /// A dry-run transport logging to `log` (showing routes as `cfg` says).
+    pub fn new(log: Logger, cfg: &HttpConfig) -> DryRun {
+        DryRun {
+            log,
+            route: (cfg.event_route.clone(), cfg.shown_route.clone()),
+        }
     }
 }
 
 impl Transport for DryRun {
     fn fork(&self) -> Option<Box<dyn Transport>> {
-        Some(Box::new(DryRun::new(self.log.clone())))
+        Some(Box::new(DryRun {
+            log: self.log.clone(),
+            route: self.route.clone(),
+        }))
     }
 
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
         self.log.info(format_args!(
             "[send_data_test] {} {}: {}",
             req.method.as_str(),
-            req.path,
+            if req.path == self.route.0 {
+                &self.route.1
+            } else {
+                req.path
+            },
             String::from_utf8_lossy(req.body)
         ));
         let body = if req.method == Method::Post && req.body.first() == Some(&b'[') {

@@ -72,4 +72,20 @@ check(ok and acked == true, "a raising cache must not raise out of write")
 text = io.open(log):read("a")
 check(text:find("cannot read event: .*no field host_id"), "unreadable event logged")
 check(text:find("host 2 is not in broker's cache", 1, true), "a raising cache is a miss")
+
+-- The webhook loader: same module, its own connector, Mattermost messages.
+dofile("lua/webhook-native-events.lua")
+check(filter(1, 2) == true, "webhook loader: filter(1, 2) probe before init")
+broker_cache.get_host = function(_, id) return id == 1 and { name = "srv", instance_id = 1 } or nil end
+local hooklog = scratch .. "/hook-" .. _VERSION:gsub("%W", "") .. ".log"
+init({ http_server_url = "https://chat.invalid/hooks/s3cr3t-h00k", webhook_format = "mattermost",
+       send_data_test = 1, logfile = hooklog, log_level = 3, username = "centreon" })
+check(write({ category = 1, element = 24, host_id = 1, service_id = 7, state = 2, state_type = 1,
+              last_check = 100, last_hard_state_change = 100, output = "CRITICAL - load 9" }) == false,
+      "webhook: an accepted event is not acked before delivery")
+check(flush() == true, "webhook: flush acks once delivered")
+text = io.open(hooklog):read("a")
+check(text:find('"title":"srv / Load is CRITICAL"', 1, true), "webhook: Mattermost message logged")
+check(text:find('"username":"centreon"', 1, true), "webhook: username set")
+check(not text:find("s3cr3t-h00k", 1, true), "webhook: the hook's key must not be logged")
 print("smoke: " .. _VERSION .. " ok")
