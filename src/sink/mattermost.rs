@@ -40,8 +40,11 @@ pub struct Settings {
 
 impl Settings {
     /// The shortest time between two requests.
+    /// A hair more than a second's share: requests that leave evenly
+    /// spaced may still arrive closer, and a server counting a strict
+    /// second must not see one too many.
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(1) / self.per_second.max(1)
+        Duration::from_secs(1) * 51 / (50 * self.per_second.max(1))
     }
 }
 
@@ -304,6 +307,16 @@ pub fn judge(resp: &Response) -> Verdict {
             ),
             false,
         ),
+        // Mattermost answers a hook it does not know (deleted, or a
+        // mistyped key) with 400 like a bad message: the message is not
+        // at fault, and must not be dead-lettered for it.
+        400 if resp.body.contains("web.incoming_webhook.invalid") => retry(
+            format!(
+                "HTTP 400 {}: no such incoming webhook (deleted, or a wrong http_server_url)",
+                resp.snippet()
+            ),
+            true,
+        ),
         400 | 413 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
         300..=399 => retry(
             format!(
@@ -403,6 +416,16 @@ mod tests {
         assert!(matches!(
             judge(&limited),
             Verdict::Retry { config_fault: false, retry_after: Some(d), .. } if d == Duration::from_secs(1)
+        ));
+        assert!(matches!(
+            judge(&resp(
+                400,
+                r#"{"id":"web.incoming_webhook.invalid.app_error","message":"Invalid webhook."}"#
+            )),
+            Verdict::Retry {
+                config_fault: true,
+                ..
+            }
         ));
         assert!(matches!(
             judge(&resp(404, "")),

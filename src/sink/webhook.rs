@@ -16,7 +16,8 @@ use crate::transport::Response;
 
 /// Writes the built-in document of an accepted event to `out`: the fields
 /// of the Canopsis event the Canopsis output would send, then
-/// `event_kind`, `host_id` and, for a service, `service_id`; for a
+/// `event_kind` and, where that event has no ids (acknowledgements),
+/// `host_id` and, for a service, `service_id`, as text like a status's; for a
 /// downtime, which has no Canopsis event, its own fields. `false`, and
 /// nothing written, when there is no built-in document (BA statuses need
 /// a template, as for Canopsis; a downtime not started or ended).
@@ -43,11 +44,17 @@ pub fn write_document(
     out.pop();
     out.extend_from_slice(b",\"event_kind\":\"");
     out.extend_from_slice(ev.kind().name().as_bytes());
-    out.extend_from_slice(b"\",\"host_id\":");
-    out.extend_from_slice(subj.host_id.to_string().as_bytes());
-    if let Some((id, _)) = &subj.service {
-        out.extend_from_slice(b",\"service_id\":");
-        out.extend_from_slice(id.to_string().as_bytes());
+    out.push(b'"');
+    // A status's Canopsis event has its ids already, as text.
+    if !matches!(ev, NebEvent::Host(_) | NebEvent::Service(_)) {
+        out.extend_from_slice(b",\"host_id\":\"");
+        out.extend_from_slice(subj.host_id.to_string().as_bytes());
+        out.push(b'"');
+        if let Some((id, _)) = &subj.service {
+            out.extend_from_slice(b",\"service_id\":\"");
+            out.extend_from_slice(id.to_string().as_bytes());
+            out.push(b'"');
+        }
     }
     out.push(b'}');
     true
@@ -70,11 +77,11 @@ fn downtime_document(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> O
         "timestamp": d.actual_start_time.filter(|_| phase == Phase::Start).or(d.deletion_time),
         "downtime_id": d.id,
         "event_kind": "downtime",
-        "host_id": subj.host_id,
+        "host_id": subj.host_id.to_string(),
     });
     if let Some((id, desc)) = &subj.service {
         doc["resource"] = desc.as_str().into();
-        doc["service_id"] = (*id).into();
+        doc["service_id"] = id.to_string().into();
     }
     serde_json::to_vec(&doc).ok()
 }
@@ -144,9 +151,11 @@ mod tests {
         let doc: Value = serde_json::from_slice(&out[1..]).unwrap();
         let mut expected: Value = serde_json::from_slice(&canopsis).unwrap();
         expected["event_kind"] = "service_status".into();
-        expected["host_id"] = subject.host_id.into();
-        expected["service_id"] = subject.service.as_ref().unwrap().0.into();
         assert_eq!(doc, expected);
+        assert_eq!(
+            (&doc["host_id"], &doc["service_id"]),
+            (&"12".into(), &"34".into())
+        );
     }
 
     #[test]

@@ -1152,11 +1152,11 @@ impl Default for Muxer {
 }
 
 /// Lays out a broker Lua directory like a package install:
-/// `<dir>/canopsis-native-events-apiv2.lua` and `<dir>/lib/<module>.so`.
-/// Returns the script path.
+/// `<dir>/<loader's name>` and `<dir>/lib/<module>.so`. Returns the script
+/// path.
 pub fn install_connector(dir: &Path, loader: &Path, module: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir.join("lib"))?;
-    let script = dir.join("canopsis-native-events-apiv2.lua");
+    let script = dir.join(loader.file_name().expect("loader path has a file name"));
     std::fs::copy(loader, &script)?;
     let name = module.file_name().expect("module path has a file name");
     std::fs::copy(module, dir.join("lib").join(name))?;

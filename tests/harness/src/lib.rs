@@ -6,6 +6,7 @@ pub mod broker;
 pub mod events;
 pub mod mock;
 pub mod pbh;
+pub mod receivers;
 pub mod trace;
 
 use broker::{install_connector, module_name, CacheData, Muxer, Output, OutputConfig, Param};
@@ -34,6 +35,11 @@ pub fn loader_path() -> PathBuf {
     repo_root().join("lua/canopsis-native-events-apiv2.lua")
 }
 
+/// The webhook output's loader.
+pub fn webhook_loader_path() -> PathBuf {
+    repo_root().join("lua/webhook-native-events.lua")
+}
+
 static LABS: AtomicUsize = AtomicUsize::new(0);
 
 /// A scratch broker Lua directory with the connector installed, plus a mock
@@ -57,6 +63,16 @@ impl Lab {
     /// A fresh lab running `script` (an installed loader) when given, or
     /// else the connector built from this checkout.
     pub fn with_script(name: &str, script: Option<PathBuf>) -> Lab {
+        Lab::installing(name, script, &loader_path())
+    }
+
+    /// A fresh lab with the webhook loader installed; its mock plays
+    /// Mattermost and Logstash too ([`receivers`]).
+    pub fn webhook(name: &str) -> Lab {
+        Lab::installing(name, None, &webhook_loader_path())
+    }
+
+    fn installing(name: &str, script: Option<PathBuf>, loader: &Path) -> Lab {
         let n = LABS.fetch_add(1, Ordering::SeqCst);
         let dir =
             std::env::temp_dir().join(format!("canopsis-lab-{}-{n}-{name}", std::process::id()));
@@ -69,7 +85,7 @@ impl Lab {
                 "{} is missing: build it with tests/build-modules.sh",
                 module.display()
             );
-            install_connector(&dir.join("lua"), &loader_path(), &module).expect("install connector")
+            install_connector(&dir.join("lua"), loader, &module).expect("install connector")
         });
         Lab {
             dir,
@@ -104,6 +120,33 @@ impl Lab {
             ("canopsis_host".into(), Param::Str("127.0.0.1".into())),
             ("canopsis_port".into(), Param::Num(self.mock.port() as i32)),
             ("sending_protocol".into(), Param::Str("http".into())),
+            (
+                "logfile".into(),
+                Param::Str(self.logfile().display().to_string()),
+            ),
+            ("log_level".into(), Param::Num(3)),
+        ];
+        for (k, v) in extra {
+            p.retain(|(name, _)| name != k);
+            p.push((k.to_string(), v.clone()));
+        }
+        p
+    }
+
+    /// Webhook output parameters for `format` (mattermost, json, ndjson)
+    /// pointing at the mock's receiver for it, with `extra` added or
+    /// overriding.
+    pub fn webhook_params(&self, format: &str, extra: &[(&str, Param)]) -> Vec<(String, Param)> {
+        let path = match format {
+            "mattermost" => format!("{}{}", receivers::HOOKS, receivers::HOOK_ID),
+            _ => receivers::LOGSTASH.to_string(),
+        };
+        let mut p: Vec<(String, Param)> = vec![
+            (
+                "http_server_url".into(),
+                Param::Str(format!("http://127.0.0.1:{}{path}", self.mock.port())),
+            ),
+            ("webhook_format".into(), Param::Str(format.into())),
             (
                 "logfile".into(),
                 Param::Str(self.logfile().display().to_string()),

@@ -1,6 +1,8 @@
 //! A mock Canopsis API v4 on 127.0.0.1 that accepts and rejects requests the
 //! way the real server does (`shared/docs/canopsis-api.md` §11), records
-//! what it received, and can be taken down or told to misbehave.
+//! what it received, and can be taken down or told to misbehave. The same
+//! server plays a Mattermost incoming webhook and a Logstash `http` input
+//! ([`crate::receivers`]), so they misbehave the same ways.
 //!
 //! Hand-written over `std::net` so "down" really means dropped connections
 //! (also the keep-alive ones a client holds), not a polite error answer.
@@ -120,6 +122,8 @@ pub struct State {
     pub pbehaviors: Vec<Value>,
     /// Pbehavior comments.
     pub comments: Vec<Value>,
+    /// Webhook receivers served beside Canopsis (see [`crate::receivers`]).
+    pub receivers: crate::receivers::Receivers,
     /// Each pbehavior's `_id` and name, in the list's order (see
     /// `pbh::position`).
     pub(crate) pbh_keys: Vec<(String, String)>,
@@ -173,6 +177,7 @@ impl State {
             types,
             pbehaviors: Vec::new(),
             comments: Vec::new(),
+            receivers: crate::receivers::Receivers::default(),
             pbh_keys: Vec::new(),
             next_id: 1,
         }
@@ -284,12 +289,12 @@ fn accept_loop(listener: TcpListener, state: Arc<Mutex<State>>, stop: Arc<Atomic
     }
 }
 
-struct Req {
-    method: String,
-    path: String,
-    query: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
+pub(crate) struct Req {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) headers: HashMap<String, String>,
+    pub(crate) body: Vec<u8>,
 }
 
 fn is_down(state: &Arc<Mutex<State>>) -> bool {
@@ -465,6 +470,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                 });
             }
             let retry_after = match status {
+                429 if req.path.starts_with(crate::receivers::HOOKS) => Some(1),
                 429 | 503 => st.retry_after,
                 _ => None,
             };
@@ -545,6 +551,9 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
         if String::from_utf8_lossy(&req.body).contains(marker.as_str()) {
             return error(500, "Internal server error");
         }
+    }
+    if let Some(answer) = crate::receivers::route(st, req) {
+        return answer;
     }
     let user = match authenticate(st, req) {
         Ok(u) => u,
