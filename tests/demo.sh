@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs the connector end to end on an embedded default: the emulated broker
 # feeds sample BBDO 3 events into a mock Canopsis on 127.0.0.1.
+#   bash tests/demo.sh webhook [mattermost|json|ndjson]: the webhook output
+#   into a mock Mattermost (messages printed as the channel shows them) or
+#   Logstash input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
