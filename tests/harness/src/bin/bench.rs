@@ -4,7 +4,7 @@
 //! connector's sender and the mock share the machine's CPUs, and single
 //! runs vary by a third.
 //!
-//! Usage: bench [--quick] [--network] [--soak SECONDS] [--write-only N [--templated] [--filtered]]
+//! Usage: bench [--quick] [--network] [--webhook] [--soak SECONDS] [--write-only N [--templated] [--filtered]]
 //!
 //! (a) broker-thread time per `write` for BBDO 3 service statuses handed
 //!     over as API 2 userdata, accepted and filtered (SOFT): each event is
@@ -29,6 +29,10 @@
 //!     the bulk route
 //!     (`BENCH_IN_FLIGHT=N` sets their `max_requests_in_flight`,
 //!     `BENCH_SHOW_LOG=1` prints their stats lines);
+//! (g) (`--webhook` alone) the webhook output: end-to-end events/s into
+//!     the mock's Logstash input as JSON arrays and as NDJSON (counted, not
+//!     parsed, as in (b)); Mattermost at the mock's limit of 10 messages per
+//!     second: 60 events one message each, then 1000 at once summarised;
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
 //!     every minute: growth from the first minute to the last.
 
@@ -434,6 +438,13 @@ fn main() {
         network_rows(scale, &row);
         return;
     }
+    if args.iter().any(|a| a == "--webhook") {
+        let row = |name: &str, value: String, target: &str| {
+            println!("{name:<58} {value:>14} {target:>12}")
+        };
+        webhook_rows(scale, &row);
+        return;
+    }
     println!(
         "canopsis-native bench ({}, {} CPUs)",
         mlua_version(),
@@ -545,6 +556,114 @@ fn main() {
     );
 
     network_rows(scale, &row);
+    webhook_rows(scale, &row);
+}
+
+/// (g): events/s into the Logstash-like input, in `format`.
+fn webhook_throughput(format: &str, n: i64) -> f64 {
+    let lab = Lab::webhook("bench-webhook");
+    lab.mock.state().record = false;
+    lab.mock.state().echo_only = true;
+    let mut out = lab.open(
+        lab.webhook_params(
+            format,
+            &[
+                ("max_buffer_size", Param::Num(100)),
+                ("log_level", Param::Num(2)),
+            ],
+        ),
+        Bbdo::V3,
+    );
+    let mut spent = Duration::ZERO;
+    for i in 0..n {
+        spent += out.timed_write(&event(i, true)).0;
+    }
+    let start = Instant::now();
+    out.flush();
+    while lab.mock.state().receivers.document_count < n as u64 {
+        out.flush();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    spent += start.elapsed();
+    out.close();
+    n as f64 / spent.as_secs_f64()
+}
+
+/// What Mattermost saw of `n` state changes sent at once, its limit and
+/// the connector's pace both 10 per second: (events accounted for in
+/// messages and summaries, messages, seconds, busiest second, 429s).
+fn mattermost_run(n: i64, summary_after: i32) -> (usize, usize, f64, usize, u64) {
+    let lab = Lab::webhook("bench-mattermost");
+    lab.mock.state().receivers.per_second = Some(10);
+    let mut out = lab.open(
+        lab.webhook_params(
+            "mattermost",
+            &[
+                ("max_messages_per_second", Param::Num(10)),
+                ("max_waiting_messages", Param::Num(summary_after)),
+                ("log_level", Param::Num(2)),
+                ("skip_anon_events", Param::Num(0)),
+            ],
+        ),
+        Bbdo::V3,
+    );
+    let mut mux = Muxer::new();
+    for i in 0..n {
+        mux.push(Status::service(12, 1000 + i, i % 3, T + i).event(Bbdo::V3));
+    }
+    let start = Instant::now();
+    mux.run(
+        &mut out,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+        Duration::from_secs(120),
+        |m| m.unacked() == 0,
+    );
+    let secs = start.elapsed().as_secs_f64();
+    out.close();
+    let st = lab.mock.state();
+    let r = &st.receivers;
+    let events = r
+        .posts
+        .iter()
+        .map(|p| match p["text"].as_str() {
+            Some(t) if t.contains(" more ") => t
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0),
+            _ => 1,
+        })
+        .sum();
+    (events, r.posts.len(), secs, r.busiest_second, r.throttled)
+}
+
+fn webhook_rows(scale: i64, row: &dyn Fn(&str, String, &str)) {
+    for format in ["json", "ndjson"] {
+        let rate = median(
+            (0..3)
+                .map(|_| webhook_throughput(format, 300_000 / scale))
+                .collect(),
+        );
+        row(
+            &format!("(g) webhook {format}, end to end, max_buffer_size 100"),
+            format!("{rate:.0} ev/s"),
+            ">= 200k/s",
+        );
+    }
+    for (n, summary_after, what) in [(60, 1000, "one message each"), (1000, 20, "summarised")] {
+        let (events, posts, secs, busiest, throttled) = mattermost_run(n, summary_after);
+        row(
+            &format!("(g) mattermost, {n} changes at once, {what}: accounted"),
+            format!("{events}/{n}"),
+            "all",
+        );
+        row(
+            &format!("(g)   {posts} messages in {secs:.1} s, 429s {throttled}; busiest second"),
+            format!("{busiest} msg"),
+            "<= 10",
+        );
+    }
 }
 
 /// (f): over a network, with failures, and downtimes in number.
