@@ -326,3 +326,49 @@ fn a_refused_document_is_dead_lettered_and_the_others_delivered_through_the_spoo
         "{dead}"
     );
 }
+
+#[test]
+fn a_template_shapes_the_message_or_the_document_and_other_kinds_keep_theirs() {
+    for format in ["mattermost", "json"] {
+        let lab = Lab::webhook("templated");
+        let path = lab.dir.join("format.json");
+        std::fs::write(
+            &path,
+            json!({"neb_service_status": {
+                "text": "{cache.host.name}/{cache.service.description} went {state}: {output}"
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let params = lab.webhook_params(
+            format,
+            &[
+                ("format_file", text(&path.display().to_string())),
+                ("max_messages_per_second", Param::Num(50)),
+            ],
+        );
+        let mut out = lab.open(params, Bbdo::V3);
+        let mut host = Status::host(12, 1, T);
+        host.output = "DOWN - unreachable".into();
+        let mut svc = Status::service(12, 34, 2, T);
+        svc.output = "CRITICAL - 100% loss".into();
+        deliver(&mut out, vec![host.event(Bbdo::V3), svc.event(Bbdo::V3)]);
+        drop(out);
+        let st = lab.mock.state();
+        let got = if format == "mattermost" {
+            st.receivers.posts.clone()
+        } else {
+            st.receivers.documents.clone()
+        };
+        let templated = json!({"text": "host-a/Ping went 2: CRITICAL - 100% loss"});
+        assert!(got.contains(&templated), "{format}: {got:?}");
+        assert_eq!(got.len(), 2, "{format}: {got:?}");
+        let host_kept_its_own = if format == "mattermost" {
+            got.iter()
+                .any(|p| p["attachments"][0]["title"] == "host-a is DOWN")
+        } else {
+            got.iter().any(|d| d["event_kind"] == "host_status")
+        };
+        assert!(host_kept_its_own, "{format}: {got:?}");
+    }
+}
