@@ -105,3 +105,27 @@ impl Sink {
         }
     }
 }
+
+/// Nothing taken: try again, when the answer's `Retry-After` says if it
+/// says.
+fn retry(resp: &Response, reason: String, config_fault: bool) -> Verdict {
+    Verdict::Retry {
+        reason,
+        config_fault,
+        retry_after: resp.retry_after,
+    }
+}
+
+/// A redirect from a webhook endpoint: never followed (`http_headers`, or
+/// a hook's key in the path, would go where the admin did not send them).
+fn redirect(resp: &Response) -> Verdict {
+    retry(
+        resp,
+        format!(
+            "HTTP {} redirect to {} (not followed); check http_server_url",
+            resp.status,
+            resp.location_host.as_deref().unwrap_or("(no Location)")
+        ),
+        true,
+    )
+}

@@ -293,11 +293,7 @@ pub fn summary(rest: &[Message], s: &Settings) -> Vec<u8> {
 
 /// What Mattermost's answer to one message means.
 pub fn judge(resp: &Response) -> Verdict {
-    let retry = |reason: String, config_fault: bool| Verdict::Retry {
-        reason,
-        config_fault,
-        retry_after: resp.retry_after,
-    };
+    let retry = |reason: String, config_fault: bool| super::retry(resp, reason, config_fault);
     match resp.status {
         200..=299 => Verdict::Delivered,
         429 => retry(
@@ -318,14 +314,7 @@ pub fn judge(resp: &Response) -> Verdict {
             true,
         ),
         400 | 413 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
-        300..=399 => retry(
-            format!(
-                "HTTP {} redirect to {} (not followed); check http_server_url",
-                resp.status,
-                resp.location_host.as_deref().unwrap_or("(no Location)")
-            ),
-            true,
-        ),
+        300..=399 => super::redirect(resp),
         401 | 403 => retry(
             format!(
                 "HTTP {} {}: Mattermost refuses this webhook (incoming webhooks disabled, or the channel is not allowed)",

@@ -88,21 +88,10 @@ fn downtime_document(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> O
 
 /// What a receiver's answer to a body of documents means.
 pub fn judge(resp: &Response) -> Verdict {
-    let retry = |reason: String, config_fault: bool| Verdict::Retry {
-        reason,
-        config_fault,
-        retry_after: resp.retry_after,
-    };
+    let retry = |reason: String, config_fault: bool| super::retry(resp, reason, config_fault);
     match resp.status {
         200..=299 => Verdict::Delivered,
-        300..=399 => retry(
-            format!(
-                "HTTP {} redirect to {} (not followed: headers go to http_server_url only); check http_server_url",
-                resp.status,
-                resp.location_host.as_deref().unwrap_or("(no Location)")
-            ),
-            true,
-        ),
+        300..=399 => super::redirect(resp),
         400 | 413 | 422 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
         401 | 403 | 407 => retry(
             format!(

@@ -115,7 +115,7 @@ impl Lab {
 
     /// Parameters pointing at the mock, with `extra` added or overriding.
     pub fn params(&self, extra: &[(&str, Param)]) -> Vec<(String, Param)> {
-        let mut p: Vec<(String, Param)> = vec![
+        let p: Vec<(String, Param)> = vec![
             ("canopsis_authkey".into(), Param::Str(self.mock.authkey())),
             ("canopsis_host".into(), Param::Str("127.0.0.1".into())),
             ("canopsis_port".into(), Param::Num(self.mock.port() as i32)),
@@ -126,11 +126,7 @@ impl Lab {
             ),
             ("log_level".into(), Param::Num(3)),
         ];
-        for (k, v) in extra {
-            p.retain(|(name, _)| name != k);
-            p.push((k.to_string(), v.clone()));
-        }
-        p
+        overriding(p, extra)
     }
 
     /// Webhook output parameters for `format` (mattermost, json, ndjson)
@@ -141,7 +137,7 @@ impl Lab {
             "mattermost" => format!("{}{}", receivers::HOOKS, receivers::HOOK_ID),
             _ => receivers::LOGSTASH.to_string(),
         };
-        let mut p: Vec<(String, Param)> = vec![
+        let p: Vec<(String, Param)> = vec![
             (
                 "http_server_url".into(),
                 Param::Str(format!("http://127.0.0.1:{}{path}", self.mock.port())),
@@ -153,11 +149,7 @@ impl Lab {
             ),
             ("log_level".into(), Param::Num(3)),
         ];
-        for (k, v) in extra {
-            p.retain(|(name, _)| name != k);
-            p.push((k.to_string(), v.clone()));
-        }
-        p
+        overriding(p, extra)
     }
 
     /// Opens an output with `params` over the sample cache.
@@ -210,6 +202,15 @@ impl Lab {
             .flat_map(|p| p.as_array().cloned().unwrap_or_default())
             .collect()
     }
+}
+
+/// `params` with `extra` added, or replacing those of the same name.
+fn overriding(mut params: Vec<(String, Param)>, extra: &[(&str, Param)]) -> Vec<(String, Param)> {
+    for (k, v) in extra {
+        params.retain(|(name, _)| name != k);
+        params.push((k.to_string(), v.clone()));
+    }
+    params
 }
 
 /// A string parameter.

@@ -58,6 +58,24 @@ impl Default for Receivers {
     }
 }
 
+impl Receivers {
+    /// How many events the posts stand for: one per message, and a
+    /// summary's "N more ...".
+    pub fn events_posted(&self) -> usize {
+        self.posts
+            .iter()
+            .map(|p| match p["text"].as_str() {
+                Some(t) if t.contains(" more ") => t
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                _ => 1,
+            })
+            .sum()
+    }
+}
+
 /// The incoming webhook the mock Mattermost knows from the start.
 pub const HOOK_ID: &str = "xq8n3dw5tpgd7c1kzs4s9hwq5e";
 

@@ -163,18 +163,6 @@ fn local_time(t: i64) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Counts the events posts stand for: one per message, and a summary's
-/// "N more ...".
-fn events_in(posts: &[Value]) -> usize {
-    posts
-        .iter()
-        .map(|p| match p["text"].as_str() {
-            Some(t) if t.contains(" more ") => t.split(' ').next().unwrap().parse().unwrap(),
-            _ => 1,
-        })
-        .sum()
-}
-
 #[test]
 fn a_flood_becomes_a_summary_within_the_rate_and_nothing_is_acknowledged_before() {
     let lab = Lab::webhook("flood");
@@ -204,7 +192,7 @@ fn a_flood_becomes_a_summary_within_the_rate_and_nothing_is_acknowledged_before(
     let st = lab.mock.state();
     let posts = &st.receivers.posts;
     assert_eq!(
-        events_in(posts),
+        st.receivers.events_posted(),
         60,
         "every event is a message or counted in a summary"
     );
@@ -248,7 +236,7 @@ fn mattermost_rate_limiting_is_waited_out_without_losing_a_message() {
         st.receivers.throttled > 0,
         "the mock never limited the connector"
     );
-    assert_eq!(events_in(&st.receivers.posts), 8);
+    assert_eq!(st.receivers.events_posted(), 8);
     drop(st);
     assert!(lab.log().contains("HTTP 429"), "the limit is logged");
 }

@@ -623,19 +623,13 @@ fn mattermost_run(n: i64, summary_after: i32) -> (usize, usize, f64, usize, u64)
     out.close();
     let st = lab.mock.state();
     let r = &st.receivers;
-    let events = r
-        .posts
-        .iter()
-        .map(|p| match p["text"].as_str() {
-            Some(t) if t.contains(" more ") => t
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(0),
-            _ => 1,
-        })
-        .sum();
-    (events, r.posts.len(), secs, r.busiest_second, r.throttled)
+    (
+        r.events_posted(),
+        r.posts.len(),
+        secs,
+        r.busiest_second,
+        r.throttled,
+    )
 }
 
 fn webhook_rows(scale: i64, row: &dyn Fn(&str, String, &str)) {

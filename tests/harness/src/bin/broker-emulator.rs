@@ -13,8 +13,8 @@
 //! one built from this checkout; the module is then found on the Lua
 //! `package.cpath` (set `LUA_CPATH_5_3` / `LUA_CPATH_5_4` to redirect it).
 
-use canopsis_harness::broker::{Muxer, Param};
-use canopsis_harness::events::{Ack, Bbdo, Downtime, Status};
+use canopsis_harness::broker::{Muxer, Output, Param};
+use canopsis_harness::events::{Ack, Bbdo, Downtime, Event, Status};
 use canopsis_harness::{text, Lab};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,7 +50,7 @@ fn main() {
         lab.mock.port()
     );
     println!("broker output path: {}", lab.script.display());
-    let mut out = lab.open(
+    let out = lab.open(
         lab.params(&[
             ("max_buffer_size", Param::Num(10)),
             ("log_level", Param::Num(2)),
@@ -82,22 +82,10 @@ fn main() {
     // Two samples are filtered: a SOFT state and a host unknown to the cache.
     let fed = samples.len();
     let expected = fed - 2;
-    for ev in samples {
-        mux.push(ev);
-    }
-    let ok = mux.run(
-        &mut out,
-        Duration::from_millis(100),
-        Duration::from_secs(1),
-        Duration::from_secs(30),
-        |m| m.unacked() == 0,
-    );
-    let acked_by_flush = out.close();
-    mux.ack(acked_by_flush);
+    let ok = feed(out, &mut mux, samples);
 
     let st = lab.mock.state();
     let posts = st.event_posts();
-    println!("\nbroker events fed: {fed}, acknowledged: {}", mux.acked);
     println!(
         "POSTs to /api/v4/event: {} (sizes {:?})",
         posts.len(),
@@ -117,6 +105,33 @@ fn main() {
             serde_json::to_string_pretty(first).unwrap_or_default()
         );
     }
+    let all_delivered = ok && mux.unacked() == 0 && st.events.len() == expected;
+    drop(st);
+    std::process::exit(finish(lab, keep, all_delivered));
+}
+
+/// Runs broker's loop over `samples` until all are acknowledged (60 s at
+/// most), then closes the output; whether all were.
+fn feed(mut out: Output, mux: &mut Muxer, samples: Vec<Event>) -> bool {
+    let fed = samples.len();
+    for ev in samples {
+        mux.push(ev);
+    }
+    let ok = mux.run(
+        &mut out,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        |m| m.unacked() == 0,
+    );
+    let acked_by_flush = out.close();
+    mux.ack(acked_by_flush);
+    println!("\nbroker events fed: {fed}, acknowledged: {}", mux.acked);
+    ok && mux.unacked() == 0
+}
+
+/// Prints the connector's log and the verdict; the exit code.
+fn finish(lab: Lab, keep: bool, all_delivered: bool) -> i32 {
     println!("\nconnector log ({}):", lab.logfile().display());
     for line in lab.log().lines() {
         let cut: String = line.chars().take(160).collect();
@@ -125,17 +140,16 @@ fn main() {
             if cut.len() < line.len() { " ..." } else { "" }
         );
     }
-    let all_delivered = ok && mux.unacked() == 0 && st.events.len() == expected;
-    drop(st);
     if keep {
         println!("\nkept {}", lab.dir.display());
         std::mem::forget(lab);
     }
     if all_delivered {
         println!("\nOK: every event was filtered or delivered before broker acknowledged it");
+        0
     } else {
-        println!("\nFAILED: not every accepted event reached the mock before acknowledgement");
-        std::process::exit(1);
+        println!("\nFAILED: not every accepted event reached its receiver before acknowledgement");
+        1
     }
 }
 
@@ -160,7 +174,7 @@ fn webhook(format: &str, bbdo: Bbdo, keep: bool, now: i64) -> i32 {
         lab.mock.port()
     );
     println!("broker output path: {}", lab.script.display());
-    let mut out = lab.open(params, bbdo);
+    let out = lab.open(params, bbdo);
     let mut mux = Muxer::new();
     let mut down = Status::host(13, 1, now);
     down.output = "CRITICAL - 10.0.0.13: rta nan, lost 100%".into();
@@ -181,21 +195,8 @@ fn webhook(format: &str, bbdo: Bbdo, keep: bool, now: i64) -> i32 {
         s.output = format!("CRITICAL - interface {i} down");
         samples.push(s.event(bbdo));
     }
-    let fed = samples.len();
-    for ev in samples {
-        mux.push(ev);
-    }
-    let ok = mux.run(
-        &mut out,
-        Duration::from_millis(100),
-        Duration::from_secs(1),
-        Duration::from_secs(60),
-        |m| m.unacked() == 0,
-    );
-    let acked_by_flush = out.close();
-    mux.ack(acked_by_flush);
+    let ok = feed(out, &mut mux, samples);
     let st = lab.mock.state();
-    println!("\nbroker events fed: {fed}, acknowledged: {}", mux.acked);
     let r = &st.receivers;
     let taken = if format == "mattermost" {
         println!(
@@ -215,27 +216,9 @@ fn webhook(format: &str, bbdo: Bbdo, keep: bool, now: i64) -> i32 {
         }
         r.documents.len()
     };
-    println!("\nconnector log ({}):", lab.logfile().display());
-    for line in lab.log().lines() {
-        let cut: String = line.chars().take(160).collect();
-        println!(
-            "  {cut}{}",
-            if cut.len() < line.len() { " ..." } else { "" }
-        );
-    }
     let all = ok && mux.unacked() == 0 && taken > 0;
     drop(st);
-    if keep {
-        println!("\nkept {}", lab.dir.display());
-        std::mem::forget(lab);
-    }
-    if all {
-        println!("\nOK: every event was delivered before broker acknowledged it");
-        0
-    } else {
-        println!("\nFAILED: not every event was delivered before acknowledgement");
-        1
-    }
+    finish(lab, keep, all)
 }
 
 /// A Mattermost message as the channel shows it, in text.
