@@ -89,6 +89,8 @@ same "files present after install (nothing written besides the package's files)"
   "$(cd "$root" && find . -type f -not -path './var/lib/dpkg/*' | sort)"
 LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
   tests/harness/target/release/broker-emulator --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua"
+LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
+  tests/harness/target/release/broker-emulator webhook --script "$root/usr/share/centreon-broker/lua/webhook-native-events.lua"
 
 echo "== el9 RPM installed with rpm --root, loaded by Lua 5.4"
 root="$roots/rpm"
@@ -97,4 +99,6 @@ rpm --root "$root" --initdb
 rpm --root "$root" -i --nodeps --noscripts --ignorearch "$el9" 2>/dev/null || fail "rpm -i"
 LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
   tests/harness/target/lua54/release/broker-emulator --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua"
+LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
+  tests/harness/target/lua54/release/broker-emulator webhook ndjson --script "$root/usr/share/centreon-broker/lua/webhook-native-events.lua"
 echo "packaging check: ok"

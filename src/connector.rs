@@ -323,7 +323,7 @@ impl Connector {
         let formats = Formats::load(&cfg.format, &log);
         if bas && matches!(formats.choice(ElementKind::BaStatus), Choice::BuiltIn) {
             log.error(format_args!(
-                "ba_status events are accepted but format_file has no bam_ba_status template: Canopsis has no built-in format for them, so they are not sent"
+                "ba_status events are accepted but format_file has no bam_ba_status template: there is no built-in format for them, so they are not sent"
             ));
         }
         let sent = load_sent(&cfg, &log);

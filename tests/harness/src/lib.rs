@@ -69,7 +69,12 @@ impl Lab {
     /// A fresh lab with the webhook loader installed; its mock plays
     /// Mattermost and Logstash too ([`receivers`]).
     pub fn webhook(name: &str) -> Lab {
-        Lab::installing(name, None, &webhook_loader_path())
+        Lab::webhook_with_script(name, None)
+    }
+
+    /// The same, running `script` (an installed webhook loader) when given.
+    pub fn webhook_with_script(name: &str, script: Option<PathBuf>) -> Lab {
+        Lab::installing(name, script, &webhook_loader_path())
     }
 
     fn installing(name: &str, script: Option<PathBuf>, loader: &Path) -> Lab {

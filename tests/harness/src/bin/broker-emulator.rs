@@ -3,7 +3,7 @@
 //! API 2, as Centreon 23.10+ does) into a mock Canopsis on 127.0.0.1.
 //!
 //! Usage: broker-emulator [--bbdo 2|3] [--script PATH] [--keep]
-//!        broker-emulator webhook [mattermost|json|ndjson] [--bbdo 2|3] [--keep]
+//!        broker-emulator webhook [mattermost|json|ndjson] [--bbdo 2|3] [--script PATH] [--keep]
 //!
 //! `webhook` runs the webhook output instead, into the mock's Mattermost
 //! (the default: the messages are printed as the channel shows them) or
@@ -32,18 +32,18 @@ fn main() {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
 
+    let script = args
+        .windows(2)
+        .find(|w| w[0] == "--script")
+        .map(|w| std::path::PathBuf::from(&w[1]));
     if let Some(i) = args.iter().position(|a| a == "webhook") {
         let format = args
             .get(i + 1)
             .filter(|f| ["mattermost", "json", "ndjson"].contains(&f.as_str()))
             .map_or("mattermost", String::as_str);
-        std::process::exit(webhook(format, bbdo, keep, now));
+        let lab = Lab::webhook_with_script("webhook-demo", script);
+        std::process::exit(webhook(lab, format, bbdo, keep, now));
     }
-
-    let script = args
-        .windows(2)
-        .find(|w| w[0] == "--script")
-        .map(|w| std::path::PathBuf::from(&w[1]));
     let lab = Lab::with_script("demo", script);
     println!(
         "mock Canopsis listening on http://127.0.0.1:{}",
@@ -155,8 +155,7 @@ fn finish(lab: Lab, keep: bool, all_delivered: bool) -> i32 {
 
 /// The webhook demo: sample events and a burst of state changes into the
 /// mock's Mattermost (or Logstash input); returns the exit code.
-fn webhook(format: &str, bbdo: Bbdo, keep: bool, now: i64) -> i32 {
-    let lab = Lab::webhook("webhook-demo");
+fn webhook(lab: Lab, format: &str, bbdo: Bbdo, keep: bool, now: i64) -> i32 {
     lab.mock.state().receivers.per_second = Some(10);
     let params = lab.webhook_params(
         format,
