@@ -191,6 +191,65 @@ fn parse_headers(text: &str) -> Result<Vec<(String, Secret)>, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::{minimal_webhook, params};
+    use crate::config::{parse_for, Output, OutputKind};
+
+    #[test]
+    fn a_mattermost_output_runs_one_lane_without_batching_delay() {
+        let mut p = minimal_webhook("mattermost");
+        p.insert("max_requests_in_flight".into(), ParamValue::Int(8));
+        p.insert("username".into(), ParamValue::Str("Centreon".into()));
+        p.insert("canopsis_authkey".into(), ParamValue::Str("k".into()));
+        p.insert(
+            "http_headers".into(),
+            ParamValue::Str("X-Token: abc".into()),
+        );
+        let parsed = parse_for(OutputKind::Webhook, &p).unwrap();
+        let c = parsed.config;
+        let Output::Webhook(WebhookConfig {
+            format: WebhookFormat::Mattermost(m),
+        }) = &c.output
+        else {
+            panic!("{:?}", c.output)
+        };
+        assert_eq!(m.username.as_deref(), Some("Centreon"));
+        assert_eq!((m.per_second, m.summary_after), (5, 20));
+        assert_eq!((c.max_in_flight, c.max_buffer_age.as_secs()), (1, 0));
+        assert_eq!(c.http.shown_url(), "http://127.0.0.1:9/hooks/***");
+        assert_eq!(c.http.headers[0].0, "X-Token");
+        assert_eq!(
+            c.logfile.to_str(),
+            Some("/var/log/centreon-broker/webhook-events.log")
+        );
+        for notice in [
+            "max_requests_in_flight",
+            "'canopsis_authkey' is not handled",
+        ] {
+            assert!(
+                parsed.notices.iter().any(|n| n.contains(notice)),
+                "{notice}: {:?}",
+                parsed.notices
+            );
+        }
+    }
+
+    #[test]
+    fn a_webhook_output_needs_its_url_and_a_known_format_and_hides_them() {
+        let errors = parse_for(OutputKind::Webhook, &params(&[])).unwrap_err();
+        assert_eq!(errors[0].param, "http_server_url");
+        let p = params(&[
+            (
+                "http_server_url",
+                ParamValue::Str("https://u:s3cret@x/".into()),
+            ),
+            ("webhook_format", ParamValue::Str("slack".into())),
+        ]);
+        let errors = parse_for(OutputKind::Webhook, &p).unwrap_err();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{text:?}");
+        assert!(!text.join(" ").contains("s3cret"), "{text:?}");
+        assert!(text[1].contains("mattermost, json or ndjson"), "{text:?}");
+    }
 
     #[test]
     fn urls_split_into_what_the_transport_needs() {
