@@ -27,19 +27,18 @@
 
 use crate::batch::{Batcher, Framing, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
-use crate::config::{Config, Output, WebhookConfig, WebhookFormat};
+use crate::config::Config;
 use crate::custom::{Hook, Snapshot, Verdict};
 use crate::dedup;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
 use crate::filter;
-use crate::format;
 use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::pbehavior;
 use crate::progress::Progress;
 use crate::render::{Choice, Formats};
 use crate::sender::{Routes, Sender, Source, Work};
-use crate::sink::{mattermost, webhook, Sink};
+use crate::sink::Sink;
 use crate::spool::{self, AppendError, Record};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
@@ -189,6 +188,8 @@ pub struct Connector {
     bas: bool,
     /// Templates (`format_file`).
     formats: Formats,
+    /// What the output sends to (a copy of the sender's).
+    sink: Sink,
 }
 
 /// Where accepted events go before the sender takes them.
@@ -253,7 +254,7 @@ impl Connector {
         let sink = Sink::for_output(&cfg.output);
         let framing = sink.framing();
         let routes = Routes {
-            sink,
+            sink: sink.clone(),
             event_route: cfg.http.event_route.clone(),
             downtime: cfg.downtime.clone(),
             placeholder_ids: cfg.send_data_test,
@@ -282,7 +283,7 @@ impl Connector {
                 broken: false,
             }),
         };
-        let how = match &routes.sink {
+        let how = match &sink {
             Sink::Mattermost(m) => format!(
                 "Mattermost at {}, one message per request, at most {} per second, a summary when more than {} wait",
                 cfg.http.shown_url(),
@@ -361,6 +362,7 @@ impl Connector {
             kinds,
             bas,
             formats,
+            sink,
         };
         c.revive(now);
         Ok(c)
@@ -656,41 +658,19 @@ impl Connector {
     ) {
         let format = &self.cfg.format;
         let formats = &self.formats;
-        let output = &self.cfg.output;
+        let sink = &self.sink;
         // Straight into the request body (or the spool record).
         let mut write = |ev: &NebEvent,
                          subject: &filter::Subject,
                          snapshot: Option<&Snapshot>,
                          body: &mut Vec<u8>| {
-            let mut document = |body: &mut Vec<u8>| match formats.choice(ev.kind()) {
+            sink.write_item(ev, body, |body| match formats.choice(ev.kind()) {
                 Choice::Render(t) => {
                     t.render(ev, src, subject, cache, format, snapshot, body);
                     true
                 }
-                _ => match output {
-                    Output::Canopsis => format::write_event_json(format, ev, subject, body),
-                    Output::Webhook(w) => match w.format {
-                        WebhookFormat::Mattermost(_) => {
-                            match mattermost::default_message(format, ev, subject) {
-                                Some(m) => {
-                                    body.extend_from_slice(&m);
-                                    true
-                                }
-                                None => false,
-                            }
-                        }
-                        _ => webhook::write_document(format, ev, subject, body),
-                    },
-                },
-            };
-            if let Output::Webhook(WebhookConfig {
-                format: WebhookFormat::Mattermost(_),
-            }) = output
-            {
-                mattermost::write_envelope(body, mattermost::label(ev), document);
-            } else {
-                document(body);
-            }
+                _ => sink.write_builtin(format, ev, subject, body),
+            })
         };
         match &mut self.queue {
             Queue::Handover(h) => match accepted {
@@ -755,8 +735,8 @@ impl Connector {
             }
         };
         let kind = ev.kind();
-        let canopsis = self.cfg.output == Output::Canopsis;
-        if kind == ElementKind::Downtime && canopsis && !self.cfg.downtime.send_pbh {
+        let pbehaviors = self.sink.pbehaviors();
+        if kind == ElementKind::Downtime && pbehaviors && !self.cfg.downtime.send_pbh {
             self.counters.filtered += 1;
             self.log.debug(format_args!(
                 "downtime event not sent: canopsis_downtime_send_pbh=0"
@@ -839,7 +819,7 @@ impl Connector {
         let NebEvent::Downtime(d) = &ev else {
             return Some(Accepted::Event(ev, subject, snapshot));
         };
-        if !canopsis {
+        if !pbehaviors {
             // A webhook gets a downtime's start and end as events of their
             // own, in its object's order.
             return match pbehavior::phase(d) {

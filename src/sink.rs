@@ -2,8 +2,10 @@
 //!
 //! Everything before the request — filters, templates, batching, the
 //! spool, lanes and acknowledgements — is shared by every output. A sink
-//! says how documents share a request body ([`Framing`]), what the peer's
-//! answer means ([`Verdict`]) and what the peer is called in log lines.
+//! says what an event becomes without a template, how documents share a
+//! request body ([`Framing`]), what the peer's answer means ([`Verdict`])
+//! and what the peer is called in log lines; and whether downtimes become
+//! pbehaviors (Canopsis) or events like the others.
 //! Canopsis's answers are read in [`canopsis`], a JSON receiver's
 //! (Logstash's `http` input and the like) in [`webhook`], Mattermost's in
 //! [`mattermost`], which also builds its messages and summaries.
@@ -13,7 +15,10 @@ pub mod mattermost;
 pub mod webhook;
 
 use crate::batch::Framing;
-use crate::config::{Output, WebhookFormat};
+use crate::config::{FormatConfig, Output, WebhookFormat};
+use crate::event::NebEvent;
+use crate::filter::Subject;
+use crate::format;
 use crate::transport::Response;
 use std::time::Duration;
 
@@ -66,6 +71,47 @@ impl Sink {
                 WebhookFormat::Mattermost(m) => Sink::Mattermost(m.clone()),
             },
         }
+    }
+
+    /// Writes an event's built-in document (for Mattermost, its message) to
+    /// `out`; `false`, and nothing written, when there is none.
+    pub fn write_builtin(
+        &self,
+        cfg: &FormatConfig,
+        ev: &NebEvent,
+        subj: &Subject,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        match self {
+            Sink::Canopsis => format::write_event_json(cfg, ev, subj, out),
+            Sink::Documents(_) => webhook::write_document(cfg, ev, subj, out),
+            Sink::Mattermost(_) => mattermost::write_message(cfg, ev, subj, out),
+        }
+    }
+
+    /// Writes an event as the sender gets it: what `document` writes (the
+    /// built-in document or the template's), in Mattermost's envelope for
+    /// Mattermost.
+    pub fn write_item(
+        &self,
+        ev: &NebEvent,
+        out: &mut Vec<u8>,
+        document: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) {
+        match self {
+            Sink::Mattermost(_) => {
+                mattermost::write_envelope(out, mattermost::label(ev), document);
+            }
+            _ => {
+                document(out);
+            }
+        }
+    }
+
+    /// Whether downtimes become pbehaviors (Canopsis), rather than events
+    /// of their own when they start and end.
+    pub fn pbehaviors(&self) -> bool {
+        matches!(self, Sink::Canopsis)
     }
 
     /// How events share a body (for Mattermost, internally: one message

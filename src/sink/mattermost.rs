@@ -105,17 +105,21 @@ pub fn write_envelope(
     true
 }
 
-/// The default message for an accepted event; `None` when there is none
-/// (BA statuses need a template; a downtime neither starting nor ending).
-pub fn default_message(cfg: &FormatConfig, ev: &NebEvent, subj: &Subject) -> Option<Vec<u8>> {
+/// Writes the default message for an accepted event to `out`; `false`,
+/// and nothing written, when there is none (BA statuses need a template; a
+/// downtime neither starting nor ending).
+pub fn write_message(cfg: &FormatConfig, ev: &NebEvent, subj: &Subject, out: &mut Vec<u8>) -> bool {
     let post = match ev {
         NebEvent::Host(s) => status(cfg, s, subj, false),
         NebEvent::Service(s) => status(cfg, s, subj, true),
         NebEvent::Ack(a) => ack(a, subj),
-        NebEvent::Downtime(d) => downtime(cfg, d, subj)?,
-        NebEvent::Ba(_) => return None,
+        NebEvent::Downtime(d) => match downtime(cfg, d, subj) {
+            Some(post) => post,
+            None => return false,
+        },
+        NebEvent::Ba(_) => return false,
     };
-    serde_json::to_vec(&post).ok()
+    serde_json::to_writer(out, &post).is_ok()
 }
 
 /// `host` or `host / service`.
@@ -362,8 +366,7 @@ mod tests {
         let subj = filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
         let mut out = Vec::new();
         assert!(write_envelope(&mut out, label(&ev), |o| {
-            o.extend(default_message(&cfg.format, &ev, &subj).unwrap());
-            true
+            write_message(&cfg.format, &ev, &subj, o)
         }));
         let m = messages(&[b"[", out.as_slice(), b"]"].concat()).unwrap();
         assert_eq!(m[0].summary, "CRITICAL");
