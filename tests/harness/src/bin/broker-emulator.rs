@@ -157,17 +157,19 @@ fn finish(lab: Lab, keep: bool, all_delivered: bool) -> i32 {
 /// mock's Mattermost (or Logstash input); returns the exit code.
 fn webhook(lab: Lab, format: &str, bbdo: Bbdo, keep: bool, now: i64) -> i32 {
     lab.mock.state().receivers.per_second = Some(10);
-    let params = lab.webhook_params(
-        format,
-        &[
-            ("log_level", Param::Num(2)),
+    let mut extra = vec![
+        ("log_level", Param::Num(2)),
+        ("skip_anon_events", Param::Num(0)),
+    ];
+    if format == "mattermost" {
+        extra.extend([
             ("username", text("Centreon")),
             ("channel", text("noc")),
             ("max_messages_per_second", Param::Num(10)),
             ("max_waiting_messages", Param::Num(10)),
-            ("skip_anon_events", Param::Num(0)),
-        ],
-    );
+        ]);
+    }
+    let params = lab.webhook_params(format, &extra);
     println!(
         "mock {format} receiver on http://127.0.0.1:{}",
         lab.mock.port()
