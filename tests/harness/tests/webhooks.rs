@@ -360,3 +360,29 @@ fn a_template_shapes_the_message_or_the_document_and_other_kinds_keep_theirs() {
         assert!(host_kept_its_own, "{format}: {got:?}");
     }
 }
+
+#[test]
+fn a_canopsis_and_a_webhook_output_share_the_module_not_their_state() {
+    let canopsis = Lab::new("beside-canopsis");
+    let hook = Lab::webhook("beside-webhook");
+    let mut to_canopsis = canopsis.open(canopsis.params(&[]), Bbdo::V3);
+    let mut to_logstash = hook.open(hook.webhook_params("ndjson", &[]), Bbdo::V3);
+    let svc = |state| Status::service(12, 34, state, T + state).event(Bbdo::V3);
+    deliver(&mut to_canopsis, vec![svc(2)]);
+    deliver(&mut to_logstash, vec![svc(1), svc(2)]);
+    drop((to_canopsis, to_logstash));
+    let states: Vec<i64> = canopsis
+        .posted()
+        .iter()
+        .map(|e| e["state"].as_i64().unwrap())
+        .collect();
+    assert_eq!(states, [3], "Canopsis got its one event");
+    let docs = hook.mock.state().receivers.documents.clone();
+    assert_eq!(
+        docs.len(),
+        2,
+        "the webhook's dedup state is its own: {docs:?}"
+    );
+    assert!(canopsis.log().contains("/api/v4/event") && !canopsis.log().contains("/logstash"));
+    assert!(hook.log().contains("/logstash") && !hook.log().contains("/api/v4/event"));
+}
