@@ -1,14 +1,19 @@
 //! Native replacement for Centreon's `canopsis2x-events-apiv2.lua` stream
-//! connector.
+//! connector, and a webhook output (Mattermost, Logstash) made of the same
+//! parts.
 //!
-//! Centreon Broker loads `lua/canopsis-native-events-apiv2.lua`, which
-//! `require`s this library (built once per Lua ABI) and binds broker's
-//! global `init`/`filter`/`write`/`flush` to one [`connector::Connector`].
-//! Everything below the thin [`lua`] edge is plain Rust that unit tests drive
-//! without Lua: parameters ([`config`]), event model ([`event`]), filters
-//! ([`filter`]), Canopsis JSON ([`format`]), bulking ([`batch`]), HTTP
-//! ([`transport`]), downtimes as pbehaviors ([`pbehavior`]) the
-//! background [`sender`] and the durable [`spool`].
+//! Centreon Broker loads `lua/canopsis-native-events-apiv2.lua` or
+//! `lua/webhook-native-events.lua`, which `require` this library (built
+//! once per Lua ABI) and bind broker's global `init`/`filter`/`write`/
+//! `flush` to one [`connector::Connector`]. Everything below the thin
+//! [`lua`] edge is plain Rust that unit tests drive without Lua:
+//! parameters ([`config`]), event model ([`event`]), filters ([`filter`]),
+//! templates ([`template`], [`render`]), bulking ([`batch`]), HTTP
+//! ([`transport`]), the background [`sender`] and the durable [`spool`].
+//! What differs between outputs is a [`sink`]: what an event becomes
+//! without a template (Canopsis JSON, a document, a Mattermost message),
+//! how a body holds several, what the peer's answers mean, and whether
+//! downtimes become pbehaviors ([`pbehavior`], Canopsis only).
 #![deny(missing_docs)]
 
 pub mod answer;

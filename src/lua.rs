@@ -6,7 +6,7 @@
 //! from broker's `lua_pcall` to Rust there is no method lookup or mlua
 //! dispatch, which on a filtered event cost more than the work. `write`
 //! alone goes through a one-line Lua function that also hands over the
-//! two fields deciding most filtered events ([`raw::Preread`]).
+//! two fields deciding most filtered events (`raw::Preread`).
 //!
 //! Per-connector state lives in that userdata (several connectors may share
 //! the process); when the state closes, its `__gc` drops the connector,

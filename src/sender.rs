@@ -440,7 +440,7 @@ impl Sender {
     /// pause is stopped early, its requests in flight interrupted: a silent
     /// or unreachable Canopsis must not hold broker's stop. Returns `false`
     /// only if a thread did not return even then (a connect or name
-    /// resolution outliving [`JOIN_GRACE`]); it is left to finish, and the
+    /// resolution outliving `JOIN_GRACE`); it is left to finish, and the
     /// library is linked `-z nodelete`, so its code stays mapped.
     pub fn shutdown(&mut self, budget: Duration) -> bool {
         if self.threads.is_empty() {
