@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: lint, unit tests of the pure core, both module
 # builds, the real lua5.3/lua5.4 interpreters, the broker emulator and mock
-# Canopsis end-to-end suites for Lua 5.3 and Lua 5.4, then the packages
+# Canopsis/Mattermost/Logstash end-to-end suites (both outputs, the three
+# webhook formats) for Lua 5.3 and Lua 5.4, then the packages
 # (built for glibc 2.28, linted, installed into throwaway roots and run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

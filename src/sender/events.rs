@@ -40,7 +40,7 @@ impl Worker {
                 Some(requests) => requests,
                 None => {
                     return self.keep_dead(
-                        "a batch for Mattermost that is not the connector's (spool written by another version?)",
+                        "records that are not Mattermost messages (a spool written with another webhook_format?)",
                         &batch.body,
                     )
                 }
