@@ -14,7 +14,7 @@ use crate::event::{
     AckEvent, BaEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent,
 };
 use crate::luapattern::Pattern;
-use crate::pbehavior::{self, Phase};
+use crate::sink::canopsis::pbehavior::{self, Phase};
 use std::cell::OnceCell;
 use std::fmt;
 use std::rc::Rc;

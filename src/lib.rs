@@ -13,10 +13,10 @@
 //! What differs between outputs is a [`sink`]: what an event becomes
 //! without a template (Canopsis JSON, a document, a Mattermost message),
 //! how a body holds several, what the peer's answers mean, and whether
-//! downtimes become pbehaviors ([`pbehavior`], Canopsis only).
+//! downtimes become pbehaviors (Canopsis only: its event JSON, its
+//! answers and its pbehaviors are [`sink::canopsis`]).
 #![deny(missing_docs)]
 
-pub mod answer;
 pub mod backoff;
 pub mod batch;
 pub mod cache;
@@ -27,11 +27,9 @@ pub mod deadletter;
 pub mod dedup;
 pub mod event;
 pub mod filter;
-pub mod format;
 pub mod lanes;
 pub mod logger;
 pub mod luapattern;
-pub mod pbehavior;
 pub mod progress;
 pub mod readback;
 pub mod render;

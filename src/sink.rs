@@ -18,7 +18,7 @@ use crate::batch::Framing;
 use crate::config::{FormatConfig, Output, WebhookFormat};
 use crate::event::NebEvent;
 use crate::filter::Subject;
-use crate::format;
+use crate::sink::canopsis::format;
 use crate::transport::Response;
 use std::time::Duration;
 

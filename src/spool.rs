@@ -32,7 +32,7 @@
 //! possible, losses are not.
 
 use crate::logger::Logger;
-use crate::pbehavior::{self, Action};
+use crate::sink::canopsis::pbehavior::{self, Action};
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -927,7 +927,7 @@ fn crc32c_table(crc: u32, data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pbehavior::Create;
+    use crate::sink::canopsis::pbehavior::Create;
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("cn-spool-{}-{name}", std::process::id()));

@@ -6,9 +6,10 @@
 use canopsis_native::cache::{HostInfo, MemoryCache, ServiceInfo};
 use canopsis_native::config::{self, ParamValue, Params};
 use canopsis_native::event::{ElementKind, Field, MapSource, NebEvent};
+use canopsis_native::filter;
 use canopsis_native::render::Prepared;
+use canopsis_native::sink::canopsis::{format, pbehavior};
 use canopsis_native::template::Templates;
-use canopsis_native::{filter, format, pbehavior};
 use libfuzzer_sys::fuzz_target;
 
 fn field(kind: u8, bytes: &[u8]) -> Field {

@@ -3,7 +3,7 @@
 
 use super::worker::{Attempt, Worker, BREAKER};
 use super::MAX_PARTIAL_ATTEMPTS;
-use crate::pbehavior::{self, Action, ItemAnswer, Outcome};
+use crate::sink::canopsis::pbehavior::{self, Action, ItemAnswer, Outcome};
 use crate::transport::{Method, Request, Response, Transport};
 use std::sync::atomic::Ordering;
 use std::time::Instant;

@@ -5,7 +5,7 @@ use super::{panic_message, Feed, Routes, Shared, Watched, Work};
 use crate::backoff::Backoff;
 use crate::deadletter::DeadLetter;
 use crate::logger::Logger;
-use crate::pbehavior::Resolver;
+use crate::sink::canopsis::pbehavior::Resolver;
 use crate::sink::Sink;
 use crossbeam_channel::Receiver;
 use std::panic::{catch_unwind, AssertUnwindSafe};

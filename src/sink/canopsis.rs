@@ -1,7 +1,12 @@
-//! What Canopsis's answers to the event route mean.
+//! The Canopsis sink: its event JSON ([`mod@format`]), what its answers mean
+//! (the event route's here, who answered in [`answer`]) and downtimes as
+//! pbehaviors ([`pbehavior`]).
+
+pub mod answer;
+pub mod format;
+pub mod pbehavior;
 
 use super::Verdict;
-use crate::answer;
 use crate::transport::Response;
 
 /// Reads an answer of `POST /api/v4/event`.

@@ -17,7 +17,7 @@ use super::Verdict;
 use crate::config::FormatConfig;
 use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
 use crate::filter::Subject;
-use crate::pbehavior::{self, Phase};
+use crate::sink::canopsis::pbehavior::{self, Phase};
 use crate::transport::Response;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -138,7 +138,8 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) ->
     let state = s.state.unwrap_or(4);
     let name = state_name(service, state);
     let output = s.output.split('\n').next().unwrap_or("");
-    let output = &output[..crate::format::limited_len(output.as_bytes(), cfg.output_size_limit)];
+    let output = &output
+        [..crate::sink::canopsis::format::limited_len(output.as_bytes(), cfg.output_size_limit)];
     let (notes, action) = if service {
         (&subj.service_info.notes_url, &subj.service_info.action_url)
     } else {

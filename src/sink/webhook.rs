@@ -10,8 +10,8 @@ use super::Verdict;
 use crate::config::FormatConfig;
 use crate::event::{DowntimeEvent, NebEvent};
 use crate::filter::Subject;
-use crate::format;
-use crate::pbehavior::{self, Phase};
+use crate::sink::canopsis::format;
+use crate::sink::canopsis::pbehavior::{self, Phase};
 use crate::transport::Response;
 
 /// Writes the built-in document of an accepted event to `out`: the fields

@@ -10,10 +10,10 @@
 //! [`Resolver`] walks every page of the lists, creates the reason when it is
 //! missing, caches the ids and forgets them when Canopsis says they are gone.
 
-use crate::answer;
 use crate::config::DowntimeConfig;
 use crate::event::DowntimeEvent;
 use crate::filter::Subject;
+use crate::sink::canopsis::answer;
 use crate::transport::{Method, Request, Response, Transport};
 use serde_json::{json, Value};
 
