@@ -263,3 +263,57 @@ fn mattermost_requests(batch: &Batch, settings: &Settings) -> Option<VecDeque<(V
     }
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelopes(states: &[&str]) -> Batch {
+        let items: Vec<String> = states
+            .iter()
+            .map(|s| format!(r#"{{"summary":"{s}","post":{{"text":"{s}"}}}}"#))
+            .collect();
+        Batch {
+            first_seq: 1,
+            last_seq: states.len() as u64,
+            count: states.len(),
+            body: format!("[{}]", items.join(",")).into_bytes(),
+            lane: 0,
+        }
+    }
+
+    #[test]
+    fn more_waiting_than_allowed_is_the_first_ones_and_one_summary_in_as_many_requests() {
+        let s = Settings {
+            username: None,
+            icon_url: None,
+            channel: None,
+            per_second: 5,
+            summary_after: 3,
+        };
+        let few = mattermost_requests(&envelopes(&["OK", "WARNING", "OK"]), &s).unwrap();
+        assert_eq!(few.len(), 3);
+        assert!(few.iter().all(|(_, n)| *n == 1));
+        let many = envelopes(&["CRITICAL", "OK", "WARNING", "CRITICAL", "OK"]);
+        let reqs: Vec<(String, usize)> = mattermost_requests(&many, &s)
+            .unwrap()
+            .into_iter()
+            .map(|(b, n)| (String::from_utf8(b).unwrap(), n))
+            .collect();
+        assert_eq!(
+            reqs,
+            [
+                (r#"{"text":"CRITICAL"}"#.to_string(), 1),
+                (r#"{"text":"OK"}"#.to_string(), 1),
+                (
+                    r#"{"text":"3 more state changes: 1 WARNING, 1 CRITICAL, 1 OK"}"#.to_string(),
+                    3
+                ),
+            ]
+        );
+        assert!(mattermost_requests(&envelopes(&[]), &s).unwrap().is_empty());
+        let mut foreign = many.clone();
+        foreign.body = br#"[{"event_type":"check"}]"#.to_vec();
+        assert!(mattermost_requests(&foreign, &s).is_none());
+    }
+}
