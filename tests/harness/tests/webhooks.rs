@@ -166,11 +166,14 @@ fn local_time(t: i64) -> String {
 #[test]
 fn a_flood_becomes_a_summary_within_the_rate_and_nothing_is_acknowledged_before() {
     let lab = Lab::webhook("flood");
+    // The connector paces at 3 a second under the mock's limit of 4, so a
+    // request delayed on a loaded machine does not make the next ones
+    // arrive too close together.
     lab.mock.state().receivers.per_second = Some(4);
     let params = lab.webhook_params(
         "mattermost",
         &[
-            ("max_messages_per_second", Param::Num(4)),
+            ("max_messages_per_second", Param::Num(3)),
             ("max_waiting_messages", Param::Num(5)),
             ("skip_anon_events", Param::Num(0)),
         ],
