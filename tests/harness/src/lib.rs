@@ -1,6 +1,8 @@
 //! Test harness for the native Canopsis connector: a Centreon Broker Lua
 //! host emulator ([`broker`]), broker events in both BBDO versions
-//! ([`events`]) and a mock Canopsis API v4 on 127.0.0.1 ([`mock`], [`pbh`]).
+//! ([`events`]) and a mock Canopsis API v4 on 127.0.0.1 ([`mock`], [`pbh`])
+//! that also plays a Mattermost incoming webhook and a Logstash input
+//! ([`receivers`]).
 
 pub mod broker;
 pub mod events;
