@@ -39,10 +39,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The shortest time between two requests.
-    /// A hair more than a second's share: requests that leave evenly
-    /// spaced may still arrive closer, and a server counting a strict
-    /// second must not see one too many.
+    /// The shortest time between two requests: a hair more than a
+    /// second's share, as requests that leave evenly spaced may arrive
+    /// closer, and a server counting a strict second must not see one too
+    /// many.
     pub fn interval(&self) -> Duration {
         Duration::from_secs(1) * 51 / (50 * self.per_second.max(1))
     }
