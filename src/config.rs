@@ -51,12 +51,7 @@ impl fmt::Display for ParamValue {
 pub type Params = BTreeMap<String, ParamValue>;
 
 /// Names whose values are never written to a log line.
-pub const SECRET_PARAMS: &[&str] = &[
-    "canopsis_authkey",
-    "proxy_password",
-    "http_headers",
-    "http_server_url",
-];
+pub const SECRET_PARAMS: &[&str] = &["canopsis_authkey", "proxy_password", "http_headers"];
 
 /// `max_requests_in_flight`'s default.
 pub const DEFAULT_IN_FLIGHT: usize = 16;

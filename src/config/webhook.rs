@@ -23,7 +23,7 @@ impl Reader<'_> {
             Ok(parts) => parts,
             Err(expected) => {
                 if !url.is_empty() {
-                    let got = ParamValue::Str(url.clone());
+                    let got = ParamValue::Str(masked_url(&url));
                     self.fail("http_server_url", expected, Some(&got));
                 }
                 ("https".into(), String::new(), 443, "/".into())
@@ -139,6 +139,19 @@ fn parse_url(url: &str) -> Result<(String, String, u16, String), &'static str> {
     Ok((protocol, host, port, route))
 }
 
+/// A URL as an error may show it: scheme and host, without user info, and
+/// `/***` for whatever follows (a hook's key, a token in the query).
+fn masked_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end].rsplit('@').next().unwrap_or("");
+    let tail = if end < rest.len() { "/***" } else { "" };
+    format!("{scheme}{host}{tail}")
+}
+
 /// The route as log lines show it: a Mattermost hook's path holds its key
 /// (`/hooks/<key>`), so only the first segment is shown, and no query.
 fn shown_route(route: &str) -> String {
@@ -234,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn a_webhook_output_needs_its_url_and_a_known_format_and_hides_them() {
+    fn a_webhook_output_needs_its_url_and_a_known_format_and_hides_secrets() {
         let errors = parse_for(OutputKind::Webhook, &params(&[])).unwrap_err();
         assert_eq!(errors[0].param, "http_server_url");
         let p = params(&[
@@ -248,6 +261,7 @@ mod tests {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 2, "{text:?}");
         assert!(!text.join(" ").contains("s3cret"), "{text:?}");
+        assert!(text[0].contains("got 'https://x/***'"), "{text:?}");
         assert!(text[1].contains("mattermost, json or ndjson"), "{text:?}");
     }
 
