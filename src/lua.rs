@@ -254,11 +254,7 @@ impl Handle {
     }
 
     fn report_panic(&self, what: &str, payload: &(dyn Any + Send)) {
-        let msg = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
+        let msg = logger::panic_message(payload);
         if let Some(log) = self.log() {
             log.error(format_args!(
                 "internal error in {what}: {msg}; nothing acknowledged"

@@ -21,7 +21,7 @@ use crate::backoff::Backoff;
 use crate::batch::{Batch, Framing};
 use crate::config::DowntimeConfig;
 use crate::deadletter::DeadLetter;
-use crate::logger::Logger;
+use crate::logger::{panic_message, Logger};
 use crate::progress::Progress;
 use crate::readback::Readback;
 use crate::sink::canopsis::pbehavior::{Action, Resolver};
@@ -122,7 +122,7 @@ pub enum Source {
 /// A lane's work, as handed over.
 struct Feed {
     rx: Receiver<Work>,
-    /// Work received while looking for more downtimes.
+    /// Work received while gathering, not part of it: delivered next.
     ahead: Option<Work>,
 }
 
@@ -138,50 +138,55 @@ impl Feed {
         self.ahead.take().or_else(|| self.rx.recv().ok())
     }
 
-    /// Joins the batches of events queued right behind `first`, without
-    /// waiting for any, up to [`MAX_GATHERED`] events: for Mattermost,
-    /// what waits decides between messages and a summary.
-    fn with_following_events(&mut self, first: Work) -> Work {
-        let Work::Events(mut batch) = first else {
-            return first;
-        };
-        while self.ahead.is_none() && batch.count < MAX_GATHERED {
-            match self.rx.try_recv() {
-                Ok(Work::Events(next)) => {
-                    // Both are JSON arrays: `[a,b]` + `[c]` is `[a,b,c]`.
-                    batch.body.pop();
-                    batch.body.push(b',');
-                    batch
-                        .body
-                        .extend_from_slice(next.body.get(1..).unwrap_or_default());
-                    batch.count += next.count;
-                    batch.last_seq = next.last_seq;
-                }
-                Ok(other) => self.ahead = Some(other),
-                Err(_) => break,
+    /// `first` with the work queued right behind it that goes in the same
+    /// delivery, taken without waiting: for the bulk route, consecutive
+    /// downtimes (up to [`MAX_BULK`]); for Mattermost, consecutive batches
+    /// of events (up to [`MAX_GATHERED`] events), as what waits decides
+    /// between messages and a summary.
+    fn gather(&mut self, first: Work, routes: &Routes) -> Work {
+        match first {
+            Work::Downtime { seq, action, .. } if routes.bulk => {
+                let (mut actions, mut last) = (vec![action], seq);
+                self.join_queued(|work| match work {
+                    Work::Downtime { seq, action, .. } if actions.len() < MAX_BULK => {
+                        actions.push(action);
+                        last = seq;
+                        None
+                    }
+                    other => Some(other),
+                });
+                Work::Pbehaviors { seq: last, actions }
             }
+            Work::Events(mut batch) if matches!(routes.sink, Sink::Mattermost(_)) => {
+                self.join_queued(|work| match work {
+                    Work::Events(next) if batch.count < MAX_GATHERED => {
+                        // Both are JSON arrays: `[a,b]` + `[c]` is `[a,b,c]`.
+                        batch.body.pop();
+                        batch.body.push(b',');
+                        batch
+                            .body
+                            .extend_from_slice(next.body.get(1..).unwrap_or_default());
+                        batch.count += next.count;
+                        batch.last_seq = next.last_seq;
+                        None
+                    }
+                    other => Some(other),
+                });
+                Work::Events(batch)
+            }
+            other => other,
         }
-        Work::Events(batch)
     }
 
-    /// Joins the downtimes queued right behind `first` (for the bulk
-    /// route), without waiting for any.
-    fn with_following_downtimes(&mut self, first: Work) -> Work {
-        let Work::Downtime { seq, action, .. } = first else {
-            return first;
-        };
-        let (mut actions, mut last) = (vec![action], seq);
-        while self.ahead.is_none() && actions.len() < MAX_BULK {
-            match self.rx.try_recv() {
-                Ok(Work::Downtime { seq, action, .. }) => {
-                    actions.push(action);
-                    last = seq;
-                }
-                Ok(other) => self.ahead = Some(other),
-                Err(_) => break,
-            }
+    /// Hands `join` the work queued, without waiting, until it gives one
+    /// back (kept for [`next`](Self::next)) or nothing more is queued.
+    fn join_queued(&mut self, mut join: impl FnMut(Work) -> Option<Work>) {
+        while self.ahead.is_none() {
+            let Ok(work) = self.rx.try_recv() else {
+                break;
+            };
+            self.ahead = join(work);
         }
-        Work::Pbehaviors { seq: last, actions }
     }
 }
 
@@ -514,15 +519,6 @@ fn read_back(rb: &mut Readback, shared: &Shared, log: &Logger) {
             }
         }
     }
-}
-
-/// What a panic said.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
 }
 
 #[cfg(test)]

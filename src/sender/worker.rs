@@ -1,12 +1,11 @@
 //! A lane's thread: takes its work in order, delivers it, and decides how
 //! long to wait after a failure.
 
-use super::{panic_message, Feed, Routes, Shared, Watched, Work};
+use super::{Feed, Routes, Shared, Watched, Work};
 use crate::backoff::Backoff;
 use crate::deadletter::DeadLetter;
-use crate::logger::Logger;
+use crate::logger::{panic_message, Logger};
 use crate::sink::canopsis::pbehavior::Resolver;
-use crate::sink::Sink;
 use crossbeam_channel::Receiver;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -69,17 +68,7 @@ impl Worker {
         loop {
             let step = catch_unwind(AssertUnwindSafe(|| {
                 if current.is_none() {
-                    current = feed.next();
-                    if self.routes.bulk {
-                        if let Some(w) = current.take() {
-                            current = Some(feed.with_following_downtimes(w));
-                        }
-                    }
-                    if matches!(self.routes.sink, Sink::Mattermost(_)) {
-                        if let Some(w) = current.take() {
-                            current = Some(feed.with_following_events(w));
-                        }
-                    }
+                    current = feed.next().map(|w| feed.gather(w, &self.routes));
                 }
                 let Some(work) = &current else {
                     return Flow::Stop;
