@@ -22,23 +22,36 @@ pub enum Framing {
 }
 
 impl Framing {
-    fn open(self, body: &mut Vec<u8>) {
-        if self == Framing::Array {
-            body.push(b'[');
+    /// What a body starts with.
+    fn open(self) -> &'static [u8] {
+        match self {
+            Framing::Array => b"[",
+            Framing::Lines => b"",
         }
     }
 
-    fn separate(self, body: &mut Vec<u8>) {
-        if self == Framing::Array {
-            body.push(b',');
+    /// What stands between two documents.
+    fn between(self) -> &'static [u8] {
+        match self {
+            Framing::Array => b",",
+            Framing::Lines => b"",
         }
     }
 
-    fn close(self, body: &mut Vec<u8>) {
-        body.push(match self {
-            Framing::Array => b']',
-            Framing::Lines => b'\n',
-        });
+    /// What ends each document.
+    fn after_each(self) -> &'static [u8] {
+        match self {
+            Framing::Array => b"",
+            Framing::Lines => b"\n",
+        }
+    }
+
+    /// What a body ends with.
+    fn close(self) -> &'static [u8] {
+        match self {
+            Framing::Array => b"]",
+            Framing::Lines => b"",
+        }
     }
 
     /// The documents of a body this framing built. `None` when it is not
@@ -59,20 +72,15 @@ impl Framing {
 
     /// A body holding `items`.
     pub fn join<'a>(self, items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.open(&mut out);
+        let mut out = self.open().to_vec();
         for (i, item) in items.into_iter().enumerate() {
             if i > 0 {
-                self.separate(&mut out);
+                out.extend_from_slice(self.between());
             }
             out.extend_from_slice(item);
-            if self == Framing::Lines {
-                out.push(b'\n');
-            }
+            out.extend_from_slice(self.after_each());
         }
-        if self == Framing::Array {
-            self.close(&mut out);
-        }
+        out.extend_from_slice(self.close());
         out
     }
 
@@ -94,13 +102,11 @@ impl Framing {
     /// The one document of a body holding one, as it would stand alone
     /// (for the dead-letter file).
     pub fn single(self, body: &[u8]) -> &[u8] {
-        match self {
-            Framing::Array => body
-                .strip_prefix(b"[")
-                .and_then(|b| b.strip_suffix(b"]"))
-                .unwrap_or(body),
-            Framing::Lines => body.strip_suffix(b"\n").unwrap_or(body),
-        }
+        let inner = body
+            .strip_prefix(self.open())
+            .and_then(|b| b.strip_suffix(self.close()))
+            .unwrap_or(body);
+        inner.strip_suffix(self.after_each()).unwrap_or(inner)
     }
 }
 
@@ -178,16 +184,14 @@ impl Batcher {
         if self.count == 0 {
             // Reserved only now: a lane left idle holds no buffer.
             self.body.reserve(self.expect);
-            self.framing.open(&mut self.body);
+            self.body.extend_from_slice(self.framing.open());
             self.first_seq = seq;
             self.oldest = Some(now);
         } else {
-            self.framing.separate(&mut self.body);
+            self.body.extend_from_slice(self.framing.between());
         }
         write(&mut self.body);
-        if self.framing == Framing::Lines {
-            self.body.push(b'\n');
-        }
+        self.body.extend_from_slice(self.framing.after_each());
         self.count += 1;
         self.last_seq = seq;
     }
@@ -217,9 +221,7 @@ impl Batcher {
             return None;
         }
         let mut body = std::mem::take(&mut self.body);
-        if self.framing == Framing::Array {
-            self.framing.close(&mut body);
-        }
+        body.extend_from_slice(self.framing.close());
         self.expect = body.len().min(self.max_bytes);
         let batch = Batch {
             first_seq: self.first_seq,
