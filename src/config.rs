@@ -8,6 +8,7 @@
 
 use crate::event::{Category, ElementKind};
 use crate::secret::Secret;
+use crate::sink::Sink;
 use crate::template::values::DateFormat;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,33 +83,6 @@ impl OutputKind {
             OutputKind::Webhook => DEFAULT_WEBHOOK_LOGFILE,
         }
     }
-}
-
-/// What the output sends to, with what only that destination needs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Output {
-    /// Canopsis (downtimes become pbehaviors, see [`Config::downtime`]).
-    Canopsis,
-    /// Any HTTP endpoint.
-    Webhook(WebhookConfig),
-}
-
-/// The webhook output's settings beside its URL and headers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookConfig {
-    /// `webhook_format`.
-    pub format: WebhookFormat,
-}
-
-/// `webhook_format`: what goes in a request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WebhookFormat {
-    /// One JSON array of documents per request.
-    Json,
-    /// One JSON document per line.
-    Ndjson,
-    /// One Mattermost message per request.
-    Mattermost(crate::sink::mattermost::Settings),
 }
 
 /// Where requests go, as each output's parameters say.
@@ -326,8 +300,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Downtime settings (Canopsis only).
     pub downtime: DowntimeConfig,
-    /// What the output sends to.
-    pub output: Output,
+    /// What the output sends to: Canopsis, or the webhook's format.
+    pub sink: Sink,
     /// `max_buffer_size`: events per POST.
     pub max_buffer_size: usize,
     /// `max_requests_in_flight`: requests sent at once (each object's in
@@ -453,14 +427,14 @@ pub const DEFAULT_SPOOL_PARENT: &str = "/var/lib/centreon-broker";
 
 impl Reader<'_> {
     fn config(&mut self, kind: OutputKind) -> Config {
-        let (dest, output, downtime) = match kind {
+        let (dest, sink, downtime) = match kind {
             OutputKind::Canopsis => {
                 let (dest, downtime) = self.canopsis();
-                (dest, Output::Canopsis, downtime)
+                (dest, Sink::Canopsis, downtime)
             }
             OutputKind::Webhook => {
-                let (dest, webhook) = self.webhook();
-                (dest, Output::Webhook(webhook), DowntimeConfig::default())
+                let (dest, sink) = self.webhook();
+                (dest, sink, DowntimeConfig::default())
             }
         };
         let timeout = self.int(
@@ -548,10 +522,8 @@ impl Reader<'_> {
         // limits posts per second per client: one lane, and each event is
         // handed to it at once (a chat message must not wait for a batch;
         // the summary decides what to post when many wait).
-        let (max_in_flight, max_buffer_age) = match &output {
-            Output::Webhook(WebhookConfig {
-                format: WebhookFormat::Mattermost(_),
-            }) => {
+        let (max_in_flight, max_buffer_age) = match &sink {
+            Sink::Mattermost(_) => {
                 if max_in_flight != 1 && self.params.contains_key("max_requests_in_flight") {
                     self.notices.push(
                         "parameter 'max_requests_in_flight' is 1 for Mattermost: messages are posted in order, one at a time".into(),
@@ -612,7 +584,7 @@ impl Reader<'_> {
                 log_curl,
             },
             downtime,
-            output,
+            sink,
             max_buffer_size,
             max_in_flight,
             max_buffer_age: Duration::from_secs(max_buffer_age as u64),

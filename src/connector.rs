@@ -188,8 +188,6 @@ pub struct Connector {
     bas: bool,
     /// Templates (`format_file`).
     formats: Formats,
-    /// What the output sends to (a copy of the sender's).
-    sink: Sink,
 }
 
 /// Where accepted events go before the sender takes them.
@@ -251,10 +249,9 @@ impl Connector {
         log: Logger,
         transport: Box<dyn Transport>,
     ) -> Result<Connector, String> {
-        let sink = Sink::for_output(&cfg.output);
-        let framing = sink.framing();
+        let framing = cfg.sink.framing();
         let routes = Routes {
-            sink: sink.clone(),
+            sink: cfg.sink.clone(),
             event_route: cfg.http.event_route.clone(),
             downtime: cfg.downtime.clone(),
             placeholder_ids: cfg.send_data_test,
@@ -283,7 +280,7 @@ impl Connector {
                 broken: false,
             }),
         };
-        let how = match &sink {
+        let how = match &cfg.sink {
             Sink::Mattermost(m) => format!(
                 "Mattermost at {}, one message per request, at most {} per second, a summary when more than {} wait",
                 cfg.http.shown_url(),
@@ -362,7 +359,6 @@ impl Connector {
             kinds,
             bas,
             formats,
-            sink,
         };
         c.revive(now);
         Ok(c)
@@ -658,7 +654,7 @@ impl Connector {
     ) {
         let format = &self.cfg.format;
         let formats = &self.formats;
-        let sink = &self.sink;
+        let sink = &self.cfg.sink;
         // Straight into the request body (or the spool record).
         let mut write = |ev: &NebEvent,
                          subject: &filter::Subject,
@@ -735,7 +731,7 @@ impl Connector {
             }
         };
         let kind = ev.kind();
-        let pbehaviors = self.sink.pbehaviors();
+        let pbehaviors = self.cfg.sink.pbehaviors();
         if kind == ElementKind::Downtime && pbehaviors && !self.cfg.downtime.send_pbh {
             self.counters.filtered += 1;
             self.log.debug(format_args!(

@@ -15,7 +15,7 @@ pub mod mattermost;
 pub mod webhook;
 
 use crate::batch::Framing;
-use crate::config::{FormatConfig, Output, WebhookFormat};
+use crate::config::FormatConfig;
 use crate::event::NebEvent;
 use crate::filter::Subject;
 use crate::sink::canopsis::format;
@@ -61,18 +61,6 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// The sink for a configured output.
-    pub fn for_output(output: &Output) -> Sink {
-        match output {
-            Output::Canopsis => Sink::Canopsis,
-            Output::Webhook(w) => match &w.format {
-                WebhookFormat::Json => Sink::Documents(Framing::Array),
-                WebhookFormat::Ndjson => Sink::Documents(Framing::Lines),
-                WebhookFormat::Mattermost(m) => Sink::Mattermost(m.clone()),
-            },
-        }
-    }
-
     /// Writes an event's built-in document (for Mattermost, its message) to
     /// `out`; `false`, and nothing written, when there is none.
     pub fn write_builtin(

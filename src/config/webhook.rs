@@ -1,9 +1,11 @@
 //! The webhook output's destination: `http_server_url`, `http_headers`,
 //! `webhook_format` and Mattermost's own settings.
 
-use super::{Destination, ParamValue, Reader, WebhookConfig, WebhookFormat};
+use super::{Destination, ParamValue, Reader};
+use crate::batch::Framing;
 use crate::secret::Secret;
 use crate::sink::mattermost::Settings;
+use crate::sink::Sink;
 
 /// Mattermost's own default is 10 requests per second per client; half
 /// of it leaves room for other integrations posting from the same host.
@@ -14,7 +16,7 @@ pub const DEFAULT_WAITING_MESSAGES: i64 = 20;
 
 impl Reader<'_> {
     /// The webhook output's parameters.
-    pub(super) fn webhook(&mut self) -> (Destination, WebhookConfig) {
+    pub(super) fn webhook(&mut self) -> (Destination, Sink) {
         let url = self.mandatory(
             "http_server_url",
             "the full URL events are posted to (https://host[:port]/path)",
@@ -41,17 +43,14 @@ impl Reader<'_> {
             .string("webhook_format", "json")
             .trim()
             .to_ascii_lowercase();
-        let (format, content_type) = match format_name.as_str() {
-            "json" => (WebhookFormat::Json, "application/json"),
-            "ndjson" => (WebhookFormat::Ndjson, "application/x-ndjson"),
-            "mattermost" => (
-                WebhookFormat::Mattermost(self.mattermost()),
-                "application/json",
-            ),
+        let (sink, content_type) = match format_name.as_str() {
+            "json" => (Sink::Documents(Framing::Array), "application/json"),
+            "ndjson" => (Sink::Documents(Framing::Lines), "application/x-ndjson"),
+            "mattermost" => (Sink::Mattermost(self.mattermost()), "application/json"),
             _ => {
                 let got = ParamValue::Str(format_name.clone());
                 self.fail("webhook_format", "mattermost, json or ndjson", Some(&got));
-                (WebhookFormat::Json, "application/json")
+                (Sink::Documents(Framing::Array), "application/json")
             }
         };
         let destination = Destination {
@@ -63,7 +62,7 @@ impl Reader<'_> {
             route,
             content_type,
         };
-        (destination, WebhookConfig { format })
+        (destination, sink)
     }
 
     fn mattermost(&mut self) -> Settings {
@@ -205,7 +204,7 @@ fn parse_headers(text: &str) -> Result<Vec<(String, Secret)>, &'static str> {
 mod tests {
     use super::*;
     use crate::config::tests::{minimal_webhook, params};
-    use crate::config::{parse_for, Output, OutputKind};
+    use crate::config::{parse_for, OutputKind};
 
     #[test]
     fn a_mattermost_output_runs_one_lane_without_batching_delay() {
@@ -219,11 +218,8 @@ mod tests {
         );
         let parsed = parse_for(OutputKind::Webhook, &p).unwrap();
         let c = parsed.config;
-        let Output::Webhook(WebhookConfig {
-            format: WebhookFormat::Mattermost(m),
-        }) = &c.output
-        else {
-            panic!("{:?}", c.output)
+        let Sink::Mattermost(m) = &c.sink else {
+            panic!("{:?}", c.sink)
         };
         assert_eq!(m.username.as_deref(), Some("Centreon"));
         assert_eq!((m.per_second, m.summary_after), (5, 20));
