@@ -249,6 +249,16 @@ impl HttpConfig {
     pub fn shown_url(&self) -> String {
         format!("{}{}", self.base_url(), self.shown_route)
     }
+
+    /// `path` as log lines may show it: the event route as
+    /// [`shown_route`](Self::shown_route), others as they are.
+    pub fn shown_path<'a>(&'a self, path: &'a str) -> &'a str {
+        if path == self.event_route {
+            &self.shown_route
+        } else {
+            path
+        }
+    }
 }
 
 /// Downtime-to-pbehavior settings (`canopsis_downtime_*`).

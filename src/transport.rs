@@ -231,12 +231,11 @@ pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
         cmd.push_str(&shell_quote(&String::from_utf8_lossy(req.body)));
     }
     cmd.push(' ');
-    let path = if req.path == cfg.event_route {
-        &cfg.shown_route
-    } else {
-        req.path
-    };
-    cmd.push_str(&shell_quote(&format!("{}{path}", cfg.base_url())));
+    cmd.push_str(&shell_quote(&format!(
+        "{}{}",
+        cfg.base_url(),
+        cfg.shown_path(req.path)
+    )));
     cmd
 }
 
@@ -372,23 +371,17 @@ impl Transport for Http {
             }
         };
         let headers = &self.cfg.headers;
-        let with_headers = |mut rb: ureq::RequestBuilder<_>| {
-            for (name, value) in headers {
-                rb = rb.header(name.as_str(), value.expose());
-            }
-            bounded(rb, closing)
-        };
         let content_type = self.cfg.content_type;
         let result = match req.method {
-            Method::Post => with_headers(self.agent.post(&url))
+            Method::Post => prepared(self.agent.post(&url), headers, closing)
                 .header("content-type", content_type)
                 .send(req.body),
-            Method::Get => with_headers_get(self.agent.get(&url), headers, closing).call(),
+            Method::Get => prepared(self.agent.get(&url), headers, closing).call(),
             Method::Delete if req.body.is_empty() => {
-                with_headers_get(self.agent.delete(&url), headers, closing).call()
+                prepared(self.agent.delete(&url), headers, closing).call()
             }
             // The bulk route deletes the pbehaviors its body lists.
-            Method::Delete => with_headers_get(self.agent.delete(&url), headers, closing)
+            Method::Delete => prepared(self.agent.delete(&url), headers, closing)
                 .header("content-type", content_type)
                 .force_send_body()
                 .send(req.body),
@@ -432,13 +425,12 @@ impl Transport for Http {
     }
 }
 
-/// `rb` with the configured headers, bounded as [`bounded`] says (for
-/// requests without a body).
-fn with_headers_get(
-    mut rb: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+/// `rb` with the configured headers, bounded as [`bounded`] says.
+fn prepared<B>(
+    mut rb: ureq::RequestBuilder<B>,
     headers: &[(String, crate::secret::Secret)],
     closing: Option<Duration>,
-) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+) -> ureq::RequestBuilder<B> {
     for (name, value) in headers {
         rb = rb.header(name.as_str(), value.expose());
     }
@@ -474,8 +466,8 @@ fn location_host(location: &str) -> String {
 /// Lua connector does, so an admin can check payloads without Canopsis.
 pub struct DryRun {
     log: Logger,
-    /// The event route, and how logs show it.
-    route: (String, String),
+    /// Where it pretends to send, for how logs show routes.
+    http: HttpConfig,
 }
 
 impl DryRun {
@@ -483,28 +475,21 @@ impl DryRun {
     pub fn new(log: Logger, cfg: &HttpConfig) -> DryRun {
         DryRun {
             log,
-            route: (cfg.event_route.clone(), cfg.shown_route.clone()),
+            http: cfg.clone(),
         }
     }
 }
 
 impl Transport for DryRun {
     fn fork(&self) -> Option<Box<dyn Transport>> {
-        Some(Box::new(DryRun {
-            log: self.log.clone(),
-            route: self.route.clone(),
-        }))
+        Some(Box::new(DryRun::new(self.log.clone(), &self.http)))
     }
 
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
         self.log.info(format_args!(
             "[send_data_test] {} {}: {}",
             req.method.as_str(),
-            if req.path == self.route.0 {
-                &self.route.1
-            } else {
-                req.path
-            },
+            self.http.shown_path(req.path),
             String::from_utf8_lossy(req.body)
         ));
         let body = if req.method == Method::Post && req.body.first() == Some(&b'[') {
