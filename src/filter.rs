@@ -148,6 +148,18 @@ pub struct Subject {
 /// A head and a tail of JSON.
 type HeadTail = (Box<[u8]>, Box<[u8]>);
 
+impl Subject {
+    /// The status's object's `notes_url` and `action_url`: the service's
+    /// for a service status, else the host's.
+    pub fn urls(&self, service: bool) -> (&Option<String>, &Option<String>) {
+        if service {
+            (&self.service_info.notes_url, &self.service_info.action_url)
+        } else {
+            (&self.host.notes_url, &self.host.action_url)
+        }
+    }
+}
+
 /// A value derived from a subject once, when first needed: not part of the
 /// subject's value.
 #[derive(Clone)]

@@ -137,14 +137,8 @@ fn field(title: &str, value: String) -> Value {
 fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) -> Value {
     let state = s.state.unwrap_or(4);
     let name = state_name(service, state);
-    let output = s.output.split('\n').next().unwrap_or("");
-    let output = &output
-        [..crate::sink::canopsis::format::limited_len(output.as_bytes(), cfg.output_size_limit)];
-    let (notes, action) = if service {
-        (&subj.service_info.notes_url, &subj.service_info.action_url)
-    } else {
-        (&subj.host.notes_url, &subj.host.action_url)
-    };
+    let output = crate::sink::canopsis::format::short_output(cfg, s);
+    let (notes, action) = subj.urls(service);
     let mut fields = vec![field("State", name.to_string())];
     if let Some(t) = s
         .last_check

@@ -74,15 +74,20 @@ pub fn service_state(state: i64) -> i64 {
     }
 }
 
-/// The first line of a plugin output, and the whole text (BBDO 2 keeps both
-/// in `output`; BBDO 3 splits them into `output` and `long_output`).
-fn outputs(s: &StatusEvent) -> (&str, std::borrow::Cow<'_, str>) {
-    let short = s.output.split('\n').next().unwrap_or("");
-    let long = match &s.long_output {
+/// The whole text of a plugin output (BBDO 2 keeps it all in `output`;
+/// BBDO 3 splits it into `output` and `long_output`).
+fn long_output(s: &StatusEvent) -> std::borrow::Cow<'_, str> {
+    match &s.long_output {
         Some(l) if !l.is_empty() => format!("{}\n{}", s.output, l).into(),
         _ => s.output.as_str().into(),
-    };
-    (short, long)
+    }
+}
+
+/// The first line of a plugin output, cut at `output_size_limit`: the
+/// Canopsis event's `output`.
+pub fn short_output<'a>(cfg: &FormatConfig, s: &'a StatusEvent) -> &'a str {
+    let first = s.output.split('\n').next().unwrap_or("");
+    truncate(first, cfg.output_size_limit)
 }
 
 fn truncate(text: &str, limit: Option<usize>) -> &str {
@@ -118,7 +123,7 @@ fn status<'a>(
     subj: &'a Subject,
     service: bool,
 ) -> CanopsisEvent<'a> {
-    let (short, long) = outputs(s);
+    let long = long_output(s);
     let mapped = s.state.map(|st| {
         if service {
             service_state(st)
@@ -130,11 +135,7 @@ fn status<'a>(
         (true, Some(sev)) => Some(sev),
         _ => mapped,
     };
-    let (notes, action) = if service {
-        (&subj.service_info.notes_url, &subj.service_info.action_url)
-    } else {
-        (&subj.host.notes_url, &subj.host.action_url)
-    };
+    let (notes, action) = subj.urls(service);
     CanopsisEvent {
         event_type: "check",
         source_type: if service { "resource" } else { "component" },
@@ -143,7 +144,7 @@ fn status<'a>(
         component: &subj.host_name,
         resource: subj.service.as_ref().map(|(_, d)| d.as_str()),
         author: None,
-        output: truncate(short, cfg.output_size_limit),
+        output: short_output(cfg, s),
         long_output: long,
         state,
         timestamp: s.last_check,
