@@ -38,6 +38,7 @@
 
 use canopsis_harness::broker::{CachedHost, CachedService, Muxer, Output, Param};
 use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
+use canopsis_harness::mock::State;
 use canopsis_harness::Lab;
 use std::time::{Duration, Instant};
 
@@ -173,14 +174,21 @@ fn throughput(buffer: i32, n: i64, spool: bool) -> f64 {
 
 fn throughput_with(buffer: i32, n: i64, spool: bool, templated: bool) -> f64 {
     let lab = Lab::new("bench-e2e");
-    let mut out = open_with(&lab, buffer, spool, templated);
+    let out = open_with(&lab, buffer, spool, templated);
+    events_per_second(&lab, out, n, |st| st.published)
+}
+
+/// Events/s for `n` accepted statuses written to `out` until `delivered`
+/// (read from the mock's state) counts them all: the writes' time, then
+/// flushes until then (event building excluded).
+fn events_per_second(lab: &Lab, mut out: Output, n: i64, delivered: impl Fn(&State) -> u64) -> f64 {
     let mut spent = Duration::ZERO;
     for i in 0..n {
         spent += out.timed_write(&event(i, true)).0;
     }
     let start = Instant::now();
     out.flush();
-    while lab.mock.state().published < n as u64 {
+    while delivered(&lab.mock.state()) < n as u64 {
         out.flush();
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -564,7 +572,7 @@ fn webhook_throughput(format: &str, n: i64) -> f64 {
     let lab = Lab::webhook("bench-webhook");
     lab.mock.state().record = false;
     lab.mock.state().echo_only = true;
-    let mut out = lab.open(
+    let out = lab.open(
         lab.webhook_params(
             format,
             &[
@@ -574,19 +582,7 @@ fn webhook_throughput(format: &str, n: i64) -> f64 {
         ),
         Bbdo::V3,
     );
-    let mut spent = Duration::ZERO;
-    for i in 0..n {
-        spent += out.timed_write(&event(i, true)).0;
-    }
-    let start = Instant::now();
-    out.flush();
-    while lab.mock.state().receivers.document_count < n as u64 {
-        out.flush();
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    spent += start.elapsed();
-    out.close();
-    n as f64 / spent.as_secs_f64()
+    events_per_second(&lab, out, n, |st| st.receivers.document_count)
 }
 
 /// What Mattermost saw of `n` state changes sent at once, its limit and
