@@ -287,21 +287,16 @@ impl Connector {
                 m.per_second,
                 m.summary_after
             ),
-            Sink::Documents(f) => format!(
-                "{} in batches of up to {} events or {}s, {}",
+            sink => format!(
+                "{} in batches of up to {} events or {}s{}",
                 cfg.http.shown_url(),
                 cfg.max_buffer_size,
                 cfg.max_buffer_age.as_secs(),
-                match f {
-                    Framing::Array => "one JSON array per request",
-                    Framing::Lines => "one JSON document per line",
+                match sink {
+                    Sink::Documents(Framing::Array) => ", one JSON array per request",
+                    Sink::Documents(Framing::Lines) => ", one JSON document per line",
+                    _ => "",
                 }
-            ),
-            Sink::Canopsis => format!(
-                "{} in batches of up to {} events or {}s",
-                cfg.http.shown_url(),
-                cfg.max_buffer_size,
-                cfg.max_buffer_age.as_secs()
             ),
         };
         log.info(format_args!(
