@@ -38,12 +38,16 @@ broker_cache = {
 }
 -- One log per interpreter: the connector keeps what it sent next to its
 -- log (<name>.sent-states), and each run here sends the same event.
+-- A HARD CRITICAL service status both connectors accept.
+local function critical_load()
+  return { category = 1, element = 24, host_id = 1, service_id = 7, state = 2, state_type = 1,
+           last_check = 100, last_hard_state_change = 100, output = "CRITICAL - load 9" }
+end
 local log = scratch .. "/good-" .. _VERSION:gsub("%W", "") .. ".log"
 init({ canopsis_host = "canopsis.invalid", canopsis_authkey = "s3cr3t-k3y", send_data_test = 1,
        logfile = log, log_level = 3 })
 check(filter(1, 24) == true and filter(1, 2) == false and filter(3, 1) == false, "native filter")
-check(write({ category = 1, element = 24, host_id = 1, service_id = 7, state = 2, state_type = 1,
-              last_check = 100, last_hard_state_change = 100, output = "CRITICAL - load 9" }) == false,
+check(write(critical_load()) == false,
       "an accepted event is not acked before delivery")
 check(flush() == true, "flush acks once delivered")
 text = io.open(log):read("a")
@@ -80,8 +84,7 @@ broker_cache.get_host = function(_, id) return id == 1 and { name = "srv", insta
 local hooklog = scratch .. "/hook-" .. _VERSION:gsub("%W", "") .. ".log"
 init({ http_server_url = "https://chat.invalid/hooks/s3cr3t-h00k", webhook_format = "mattermost",
        send_data_test = 1, logfile = hooklog, log_level = 3, username = "centreon" })
-check(write({ category = 1, element = 24, host_id = 1, service_id = 7, state = 2, state_type = 1,
-              last_check = 100, last_hard_state_change = 100, output = "CRITICAL - load 9" }) == false,
+check(write(critical_load()) == false,
       "webhook: an accepted event is not acked before delivery")
 check(flush() == true, "webhook: flush acks once delivered")
 text = io.open(hooklog):read("a")
