@@ -728,7 +728,10 @@ pub(crate) mod tests {
         assert!(c.filter.hard_only && !c.filter.acknowledged && !c.filter.in_downtime);
         assert!(c.filter.skip_anon_events && c.filter.skip_nil_id);
         assert!(c.filter.host_dedup && c.filter.service_dedup);
-        assert_eq!(c.filter.flapping, None);
+        assert!(
+            !c.filter.flapping,
+            "flapping=0 by default, as in the Lua library"
+        );
         assert_eq!(c.logfile, PathBuf::from(DEFAULT_LOGFILE));
         assert_eq!(c.log_level, 1);
         assert_eq!(c.downtime.route, "/api/v4/pbehaviors");

@@ -182,6 +182,8 @@ pub struct Connector {
     verdicts: filter::Verdicts,
     /// The state last sent per object, so a change is sent once.
     sent: dedup::Sent,
+    /// Objects' HARD states and downtime starts not sent ([`crate::seen`]).
+    seen: crate::seen::Seen,
     /// The kind taken for each neb element id (asked for every event).
     kinds: [Option<ElementKind>; 64],
     /// Whether bam `ba_status` events are taken.
@@ -320,6 +322,7 @@ impl Connector {
             ));
         }
         let sent = load_sent(&cfg, &log);
+        let seen = crate::seen::Seen::load(&cfg.logfile, &log);
         let window = match &cfg.spool {
             None => ack_window(cfg.max_in_flight, cfg.max_buffer_size),
             Some(_) => ACK_WINDOW,
@@ -351,6 +354,7 @@ impl Connector {
             memo: Memo::default(),
             verdicts: filter::Verdicts::default(),
             sent,
+            seen,
             kinds,
             bas,
             formats,
@@ -734,9 +738,12 @@ impl Connector {
             ));
             return None;
         }
-        // Downtime starts read the object's current state: ask broker.
+        self.seen.status(&ev);
+        // Downtime starts read the object's current state (`crate::seen`).
         let checked = if kind == ElementKind::Downtime {
-            filter::check(&self.cfg.filter, &self.cfg.format, &ev, cache).map(Rc::new)
+            let seen = &mut self.seen;
+            seen.check_downtime(&self.cfg.filter, &self.cfg.format, &ev, cache)
+                .map(Rc::new)
         } else {
             self.verdicts.check_status(
                 &self.cfg.filter,

@@ -4,8 +4,9 @@
 //! Where the Lua library misbehaves the intent wins, and the difference is
 //! documented in README ("Differences from the Lua connector"): nested
 //! downtimes with `in_downtime=1`, BBDO 3 acknowledgement state, host
-//! acknowledgements on BBDO 3, and `flapping` (declared but never applied
-//! by the library, so only applied here when set).
+//! acknowledgements on BBDO 3. `flapping` is applied as the library does:
+//! 0, the default, drops the statuses of flapping objects (acknowledgements
+//! and downtimes are not concerned).
 
 use crate::cache::{BaInfo, Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
@@ -50,6 +51,9 @@ pub enum Rejection {
     InDowntime,
     /// Flapping with `flapping=0`.
     Flapping,
+    /// The end of a downtime whose start was not sent: there is no
+    /// pbehavior to delete.
+    StartNotSent,
     /// Not from an accepted poller.
     Poller(Option<String>),
     /// Severity outside the threshold.
@@ -92,6 +96,10 @@ impl fmt::Display for Rejection {
             Rejection::Acknowledged => write!(f, "acknowledged and acknowledged=0"),
             Rejection::InDowntime => write!(f, "in downtime and in_downtime=0"),
             Rejection::Flapping => write!(f, "flapping and flapping=0"),
+            Rejection::StartNotSent => write!(
+                f,
+                "its start was not sent, so there is no pbehavior to delete"
+            ),
             Rejection::Poller(p) => write!(f, "poller {p:?} is not accepted"),
             Rejection::Severity(what, s) => write!(f, "{what} severity {s:?} is not accepted"),
             Rejection::Group(what) => write!(f, "{what} groups are not accepted"),
@@ -215,6 +223,12 @@ pub fn check(
 ///
 /// Each check is one of [`check`]'s, on values that no longer change: an
 /// event it rejects, `check` rejects too (maybe for another reason).
+///
+/// A HARD status that reports a change (by the engine's stamps, dedup
+/// enabled or not) is never stopped here, whatever else the filters say:
+/// it goes whole to the connector, which learns the object's state from it
+/// ([`crate::seen`]; broker's cache does not follow statuses on BBDO 2).
+/// Changes are few; SOFT statuses and repeats still stop early.
 #[derive(Debug)]
 pub struct Screen<'a> {
     cfg: &'a FilterConfig,
@@ -236,20 +250,41 @@ impl<'a> Screen<'a> {
             STATE_TYPE if cfg.hard_only => {
                 (s.state_type.unwrap_or(0) < 1).then_some(Rejection::Soft)
             }
-            STATE => accept_state(self.rules.states, s.state).err(),
-            LAST_HARD_STATE_CHANGE if self.rules.dedup => {
-                dedup::reports_change(s, self.rules.host_delta).err()
+            // A HARD status's state is judged with its stamps, below.
+            STATE if !is_hard(s) => accept_state(self.rules.states, s.state).err(),
+            LAST_HARD_STATE_CHANGE => {
+                let change = dedup::reports_change(s, self.rules.host_delta);
+                if is_hard(s) && change.is_ok() {
+                    return None;
+                }
+                // The library's order: the state, then dedup.
+                accept_state(self.rules.states, s.state)
+                    .err()
+                    .or(change.err().filter(|_| self.rules.dedup))
             }
             ACKNOWLEDGED | ACKNOWLEDGEMENT_TYPE if !cfg.acknowledged => {
-                s.acknowledged.then_some(Rejection::Acknowledged)
+                (s.acknowledged && !self.learns_from(s)).then_some(Rejection::Acknowledged)
             }
             SCHEDULED_DOWNTIME_DEPTH if !cfg.in_downtime => {
-                (s.downtime_depth > 0).then_some(Rejection::InDowntime)
+                (s.downtime_depth > 0 && !self.learns_from(s)).then_some(Rejection::InDowntime)
             }
-            FLAPPING if cfg.flapping == Some(false) => s.flapping.then_some(Rejection::Flapping),
+            FLAPPING if !cfg.flapping => {
+                (s.flapping && !self.learns_from(s)).then_some(Rejection::Flapping)
+            }
             _ => None,
         }
     }
+
+    /// Whether the connector learns an object's state from `s`: a HARD
+    /// status reporting a change.
+    fn learns_from(&self, s: &StatusEvent) -> bool {
+        is_hard(s) && dedup::reports_change(s, self.rules.host_delta).is_ok()
+    }
+}
+
+/// A HARD status (`state_type` 1).
+fn is_hard(s: &StatusEvent) -> bool {
+    s.state_type == Some(1)
 }
 
 /// What differs between host and service statuses.
@@ -302,7 +337,7 @@ fn status_event(cfg: &FilterConfig, service: bool, s: &StatusEvent) -> Result<()
     if !cfg.in_downtime && s.downtime_depth > 0 {
         return Err(Rejection::InDowntime);
     }
-    if cfg.flapping == Some(false) && s.flapping {
+    if !cfg.flapping && s.flapping {
         return Err(Rejection::Flapping);
     }
     Ok(())
@@ -761,6 +796,7 @@ pub(crate) mod tests {
         let times = || vec![None, Some(Field::Int(5)), Some(Field::Int(6))];
         let bools = || vec![None, Some(Field::Bool(true)), Some(Field::Bool(false))];
         let lax = [
+            ("flapping", s("1")),
             ("hard_only", s("0")),
             ("acknowledged", s("1")),
             ("in_downtime", s("1")),
@@ -979,14 +1015,88 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn flapping_applies_only_when_set() {
+    fn flapping_statuses_are_dropped_by_default_as_the_lua_library_does() {
         let mut e = service(2);
         e.flapping = true;
-        assert!(run(&[], NebEvent::Service(e.clone())).is_ok());
+        for ev in [NebEvent::Service(e.clone()), NebEvent::Host(e.clone())] {
+            assert_eq!(run(&[], ev.clone()), Err(Rejection::Flapping));
+            assert_eq!(
+                run(&[("flapping", ParamValue::Int(0))], ev.clone()),
+                Err(Rejection::Flapping)
+            );
+            assert!(run(&[("flapping", ParamValue::Int(1))], ev).is_ok());
+        }
+        // The screen agrees: a flapping status stops at its `flapping` field.
+        let c = config::parse(&minimal()).unwrap().config;
+        let screen = Screen::new(&c.filter, ElementKind::ServiceStatus);
+        let mut b = StatusBuilder::new(ElementKind::ServiceStatus, Some(29));
+        b.set(
+            crate::event::status_field::FLAPPING,
+            Some(Field::Bool(true)),
+        )
+        .unwrap();
         assert_eq!(
-            run(&[("flapping", ParamValue::Int(0))], NebEvent::Service(e)),
-            Err(Rejection::Flapping)
+            screen.after(crate::event::status_field::FLAPPING, &b),
+            Some(Rejection::Flapping)
         );
+    }
+
+    /// Runs the screen over `s`'s fields as a reader does: the first
+    /// rejection, if any.
+    fn screened(cfg: &FilterConfig, s: &StatusEvent) -> Option<Rejection> {
+        let kind = ElementKind::ServiceStatus;
+        let screen = Screen::new(cfg, kind);
+        let mut b = StatusBuilder::new(kind, Some(24));
+        let fields = [
+            Some(Field::Int(s.state_type.unwrap_or(0))),
+            s.state.map(Field::Int),
+            s.last_check.map(Field::Int),
+            s.last_update.map(Field::Int),
+            s.last_hard_state_change.map(Field::Int),
+            Some(Field::Bool(s.acknowledged)),
+            None,
+            Some(Field::Int(s.downtime_depth)),
+            Some(Field::Bool(s.flapping)),
+        ];
+        while let Some((i, _)) = b.next_field() {
+            b.set(i, fields.get(i).cloned().flatten()).unwrap();
+            if let Some(why) = screen.after(i, &b) {
+                return Some(why);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_hard_change_goes_whole_to_the_connector_whatever_the_filters_say() {
+        let c = config::parse(&minimal()).unwrap().config;
+        let mut change = service(2);
+        change.acknowledged = true;
+        change.flapping = true;
+        change.downtime_depth = 1;
+        assert_eq!(screened(&c.filter, &change), None);
+        assert_eq!(
+            run(&[], NebEvent::Service(change.clone())),
+            Err(Rejection::Acknowledged),
+            "then refused by the full check"
+        );
+        change.state = Some(4);
+        assert_eq!(screened(&c.filter, &change), None);
+        // A repeat of the state, or a SOFT status, stops early.
+        let mut repeat = change.clone();
+        repeat.last_check = Some(1_700_000_060);
+        assert_eq!(
+            screened(&c.filter, &repeat),
+            Some(Rejection::State(Some(4)))
+        );
+        repeat.state = Some(2);
+        assert!(matches!(
+            screened(&c.filter, &repeat),
+            Some(Rejection::Duplicate(_))
+        ));
+        let mut soft = change;
+        soft.state_type = Some(0);
+        assert_eq!(screened(&c.filter, &soft), Some(Rejection::Soft));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod progress;
 pub mod readback;
 pub mod render;
 pub mod secret;
+pub mod seen;
 pub mod sender;
 pub mod sink;
 pub mod spool;

@@ -28,9 +28,10 @@ pub struct FilterConfig {
     pub acknowledged: bool,
     /// `in_downtime`: 0 skips objects in downtime.
     pub in_downtime: bool,
-    /// `flapping`: 0 skips flapping objects. The Lua library declares this
-    /// parameter but never applies it, so it is only applied when set.
-    pub flapping: Option<bool>,
+    /// `flapping`: 0 (the default) skips the statuses of flapping objects,
+    /// as the Lua library does (`is_valid_event_flapping_state`, on host and
+    /// service statuses only); 1 sends them.
+    pub flapping: bool,
     /// `accepted_hostgroups`.
     pub accepted_hostgroups: NameList,
     /// `rejected_hostgroups`.
@@ -98,7 +99,7 @@ impl Reader<'_> {
             hard_only: self.flag("hard_only", true),
             acknowledged: self.flag("acknowledged", false),
             in_downtime: self.flag("in_downtime", false),
-            flapping: self.opt_flag("flapping"),
+            flapping: self.flag("flapping", false),
             accepted_hostgroups: self.names("accepted_hostgroups"),
             rejected_hostgroups: self.names("rejected_hostgroups"),
             accepted_servicegroups: self.names("accepted_servicegroups"),
