@@ -741,8 +741,8 @@ impl Connector {
         self.seen.status(&ev);
         // Downtime starts read the object's current state (`crate::seen`).
         let checked = if kind == ElementKind::Downtime {
-            let seen = &mut self.seen;
-            seen.check_downtime(&self.cfg.filter, &self.cfg.format, &ev, cache)
+            (self.seen)
+                .check_downtime(&self.cfg.filter, &self.cfg.format, &ev, cache)
                 .map(Rc::new)
         } else {
             self.verdicts.check_status(

@@ -47,7 +47,9 @@ pub struct UnsentStarts {
 
 struct Journal {
     path: PathBuf,
-    file: File,
+    /// Opened when there is something to write (no file for a connector
+    /// that never refused a downtime start).
+    file: Option<File>,
     /// Lines appended since the file was last compacted.
     lines: usize,
     log: Logger,
@@ -65,18 +67,22 @@ impl UnsentStarts {
     /// used.
     pub fn open(path: &Path, log: &Logger) -> UnsentStarts {
         let mut u = UnsentStarts::default();
-        match std::fs::read_to_string(path) {
+        let found = match std::fs::read_to_string(path) {
             Ok(text) => {
                 for line in text.lines() {
                     u.apply(line);
                 }
+                true
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log.warn(format_args!(
-                "cannot read {} ({e}): the end of a downtime whose start was not sent may send a DELETE Canopsis answers 404",
-                path.display()
-            )),
-        }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
+                log.warn(format_args!(
+                    "cannot read {} ({e}): the end of a downtime whose start was not sent may send a DELETE Canopsis answers 404",
+                    path.display()
+                ));
+                false
+            }
+        };
         if !u.set.is_empty() {
             log.info(format_args!(
                 "{}: {} downtime(s) whose start was not sent: their end deletes nothing",
@@ -84,20 +90,22 @@ impl UnsentStarts {
                 u.set.len()
             ));
         }
-        match compact(path, &u) {
-            Ok(file) => {
-                u.journal = Some(Journal {
-                    path: path.to_path_buf(),
-                    file,
-                    lines: 0,
-                    log: log.clone(),
-                })
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            file: None,
+            lines: 0,
+            log: log.clone(),
+        };
+        if found {
+            match compact(path, &u) {
+                Ok(file) => journal.file = Some(file),
+                Err(e) => {
+                    journal.failed(&e);
+                    return u;
+                }
             }
-            Err(e) => log.warn(format_args!(
-                "cannot write {} ({e}): downtime starts not sent are remembered until the next restart only",
-                path.display()
-            )),
         }
+        u.journal = Some(journal);
         u
     }
 
@@ -176,21 +184,28 @@ impl UnsentStarts {
             return;
         };
         j.lines += 1;
-        let written = if j.lines > 2 * self.set.len() + 1024 {
-            compact(&j.path, self).map(|file| {
-                j.file = file;
+        let written = match &mut j.file {
+            Some(file) if j.lines <= 2 * self.set.len() + 1024 => {
+                writeln!(file, "{sign} {h} {s} {id} {entry}")
+            }
+            _ => compact(&j.path, self).map(|file| {
+                j.file = Some(file);
                 j.lines = 0;
-            })
-        } else {
-            writeln!(j.file, "{sign} {h} {s} {id} {entry}")
+            }),
         };
         match written {
             Ok(()) => self.journal = Some(j),
-            Err(e) => j.log.warn(format_args!(
-                "cannot write {} ({e}): downtime starts not sent are remembered until the next restart only",
-                j.path.display()
-            )),
+            Err(e) => j.failed(&e),
         }
+    }
+}
+
+impl Journal {
+    fn failed(&self, e: &io::Error) {
+        self.log.warn(format_args!(
+            "cannot write {} ({e}): downtime starts not sent are remembered until the next restart only",
+            self.path.display()
+        ));
     }
 }
 
@@ -277,6 +292,17 @@ mod tests {
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert!(lines < 2 * MAX_REMEMBERED, "{lines}");
         assert!(UnsentStarts::open(&path, &log).is_empty());
+    }
+
+    #[test]
+    fn no_file_until_a_start_is_not_sent() {
+        let path = journal("lazy");
+        let log = Logger::memory(log::LevelFilter::Debug);
+        let mut u = UnsentStarts::open(&path, &log);
+        u.note(&dt(1), true);
+        assert!(!path.exists());
+        u.note(&dt(2), false);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "+ 1 2 2 50\n");
     }
 
     #[test]
