@@ -145,7 +145,7 @@ impl CacheData {
     }
 
     /// Updates from configuration events, as broker's cache does.
-    fn feed(&mut self, ev: &Event) {
+    pub(crate) fn feed(&mut self, ev: &Event) {
         if self.replay {
             return self.feed_recorded(ev);
         }
@@ -186,13 +186,17 @@ impl CacheData {
 }
 
 impl CacheData {
-    /// Broker's cache takes each host and service status into the cached
-    /// object (host contract §4.3): a recorded object follows the statuses
-    /// replayed after it.
+    /// Broker 23.10's cache takes each BBDO 3 host and service status
+    /// (`pb_host_status`, `pb_service_status`) into the cached object, and
+    /// nothing from BBDO 2 ones (`host_status`, `service_status`): there an
+    /// object keeps what its configuration event said (`state` 4, pending,
+    /// `checked` false). Both as the traces record it
+    /// (`shared/traces` README, fact 15; `Trace::cache_model_disagreements`
+    /// checks this model against every recorded answer).
     fn feed_recorded(&mut self, ev: &Event) {
         let key = match ev.type_id {
-            65550 | 65568 => ("get_host".to_string(), ev.int("host_id"), 0),
-            65560 | 65565 => (
+            65568 => ("get_host".to_string(), ev.int("host_id"), 0),
+            65565 => (
                 "get_service".to_string(),
                 ev.int("host_id"),
                 ev.int("service_id"),

@@ -30,6 +30,9 @@ pub struct CacheAnswers {
     /// The key the methods were called with: (host id, service id) or
     /// (instance id, 0).
     pub key: (i64, i64),
+    /// Why the recorder asked: `first_seen` (the object's first event in
+    /// this broker run) or `host_config_event` / `service_config_event`.
+    pub reason: String,
     /// Method name to its result (`Null` for nil).
     pub calls: Vec<(String, Value)>,
 }
@@ -108,7 +111,8 @@ pub fn load(file: &Path) -> Trace {
                 .collect();
             let step = run.last_mut().expect("cache line after its event");
             assert_eq!(v["trigger_seq"], Value::from(step.seq), "line {}", n + 1);
-            step.cache.push(CacheAnswers { key, calls });
+            let reason = v["reason"].as_str().unwrap_or_default().to_string();
+            step.cache.push(CacheAnswers { key, calls, reason });
             continue;
         }
         let type_id = v["_type"].as_u64().expect("_type") as u32;
@@ -151,6 +155,93 @@ impl CacheData {
                 result.clone(),
             );
         }
+    }
+}
+
+impl Trace {
+    /// Marks the host and service statuses `pick` chooses (by object, host
+    /// id and service id or 0, and `last_check`) as flapping, as an engine
+    /// with flap detection on sends them (the recordings were made with it
+    /// off: every status says `flapping` false).
+    pub fn mark_flapping(&mut self, pick: impl Fn((i64, i64), i64) -> bool) -> usize {
+        let mut marked = 0;
+        for step in self.runs.iter_mut().flatten() {
+            let service = match step.event.type_id & 0xffff {
+                14 | 32 => false,
+                24 | 29 => true,
+                _ => continue,
+            };
+            let int = |k: &str| step.fields.get(k).and_then(Value::as_i64);
+            let object = (
+                int("host_id").unwrap_or(0),
+                if service {
+                    int("service_id").unwrap_or(0)
+                } else {
+                    0
+                },
+            );
+            let Some(checked) = int("last_check").or(int("last_update")) else {
+                continue;
+            };
+            if !pick(object, checked) {
+                continue;
+            }
+            step.fields.insert("flapping".into(), Value::Bool(true));
+            for (name, v) in &mut step.event.fields {
+                if *name == "flapping" {
+                    *v = Some(V::B(true));
+                }
+            }
+            marked += 1;
+        }
+        marked
+    }
+
+    /// Where the emulator's model of `broker_cache` differs from what broker
+    /// answered: the trace's events are fed to a [`CacheData`] in order,
+    /// and each object's `get_host`/`get_service` `state`, `checked` and
+    /// `last_check` are compared with every answer recorded the first time
+    /// a broker run saw the object (answers recorded at configuration
+    /// events are what the configuration says; they are installed as is).
+    pub fn cache_model_disagreements(&self) -> Vec<String> {
+        let mut model = CacheData {
+            replay: true,
+            ..CacheData::default()
+        };
+        let mut out = Vec::new();
+        for step in self.runs.iter().flatten() {
+            model.feed(&step.event);
+            for answers in &step.cache {
+                let method = match (answers.reason.as_str(), answers.key.1) {
+                    ("first_seen", 0) => "get_host",
+                    ("first_seen", _) => "get_service",
+                    _ => {
+                        model.install(answers);
+                        continue;
+                    }
+                };
+                let Some((_, Value::Object(got))) = answers.calls.iter().find(|(m, _)| m == method)
+                else {
+                    continue;
+                };
+                let key = (method.to_string(), answers.key.0, answers.key.1);
+                if let Some(Value::Object(had)) = model.recorded.get(&key) {
+                    for field in ["state", "checked", "last_check"] {
+                        if had.get(field) != got.get(field) {
+                            out.push(format!(
+                                "seq {}: {method}{:?}.{field}: model {:?}, broker {:?}",
+                                step.seq,
+                                answers.key,
+                                had.get(field),
+                                got.get(field)
+                            ));
+                        }
+                    }
+                }
+                model.install(answers);
+            }
+        }
+        out
     }
 }
 

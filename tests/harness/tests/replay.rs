@@ -12,9 +12,16 @@
 //! - each such change reaches Canopsis once, with its state (mapped as
 //!   `canopsis-api.md` says) and the check time of the status that
 //!   reported it; SOFT states and repeated states never do;
+//! - with the default `flapping=0`, no status that said `flapping` reaches
+//!   Canopsis (the recordings were made with flap detection off, so the
+//!   replays mark some objects' statuses as flapping for a while, as an
+//!   engine with it on does); `flapping=1` sends their changes too;
 //! - every acknowledgement and every removal of one is sent once;
 //! - every downtime that started gets one pbehavior, deleted once when the
-//!   downtime goes; one deleted before it started gets nothing.
+//!   downtime goes; one deleted before it started gets nothing; with state
+//!   filters on downtimes, a downtime whose object's last HARD state (the
+//!   last HARD status the engine reported before the start) is refused gets
+//!   no pbehavior, and no DELETE either.
 
 use canopsis_harness::broker::Param;
 use canopsis_harness::mock::Recorded;
@@ -92,7 +99,7 @@ struct Change {
     stamp: i64,
     /// `last_check` of the first status that carried it.
     checked: i64,
-    /// That first status was acknowledged or in downtime.
+    /// That first status was acknowledged, in downtime or flapping.
     held_back: bool,
 }
 
@@ -135,11 +142,40 @@ fn changes(t: &Trace) -> Vec<Change> {
                 state,
                 stamp,
                 checked: int(f, "last_check").or(int(f, "last_update")).unwrap(),
-                held_back: acked || int(f, "scheduled_downtime_depth").unwrap_or(0) > 0,
+                held_back: acked
+                    || int(f, "scheduled_downtime_depth").unwrap_or(0) > 0
+                    || flapping(f),
             });
         }
     }
     out
+}
+
+/// The status said its object was flapping.
+fn flapping(f: &Map<String, Value>) -> bool {
+    f.get("flapping") == Some(&Value::Bool(true))
+}
+
+/// Loads a trace with some objects flapping for a while: every fifth
+/// service (service ids 2, 7, ... 47; service 7 also has a downtime) and
+/// host 3 (which changes every 40 s), for the statuses checked from one to
+/// four minutes after the first check.
+fn load_with_flapping(name: &str) -> Trace {
+    let mut t = trace::load(&trace::path(name));
+    let first = t
+        .runs
+        .iter()
+        .flatten()
+        .filter(|s| matches!(element(s), 14 | 24 | 29 | 32))
+        .filter_map(|s| int(&s.fields, "last_check").or(int(&s.fields, "last_update")))
+        .min()
+        .unwrap();
+    let window = first + 60..first + 240;
+    let marked = t.mark_flapping(|(host, service), checked| {
+        (service % 5 == 2 || (host == 3 && service == 0)) && window.contains(&checked)
+    });
+    assert!(marked > 100, "{name}: {marked} statuses marked flapping");
+    t
 }
 
 /// Canopsis state of a Centreon state (`canopsis-api.md`).
@@ -218,7 +254,10 @@ fn assert_same<T: Ord + Clone + std::fmt::Debug>(got: &[T], expected: &[T], what
 }
 
 fn replay(name: &str, api: i64, extra: &[(&str, Param)]) -> (Trace, Lab) {
-    let t = trace::load(&trace::path(name));
+    replay_trace(trace::load(&trace::path(name)), name, api, extra)
+}
+
+fn replay_trace(t: Trace, name: &str, api: i64, extra: &[(&str, Param)]) -> (Trace, Lab) {
     let lab = Lab::new("replay");
     lab.use_api(api);
     let done = t.replay(&lab, lab.params(extra));
@@ -237,14 +276,32 @@ fn replay(name: &str, api: i64, extra: &[(&str, Param)]) -> (Trace, Lab) {
 /// Acknowledged and in-downtime objects accepted: every HARD change the
 /// engine reported reaches Canopsis once, nothing else does.
 fn every_change_once(name: &str, api: i64) {
-    let (t, lab) = replay(
-        name,
-        api,
-        &[
-            ("acknowledged", Param::Num(1)),
-            ("in_downtime", Param::Num(1)),
-        ],
-    );
+    let t = trace::load(&trace::path(name));
+    every_change_of_once(t, name, api, &[]);
+}
+
+/// The same with objects flapping and `flapping=1`: their changes too.
+fn flapping_changes_once(name: &str, api: i64) {
+    let t = load_with_flapping(name);
+    let flapping_changes = changes(&t)
+        .iter()
+        .filter(|c| {
+            hard_statuses(&t).any(|(o, f)| {
+                o == c.object && flapping(f) && int(f, "last_hard_state_change") == Some(c.stamp)
+            })
+        })
+        .count();
+    assert!(flapping_changes >= 10, "{name}: {flapping_changes}");
+    every_change_of_once(t, name, api, &[("flapping", Param::Num(1))]);
+}
+
+fn every_change_of_once(t: Trace, name: &str, api: i64, extra: &[(&str, Param)]) {
+    let mut params = vec![
+        ("acknowledged", Param::Num(1)),
+        ("in_downtime", Param::Num(1)),
+    ];
+    params.extend(extra.iter().cloned());
+    let (t, lab) = replay_trace(t, name, api, &params);
     let names = Names::of(&t);
     let expected: Vec<Check> = changes(&t).iter().map(|c| check_of(&names, c)).collect();
     let hosts = expected.iter().filter(|c| c.1.is_empty()).count();
@@ -256,11 +313,12 @@ fn every_change_once(name: &str, api: i64) {
     );
 }
 
-/// Default filters: a change first reported while acknowledged or in
-/// downtime may go out with a later status of it, once; every other change
-/// goes out once, with its first report; nothing goes out twice.
+/// Default filters: a change first reported while acknowledged, in
+/// downtime or flapping may go out with a later status of it that is none
+/// of these, once; every other change goes out once, with its first
+/// report; nothing goes out twice, nothing a flapping status reported.
 fn defaults(name: &str, api: i64) {
-    let (t, lab) = replay(name, api, &[]);
+    let (t, lab) = replay_trace(load_with_flapping(name), name, api, &[]);
     let names = Names::of(&t);
     let all = changes(&t);
     let sent = counts(&checks(&lab));
@@ -274,16 +332,18 @@ fn defaults(name: &str, api: i64) {
     // Whatever went out is a HARD status the engine sent, and no change
     // (object, stamp, state) went out twice, even through two statuses.
     let mut reported: BTreeMap<Check, (Object, i64, i64)> = BTreeMap::new();
+    let mut steady = BTreeSet::new();
     for (object, f) in hard_statuses(&t) {
         let service = object.1 != 0;
         let (component, resource) = names.entity(object);
         let state = int(f, "state").unwrap();
         let checked = int(f, "last_check").or(int(f, "last_update")).unwrap();
         let stamp = int(f, "last_hard_state_change").unwrap_or(0);
-        reported.insert(
-            (component, resource, canopsis_state(service, state), checked),
-            (object, stamp, state),
-        );
+        let check = (component, resource, canopsis_state(service, state), checked);
+        if !flapping(f) {
+            steady.insert(check.clone());
+        }
+        reported.insert(check, (object, stamp, state));
     }
     let mut identities = BTreeSet::new();
     for (check, n) in &sent {
@@ -294,6 +354,10 @@ fn defaults(name: &str, api: i64) {
         assert!(
             identities.insert(identity),
             "{name} api {api}: the change {identity:?} went out twice"
+        );
+        assert!(
+            steady.contains(check),
+            "{name} api {api}: sent from a flapping status (flapping=0): {check:?}"
         );
     }
     acknowledgements(&t, &lab, &names);
@@ -401,6 +465,166 @@ fn downtimes(t: &Trace, lab: &Lab) {
         "every pbehavior removed: {:?}",
         st.pbehaviors
     );
+}
+
+/// Downtimes with state filters (`dt_service_status=0`,
+/// `dt_host_status=0`: OK and UP only): a downtime whose object's last HARD state
+/// before the start (as the engine reported it) is accepted gets its
+/// pbehavior, created then deleted once; one refused gets nothing at all:
+/// no pbehavior, and no DELETE at its end, even when that end comes after
+/// the broker restart. An object with no HARD status yet blocks nothing.
+fn downtimes_state_filtered(name: &str, api: i64, refused_at_least: usize) {
+    let (t, lab) = replay(
+        name,
+        api,
+        &[
+            ("dt_service_status", Param::Str("0".into())),
+            ("dt_host_status", Param::Str("0".into())),
+            (
+                "canopsis_downtime_route",
+                Param::Str("/api/v4/pbehaviors".into()),
+            ),
+        ],
+    );
+    let mut last_hard: HashMap<Object, i64> = HashMap::new();
+    // By pbehavior name: whether the start is accepted.
+    let mut starts: BTreeMap<String, bool> = BTreeMap::new();
+    for step in t.runs.iter().flatten() {
+        let f = &step.fields;
+        match element(step) {
+            14 | 32 | 24 | 29 if int(f, "state_type") == Some(1) => {
+                let service = matches!(element(step), 24 | 29);
+                let object = (
+                    int(f, "host_id").unwrap(),
+                    if service {
+                        int(f, "service_id").unwrap()
+                    } else {
+                        0
+                    },
+                );
+                last_hard.insert(object, int(f, "state").unwrap());
+            }
+            5 | 36 => {
+                let started = int(f, "actual_start_time").is_some_and(|t| t > 0);
+                let ending = int(f, "actual_end_time").is_some_and(|t| t > 0)
+                    || int(f, "deletion_time").is_some_and(|t| t > 0);
+                if !started || ending {
+                    continue;
+                }
+                let object = (
+                    int(f, "host_id").unwrap(),
+                    int(f, "service_id").unwrap_or(0),
+                );
+                let accepted = last_hard.get(&object).is_none_or(|s| *s == 0);
+                let id = int(f, "internal_id").or(int(f, "id")).unwrap();
+                let entry = int(f, "entry_time").unwrap();
+                let pbh = format!("centreon-downtime-{}-{}-{id}-{entry}", object.0, object.1);
+                starts.insert(pbh, accepted);
+            }
+            _ => {}
+        }
+    }
+    let accepted: Vec<String> = starts
+        .iter()
+        .filter(|(_, ok)| **ok)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let refused = starts.len() - accepted.len();
+    assert!(
+        refused >= refused_at_least && !accepted.is_empty(),
+        "{name}: {refused} of {} downtime starts refused",
+        starts.len()
+    );
+    let st = lab.mock.state();
+    let on_route = |method: &str| -> Vec<&Recorded> {
+        st.requests
+            .iter()
+            .filter(|r| r.method == method && r.path == "/api/v4/pbehaviors")
+            .collect()
+    };
+    let created: Vec<String> = on_route("POST")
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_same(&created, &accepted, &format!("{name} api {api}: created"));
+    let deletes = on_route("DELETE");
+    let deleted: Vec<String> = deletes
+        .iter()
+        .map(|r| canopsis_harness::pbh::decode(r.query.trim_start_matches("name=")))
+        .collect();
+    assert_same(
+        &deleted,
+        &accepted,
+        &format!("{name} api {api}: one DELETE per pbehavior created, none other"),
+    );
+    assert!(st.pbehaviors.is_empty(), "{:?}", st.pbehaviors);
+    assert!(
+        lab.log()
+            .contains("its start was not sent, so there is no pbehavior to delete"),
+        "{name} api {api}: the skipped end is logged"
+    );
+}
+
+/// The emulator's `broker_cache` agrees with every answer broker gave in
+/// the recording: on BBDO 3 an object follows its statuses, on BBDO 2 it
+/// keeps its configuration's values (pending, unchecked).
+fn cache_model_follows_the_recording(name: &str) {
+    let t = trace::load(&trace::path(name));
+    let compared = t
+        .runs
+        .iter()
+        .flatten()
+        .flat_map(|s| &s.cache)
+        .filter(|c| c.reason == "first_seen" && c.key.0 != 0)
+        .count();
+    assert!(compared >= 50, "{name}: {compared} answers to compare");
+    let wrong = t.cache_model_disagreements();
+    assert!(
+        wrong.is_empty(),
+        "{name}: {} disagreements, first: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}
+
+#[test]
+fn bbdo3_cache_model_follows_the_recording() {
+    cache_model_follows_the_recording(BBDO3);
+}
+
+#[test]
+fn bbdo2_cache_model_follows_the_recording() {
+    cache_model_follows_the_recording(BBDO2);
+}
+
+#[test]
+fn bbdo3_flapping_1_sends_flapping_changes_api2() {
+    flapping_changes_once(BBDO3, 2);
+}
+
+#[test]
+fn bbdo2_flapping_1_sends_flapping_changes_api1() {
+    flapping_changes_once(BBDO2, 1);
+}
+
+#[test]
+fn bbdo3_downtime_state_filters_api2() {
+    downtimes_state_filtered(BBDO3, 2, 1);
+}
+
+#[test]
+fn bbdo2_downtime_state_filters_api1() {
+    downtimes_state_filtered(BBDO2, 1, 2);
+}
+
+#[test]
+fn bbdo2_downtime_state_filters_api2() {
+    downtimes_state_filtered(BBDO2, 2, 2);
 }
 
 #[test]
