@@ -557,9 +557,17 @@ impl Connector {
         hook: &mut dyn Hook,
         now: Instant,
     ) {
-        if let Some(accepted) = self.process(read, src, cache, hook, now) {
+        let mut unsent = None;
+        if let Some(accepted) = self.process(read, src, cache, hook, now, &mut unsent) {
             self.counters.accepted += 1;
-            self.enqueue(accepted, src, cache, now);
+            let queued = self.enqueue(accepted, src, cache, now);
+            // Remembered as sent only now: custom code, the format and the
+            // queue could all still drop it, and a state remembered but
+            // never queued would never be sent, not even when the engine
+            // repeats it.
+            if let (true, Some(state)) = (queued, unsent) {
+                self.sent.record(state);
+            }
         }
     }
 
@@ -640,13 +648,15 @@ impl Connector {
         self.acknowledge(done)
     }
 
+    /// Formats an accepted event into its lane's batch (or the spool);
+    /// whether it was queued (something written for it).
     fn enqueue(
         &mut self,
         accepted: Accepted,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
         now: Instant,
-    ) {
+    ) -> bool {
         let format = &self.cfg.format;
         let formats = &self.formats;
         let sink = &self.cfg.sink;
@@ -669,9 +679,13 @@ impl Connector {
                     h.last_seq += 1;
                     let (host, service) = object_of(&ev);
                     let lane = h.router.lane(Key::Object(host, service), h.last_seq, 1, 1);
+                    let mut wrote = false;
                     h.batchers[lane].push_with(h.last_seq, now, |body| {
-                        write(&ev, &subject, snapshot.as_deref(), body)
+                        let before = body.len();
+                        write(&ev, &subject, snapshot.as_deref(), body);
+                        wrote = body.len() > before;
                     });
+                    wrote
                 }
                 Accepted::Downtime(action) => {
                     // A downtime keeps its own order only (see
@@ -689,6 +703,7 @@ impl Connector {
                     if !self.outlet.send(work) {
                         sender_gone(&self.log);
                     }
+                    true
                 }
             },
             Queue::Spool(q) => {
@@ -697,18 +712,21 @@ impl Connector {
                         let mut json = Vec::with_capacity(512);
                         write(&ev, &subject, snapshot.as_deref(), &mut json);
                         if json.is_empty() {
-                            return;
+                            return false;
                         }
                         Record::Keyed(object_of(&ev), json)
                     }
                     Accepted::Downtime(action) => Record::Downtime(action),
                 };
                 q.push(record, &self.log);
+                true
             }
         }
     }
 
     /// Reads, filters and formats one event: what to send, if anything.
+    /// With dedup, `unsent` receives the state it reports, for the caller
+    /// to [`record`](dedup::Sent::record) once the event is queued.
     fn process(
         &mut self,
         read: Result<NebEvent, EventError>,
@@ -716,6 +734,7 @@ impl Connector {
         cache: &mut dyn Cache,
         hook: &mut dyn Hook,
         now: Instant,
+        unsent: &mut Option<dedup::Unsent>,
     ) -> Option<Accepted> {
         let ev = match read {
             Ok(ev) => ev,
@@ -747,15 +766,17 @@ impl Connector {
                 now,
             )
         };
-        // Only what passed every filter counts as sent: a change held back
-        // (in downtime, acknowledged) goes out with its next status that
-        // passes them.
+        // Repeats of a change already sent stop here, before custom code
+        // and formatting; the change itself is remembered by `take`, once
+        // queued: one held back (in downtime, acknowledged), dropped or
+        // unformattable goes out with its next status that gets through.
         let service = kind == ElementKind::ServiceStatus;
         let checked = checked.and_then(|subject| match &ev {
             NebEvent::Host(s) | NebEvent::Service(s)
                 if filter::dedup_enabled(&self.cfg.filter, service) =>
             {
-                self.sent.first_time(s, service).map(|()| subject)
+                *unsent = self.sent.check(s, service)?;
+                Ok(subject)
             }
             _ => Ok(subject),
         });
@@ -1458,6 +1479,57 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.contains("acknowledgements resume")));
+    }
+
+    /// Custom code answering from a script, one verdict per event.
+    struct Scripted(VecDeque<Verdict>);
+
+    impl Hook for Scripted {
+        fn run(&mut self, _: ElementKind, _: Option<&crate::template::Needs>) -> Verdict {
+            self.0.pop_front().unwrap_or(Verdict::Keep(None))
+        }
+    }
+
+    /// A host's HARD change to DOWN (stamped as 23.10 stamps hosts), or a
+    /// later check of it repeating that change.
+    fn host_down(last_check: i64) -> MapSource {
+        MapSource(vec![
+            ("host_id", Field::Int(12)),
+            ("state", Field::Int(1)),
+            ("state_type", Field::Int(1)),
+            ("last_check", Field::Int(last_check)),
+            ("last_hard_state_change", Field::Int(1001)),
+            ("output", Field::Str(b"down".to_vec())),
+        ])
+    }
+
+    #[test]
+    fn a_change_custom_code_did_not_let_through_is_sent_when_repeated() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[], &canopsis);
+        let mut hook = Scripted(VecDeque::from([
+            Verdict::Failed("boom".into()),
+            Verdict::Drop,
+            Verdict::Keep(None),
+        ]));
+        // The change (custom code fails), then two checks repeating it: the
+        // first dropped by custom code, the second let through.
+        for t in [1000, 1005, 1010] {
+            c.write(NEB, 14, &mut host_down(t), &mut cache(), &mut hook);
+        }
+        // Sent once: a third repeat is a repeat.
+        c.write(NEB, 14, &mut host_down(1015), &mut cache(), &mut hook);
+        assert!(c.flush());
+        let lines = c.log.lines();
+        assert_eq!(delivered(&canopsis), 1, "{lines:#?}");
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains("was sent already"))
+                .count(),
+            1,
+            "{lines:#?}"
+        );
     }
 
     #[test]
