@@ -149,6 +149,24 @@ impl Outlet {
     }
 }
 
+/// Why nothing is acknowledged any more, until the output (or cbd)
+/// restarts: broker's next `true` would cover an event that may never have
+/// been sent, and broker replays only what it was not told is safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Events could not be read for a reason broker did not cause (Lua out
+    /// of memory, a stack overflow): counted in `read_errors=`.
+    Unreadable,
+    /// `write` or `flush` hit an internal error (a panic, caught at the Lua
+    /// edge): what became of the event it was handling is unknown.
+    InternalError {
+        /// The call that failed: `write` or `flush`.
+        call: &'static str,
+        /// What the panic said.
+        message: String,
+    },
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     received: u64,
@@ -182,6 +200,8 @@ pub struct Connector {
     verdicts: filter::Verdicts,
     /// The state last sent per object, so a change is sent once.
     sent: dedup::Sent,
+    /// Set for good once an event may have been lost on the way in.
+    hold: Option<Hold>,
     /// The kind taken for each neb element id (asked for every event).
     kinds: [Option<ElementKind>; 64],
     /// Whether bam `ba_status` events are taken.
@@ -351,6 +371,7 @@ impl Connector {
             memo: Memo::default(),
             verdicts: filter::Verdicts::default(),
             sent,
+            hold: None,
             kinds,
             bas,
             formats,
@@ -597,7 +618,7 @@ impl Connector {
         self.acknowledge(done)
     }
 
-    /// `done` unless an event could not be read; resets the count.
+    /// `done` unless acknowledgements are held; resets the count.
     fn acknowledge(&mut self, done: bool) -> bool {
         let done = done && !self.holding();
         if done {
@@ -606,21 +627,49 @@ impl Connector {
         done
     }
 
-    /// Whether an event could not be read for a reason broker did not
-    /// cause: it was never acknowledged, so nothing after it is either.
+    /// Whether acknowledgements are held (see [`Hold`]): an event may have
+    /// been lost on the way in, so nothing after it is acknowledged either.
     fn holding(&self) -> bool {
-        self.counters.read_errors > 0
+        self.hold.is_some()
+    }
+
+    /// Why acknowledgements are held, if they are.
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.as_ref()
+    }
+
+    /// Holds acknowledgements from now on; the first reason is the one
+    /// reminded of.
+    fn start_holding(&mut self, why: Hold) {
+        self.hold.get_or_insert(why);
     }
 
     /// broker's `write(event)` for an event that could not be read for a
     /// reason broker did not cause (a Lua memory error, a stack overflow,
-    /// an internal error): it is not acknowledged, now or later, so broker
-    /// keeps it, and it is replayed when cbd or the output restarts.
+    /// an internal error in the reader): it is not acknowledged, now or
+    /// later, so broker keeps it, and it is replayed when cbd or the output
+    /// restarts.
     pub fn write_unreadable(&mut self, why: &str) -> bool {
         self.count_received();
         self.counters.read_errors += 1;
+        self.start_holding(Hold::Unreadable);
         self.log.error(format_args!(
             "cannot read an event ({why}): it is not acknowledged, and neither is anything after it, so broker keeps them; restart the output (or cbd) to have them replayed"
+        ));
+        false
+    }
+
+    /// What the Lua edge calls after catching a panic in `call` (`write`
+    /// or `flush`), which it answers `false`: the event being written may
+    /// be lost, and broker's next `true` would acknowledge it, so from now
+    /// on nothing is (as for an unreadable event). Returns that `false`.
+    pub fn internal_error(&mut self, call: &'static str, message: &str) -> bool {
+        self.start_holding(Hold::InternalError {
+            call,
+            message: message.to_string(),
+        });
+        self.log.error(format_args!(
+            "internal error in {call}: {message}; from now on nothing is acknowledged, so broker keeps the event it was handling and everything after it; restart the output (or cbd) to have them replayed"
         ));
         false
     }
@@ -890,12 +939,26 @@ impl Connector {
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.log_stats();
-            if self.holding() {
-                self.log.error(format_args!(
-                    "not acknowledging: {} event(s) could not be read; broker keeps them until the output (or cbd) restarts",
-                    self.counters.read_errors
-                ));
-            }
+            self.remind_hold();
+        }
+    }
+
+    /// Says again why nothing is acknowledged, if it is not.
+    fn remind_hold(&self) {
+        let unread = self.counters.read_errors;
+        match &self.hold {
+            None => {}
+            Some(Hold::Unreadable) => self.log.error(format_args!(
+                "not acknowledging: {unread} event(s) could not be read; broker keeps them until the output (or cbd) restarts"
+            )),
+            Some(Hold::InternalError { call, message }) => self.log.error(format_args!(
+                "not acknowledging: internal error in {call} ({message}){}; broker keeps the events since until the output (or cbd) restarts",
+                if unread > 0 {
+                    format!(", and {unread} event(s) could not be read")
+                } else {
+                    String::new()
+                }
+            )),
         }
     }
 
@@ -1174,7 +1237,7 @@ impl Drop for Connector {
             .is_none_or(|s| s.shutdown(budget));
         // Broker replays what it was not told is safe; a memory that
         // counted those as sent would drop them.
-        if self.unacked == 0 && !self.sent.is_empty() {
+        if self.unacked == 0 && !self.holding() && !self.sent.is_empty() {
             let path = dedup::path_for(&self.cfg.logfile);
             if let Err(e) = self.sent.save(&path) {
                 self.log.warn(format_args!(
@@ -1479,6 +1542,50 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.contains("acknowledgements resume")));
+    }
+
+    #[test]
+    fn nothing_is_acknowledged_after_an_internal_error_and_the_log_says_why_every_minute() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[], &canopsis);
+        c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook);
+        assert!(c.flush(), "acknowledged before the fault");
+        // `write` panicked on the next event: the edge answered false.
+        assert!(!c.internal_error("write", "index out of bounds"));
+        assert_eq!(
+            c.hold(),
+            Some(&Hold::InternalError {
+                call: "write",
+                message: "index out of bounds".into()
+            })
+        );
+        for _ in 0..3 {
+            assert!(!c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook));
+        }
+        // Sent all the same, never acknowledged.
+        eventually("delivered", || {
+            assert!(!c.flush(), "the lost event acknowledged");
+            delivered(&canopsis) == 4
+        });
+        // An unreadable event later keeps the first reason.
+        assert!(!c.write_unreadable("Lua is out of memory"));
+        let lines = c.log.lines();
+        assert!(
+            lines.iter().any(|l| l.starts_with("ERROR: internal error in write: index out of bounds; from now on nothing is acknowledged")),
+            "{lines:#?}"
+        );
+        // The reminder comes with the stats line, every minute.
+        c.next_stats = Instant::now();
+        assert!(!c.flush());
+        let lines = c.log.lines();
+        assert!(
+            lines.iter().any(|l| l.contains("not acknowledging: internal error in write (index out of bounds), and 1 event(s) could not be read")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("state=holding")),
+            "{lines:#?}"
+        );
     }
 
     /// Custom code answering from a script, one verdict per event.
