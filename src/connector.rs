@@ -1640,6 +1640,24 @@ mod tests {
     }
 
     #[test]
+    fn a_change_that_is_not_formatted_is_not_remembered_as_sent() {
+        let dir = std::env::temp_dir().join(format!("cn-conn-{}-muted", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let format = dir.join("format.json");
+        std::fs::write(&format, r#"{"neb_host_status": {}}"#).unwrap();
+        let canopsis = Canopsis::default();
+        let mut c = connector(
+            &[("format_file", ParamValue::Str(format.display().to_string()))],
+            &canopsis,
+        );
+        c.write(NEB, 14, &mut host_down(1000), &mut cache(), &mut NoHook);
+        assert!(c.flush());
+        assert_eq!(delivered(&canopsis), 0, "the template mutes host statuses");
+        assert!(c.sent.is_empty(), "a muted change remembered as sent");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn accepts_only_configured_elements() {
         let c = connector(
             &[(
