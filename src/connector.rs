@@ -149,6 +149,24 @@ impl Outlet {
     }
 }
 
+/// Why nothing is acknowledged any more, until the output (or cbd)
+/// restarts: broker's next `true` would cover an event that may never have
+/// been sent, and broker replays only what it was not told is safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    /// Events could not be read for a reason broker did not cause (Lua out
+    /// of memory, a stack overflow): counted in `read_errors=`.
+    Unreadable,
+    /// `write` or `flush` hit an internal error (a panic, caught at the Lua
+    /// edge): what became of the event it was handling is unknown.
+    InternalError {
+        /// The call that failed: `write` or `flush`.
+        call: &'static str,
+        /// What the panic said.
+        message: String,
+    },
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     received: u64,
@@ -184,6 +202,8 @@ pub struct Connector {
     sent: dedup::Sent,
     /// Objects' HARD states and downtime starts not sent ([`crate::seen`]).
     seen: crate::seen::Seen,
+    /// Set for good once an event may have been lost on the way in.
+    hold: Option<Hold>,
     /// The kind taken for each neb element id (asked for every event).
     kinds: [Option<ElementKind>; 64],
     /// Whether bam `ba_status` events are taken.
@@ -355,6 +375,7 @@ impl Connector {
             verdicts: filter::Verdicts::default(),
             sent,
             seen,
+            hold: None,
             kinds,
             bas,
             formats,
@@ -561,9 +582,17 @@ impl Connector {
         hook: &mut dyn Hook,
         now: Instant,
     ) {
-        if let Some(accepted) = self.process(read, src, cache, hook, now) {
+        let mut unsent = None;
+        if let Some(accepted) = self.process(read, src, cache, hook, now, &mut unsent) {
             self.counters.accepted += 1;
-            self.enqueue(accepted, src, cache, now);
+            let queued = self.enqueue(accepted, src, cache, now);
+            // Remembered as sent only now: custom code, the format and the
+            // queue could all still drop it, and a state remembered but
+            // never queued would never be sent, not even when the engine
+            // repeats it.
+            if let (true, Some(state)) = (queued, unsent) {
+                self.sent.record(state);
+            }
         }
     }
 
@@ -593,7 +622,7 @@ impl Connector {
         self.acknowledge(done)
     }
 
-    /// `done` unless an event could not be read; resets the count.
+    /// `done` unless acknowledgements are held; resets the count.
     fn acknowledge(&mut self, done: bool) -> bool {
         let done = done && !self.holding();
         if done {
@@ -602,21 +631,49 @@ impl Connector {
         done
     }
 
-    /// Whether an event could not be read for a reason broker did not
-    /// cause: it was never acknowledged, so nothing after it is either.
+    /// Whether acknowledgements are held (see [`Hold`]): an event may have
+    /// been lost on the way in, so nothing after it is acknowledged either.
     fn holding(&self) -> bool {
-        self.counters.read_errors > 0
+        self.hold.is_some()
+    }
+
+    /// Why acknowledgements are held, if they are.
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.as_ref()
+    }
+
+    /// Holds acknowledgements from now on; the first reason is the one
+    /// reminded of.
+    fn start_holding(&mut self, why: Hold) {
+        self.hold.get_or_insert(why);
     }
 
     /// broker's `write(event)` for an event that could not be read for a
     /// reason broker did not cause (a Lua memory error, a stack overflow,
-    /// an internal error): it is not acknowledged, now or later, so broker
-    /// keeps it, and it is replayed when cbd or the output restarts.
+    /// an internal error in the reader): it is not acknowledged, now or
+    /// later, so broker keeps it, and it is replayed when cbd or the output
+    /// restarts.
     pub fn write_unreadable(&mut self, why: &str) -> bool {
         self.count_received();
         self.counters.read_errors += 1;
+        self.start_holding(Hold::Unreadable);
         self.log.error(format_args!(
             "cannot read an event ({why}): it is not acknowledged, and neither is anything after it, so broker keeps them; restart the output (or cbd) to have them replayed"
+        ));
+        false
+    }
+
+    /// What the Lua edge calls after catching a panic in `call` (`write`
+    /// or `flush`), which it answers `false`: the event being written may
+    /// be lost, and broker's next `true` would acknowledge it, so from now
+    /// on nothing is (as for an unreadable event). Returns that `false`.
+    pub fn internal_error(&mut self, call: &'static str, message: &str) -> bool {
+        self.start_holding(Hold::InternalError {
+            call,
+            message: message.to_string(),
+        });
+        self.log.error(format_args!(
+            "internal error in {call}: {message}; from now on nothing is acknowledged, so broker keeps the event it was handling and everything after it; restart the output (or cbd) to have them replayed"
         ));
         false
     }
@@ -644,13 +701,15 @@ impl Connector {
         self.acknowledge(done)
     }
 
+    /// Formats an accepted event into its lane's batch (or the spool);
+    /// whether it was queued (something written for it).
     fn enqueue(
         &mut self,
         accepted: Accepted,
         src: &mut dyn FieldSource,
         cache: &mut dyn Cache,
         now: Instant,
-    ) {
+    ) -> bool {
         let format = &self.cfg.format;
         let formats = &self.formats;
         let sink = &self.cfg.sink;
@@ -673,9 +732,13 @@ impl Connector {
                     h.last_seq += 1;
                     let (host, service) = object_of(&ev);
                     let lane = h.router.lane(Key::Object(host, service), h.last_seq, 1, 1);
+                    let mut wrote = false;
                     h.batchers[lane].push_with(h.last_seq, now, |body| {
-                        write(&ev, &subject, snapshot.as_deref(), body)
+                        let before = body.len();
+                        write(&ev, &subject, snapshot.as_deref(), body);
+                        wrote = body.len() > before;
                     });
+                    wrote
                 }
                 Accepted::Downtime(action) => {
                     // A downtime keeps its own order only (see
@@ -693,6 +756,7 @@ impl Connector {
                     if !self.outlet.send(work) {
                         sender_gone(&self.log);
                     }
+                    true
                 }
             },
             Queue::Spool(q) => {
@@ -701,18 +765,21 @@ impl Connector {
                         let mut json = Vec::with_capacity(512);
                         write(&ev, &subject, snapshot.as_deref(), &mut json);
                         if json.is_empty() {
-                            return;
+                            return false;
                         }
                         Record::Keyed(object_of(&ev), json)
                     }
                     Accepted::Downtime(action) => Record::Downtime(action),
                 };
                 q.push(record, &self.log);
+                true
             }
         }
     }
 
     /// Reads, filters and formats one event: what to send, if anything.
+    /// With dedup, `unsent` receives the state it reports, for the caller
+    /// to [`record`](dedup::Sent::record) once the event is queued.
     fn process(
         &mut self,
         read: Result<NebEvent, EventError>,
@@ -720,6 +787,7 @@ impl Connector {
         cache: &mut dyn Cache,
         hook: &mut dyn Hook,
         now: Instant,
+        unsent: &mut Option<dedup::Unsent>,
     ) -> Option<Accepted> {
         let ev = match read {
             Ok(ev) => ev,
@@ -754,15 +822,17 @@ impl Connector {
                 now,
             )
         };
-        // Only what passed every filter counts as sent: a change held back
-        // (in downtime, acknowledged) goes out with its next status that
-        // passes them.
+        // Repeats of a change already sent stop here, before custom code
+        // and formatting; the change itself is remembered by `take`, once
+        // queued: one held back (in downtime, acknowledged), dropped or
+        // unformattable goes out with its next status that gets through.
         let service = kind == ElementKind::ServiceStatus;
         let checked = checked.and_then(|subject| match &ev {
             NebEvent::Host(s) | NebEvent::Service(s)
                 if filter::dedup_enabled(&self.cfg.filter, service) =>
             {
-                self.sent.first_time(s, service).map(|()| subject)
+                *unsent = self.sent.check(s, service)?;
+                Ok(subject)
             }
             _ => Ok(subject),
         });
@@ -876,12 +946,26 @@ impl Connector {
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             self.log_stats();
-            if self.holding() {
-                self.log.error(format_args!(
-                    "not acknowledging: {} event(s) could not be read; broker keeps them until the output (or cbd) restarts",
-                    self.counters.read_errors
-                ));
-            }
+            self.remind_hold();
+        }
+    }
+
+    /// Says again why nothing is acknowledged, if it is not.
+    fn remind_hold(&self) {
+        let unread = self.counters.read_errors;
+        match &self.hold {
+            None => {}
+            Some(Hold::Unreadable) => self.log.error(format_args!(
+                "not acknowledging: {unread} event(s) could not be read; broker keeps them until the output (or cbd) restarts"
+            )),
+            Some(Hold::InternalError { call, message }) => self.log.error(format_args!(
+                "not acknowledging: internal error in {call} ({message}){}; broker keeps the events since until the output (or cbd) restarts",
+                if unread > 0 {
+                    format!(", and {unread} event(s) could not be read")
+                } else {
+                    String::new()
+                }
+            )),
         }
     }
 
@@ -1160,7 +1244,7 @@ impl Drop for Connector {
             .is_none_or(|s| s.shutdown(budget));
         // Broker replays what it was not told is safe; a memory that
         // counted those as sent would drop them.
-        if self.unacked == 0 && !self.sent.is_empty() {
+        if self.unacked == 0 && !self.holding() && !self.sent.is_empty() {
             let path = dedup::path_for(&self.cfg.logfile);
             if let Err(e) = self.sent.save(&path) {
                 self.log.warn(format_args!(
@@ -1465,6 +1549,119 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.contains("acknowledgements resume")));
+    }
+
+    #[test]
+    fn nothing_is_acknowledged_after_an_internal_error_and_the_log_says_why_every_minute() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[], &canopsis);
+        c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook);
+        assert!(c.flush(), "acknowledged before the fault");
+        // `write` panicked on the next event: the edge answered false.
+        assert!(!c.internal_error("write", "index out of bounds"));
+        assert_eq!(
+            c.hold(),
+            Some(&Hold::InternalError {
+                call: "write",
+                message: "index out of bounds".into()
+            })
+        );
+        for _ in 0..3 {
+            assert!(!c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook));
+        }
+        // Sent all the same, never acknowledged.
+        eventually("delivered", || {
+            assert!(!c.flush(), "the lost event acknowledged");
+            delivered(&canopsis) == 4
+        });
+        // An unreadable event later keeps the first reason.
+        assert!(!c.write_unreadable("Lua is out of memory"));
+        let lines = c.log.lines();
+        assert!(
+            lines.iter().any(|l| l.starts_with("ERROR: internal error in write: index out of bounds; from now on nothing is acknowledged")),
+            "{lines:#?}"
+        );
+        // The reminder comes with the stats line, every minute.
+        c.next_stats = Instant::now();
+        assert!(!c.flush());
+        let lines = c.log.lines();
+        assert!(
+            lines.iter().any(|l| l.contains("not acknowledging: internal error in write (index out of bounds), and 1 event(s) could not be read")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("state=holding")),
+            "{lines:#?}"
+        );
+    }
+
+    /// Custom code answering from a script, one verdict per event.
+    struct Scripted(VecDeque<Verdict>);
+
+    impl Hook for Scripted {
+        fn run(&mut self, _: ElementKind, _: Option<&crate::template::Needs>) -> Verdict {
+            self.0.pop_front().unwrap_or(Verdict::Keep(None))
+        }
+    }
+
+    /// A host's HARD change to DOWN (stamped as 23.10 stamps hosts), or a
+    /// later check of it repeating that change.
+    fn host_down(last_check: i64) -> MapSource {
+        MapSource(vec![
+            ("host_id", Field::Int(12)),
+            ("state", Field::Int(1)),
+            ("state_type", Field::Int(1)),
+            ("last_check", Field::Int(last_check)),
+            ("last_hard_state_change", Field::Int(1001)),
+            ("output", Field::Str(b"down".to_vec())),
+        ])
+    }
+
+    #[test]
+    fn a_change_custom_code_did_not_let_through_is_sent_when_repeated() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[], &canopsis);
+        let mut hook = Scripted(VecDeque::from([
+            Verdict::Failed("boom".into()),
+            Verdict::Drop,
+            Verdict::Keep(None),
+        ]));
+        // The change (custom code fails), then two checks repeating it: the
+        // first dropped by custom code, the second let through.
+        for t in [1000, 1005, 1010] {
+            c.write(NEB, 14, &mut host_down(t), &mut cache(), &mut hook);
+        }
+        // Sent once: a third repeat is a repeat.
+        c.write(NEB, 14, &mut host_down(1015), &mut cache(), &mut hook);
+        assert!(c.flush());
+        let lines = c.log.lines();
+        assert_eq!(delivered(&canopsis), 1, "{lines:#?}");
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains("was sent already"))
+                .count(),
+            1,
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_change_that_is_not_formatted_is_not_remembered_as_sent() {
+        let dir = std::env::temp_dir().join(format!("cn-conn-{}-muted", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let format = dir.join("format.json");
+        std::fs::write(&format, r#"{"neb_host_status": {}}"#).unwrap();
+        let canopsis = Canopsis::default();
+        let mut c = connector(
+            &[("format_file", ParamValue::Str(format.display().to_string()))],
+            &canopsis,
+        );
+        c.write(NEB, 14, &mut host_down(1000), &mut cache(), &mut NoHook);
+        assert!(c.flush());
+        assert_eq!(delivered(&canopsis), 0, "the template mutes host statuses");
+        assert!(c.sent.is_empty(), "a muted change remembered as sent");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -108,20 +108,37 @@ type Reported = (i64, i64, i64);
 /// The state last sent for each object.
 ///
 /// One entry per host and service, so it is bounded by the configuration.
-/// Only states that were accepted for sending are remembered: a change the
-/// filters held back (in downtime, acknowledged) is sent when a later
-/// status of it passes them, as the Lua connector does.
+/// Only states whose event was queued for sending are remembered: a change
+/// the filters held back (in downtime, acknowledged), that custom code
+/// dropped or failed on, or that could not be formatted, is sent when a
+/// later status of it gets through, as the Lua connector does.
+///
+/// Asking and remembering are two steps ([`Sent::check`], then
+/// [`Sent::record`] with what the check answered): the check comes first, so
+/// repeats are filtered before any costly work, and the memory changes only
+/// once nothing can drop the event any more.
 #[derive(Debug, Default)]
 pub struct Sent {
     map: Ids<(u64, u64), Reported>,
 }
 
+/// A state its object has not sent yet, as [`Sent::check`] found it: what
+/// [`Sent::record`] remembers once the event is queued. Plain data on the
+/// stack, so carrying it costs an accepted event nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsent {
+    key: (u64, u64),
+    reported: Reported,
+}
+
 impl Sent {
-    /// `Err` when `s` reports the state last sent for its object; otherwise
-    /// remembers it as sent.
-    pub fn first_time(&mut self, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
+    /// `Err` when `s` reports the state last sent for its object;
+    /// otherwise what to [`record`](Sent::record) once its event is queued
+    /// (`None` for a status without a host, which is never remembered).
+    /// Changes nothing.
+    pub fn check(&self, s: &StatusEvent, service: bool) -> Result<Option<Unsent>, Rejection> {
         let Some(host) = s.host_id else {
-            return Ok(());
+            return Ok(None);
         };
         let key = (
             host,
@@ -136,13 +153,19 @@ impl Sent {
             s.state.unwrap_or(-1),
             s.state_type.unwrap_or(-1),
         );
-        match self.map.insert(key, reported) {
-            Some(before) if before == reported => Err(Rejection::AlreadySent {
+        match self.map.get(&key) {
+            Some(before) if *before == reported => Err(Rejection::AlreadySent {
                 state: s.state,
                 last_hard_state_change: s.last_hard_state_change,
             }),
-            _ => Ok(()),
+            _ => Ok(Some(Unsent { key, reported })),
         }
+    }
+
+    /// Remembers a state as sent: called once its event is queued (handed
+    /// to the batcher or the spool), never before.
+    pub fn record(&mut self, state: Unsent) {
+        self.map.insert(state.key, state.reported);
     }
 
     /// Reads what a previous run saved at `path`; nothing if there is no
@@ -243,27 +266,52 @@ mod tests {
         assert!(reports_change(&s, Some(20)).is_err());
     }
 
+    /// What the connector does with a status it queues: check, then record.
+    fn queue(sent: &mut Sent, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
+        let unsent = sent.check(s, service)?;
+        sent.record(unsent.expect("the status has a host"));
+        Ok(())
+    }
+
     #[test]
     fn a_state_is_sent_once_per_change() {
         let mut sent = Sent::default();
         let change = status(101, 100, None);
-        assert_eq!(sent.first_time(&change, false), Ok(()));
+        assert_eq!(queue(&mut sent, &change, false), Ok(()));
         // The next check, 15 s later, repeats the same change.
         assert!(matches!(
-            sent.first_time(&status(101, 115, None), false),
+            queue(&mut sent, &status(101, 115, None), false),
             Err(Rejection::AlreadySent { .. })
         ));
         // Another object, or the same object as a service key, is apart.
         let mut other = change.clone();
         other.host_id = Some(4);
-        assert_eq!(sent.first_time(&other, false), Ok(()));
+        assert_eq!(queue(&mut sent, &other, false), Ok(()));
         // A new change of the same host: new stamp.
-        assert_eq!(sent.first_time(&status(141, 140, None), false), Ok(()));
+        assert_eq!(queue(&mut sent, &status(141, 140, None), false), Ok(()));
         // Back in the same second with another state (UNKNOWN then OK).
         let mut back = status(141, 140, None);
         back.state = Some(0);
-        assert_eq!(sent.first_time(&back, false), Ok(()));
+        assert_eq!(queue(&mut sent, &back, false), Ok(()));
         assert_eq!(sent.len(), 2);
+    }
+
+    #[test]
+    fn a_state_checked_but_never_queued_is_not_remembered() {
+        let mut sent = Sent::default();
+        let change = status(101, 100, None);
+        // Checked, then dropped (custom code failed, unformattable).
+        assert!(matches!(sent.check(&change, false), Ok(Some(_))));
+        assert!(sent.is_empty());
+        // The engine repeats it: still unsent, so it goes this time.
+        let repeat = status(101, 115, None);
+        let unsent = sent.check(&repeat, false).unwrap().unwrap();
+        sent.record(unsent);
+        assert!(sent.check(&status(101, 130, None), false).is_err());
+        // A status without a host is never remembered.
+        let mut nobody = change.clone();
+        nobody.host_id = None;
+        assert_eq!(sent.check(&nobody, false), Ok(None));
     }
 
     #[test]
@@ -274,21 +322,24 @@ mod tests {
         assert_eq!(path, dir.join("canopsis.sent-states"));
         assert!(Sent::load(&path).unwrap().is_empty(), "no file: nothing");
         let mut sent = Sent::default();
-        sent.first_time(&status(101, 100, None), false).unwrap();
+        queue(&mut sent, &status(101, 100, None), false).unwrap();
         let mut svc = status(200, 200, None);
         svc.service_id = Some(34);
-        sent.first_time(&svc, true).unwrap();
+        queue(&mut sent, &svc, true).unwrap();
         sent.save(&path).unwrap();
         std::fs::write(
             &path,
             std::fs::read_to_string(&path).unwrap() + "garbage line\n",
         )
         .unwrap();
-        let mut again = Sent::load(&path).unwrap();
+        let again = Sent::load(&path).unwrap();
         assert_eq!(again.len(), 2);
-        assert!(again.first_time(&status(101, 115, None), false).is_err());
-        assert!(again.first_time(&svc, true).is_err());
-        assert_eq!(again.first_time(&status(141, 140, None), false), Ok(()));
+        assert!(again.check(&status(101, 115, None), false).is_err());
+        assert!(again.check(&svc, true).is_err());
+        assert!(matches!(
+            again.check(&status(141, 140, None), false),
+            Ok(Some(_))
+        ));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o640);

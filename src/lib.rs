@@ -32,6 +32,7 @@ pub mod logger;
 pub mod luapattern;
 pub mod progress;
 pub mod readback;
+pub mod refusal;
 pub mod render;
 pub mod secret;
 pub mod seen;

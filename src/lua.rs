@@ -11,18 +11,27 @@
 //! Per-connector state lives in that userdata (several connectors may share
 //! the process); when the state closes, its `__gc` drops the connector,
 //! which stops and joins the sender thread before Lua unloads this library.
-//! A panic stops at this edge: logged, and nothing acknowledged.
+//!
+//! A panic stops at this edge, and every call still answers a real boolean.
+//! What it costs depends on the call ([`Call::panicked`]): after `write` or
+//! `flush` the connector holds acknowledgements for good (the event being
+//! written may be lost, and broker's next `true` would acknowledge it);
+//! after `init` the output refuses every event ([`Refusal`]); `filter`
+//! lets the event through to `write`. Each is logged, and reminded of once
+//! a minute.
 
 mod custom;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod raw;
 
 use crate::config::{self, OutputKind, ParamValue, Params};
-use crate::connector::{Connector, REMINDER};
+use crate::connector::Connector;
 use crate::custom::{Hook, NoHook};
 use crate::event::{ElementKind, Field, FieldSource, StatusBuilder};
 use crate::logger::{self, Logger};
+use crate::refusal::Refusal;
 use mlua::{ffi, Lua, Result as LuaResult, Table};
-use std::any::Any;
 use std::cell::RefCell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -40,13 +49,29 @@ impl FieldSource for NoFields {
 enum State {
     /// Before `init`: broker probes `filter(1, 2)` here.
     Fresh,
-    /// `init` found bad parameters: nothing is acknowledged.
-    Broken {
-        log: Logger,
-        errors: Vec<String>,
-        last_reminder: Instant,
-    },
+    /// `init` found bad parameters, or failed: nothing is acknowledged.
+    Refusing(Refusal),
     Running(Box<Connector>),
+}
+
+/// The calls broker makes, for what a panic in each costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Init,
+    Filter,
+    Write,
+    Flush,
+}
+
+impl Call {
+    fn name(self) -> &'static str {
+        match self {
+            Call::Init => "init",
+            Call::Filter => "filter",
+            Call::Write => "write",
+            Call::Flush => "flush",
+        }
+    }
 }
 
 /// What the userdata behind `new()`'s closures owns.
@@ -59,6 +84,9 @@ struct Handle {
     /// Where `write` reads an event's fields into, reused.
     fields: Vec<Option<Field>>,
     status: StatusBuilder,
+    /// Test builds only: where to panic (see `fault`).
+    #[cfg(feature = "fault-injection")]
+    faults: fault::Faults,
 }
 
 /// `init`'s parameters as read from Lua, or why they could not be.
@@ -68,32 +96,13 @@ impl Handle {
     /// # Safety
     /// `lua` is the running Lua state and `conf` the absolute index of
     /// init's parameter table.
-    unsafe fn init(&mut self, lua: *mut ffi::lua_State, conf: c_int, entries: Entries) {
+    unsafe fn init(&mut self, lua: *mut ffi::lua_State, conf: c_int, entries: &Entries) {
         if let Some(old) = self.custom.take() {
             old.release(lua);
         }
-        let mut params = Params::new();
-        let mut skipped = Vec::new();
-        let unreadable = entries.as_ref().err().cloned();
-        for (name, value) in entries.unwrap_or_default() {
-            match value {
-                Some(p) => {
-                    params.insert(name, p);
-                }
-                None => skipped.push(name),
-            }
-        }
-        let (path, level) = config::log_settings(self.kind, &params);
-        let filter = logger::level_filter(level);
-        let log = Logger::open(&path, filter).unwrap_or_else(|e| {
-            let l = Logger::stderr(filter);
-            l.error(format_args!(
-                "cannot open logfile {}: {e}; logging to stderr",
-                path.display()
-            ));
-            l
-        });
-        if let Some(e) = unreadable.map(|e| e.to_string()) {
+        let (params, skipped) = params_of(entries);
+        let log = open_log(self.kind, &params);
+        if let Err(e) = entries {
             log.error(format_args!("cannot read the parameters: {e}"));
         }
         for name in skipped {
@@ -109,14 +118,7 @@ impl Handle {
                 for e in &errors {
                     log.error(format_args!("{e}"));
                 }
-                log.error(format_args!(
-                    "configuration rejected: no event is acknowledged, broker keeps them until the output is fixed"
-                ));
-                self.state = State::Broken {
-                    log,
-                    errors,
-                    last_reminder: Instant::now(),
-                };
+                self.state = State::Refusing(Refusal::configuration(log, errors, Instant::now()));
             }
             Ok(parsed) => {
                 for u in &parsed.unhonoured {
@@ -132,33 +134,19 @@ impl Handle {
                     }
                     Err(e) => {
                         log.error(format_args!("{e}"));
-                        State::Broken {
-                            log,
-                            errors: vec![e],
-                            last_reminder: Instant::now(),
-                        }
+                        State::Refusing(Refusal::configuration(log, vec![e], Instant::now()))
                     }
                 };
             }
         }
     }
 
+    /// What `write` and `flush` answer when no connector runs.
     fn refuse(&mut self) -> bool {
-        if let State::Broken {
-            log,
-            errors,
-            last_reminder,
-        } = &mut self.state
-        {
-            if last_reminder.elapsed() >= REMINDER {
-                *last_reminder = Instant::now();
-                log.error(format_args!(
-                    "not acknowledging events: configuration rejected ({})",
-                    errors.join("; ")
-                ));
-            }
+        match &mut self.state {
+            State::Refusing(r) => r.refuse(Instant::now()),
+            _ => false,
         }
-        false
     }
 
     fn filter(&self, category: Option<u32>, element: Option<u32>) -> bool {
@@ -169,7 +157,7 @@ impl Handle {
             },
             // Before init (broker's filter(1, 2) probe) and while
             // misconfigured, let events reach write, which answers false.
-            State::Fresh | State::Broken { .. } => true,
+            State::Fresh | State::Refusing(_) => true,
         }
     }
 
@@ -248,48 +236,128 @@ impl Handle {
     fn log(&self) -> Option<&Logger> {
         match &self.state {
             State::Running(c) => Some(c.log()),
-            State::Broken { log, .. } => Some(log),
+            State::Refusing(r) => Some(r.log()),
             State::Fresh => None,
         }
     }
+}
 
-    fn report_panic(&self, what: &str, payload: &(dyn Any + Send)) {
-        let msg = logger::panic_message(payload);
-        if let Some(log) = self.log() {
-            log.error(format_args!(
-                "internal error in {what}: {msg}; nothing acknowledged"
-            ));
+impl Call {
+    /// What follows a panic in this call (already answered with its
+    /// fallback). `entries` are init's parameters, to find its log.
+    fn panicked(self, h: &mut Handle, message: &str, entries: Option<&Entries>) {
+        match (self, &mut h.state) {
+            (Call::Write | Call::Flush, State::Running(c)) => {
+                c.internal_error(self.name(), message);
+            }
+            (Call::Init, _) => {
+                // Whatever `init` left behind is not trusted; a connector
+                // it may have started is stopped.
+                h.state = State::Fresh;
+                let log = entries
+                    .map(|e| params_of(e).0)
+                    .and_then(|params| {
+                        catch_unwind(AssertUnwindSafe(|| open_log(h.kind, &params))).ok()
+                    })
+                    .unwrap_or_else(|| open_log(h.kind, &Params::new()));
+                h.state = State::Refusing(Refusal::internal_error(log, message, Instant::now()));
+            }
+            _ => {
+                let then = match self {
+                    Call::Filter => "the event goes on to write",
+                    _ => "nothing acknowledged",
+                };
+                if let Some(log) = h.log() {
+                    log.error(format_args!(
+                        "internal error in {}: {message}; {then}",
+                        self.name()
+                    ));
+                }
+            }
         }
     }
+}
+
+/// init's parameters as [`Params`], and the names of those whose value is
+/// neither a string nor a number. Unreadable parameters read as none.
+fn params_of(entries: &Entries) -> (Params, Vec<String>) {
+    let mut params = Params::new();
+    let mut skipped = Vec::new();
+    for (name, value) in entries.as_deref().unwrap_or_default() {
+        match value {
+            Some(p) => {
+                params.insert(name.clone(), p.clone());
+            }
+            None => skipped.push(name.clone()),
+        }
+    }
+    (params, skipped)
+}
+
+/// The log `params` name (`logfile`, `log_level`), or the default log;
+/// stderr (cbd's journal) if it cannot be opened.
+fn open_log(kind: OutputKind, params: &Params) -> Logger {
+    let (path, level) = config::log_settings(kind, params);
+    let filter = logger::level_filter(level);
+    Logger::open(&path, filter).unwrap_or_else(|e| {
+        let l = Logger::stderr(filter);
+        l.error(format_args!(
+            "cannot open logfile {}: {e}; logging to stderr",
+            path.display()
+        ));
+        l
+    })
 }
 
 /// What the userdata holds: null once `__gc` dropped the handle.
 type Slot = *mut RefCell<Handle>;
 
-/// Runs `f` on the handle of the closure being called (its first upvalue),
-/// or answers `fallback` when there is none (collected, or already in use:
-/// a cache method calling back into the connector). A panic in `f` is
-/// logged and answered with `fallback`.
+/// The handle of the closure being called (its first upvalue), if it has
+/// not been collected.
 ///
 /// # Safety
 /// Called from one of `new()`'s closures, with `state` running it.
-unsafe fn run<T>(
-    state: *mut ffi::lua_State,
-    what: &str,
-    fallback: T,
-    f: impl FnOnce(&mut Handle) -> T,
-) -> T {
+unsafe fn handle<'a>(state: *mut ffi::lua_State) -> Option<&'a RefCell<Handle>> {
     let slot = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *mut Slot;
     if slot.is_null() || (*slot).is_null() {
-        return fallback;
+        return None;
     }
-    let Ok(mut handle) = (**slot).try_borrow_mut() else {
+    Some(&**slot)
+}
+
+/// Runs `f` on the handle of the closure being called, or answers
+/// `fallback` when there is none (collected, or already in use: a cache
+/// method calling back into the connector). A panic in `f` is answered
+/// with `fallback` too, after [`Call::panicked`] (itself guarded: nothing
+/// unwinds into Lua). `entries` are init's parameters.
+///
+/// # Safety
+/// As [`handle`].
+unsafe fn run<T>(
+    state: *mut ffi::lua_State,
+    call: Call,
+    fallback: T,
+    entries: Option<&Entries>,
+    f: impl FnOnce(&mut Handle) -> T,
+) -> T {
+    let Some(cell) = handle(state) else {
         return fallback;
     };
-    match catch_unwind(AssertUnwindSafe(|| f(&mut handle))) {
+    let Ok(mut h) = cell.try_borrow_mut() else {
+        return fallback;
+    };
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        #[cfg(feature = "fault-injection")]
+        h.faults.trip(call.name());
+        f(&mut h)
+    }));
+    match ran {
         Ok(v) => v,
         Err(payload) => {
-            handle.report_panic(what, &*payload);
+            let message = logger::panic_message(&*payload).to_string();
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                call.panicked(&mut h, &message, entries)
+            }));
             fallback
         }
     }
@@ -302,7 +370,13 @@ unsafe fn u32_arg(state: *mut ffi::lua_State, idx: c_int) -> Option<u32> {
 
 unsafe extern "C-unwind" fn l_init(state: *mut ffi::lua_State) -> c_int {
     let entries = raw::read_params(state, 1);
-    run(state, "init", (), |h| h.init(state, 1, entries));
+    #[cfg(feature = "fault-injection")]
+    if let Some(Ok(mut h)) = handle(state).map(RefCell::try_borrow_mut) {
+        h.faults = fault::Faults::of(&entries);
+    }
+    run(state, Call::Init, (), Some(&entries), |h| {
+        h.init(state, 1, &entries)
+    });
     0
 }
 
@@ -338,7 +412,9 @@ unsafe fn load_custom_code(
 unsafe extern "C-unwind" fn l_filter(state: *mut ffi::lua_State) -> c_int {
     let (category, element) = (u32_arg(state, 1), u32_arg(state, 2));
     // On failure let the event reach `write`: `false` would drop it.
-    let pass = run(state, "filter", true, |h| h.filter(category, element));
+    let pass = run(state, Call::Filter, true, None, |h| {
+        h.filter(category, element)
+    });
     ffi::lua_pushboolean(state, pass as c_int);
     1
 }
@@ -348,13 +424,15 @@ unsafe extern "C-unwind" fn l_filter(state: *mut ffi::lua_State) -> c_int {
 unsafe extern "C-unwind" fn l_write(state: *mut ffi::lua_State) -> c_int {
     let names = ffi::lua_upvalueindex(2);
     let pre = raw::Preread::from_args(state);
-    let acked = run(state, "write", false, |h| h.write(state, 1, names, pre));
+    let acked = run(state, Call::Write, false, None, |h| {
+        h.write(state, 1, names, pre)
+    });
     ffi::lua_pushboolean(state, acked as c_int);
     1
 }
 
 unsafe extern "C-unwind" fn l_flush(state: *mut ffi::lua_State) -> c_int {
-    let acked = run(state, "flush", false, |h| h.flush());
+    let acked = run(state, Call::Flush, false, None, |h| h.flush());
     ffi::lua_pushboolean(state, acked as c_int);
     1
 }
@@ -400,6 +478,8 @@ unsafe extern "C-unwind" fn l_new(state: *mut ffi::lua_State) -> c_int {
         custom: None,
         fields: Vec::with_capacity(16),
         status: StatusBuilder::new(ElementKind::ServiceStatus, None),
+        #[cfg(feature = "fault-injection")]
+        faults: fault::Faults::default(),
     })));
     ffi::lua_createtable(state, 0, 4);
     let closures: [(&std::ffi::CStr, ffi::lua_CFunction); 3] = [

@@ -161,3 +161,112 @@ fn the_gate_accepts_more_than_the_library_does() {
         .contains("service_status event not sent: custom code answered false"));
     out.close();
 }
+
+/// Custom code that fails on one check's output and drops another's.
+const MOODY: &str = r#"local self = ...
+if self.event.output == "boom" then
+  error("cannot handle this output")
+end
+if self.event.output == "hold it" then
+  return self, false
+end
+return self, true
+"#;
+
+/// A host's HARD change to DOWN with `output`, checked at `t`, and a later
+/// check of it repeating the change (the engine's stamp stays; hosts are
+/// stamped within `delta_host_status_change_allow` of the check).
+fn host_down(host: i64, output: &str) -> (Status, Status) {
+    let mut change = Status::host(host, 1, T);
+    change.output = output.into();
+    let mut repeat = change.again(T + 15);
+    repeat.output = "DOWN, still".into();
+    (change, repeat)
+}
+
+/// Dedup remembers a state only once its event is queued: a change custom
+/// code failed on or dropped goes out with the engine's repeat of it.
+#[test]
+fn a_change_custom_code_did_not_let_through_is_sent_when_the_engine_repeats_it() {
+    let lab = Lab::new("custom-code-dedup");
+    let code = file(&lab, "moody.lua", MOODY);
+    let mut out = lab.open(lab.params(&[("custom_code_file", text(&code))]), Bbdo::V3);
+    let (failed, failed_again) = host_down(12, "boom");
+    let (dropped, dropped_again) = host_down(13, "hold it");
+    let mux = deliver(
+        &mut out,
+        vec![
+            failed.event(Bbdo::V3),
+            dropped.event(Bbdo::V3),
+            failed_again.event(Bbdo::V3),
+            dropped_again.event(Bbdo::V3),
+            // Sent now: a third check is a repeat.
+            failed_again.again(T + 18).event(Bbdo::V3),
+        ],
+    );
+    assert_eq!(mux.acked, 5);
+    out.close();
+    let posted = lab.posted();
+    let mut sent: Vec<(&str, &str)> = posted
+        .iter()
+        .map(|e| {
+            (
+                e["component"].as_str().unwrap(),
+                e["output"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Two objects: each keeps its order, not the order between them.
+    sent.sort();
+    assert_eq!(
+        sent,
+        vec![("host-a", "DOWN, still"), ("host-b", "DOWN, still")],
+        "{}",
+        lab.log()
+    );
+    let log = lab.log();
+    assert_eq!(log.matches("was sent already").count(), 1, "{log}");
+}
+
+/// The memory saved at close (`.sent-states`) holds only what was queued:
+/// a change custom code failed on before a restart is sent by its repeat
+/// after it.
+#[test]
+fn a_change_custom_code_failed_on_is_not_remembered_across_a_restart() {
+    let lab = Lab::new("custom-code-dedup-restart");
+    let code = file(&lab, "moody.lua", MOODY);
+    let params = lab.params(&[("custom_code_file", text(&code))]);
+    let (failed, failed_again) = host_down(12, "boom");
+    let (sent, sent_again) = host_down(13, "fine");
+    let mut out = lab.open(params.clone(), Bbdo::V3);
+    let mux = deliver(&mut out, vec![failed.event(Bbdo::V3), sent.event(Bbdo::V3)]);
+    assert_eq!(mux.acked, 2);
+    out.close();
+    assert!(
+        lab.dir.join("canopsis.sent-states").exists(),
+        "no memory saved: {}",
+        lab.log()
+    );
+    let mut out = lab.open(params, Bbdo::V3);
+    deliver(
+        &mut out,
+        vec![failed_again.event(Bbdo::V3), sent_again.event(Bbdo::V3)],
+    );
+    out.close();
+    let posted = lab.posted();
+    let sent: Vec<(&str, &str)> = posted
+        .iter()
+        .map(|e| {
+            (
+                e["component"].as_str().unwrap(),
+                e["output"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![("host-b", "fine"), ("host-a", "DOWN, still")],
+        "{}",
+        lab.log()
+    );
+}
