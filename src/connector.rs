@@ -669,9 +669,19 @@ impl Connector {
                     h.last_seq += 1;
                     let (host, service) = object_of(&ev);
                     let lane = h.router.lane(Key::Object(host, service), h.last_seq, 1, 1);
-                    h.batchers[lane].push_with(h.last_seq, now, |body| {
+                    let written = h.batchers[lane].push_with(h.last_seq, now, |body| {
                         write(&ev, &subject, snapshot.as_deref(), body)
                     });
+                    if !written {
+                        // No document: nothing to deliver, and its number
+                        // goes to the next event (acknowledgements wait
+                        // for every number handed out).
+                        h.last_seq -= 1;
+                        self.log.debug(format_args!(
+                            "{} event not sent: no document for it",
+                            ev.kind().name()
+                        ));
+                    }
                 }
                 Accepted::Downtime(action) => {
                     // A downtime keeps its own order only (see
