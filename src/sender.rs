@@ -46,6 +46,10 @@ pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 /// See [`MAX_PARTIAL_ATTEMPTS`].
 pub const PERMANENT_AFTER: Duration = Duration::from_secs(300);
 
+/// What a pbehavior change counts for in [`Work::held_bytes`] (its fields
+/// are a few names, dates and a comment).
+pub const DOWNTIME_BYTES: usize = 1024;
+
 /// Work for the sender thread.
 #[derive(Debug)]
 pub enum Work {
@@ -89,6 +93,17 @@ impl Work {
             Work::Events(b) => b.lane,
             Work::Downtime { lane, .. } => *lane,
             Work::Pbehaviors { .. } | Work::Unreadable { .. } => 0,
+        }
+    }
+
+    /// About what it holds in memory, for the read-back's bound: a body's
+    /// bytes; a pbehavior change, small, counts [`DOWNTIME_BYTES`].
+    pub(crate) fn held_bytes(&self) -> usize {
+        match self {
+            Work::Events(b) => b.body.len(),
+            Work::Downtime { .. } => DOWNTIME_BYTES,
+            Work::Pbehaviors { actions, .. } => actions.len() * DOWNTIME_BYTES,
+            Work::Unreadable { reason, .. } => reason.len(),
         }
     }
 
