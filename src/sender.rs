@@ -274,14 +274,46 @@ impl Transport for Watched {
     }
 }
 
-/// How long the sender may sit on one request (or a pause) while the
-/// connector closes before it is stopped: past that, waiting buys nothing
-/// (broker or the spool keeps what is not confirmed).
-pub const STALL: Duration = Duration::from_secs(1);
+/// While the connector closes, nothing moving this long (no request began
+/// or ended, nothing confirmed) means the peer holds its requests without
+/// answering (or a connect hangs): the sender is stopped then, before its
+/// budget is spent, as waiting longer buys nothing (broker or the spool
+/// keeps what is not confirmed). A peer that answers moves sooner.
+pub const STALL: Duration = Duration::from_millis(250);
 
-/// How long a stopped sender gets to return: a name resolution or TCP
-/// connect in progress cannot be interrupted and ends on its own timeout.
-const JOIN_GRACE: Duration = Duration::from_millis(3500);
+/// How long stopped threads get to return. An interrupted request returns
+/// at once; a TCP connect or name resolution in progress cannot be
+/// interrupted and ends on its own timeout: its thread is left to finish
+/// (the library is linked `-z nodelete`, so its code stays mapped) rather
+/// than hold broker's stop.
+pub const JOIN_GRACE: Duration = Duration::from_millis(200);
+
+/// How often the closing connector looks at the threads.
+const CLOSE_TICK: Duration = Duration::from_millis(10);
+
+/// How the sender's threads ended when the connector closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// They returned by themselves: their work was done, or the budget was
+    /// nothing (a failing peer) and they stopped at once.
+    Returned,
+    /// They were stopped when the budget ran out while the peer was still
+    /// answering (a long or paced queue).
+    BudgetSpent(Duration),
+    /// They were stopped early: nothing moved for this long (a peer that
+    /// takes requests and never answers, or a connect that hangs).
+    Stalled(Duration),
+}
+
+/// What [`Sender::close`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    /// How the threads ended.
+    pub ending: Ending,
+    /// Whether every thread returned and was joined (one stuck in a connect
+    /// is left to finish past [`JOIN_GRACE`]).
+    pub joined: bool,
+}
 
 /// Handle on the sender threads, owned by the connector.
 pub struct Sender {
@@ -294,7 +326,6 @@ pub struct Sender {
     threads: Vec<JoinHandle<()>>,
     interrupts: Vec<Interrupt>,
     shared: Arc<Shared>,
-    log: Logger,
 }
 
 /// What a sender thread runs, handed over through a slot so a failed spawn
@@ -440,7 +471,6 @@ impl Sender {
             threads,
             interrupts,
             shared,
-            log,
         })
     }
 
@@ -455,18 +485,30 @@ impl Sender {
         hand(&self.txs, &self.shared.progress, work)
     }
 
-    /// Asks the threads to deliver what they hold within `budget`, then to
-    /// stop, and joins them. A sender that sat [`STALL`] on one request or
-    /// pause is stopped early, its requests in flight interrupted: a silent
-    /// or unreachable Canopsis must not hold broker's stop. Returns `false`
-    /// only if a thread did not return even then (a connect or name
-    /// resolution outliving `JOIN_GRACE`); it is left to finish, and the
-    /// library is linked `-z nodelete`, so its code stays mapped.
+    /// [`close`](Self::close), saying only whether every thread returned.
     pub fn shutdown(&mut self, budget: Duration) -> bool {
+        self.close(budget).joined
+    }
+
+    /// Asks the threads to deliver what they hold within `budget`, then
+    /// stops them, interrupting their requests in flight, and joins them;
+    /// stopped earlier when nothing moved for [`STALL`] (a silent peer
+    /// must not hold broker's stop). Returns within `budget` plus
+    /// [`JOIN_GRACE`] at most; a thread that did not return by then (a
+    /// connect or name resolution in progress) is left to finish. What was
+    /// not confirmed is handed back: it was never acknowledged (or stays
+    /// in the spool). Logs nothing: the connector says in one line what
+    /// was handed back, and where it stays.
+    pub fn close(&mut self, budget: Duration) -> Closed {
+        let mut closed = Closed {
+            ending: Ending::Returned,
+            joined: true,
+        };
         if self.threads.is_empty() {
-            return true;
+            return closed;
         }
-        let deadline = Instant::now() + budget;
+        let start = Instant::now();
+        let deadline = start + budget;
         self.shared.set_deadline(deadline);
         self.txs.clear();
         // One message per thread wakes each backoff pause once; the
@@ -479,40 +521,47 @@ impl Sender {
         wake_all(&self.wake);
         let progress = self.shared.progress.clone();
         // Work handed over just now gets its chance before the sender is
-        // judged stuck; a request already waiting keeps its start time.
+        // judged stalled; a request already waiting keeps its start time.
         if progress.in_flight.load(Ordering::Acquire) == 0 {
             progress.stir();
         }
-        while let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(Duration::from_millis(20))
-        {
-            if Instant::now() < deadline && progress.still_for() < STALL {
-                continue;
+        let returned = loop {
+            match self.done.recv_timeout(CLOSE_TICK) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => break true,
             }
+            let still = progress.still_for();
+            if Instant::now() >= deadline {
+                closed.ending = Ending::BudgetSpent(budget);
+                break false;
+            }
+            if still >= STALL {
+                closed.ending = Ending::Stalled(still);
+                break false;
+            }
+        };
+        if !returned {
             self.shared.set_deadline(Instant::now());
             for interrupt in self.interrupts.drain(..) {
                 interrupt();
             }
             wake_all(&self.wake);
             if let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(JOIN_GRACE) {
-                self.log.error(format_args!(
-                    "sender thread still busy {:.1}s after it was stopped; leaving it to finish",
-                    JOIN_GRACE.as_secs_f32()
-                ));
                 self.threads.clear();
-                return false;
+                closed.joined = false;
+                return closed;
             }
-            break;
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        true
+        closed
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.shutdown(Duration::from_secs(4));
+        self.close(crate::connector::CLOSE_BUDGET);
     }
 }
 
