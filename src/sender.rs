@@ -540,6 +540,10 @@ impl Sender {
                 break false;
             }
         };
+        if returned && !budget.is_zero() && Instant::now() >= deadline {
+            // They stopped themselves for want of budget (a paced queue).
+            closed.ending = Ending::BudgetSpent(budget);
+        }
         if !returned {
             self.shared.set_deadline(Instant::now());
             for interrupt in self.interrupts.drain(..) {
@@ -920,6 +924,52 @@ mod tests {
             t.elapsed()
         );
         assert_eq!(s.progress().delivered(), 0);
+    }
+
+    /// Takes every request, answering each after 40 ms.
+    struct Steady;
+
+    impl Transport for Steady {
+        fn send(&mut self, _: Request<'_>) -> Result<Response, TransportError> {
+            std::thread::sleep(Duration::from_millis(40));
+            Ok(resp(200, r#"{"sent_events":[],"failed_events":[]}"#))
+        }
+    }
+
+    #[test]
+    fn close_says_how_the_threads_ended_and_returns_soon_after_its_budget() {
+        let (opener, gate) = crossbeam_channel::unbounded();
+        let (mut s, _log) = spawn_with(
+            Silent { gate, opener },
+            routes_named("close-silent", Duration::ZERO),
+        );
+        s.send(batch(1, 1, "[{}]"));
+        std::thread::sleep(Duration::from_millis(50));
+        let closed = s.close(Duration::from_secs(10));
+        assert!(
+            matches!(closed.ending, Ending::Stalled(still) if still >= STALL) && closed.joined,
+            "{closed:?}"
+        );
+        // A peer that answers, with more queued than the budget allows:
+        // stopped at the end of the budget, the rest handed back.
+        let (mut s, _log) = spawn_with(Steady, routes_named("close-steady", Duration::ZERO));
+        for n in 1..=100 {
+            s.send(batch(n, n, "[{}]"));
+        }
+        let budget = Duration::from_millis(300);
+        let t = Instant::now();
+        let closed = s.close(budget);
+        let took = t.elapsed();
+        assert_eq!(closed.ending, Ending::BudgetSpent(budget));
+        assert!(closed.joined);
+        assert!(
+            took < budget + JOIN_GRACE + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let delivered = s.progress().delivered();
+        assert!(delivered > 0 && delivered < 100, "{delivered}");
+        // Once closed, closing again is nothing.
+        assert_eq!(s.close(budget).ending, Ending::Returned);
     }
 
     #[test]
