@@ -73,19 +73,19 @@ pub const ACK_WAIT: Duration = Duration::from_secs(5);
 /// Longest wait for delivery inside `flush`. Broker is idle then, and
 /// calls it again about every second; at stop it is the first part of an
 /// output's close (see [`CLOSE_BUDGET`]).
-pub const FLUSH_WAIT: Duration = Duration::from_millis(300);
+pub const FLUSH_WAIT: Duration = Duration::from_millis(500);
 
 /// Time the sender gets to deliver what it holds when the Lua state closes
 /// (none while it is failing; less when nothing moves for
 /// [`crate::sender::STALL`]). Broker closes its outputs one after another,
 /// and cbwd kills cbd 15 s after SIGTERM: with the final flush's
 /// [`FLUSH_WAIT`] and [`crate::sender::JOIN_GRACE`], an output closes
-/// within 0.9 s whatever its peer does, so five stop within 5 s. A peer
-/// that answers gets the last events handed over delivered within
-/// `FLUSH_WAIT` plus this; what is left (a paced Mattermost queue, a peer
-/// too slow) was never acknowledged, and stays in broker's retention (or
-/// the spool).
-pub const CLOSE_BUDGET: Duration = Duration::from_millis(400);
+/// within 1 s whatever its peer does, so five stop within 5 s. The final
+/// flush gets the larger share, as only what it sees delivered is
+/// acknowledged (what is delivered after it is sent again at the next
+/// start). What is left (a paced Mattermost queue, a peer too slow) was
+/// never acknowledged, and stays in broker's retention (or the spool).
+pub const CLOSE_BUDGET: Duration = Duration::from_millis(300);
 
 /// Filtered events (with nothing queued) per reading of the clock.
 const CLOCK_EVERY: u32 = 64;
