@@ -52,6 +52,8 @@ pub struct Readback {
     unconfirmed_bytes: usize,
     /// What was confirmed when `unconfirmed` was last pruned.
     pruned_at: u64,
+    /// A lane's thread was found gone (and it was said).
+    lanes_gone: bool,
     max_events: usize,
     bulk: bool,
     log: Logger,
@@ -88,6 +90,7 @@ impl Readback {
             unconfirmed: VecDeque::new(),
             unconfirmed_bytes: 0,
             pruned_at: 0,
+            lanes_gone: false,
             max_events,
             bulk,
             log,
@@ -245,12 +248,17 @@ impl Readback {
     }
 
     fn send(&mut self, work: Work) {
-        let last = work.last_seq();
+        let (first, last) = (work.first_seq(), work.last_seq());
         let bytes = work.held_bytes();
         if !crate::sender::hand(&self.lanes, &self.progress, work) {
-            self.log.error(format_args!(
-                "spool record #{last} not handed over: the sender threads are gone; it is sent at the next start"
-            ));
+            // Once: the lanes stop together (the connector closing), and
+            // every later record is left in the spool as well.
+            if !self.lanes_gone {
+                self.lanes_gone = true;
+                self.log.error(format_args!(
+                    "spool records from #{first} on not handed over: the sender threads are gone; they stay in the spool and are sent at the next start"
+                ));
+            }
             return;
         }
         self.handed = self.handed.max(last);

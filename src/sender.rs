@@ -81,7 +81,7 @@ pub enum Work {
 }
 
 impl Work {
-    fn first_seq(&self) -> u64 {
+    pub(crate) fn first_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.first_seq,
             other => other.last_seq(),
