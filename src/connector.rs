@@ -1213,7 +1213,7 @@ impl Connector {
                     Some(HandedBack {
                         first: last + 1,
                         count: q.waiting.len() as u64,
-                        kept: "were never acknowledged (the spool was full): broker keeps them in its retention",
+                        kept: "were never acknowledged (not yet in the spool): broker keeps them in its retention",
                     })
                 } else {
                     None

@@ -507,8 +507,7 @@ impl Sender {
         if self.threads.is_empty() {
             return closed;
         }
-        let start = Instant::now();
-        let deadline = start + budget;
+        let deadline = Instant::now() + budget;
         self.shared.set_deadline(deadline);
         self.txs.clear();
         // One message per thread wakes each backoff pause once; the
