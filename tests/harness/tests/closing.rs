@@ -228,3 +228,45 @@ fn five_outputs_close_within_the_watchdog_with_their_peers_refusing_connections(
 fn five_outputs_close_within_the_watchdog_with_their_peers_hanging() {
     stop_broker(Peer::Hanging);
 }
+
+/// With the spool, what the close hands back stays in the spool: the one
+/// close line says so, and a hanging Canopsis does not hold the close.
+#[test]
+fn with_the_spool_what_a_hanging_peer_did_not_take_stays_in_the_spool() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new("close-spool");
+    lab.mock.state().hang = true;
+    let spool = lab.dir.join("spool").display().to_string();
+    let params = lab.params(&[
+        ("use_spool", Param::Num(1)),
+        ("spool_directory", text(&spool)),
+        ("max_buffer_size", Param::Num(10)),
+    ]);
+    let mut out = lab.open(params, Bbdo::V3);
+    for i in 0..EVENTS {
+        out.write(&Status::service(12, 34, i % 3, T + i).event(Bbdo::V3));
+    }
+    // Committed, so acknowledged: the spool keeps them.
+    assert!(out.flush() > 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    out.close();
+    let took = started.elapsed();
+    assert!(took < WHOLE_CLOSE / 5, "one output took {took:?} to close");
+    let log = lab.log();
+    let closes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("connector stopped"))
+        .collect();
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert!(
+        closes[0].contains("events from #1 on (30)") && closes[0].contains("stay in the spool"),
+        "{}",
+        closes[0]
+    );
+    assert!(log.contains(&format!(
+        "no answer from http://127.0.0.1:{} within",
+        lab.mock.port()
+    )));
+    assert!(lab.mock.state().events.is_empty());
+}
