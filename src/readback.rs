@@ -50,8 +50,6 @@ pub struct Readback {
     unconfirmed: VecDeque<(u64, usize)>,
     /// Their bytes together.
     unconfirmed_bytes: usize,
-    /// What was confirmed when `unconfirmed` was last pruned.
-    pruned_at: u64,
     /// A lane's thread was found gone (and it was said).
     lanes_gone: bool,
     max_events: usize,
@@ -89,7 +87,6 @@ impl Readback {
             read_ahead: (2 * n * max_events.max(1)).max(1000) as u64,
             unconfirmed: VecDeque::new(),
             unconfirmed_bytes: 0,
-            pruned_at: 0,
             lanes_gone: false,
             max_events,
             bulk,
@@ -234,15 +231,16 @@ impl Readback {
     }
 
     /// Bytes read back and not confirmed: handed over (as far as
-    /// `delivered` says) and waiting in batches.
+    /// `delivered` says) and waiting in batches. Work is let go in the
+    /// order it was handed over: a batch sent for its age, behind a later
+    /// one, counts until that one is confirmed too (more, never less).
     fn held_bytes(&mut self, delivered: u64) -> usize {
-        if delivered > self.pruned_at {
-            self.pruned_at = delivered;
-            let before = self.unconfirmed.len();
-            self.unconfirmed.retain(|&(last, _)| last > delivered);
-            if self.unconfirmed.len() != before {
-                self.unconfirmed_bytes = self.unconfirmed.iter().map(|&(_, b)| b).sum();
+        while let Some(&(last, bytes)) = self.unconfirmed.front() {
+            if last > delivered {
+                break;
             }
+            self.unconfirmed.pop_front();
+            self.unconfirmed_bytes -= bytes;
         }
         self.unconfirmed_bytes + self.batchers.iter().map(Batcher::bytes).sum::<usize>()
     }
