@@ -592,6 +592,7 @@ fn read_back(rb: &mut Readback, shared: &Shared, log: &Logger) {
 mod tests {
     use super::*;
     use crate::batch::{Batcher, MAX_BODY_BYTES};
+    use crate::config::ParamValue;
     use crate::transport::tests::resp;
     use std::collections::VecDeque;
     use std::sync::atomic::AtomicUsize;
@@ -969,6 +970,55 @@ mod tests {
         assert!(delivered > 0 && delivered < 100, "{delivered}");
         // Once closed, closing again is nothing.
         assert_eq!(s.close(budget).ending, Ending::Returned);
+    }
+
+    #[test]
+    fn a_connect_that_hangs_does_not_hold_the_close() {
+        use std::net::{TcpListener, TcpStream};
+        // A listener that never accepts: once its backlog is full, the
+        // kernel drops further SYNs and a connect hangs (on loopback).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        let full = loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(c) => held.push(c),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 10_000, "the backlog never filled");
+        };
+        if full.kind() != std::io::ErrorKind::TimedOut {
+            // tcp_abort_on_overflow=1: a full backlog refuses at once.
+            eprintln!("skipped: a full backlog answers {full}");
+            return;
+        }
+        let mut p = crate::config::tests::minimal();
+        for (k, v) in [
+            ("canopsis_host", ParamValue::Str("127.0.0.1".into())),
+            ("canopsis_port", ParamValue::Int(addr.port().into())),
+            ("sending_protocol", ParamValue::Str("http".into())),
+        ] {
+            p.insert(k.into(), v);
+        }
+        let cfg = crate::config::parse(&p).unwrap().config;
+        let log = Logger::memory(log::LevelFilter::Debug);
+        let http = crate::transport::Http::new(&cfg.http, 1, log.clone()).unwrap();
+        let mut s = Sender::spawn(Box::new(http), routes(), log, Source::Handover, 1)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        s.send(batch(1, 1, "[{}]"));
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let closed = s.close(Duration::from_millis(300));
+        let took = t.elapsed();
+        // The connect cannot be interrupted: its thread is left to finish
+        // on its own timeout rather than hold the close.
+        assert!(!closed.joined, "{closed:?}");
+        assert!(
+            took < Duration::from_millis(300) + JOIN_GRACE + Duration::from_secs(1),
+            "{took:?}"
+        );
+        assert_eq!(s.progress().delivered(), 0);
     }
 
     #[test]
