@@ -174,26 +174,48 @@ impl Batcher {
         self
     }
 
-    /// Adds one serialized event.
-    pub fn push(&mut self, seq: u64, json: &[u8], now: Instant) {
-        self.push_with(seq, now, |body| body.extend_from_slice(json));
+    /// Adds one serialized event; `false` (nothing added) when it is empty.
+    pub fn push(&mut self, seq: u64, json: &[u8], now: Instant) -> bool {
+        self.push_with(seq, now, |body| body.extend_from_slice(json))
     }
 
-    /// Adds one event that `write` serializes straight into the batch.
-    pub fn push_with(&mut self, seq: u64, now: Instant, write: impl FnOnce(&mut Vec<u8>)) {
+    /// Adds one event that `write` serializes straight into the batch;
+    /// `false` when it wrote nothing (no document for this event): then
+    /// nothing is framed either (never `[a,,b]`) and the event is not
+    /// counted.
+    #[must_use = "an event that wrote nothing is not in the batch"]
+    pub fn push_with(&mut self, seq: u64, now: Instant, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let before = self.body.len();
         if self.count == 0 {
             // Reserved only now: a lane left idle holds no buffer.
             self.body.reserve(self.expect);
             self.body.extend_from_slice(self.framing.open());
-            self.first_seq = seq;
-            self.oldest = Some(now);
         } else {
             self.body.extend_from_slice(self.framing.between());
         }
+        let document = self.body.len();
         write(&mut self.body);
+        if self.body.len() == document {
+            self.body.truncate(before);
+            return false;
+        }
         self.body.extend_from_slice(self.framing.after_each());
+        if self.count == 0 {
+            self.first_seq = seq;
+            self.oldest = Some(now);
+        }
         self.count += 1;
         self.last_seq = seq;
+        true
+    }
+
+    /// Bytes waiting (what this batcher holds in memory).
+    pub fn bytes(&self) -> usize {
+        if self.count == 0 {
+            0
+        } else {
+            self.body.len()
+        }
     }
 
     /// The sequence number of the first event waiting, if any.
@@ -288,5 +310,26 @@ mod tests {
         let mut b = Batcher::new(100, 10, Duration::from_secs(5));
         b.push(1, b"{\"x\":\"0123456789\"}", t0);
         assert!(b.due(t0));
+    }
+
+    #[test]
+    fn an_event_that_writes_nothing_is_neither_framed_nor_counted() {
+        let now = Instant::now();
+        for (framing, want) in [
+            (Framing::Array, &b"[{\"a\":1},{\"a\":3}]"[..]),
+            (Framing::Lines, &b"{\"a\":1}\n{\"a\":3}\n"[..]),
+        ] {
+            let mut b = Batcher::new(10, MAX_BODY_BYTES, Duration::from_secs(5)).framed(framing);
+            assert!(!b.push_with(1, now, |_| ()), "nothing written first");
+            assert!(b.is_empty() && b.bytes() == 0 && b.first_seq().is_none());
+            assert!(b.push(2, br#"{"a":1}"#, now));
+            assert!(!b.push_with(3, now, |_| ()));
+            assert!(b.push(4, br#"{"a":3}"#, now));
+            assert!(!b.push(5, b"", now), "nothing written last");
+            let batch = b.take().unwrap();
+            assert_eq!(batch.body, want, "{framing:?}");
+            assert_eq!((batch.first_seq, batch.last_seq, batch.count), (2, 4, 2));
+            assert_eq!(framing.items(&batch.body).unwrap().len(), 2);
+        }
     }
 }

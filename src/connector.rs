@@ -36,7 +36,7 @@ use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::progress::Progress;
 use crate::render::{Choice, Formats};
-use crate::sender::{Routes, Sender, Source, Work};
+use crate::sender::{Closed, Ending, Routes, Sender, Source, Work};
 use crate::sink::canopsis::pbehavior;
 use crate::sink::Sink;
 use crate::spool::{self, AppendError, Record};
@@ -70,13 +70,22 @@ pub fn ack_window(lanes: usize, batch: usize) -> u64 {
 /// Longest wait for delivery inside `write`.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
-/// Longest wait for delivery inside `flush` (broker is idle then; at stop,
-/// this plus [`CLOSE_BUDGET`] stays within 5 s).
+/// Longest wait for delivery inside `flush`. Broker is idle then, and
+/// calls it again about every second; at stop it is the first part of an
+/// output's close (see [`CLOSE_BUDGET`]).
 pub const FLUSH_WAIT: Duration = Duration::from_millis(500);
 
 /// Time the sender gets to deliver what it holds when the Lua state closes
-/// (none while it is failing).
-pub const CLOSE_BUDGET: Duration = Duration::from_secs(4);
+/// (none while it is failing; less when nothing moves for
+/// [`crate::sender::STALL`]). Broker closes its outputs one after another,
+/// and cbwd kills cbd 15 s after SIGTERM: with the final flush's
+/// [`FLUSH_WAIT`] and [`crate::sender::JOIN_GRACE`], an output closes
+/// within 1 s whatever its peer does, so five stop within 5 s. The final
+/// flush gets the larger share, as only what it sees delivered is
+/// acknowledged (what is delivered after it is sent again at the next
+/// start). What is left (a paced Mattermost queue, a peer too slow) was
+/// never acknowledged, and stays in broker's retention (or the spool).
+pub const CLOSE_BUDGET: Duration = Duration::from_millis(300);
 
 /// Filtered events (with nothing queued) per reading of the clock.
 const CLOCK_EVERY: u32 = 64;
@@ -732,13 +741,20 @@ impl Connector {
                     h.last_seq += 1;
                     let (host, service) = object_of(&ev);
                     let lane = h.router.lane(Key::Object(host, service), h.last_seq, 1, 1);
-                    let mut wrote = false;
-                    h.batchers[lane].push_with(h.last_seq, now, |body| {
-                        let before = body.len();
-                        write(&ev, &subject, snapshot.as_deref(), body);
-                        wrote = body.len() > before;
+                    let written = h.batchers[lane].push_with(h.last_seq, now, |body| {
+                        write(&ev, &subject, snapshot.as_deref(), body)
                     });
-                    wrote
+                    if !written {
+                        // No document: nothing to deliver, and its number
+                        // goes to the next event (acknowledgements wait
+                        // for every number handed out).
+                        h.last_seq -= 1;
+                        self.log.debug(format_args!(
+                            "{} event not sent: no document for it",
+                            ev.kind().name()
+                        ));
+                    }
+                    written
                 }
                 Accepted::Downtime(action) => {
                     // A downtime keeps its own order only (see
@@ -1229,19 +1245,15 @@ impl Drop for Connector {
                 }
             }
         }
-        // While Canopsis is unreachable, waiting buys nothing: broker (or
-        // the spool) keeps what is undelivered, and broker's own stop
-        // already takes seconds of cbwd's patience.
-        let budget = if self.outlet.progress().failing() {
+        // While the peer is unreachable, waiting buys nothing: broker (or
+        // the spool) keeps what is undelivered.
+        let failing = self.outlet.progress().failing();
+        let budget = if failing {
             Duration::ZERO
         } else {
             CLOSE_BUDGET
         };
-        let joined = self
-            .outlet
-            .sender
-            .as_mut()
-            .is_none_or(|s| s.shutdown(budget));
+        let closed = self.outlet.sender.as_mut().map(|s| s.close(budget));
         // Broker replays what it was not told is safe; a memory that
         // counted those as sent would drop them.
         if self.unacked == 0 && !self.holding() && !self.sent.is_empty() {
@@ -1254,13 +1266,80 @@ impl Drop for Connector {
             }
         }
         self.log_stats();
-        self.log.info(format_args!(
-            "connector stopped{}",
-            if joined {
-                ""
-            } else {
-                " (sender thread still busy)"
+        self.log_close(closed, failing);
+    }
+}
+
+/// What a close hands back: events from `first` on, `count` of them.
+struct HandedBack {
+    first: u64,
+    count: u64,
+    /// Where they stay.
+    kept: &'static str,
+}
+
+impl Connector {
+    /// What was not delivered once the sender stopped.
+    fn handed_back(&self) -> Option<HandedBack> {
+        let delivered = self.outlet.progress().delivered();
+        match &self.queue {
+            Queue::Handover(h) => (delivered < h.last_seq).then(|| HandedBack {
+                first: delivered + 1,
+                count: h.last_seq - delivered,
+                kept: "were never acknowledged: broker keeps them in its retention and sends them again at the next start",
+            }),
+            Queue::Spool(q) => {
+                let pending = q.writer.as_ref().map_or(0, |w| w.stats().pending);
+                let last = q.writer.as_ref().map_or(0, spool::Writer::last_seq);
+                if pending > 0 {
+                    Some(HandedBack {
+                        first: last - pending + 1,
+                        count: pending,
+                        kept: "stay in the spool and are sent at the next start",
+                    })
+                } else if !q.waiting.is_empty() {
+                    Some(HandedBack {
+                        first: last + 1,
+                        count: q.waiting.len() as u64,
+                        kept: "were never acknowledged (not yet in the spool): broker keeps them in its retention",
+                    })
+                } else {
+                    None
+                }
             }
+        }
+    }
+
+    /// The close's one line: what was handed back, from which event on,
+    /// why, and where it stays.
+    fn log_close(&self, closed: Option<Closed>, failing: bool) {
+        let left = match closed {
+            Some(c) if !c.joined => {
+                "; a sender thread busy in a connect or name resolution was left to finish"
+            }
+            _ => "",
+        };
+        let Some(back) = self.handed_back() else {
+            self.log.info(format_args!(
+                "connector stopped: everything handed over was delivered{left}"
+            ));
+            return;
+        };
+        let why = match closed.map(|c| c.ending) {
+            None => "the sender never started".to_string(),
+            Some(_) if failing => "the peer was failing: not waited for".to_string(),
+            Some(Ending::Stalled(still)) => format!(
+                "no answer for {:.1}s: requests stopped",
+                still.as_secs_f32()
+            ),
+            Some(Ending::BudgetSpent(budget)) => {
+                format!("close budget of {:.1}s spent", budget.as_secs_f32())
+            }
+            Some(Ending::Returned) => "the sender stopped".to_string(),
+        };
+        self.log.warn(format_args!(
+            "connector stopped: events from #{} on ({}) were not sent ({why}); they {}{left}",
+            back.first, back.count, back.kept
         ));
     }
 }

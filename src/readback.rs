@@ -17,11 +17,19 @@ use crate::progress::Progress;
 use crate::sender::Work;
 use crate::spool::{self, Record};
 use crossbeam_channel::Sender as ChannelSender;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the reader sleeps when there is nothing to do.
 const IDLE: Duration = Duration::from_millis(20);
+
+/// Bytes of records read back and not yet confirmed (handed to the lanes,
+/// or waiting in a batch) past which reading pauses: what the read-back
+/// holds in memory, whatever `max_buffer_size` and the lanes (one record
+/// more at most). Four full bodies ([`MAX_BODY_BYTES`]): enough for every
+/// lane to have a batch in flight and the next one ready at common sizes.
+pub const READ_AHEAD_BYTES: usize = 4 * MAX_BODY_BYTES;
 
 /// The spool's read side, handing records to the lanes.
 pub struct Readback {
@@ -38,6 +46,12 @@ pub struct Readback {
     keyless: bool,
     /// Records handed over and not confirmed after which reading pauses.
     read_ahead: u64,
+    /// Work handed over and not confirmed: its last record and its bytes.
+    unconfirmed: VecDeque<(u64, usize)>,
+    /// Their bytes together.
+    unconfirmed_bytes: usize,
+    /// A lane's thread was found gone (and it was said).
+    lanes_gone: bool,
     max_events: usize,
     bulk: bool,
     log: Logger,
@@ -71,6 +85,9 @@ impl Readback {
             confirmed: 0,
             keyless: false,
             read_ahead: (2 * n * max_events.max(1)).max(1000) as u64,
+            unconfirmed: VecDeque::new(),
+            unconfirmed_bytes: 0,
+            lanes_gone: false,
             max_events,
             bulk,
             log,
@@ -93,7 +110,12 @@ impl Readback {
             // while other lanes keep the reader busy.
             self.hand_over(|b| b.due(now));
             let waiting = self.handed.saturating_sub(delivered);
-            if waiting >= self.read_ahead {
+            if self.held_bytes(delivered) >= READ_AHEAD_BYTES {
+                // Part-filled batches count too: they go now rather than
+                // wait for their age while reading waits for them.
+                self.hand_over(|_| true);
+            }
+            if waiting >= self.read_ahead || self.held_bytes(delivered) >= READ_AHEAD_BYTES {
                 self.pause();
                 continue;
             }
@@ -208,15 +230,38 @@ impl Readback {
         }
     }
 
+    /// Bytes read back and not confirmed: handed over (as far as
+    /// `delivered` says) and waiting in batches. Work is let go in the
+    /// order it was handed over: a batch sent for its age, behind a later
+    /// one, counts until that one is confirmed too (more, never less).
+    fn held_bytes(&mut self, delivered: u64) -> usize {
+        while let Some(&(last, bytes)) = self.unconfirmed.front() {
+            if last > delivered {
+                break;
+            }
+            self.unconfirmed.pop_front();
+            self.unconfirmed_bytes -= bytes;
+        }
+        self.unconfirmed_bytes + self.batchers.iter().map(Batcher::bytes).sum::<usize>()
+    }
+
     fn send(&mut self, work: Work) {
-        let last = work.last_seq();
+        let (first, last) = (work.first_seq(), work.last_seq());
+        let bytes = work.held_bytes();
         if !crate::sender::hand(&self.lanes, &self.progress, work) {
-            self.log.error(format_args!(
-                "spool record #{last} not handed over: the sender threads are gone; it is sent at the next start"
-            ));
+            // Once: the lanes stop together (the connector closing), and
+            // every later record is left in the spool as well.
+            if !self.lanes_gone {
+                self.lanes_gone = true;
+                self.log.error(format_args!(
+                    "spool records from #{first} on not handed over: the sender threads are gone; they stay in the spool and are sent at the next start"
+                ));
+            }
             return;
         }
         self.handed = self.handed.max(last);
+        self.unconfirmed.push_back((last, bytes));
+        self.unconfirmed_bytes += bytes;
     }
 
     /// Moves the checkpoint to what the lanes confirmed, short of the
@@ -256,4 +301,67 @@ impl Readback {
 /// Whether the lanes' deadline (set once the connector closes) has passed.
 fn past(stopping: &dyn Fn() -> Option<Instant>) -> bool {
     stopping().is_some_and(|deadline| Instant::now() >= deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_back_holds_at_most_its_bytes_whatever_the_batch_size_and_lanes() {
+        let dir = std::env::temp_dir().join(format!("cn-readback-bound-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = spool::SpoolConfig {
+            dir: dir.clone(),
+            max_bytes: 1 << 30,
+        };
+        let log = Logger::memory(log::LevelFilter::Error);
+        let (mut w, r) = spool::open(&cfg, &log).unwrap();
+        // 24 MiB of big records, for 16 lanes of 10000-event batches:
+        // counted in records, the read-back would take them all.
+        let record = 256 * 1024;
+        let count = 96u64;
+        for n in 0..count {
+            let json = format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(record - 32));
+            w.append(&Record::Keyed((n % 40, 0), json.into_bytes()))
+                .unwrap();
+        }
+        w.commit().unwrap();
+        let lanes = 16;
+        let (txs, rxs): (Vec<_>, Vec<_>) =
+            (0..lanes).map(|_| crossbeam_channel::unbounded()).unzip();
+        // Nothing is ever confirmed: what was read is still held when
+        // reading stops, so the most ever held is what the lanes got.
+        let progress = Arc::new(Progress::default());
+        let mut rb = Readback::new(
+            Box::new(r),
+            txs,
+            progress,
+            (
+                10_000,
+                Duration::from_secs(3600),
+                crate::batch::Framing::Array,
+            ),
+            false,
+            log,
+        );
+        let start = Instant::now();
+        let until = start + Duration::from_millis(1500);
+        rb.run(&|| (Instant::now() >= until).then_some(until));
+        let held: usize = rxs
+            .iter()
+            .flat_map(|rx| rx.try_iter())
+            .map(|work| match work {
+                Work::Events(b) => b.body.len(),
+                other => panic!("{other:?}"),
+            })
+            .sum();
+        assert!(held > 0, "nothing read back");
+        assert!(
+            held <= READ_AHEAD_BYTES + record + 64,
+            "held {held} bytes, bound {READ_AHEAD_BYTES}"
+        );
+        drop(w);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -46,6 +46,10 @@ pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 /// See [`MAX_PARTIAL_ATTEMPTS`].
 pub const PERMANENT_AFTER: Duration = Duration::from_secs(300);
 
+/// What a pbehavior change counts for in [`Work::held_bytes`] (its fields
+/// are a few names, dates and a comment).
+pub const DOWNTIME_BYTES: usize = 1024;
+
 /// Work for the sender thread.
 #[derive(Debug)]
 pub enum Work {
@@ -77,7 +81,7 @@ pub enum Work {
 }
 
 impl Work {
-    fn first_seq(&self) -> u64 {
+    pub(crate) fn first_seq(&self) -> u64 {
         match self {
             Work::Events(b) => b.first_seq,
             other => other.last_seq(),
@@ -89,6 +93,17 @@ impl Work {
             Work::Events(b) => b.lane,
             Work::Downtime { lane, .. } => *lane,
             Work::Pbehaviors { .. } | Work::Unreadable { .. } => 0,
+        }
+    }
+
+    /// About what it holds in memory, for the read-back's bound: a body's
+    /// bytes; a pbehavior change, small, counts [`DOWNTIME_BYTES`].
+    pub(crate) fn held_bytes(&self) -> usize {
+        match self {
+            Work::Events(b) => b.body.len(),
+            Work::Downtime { .. } => DOWNTIME_BYTES,
+            Work::Pbehaviors { actions, .. } => actions.len() * DOWNTIME_BYTES,
+            Work::Unreadable { reason, .. } => reason.len(),
         }
     }
 
@@ -259,14 +274,46 @@ impl Transport for Watched {
     }
 }
 
-/// How long the sender may sit on one request (or a pause) while the
-/// connector closes before it is stopped: past that, waiting buys nothing
-/// (broker or the spool keeps what is not confirmed).
-pub const STALL: Duration = Duration::from_secs(1);
+/// While the connector closes, nothing moving this long (no request began
+/// or ended, nothing confirmed) means the peer holds its requests without
+/// answering (or a connect hangs): the sender is stopped then, before its
+/// budget is spent, as waiting longer buys nothing (broker or the spool
+/// keeps what is not confirmed). A peer that answers moves sooner.
+pub const STALL: Duration = Duration::from_millis(250);
 
-/// How long a stopped sender gets to return: a name resolution or TCP
-/// connect in progress cannot be interrupted and ends on its own timeout.
-const JOIN_GRACE: Duration = Duration::from_millis(3500);
+/// How long stopped threads get to return. An interrupted request returns
+/// at once; a TCP connect or name resolution in progress cannot be
+/// interrupted and ends on its own timeout: its thread is left to finish
+/// (the library is linked `-z nodelete`, so its code stays mapped) rather
+/// than hold broker's stop.
+pub const JOIN_GRACE: Duration = Duration::from_millis(200);
+
+/// How often the closing connector looks at the threads.
+const CLOSE_TICK: Duration = Duration::from_millis(10);
+
+/// How the sender's threads ended when the connector closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// They returned by themselves: their work was done, or the budget was
+    /// nothing (a failing peer) and they stopped at once.
+    Returned,
+    /// They were stopped when the budget ran out while the peer was still
+    /// answering (a long or paced queue).
+    BudgetSpent(Duration),
+    /// They were stopped early: nothing moved for this long (a peer that
+    /// takes requests and never answers, or a connect that hangs).
+    Stalled(Duration),
+}
+
+/// What [`Sender::close`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    /// How the threads ended.
+    pub ending: Ending,
+    /// Whether every thread returned and was joined (one stuck in a connect
+    /// is left to finish past [`JOIN_GRACE`]).
+    pub joined: bool,
+}
 
 /// Handle on the sender threads, owned by the connector.
 pub struct Sender {
@@ -279,7 +326,6 @@ pub struct Sender {
     threads: Vec<JoinHandle<()>>,
     interrupts: Vec<Interrupt>,
     shared: Arc<Shared>,
-    log: Logger,
 }
 
 /// What a sender thread runs, handed over through a slot so a failed spawn
@@ -425,7 +471,6 @@ impl Sender {
             threads,
             interrupts,
             shared,
-            log,
         })
     }
 
@@ -440,16 +485,27 @@ impl Sender {
         hand(&self.txs, &self.shared.progress, work)
     }
 
-    /// Asks the threads to deliver what they hold within `budget`, then to
-    /// stop, and joins them. A sender that sat [`STALL`] on one request or
-    /// pause is stopped early, its requests in flight interrupted: a silent
-    /// or unreachable Canopsis must not hold broker's stop. Returns `false`
-    /// only if a thread did not return even then (a connect or name
-    /// resolution outliving `JOIN_GRACE`); it is left to finish, and the
-    /// library is linked `-z nodelete`, so its code stays mapped.
+    /// [`close`](Self::close), saying only whether every thread returned.
     pub fn shutdown(&mut self, budget: Duration) -> bool {
+        self.close(budget).joined
+    }
+
+    /// Asks the threads to deliver what they hold within `budget`, then
+    /// stops them, interrupting their requests in flight, and joins them;
+    /// stopped earlier when nothing moved for [`STALL`] (a silent peer
+    /// must not hold broker's stop). Returns within `budget` plus
+    /// [`JOIN_GRACE`] at most; a thread that did not return by then (a
+    /// connect or name resolution in progress) is left to finish. What was
+    /// not confirmed is handed back: it was never acknowledged (or stays
+    /// in the spool). Logs nothing: the connector says in one line what
+    /// was handed back, and where it stays.
+    pub fn close(&mut self, budget: Duration) -> Closed {
+        let mut closed = Closed {
+            ending: Ending::Returned,
+            joined: true,
+        };
         if self.threads.is_empty() {
-            return true;
+            return closed;
         }
         let deadline = Instant::now() + budget;
         self.shared.set_deadline(deadline);
@@ -464,40 +520,51 @@ impl Sender {
         wake_all(&self.wake);
         let progress = self.shared.progress.clone();
         // Work handed over just now gets its chance before the sender is
-        // judged stuck; a request already waiting keeps its start time.
+        // judged stalled; a request already waiting keeps its start time.
         if progress.in_flight.load(Ordering::Acquire) == 0 {
             progress.stir();
         }
-        while let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(Duration::from_millis(20))
-        {
-            if Instant::now() < deadline && progress.still_for() < STALL {
-                continue;
+        let returned = loop {
+            match self.done.recv_timeout(CLOSE_TICK) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => break true,
             }
+            let still = progress.still_for();
+            if Instant::now() >= deadline {
+                closed.ending = Ending::BudgetSpent(budget);
+                break false;
+            }
+            if still >= STALL {
+                closed.ending = Ending::Stalled(still);
+                break false;
+            }
+        };
+        if returned && !budget.is_zero() && Instant::now() >= deadline {
+            // They stopped themselves for want of budget (a paced queue).
+            closed.ending = Ending::BudgetSpent(budget);
+        }
+        if !returned {
             self.shared.set_deadline(Instant::now());
             for interrupt in self.interrupts.drain(..) {
                 interrupt();
             }
             wake_all(&self.wake);
             if let Err(RecvTimeoutError::Timeout) = self.done.recv_timeout(JOIN_GRACE) {
-                self.log.error(format_args!(
-                    "sender thread still busy {:.1}s after it was stopped; leaving it to finish",
-                    JOIN_GRACE.as_secs_f32()
-                ));
                 self.threads.clear();
-                return false;
+                closed.joined = false;
+                return closed;
             }
-            break;
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        true
+        closed
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.shutdown(Duration::from_secs(4));
+        self.close(crate::connector::CLOSE_BUDGET);
     }
 }
 
@@ -525,6 +592,7 @@ fn read_back(rb: &mut Readback, shared: &Shared, log: &Logger) {
 mod tests {
     use super::*;
     use crate::batch::{Batcher, MAX_BODY_BYTES};
+    use crate::config::ParamValue;
     use crate::transport::tests::resp;
     use std::collections::VecDeque;
     use std::sync::atomic::AtomicUsize;
@@ -854,6 +922,101 @@ mod tests {
             t.elapsed() < STALL + Duration::from_millis(500),
             "{:?}",
             t.elapsed()
+        );
+        assert_eq!(s.progress().delivered(), 0);
+    }
+
+    /// Takes every request, answering each after 40 ms.
+    struct Steady;
+
+    impl Transport for Steady {
+        fn send(&mut self, _: Request<'_>) -> Result<Response, TransportError> {
+            std::thread::sleep(Duration::from_millis(40));
+            Ok(resp(200, r#"{"sent_events":[],"failed_events":[]}"#))
+        }
+    }
+
+    #[test]
+    fn close_says_how_the_threads_ended_and_returns_soon_after_its_budget() {
+        let (opener, gate) = crossbeam_channel::unbounded();
+        let (mut s, _log) = spawn_with(
+            Silent { gate, opener },
+            routes_named("close-silent", Duration::ZERO),
+        );
+        s.send(batch(1, 1, "[{}]"));
+        std::thread::sleep(Duration::from_millis(50));
+        let closed = s.close(Duration::from_secs(10));
+        assert!(
+            matches!(closed.ending, Ending::Stalled(still) if still >= STALL) && closed.joined,
+            "{closed:?}"
+        );
+        // A peer that answers, with more queued than the budget allows:
+        // stopped at the end of the budget, the rest handed back.
+        let (mut s, _log) = spawn_with(Steady, routes_named("close-steady", Duration::ZERO));
+        for n in 1..=100 {
+            s.send(batch(n, n, "[{}]"));
+        }
+        let budget = Duration::from_millis(300);
+        let t = Instant::now();
+        let closed = s.close(budget);
+        let took = t.elapsed();
+        assert_eq!(closed.ending, Ending::BudgetSpent(budget));
+        assert!(closed.joined);
+        assert!(
+            took < budget + JOIN_GRACE + Duration::from_secs(1),
+            "{took:?}"
+        );
+        let delivered = s.progress().delivered();
+        assert!(delivered > 0 && delivered < 100, "{delivered}");
+        // Once closed, closing again is nothing.
+        assert_eq!(s.close(budget).ending, Ending::Returned);
+    }
+
+    #[test]
+    fn a_connect_that_hangs_does_not_hold_the_close() {
+        use std::net::{TcpListener, TcpStream};
+        // A listener that never accepts: once its backlog is full, the
+        // kernel drops further SYNs and a connect hangs (on loopback).
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        let full = loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(c) => held.push(c),
+                Err(e) => break e,
+            }
+            assert!(held.len() < 10_000, "the backlog never filled");
+        };
+        if full.kind() != std::io::ErrorKind::TimedOut {
+            // tcp_abort_on_overflow=1: a full backlog refuses at once.
+            eprintln!("skipped: a full backlog answers {full}");
+            return;
+        }
+        let mut p = crate::config::tests::minimal();
+        for (k, v) in [
+            ("canopsis_host", ParamValue::Str("127.0.0.1".into())),
+            ("canopsis_port", ParamValue::Int(addr.port().into())),
+            ("sending_protocol", ParamValue::Str("http".into())),
+        ] {
+            p.insert(k.into(), v);
+        }
+        let cfg = crate::config::parse(&p).unwrap().config;
+        let log = Logger::memory(log::LevelFilter::Debug);
+        let http = crate::transport::Http::new(&cfg.http, 1, log.clone()).unwrap();
+        let mut s = Sender::spawn(Box::new(http), routes(), log, Source::Handover, 1)
+            .map_err(|(e, _)| e)
+            .unwrap();
+        s.send(batch(1, 1, "[{}]"));
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        let closed = s.close(Duration::from_millis(300));
+        let took = t.elapsed();
+        // The connect cannot be interrupted: its thread is left to finish
+        // on its own timeout rather than hold the close.
+        assert!(!closed.joined, "{closed:?}");
+        assert!(
+            took < Duration::from_millis(300) + JOIN_GRACE + Duration::from_secs(1),
+            "{took:?}"
         );
         assert_eq!(s.progress().delivered(), 0);
     }

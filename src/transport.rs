@@ -7,6 +7,8 @@
 use crate::config::HttpConfig;
 use crate::logger::Logger;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest answer read. Canopsis echoes every event it took, so an answer
@@ -125,6 +127,15 @@ pub enum TransportError {
     ProxyAuth,
     /// The request would have left in clear with `sending_protocol=https`.
     Cleartext(String),
+    /// The peer took the request and gave no answer before the exchange
+    /// was cut: by `connection_timeout`, or by the connector closing. Not
+    /// a connect failure: the peer is there, and hangs.
+    NoAnswer {
+        /// `scheme://host:port`, never the path (a hook's key).
+        peer: String,
+        /// How long it was waited for.
+        within: Duration,
+    },
     /// Anything else (proxy, protocol, I/O).
     Other(String),
 }
@@ -143,6 +154,13 @@ impl fmt::Display for TransportError {
                 f,
                 "refused to send in clear with sending_protocol=https ({e})"
             ),
+            TransportError::NoAnswer { peer, within } => {
+                write!(
+                    f,
+                    "no answer from {peer} within {:.1}s",
+                    within.as_secs_f32()
+                )
+            }
             TransportError::Other(e) => write!(f, "{e}"),
         }
     }
@@ -224,10 +242,10 @@ pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
         cmd.push_str(&format!(" -H {}", shell_quote(&format!("{name}: ***"))));
     }
     if !req.body.is_empty() {
-        cmd.push_str(&format!(
-            " -H 'content-type: {}' --data-binary ",
-            cfg.content_type
-        ));
+        if let Some(own) = own_content_type(cfg) {
+            cmd.push_str(&format!(" -H 'content-type: {own}'"));
+        }
+        cmd.push_str(" --data-binary ");
         cmd.push_str(&shell_quote(&String::from_utf8_lossy(req.body)));
     }
     cmd.push(' ');
@@ -239,12 +257,26 @@ pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
     cmd
 }
 
+/// The `Content-Type` the connector sets on a body: its format's, unless
+/// `http_headers` names one (in any case), which is then the only one sent.
+fn own_content_type(cfg: &HttpConfig) -> Option<&'static str> {
+    let named = cfg
+        .headers
+        .iter()
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"));
+    (!named).then_some(cfg.content_type)
+}
+
 /// The real transport: a ureq agent with keep-alive.
 pub struct Http {
     agent: ureq::Agent,
     cfg: HttpConfig,
     log: Logger,
     deadline: Option<Instant>,
+    /// Set (for every fork: they share the agent) once the connector cut
+    /// the requests in flight: what they then fail with says the peer did
+    /// not answer, not that it disconnected.
+    cut: Arc<AtomicBool>,
 }
 
 impl Http {
@@ -305,7 +337,29 @@ impl Http {
             cfg: cfg.clone(),
             log,
             deadline: None,
+            cut: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What `e` means for this exchange, begun at `started`: a request the
+    /// peer held without answering until a timeout or the connector's cut
+    /// is named so (the cut shows as "Peer disconnected" otherwise).
+    fn judge(&self, e: ureq::Error, started: Instant) -> TransportError {
+        let no_answer = || TransportError::NoAnswer {
+            peer: self.cfg.base_url(),
+            within: started.elapsed(),
+        };
+        match &e {
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => classify(e),
+            ureq::Error::Timeout(_) => no_answer(),
+            ureq::Error::Io(io)
+                if self.cut.load(Ordering::Acquire)
+                    && io.kind() != std::io::ErrorKind::ConnectionRefused =>
+            {
+                no_answer()
+            }
+            _ => classify(e),
+        }
     }
 }
 
@@ -345,6 +399,7 @@ impl Transport for Http {
             cfg: self.cfg.clone(),
             log: self.log.clone(),
             deadline: None,
+            cut: self.cut.clone(),
         }))
     }
 
@@ -370,23 +425,28 @@ impl Transport for Http {
                 Some(left.min(self.cfg.timeout))
             }
         };
+        let started = Instant::now();
         let headers = &self.cfg.headers;
-        let content_type = self.cfg.content_type;
+        let content_type = own_content_type(&self.cfg);
         let result = match req.method {
-            Method::Post => prepared(self.agent.post(&url), headers, closing)
-                .header("content-type", content_type)
-                .send(req.body),
+            Method::Post => typed(
+                prepared(self.agent.post(&url), headers, closing),
+                content_type,
+            )
+            .send(req.body),
             Method::Get => prepared(self.agent.get(&url), headers, closing).call(),
             Method::Delete if req.body.is_empty() => {
                 prepared(self.agent.delete(&url), headers, closing).call()
             }
             // The bulk route deletes the pbehaviors its body lists.
-            Method::Delete => prepared(self.agent.delete(&url), headers, closing)
-                .header("content-type", content_type)
-                .force_send_body()
-                .send(req.body),
+            Method::Delete => typed(
+                prepared(self.agent.delete(&url), headers, closing),
+                content_type,
+            )
+            .force_send_body()
+            .send(req.body),
         };
-        let resp = result.map_err(classify)?;
+        let resp = result.map_err(|e| self.judge(e, started))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -404,7 +464,7 @@ impl Transport for Http {
             .with_config()
             .limit(MAX_ANSWER_BYTES)
             .read_to_vec()
-            .map_err(classify)?;
+            .map_err(|e| self.judge(e, started))?;
         Ok(Response {
             status,
             // Canopsis echoes every event: no second copy of a valid body.
@@ -420,8 +480,11 @@ impl Transport for Http {
     }
 
     fn interrupter(&self) -> Option<Interrupt> {
-        let agent = self.agent.clone();
-        Some(Box::new(move || agent.shutdown()))
+        let (agent, cut) = (self.agent.clone(), self.cut.clone());
+        Some(Box::new(move || {
+            cut.store(true, Ordering::Release);
+            agent.shutdown();
+        }))
     }
 }
 
@@ -435,6 +498,14 @@ fn prepared<B>(
         rb = rb.header(name.as_str(), value.expose());
     }
     bounded(rb, closing)
+}
+
+/// `rb` with the body's `Content-Type`, unless `http_headers` gave it.
+fn typed<B>(rb: ureq::RequestBuilder<B>, content_type: Option<&str>) -> ureq::RequestBuilder<B> {
+    match content_type {
+        Some(t) => rb.header("content-type", t),
+        None => rb,
+    }
 }
 
 /// `rb` with its whole exchange bounded by `timeout`, when closing (the
@@ -562,5 +633,114 @@ pub(crate) mod tests {
     #[test]
     fn userinfo_is_percent_encoded() {
         assert_eq!(userinfo_encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+    }
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A peer on 127.0.0.1 that reads one request head and hands it over
+    /// (lines, as sent), answering `answer` if any, else holding the
+    /// connection open without a word until the client goes.
+    fn peer(answer: Option<&'static str>) -> (u16, crossbeam_channel::Receiver<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            let _ = tx.send(head);
+            match answer {
+                Some(a) => {
+                    let _ = (&stream).write_all(a.as_bytes());
+                }
+                None => {
+                    let _ = std::io::copy(&mut r, &mut std::io::sink());
+                }
+            }
+        });
+        (port, rx)
+    }
+
+    fn http_to(port: u16, headers: &[(&str, &str)]) -> Http {
+        let mut p = minimal();
+        p.insert("canopsis_host".into(), ParamValue::Str("127.0.0.1".into()));
+        p.insert("canopsis_port".into(), ParamValue::Int(port.into()));
+        p.insert("sending_protocol".into(), ParamValue::Str("http".into()));
+        let mut cfg = config::parse(&p).unwrap().config.http;
+        for (name, value) in headers {
+            cfg.headers
+                .push((name.to_string(), crate::secret::Secret::new(*value)));
+        }
+        Http::new(&cfg, 1, Logger::memory(log::LevelFilter::Error)).unwrap()
+    }
+
+    fn content_types(head: &[String]) -> Vec<String> {
+        head.iter()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"))
+            .map(|(_, value)| value.trim().to_string())
+            .collect()
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+
+    fn post(t: &mut Http) -> Result<Response, TransportError> {
+        t.send(Request {
+            method: Method::Post,
+            path: "/api/v4/event",
+            body: b"[]",
+        })
+    }
+
+    #[test]
+    fn a_content_type_from_http_headers_is_the_only_one_sent() {
+        for (given, sent) in [
+            ("Content-Type", "application/x-custom; charset=utf-8"),
+            ("content-TYPE", "text/plain"),
+        ] {
+            let (port, heads) = peer(Some(OK));
+            let mut t = http_to(port, &[(given, sent)]);
+            assert_eq!(post(&mut t).unwrap().status, 200);
+            let head = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(content_types(&head), vec![sent.to_string()], "{head:?}");
+            let line = curl_command(
+                &t.cfg,
+                Request {
+                    method: Method::Post,
+                    path: "/",
+                    body: b"[]",
+                },
+            );
+            assert_eq!(line.to_ascii_lowercase().matches("content-type").count(), 1);
+        }
+        let (port, heads) = peer(Some(OK));
+        post(&mut http_to(port, &[])).unwrap();
+        let head = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(content_types(&head), vec!["application/json".to_string()]);
+    }
+
+    #[test]
+    fn a_peer_that_takes_the_request_and_never_answers_is_named_so_when_cut() {
+        let (port, heads) = peer(None);
+        let mut t = http_to(port, &[]);
+        let cut = t.interrupter().unwrap();
+        let sending = std::thread::spawn(move || post(&mut t));
+        heads.recv_timeout(Duration::from_secs(10)).unwrap();
+        cut();
+        let err = sending.join().unwrap().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, TransportError::NoAnswer { .. })
+                && text.starts_with(&format!("no answer from http://127.0.0.1:{port} within ")),
+            "{text}"
+        );
     }
 }

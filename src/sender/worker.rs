@@ -57,11 +57,6 @@ enum Flow {
 
 impl Worker {
     pub(super) fn run(&mut self, mut feed: Feed) {
-        let left_where = if self.spooled {
-            "stay in the spool and are sent at the next start"
-        } else {
-            "stay unacknowledged in broker and will be replayed"
-        };
         // The work being delivered: kept across an internal error so the
         // loop, started over, sends it again.
         let mut current: Option<Work> = None;
@@ -79,9 +74,12 @@ impl Worker {
                     self.shared.progress.confirm(self.lane, last);
                     return Flow::Next;
                 }
-                self.log.error(format_args!(
-                    "shutdown budget spent: events from #{} on {left_where}",
-                    self.shared.progress.delivered() + 1
+                // The connector says once, for every lane, what is handed
+                // back and where it stays.
+                self.log.debug(format_args!(
+                    "lane {} stops: the connector is closing and its budget is spent; what it holds stays {}",
+                    self.lane,
+                    if self.spooled { "in the spool" } else { "in broker's retention" }
                 ));
                 Flow::Stop
             }));
@@ -168,9 +166,16 @@ impl Worker {
     }
 
     /// Waits `delay` before the next try, or less when woken by the
-    /// connector closing; `false` if no try is left in the close budget.
+    /// connector closing, never past its close budget; `false` if no try
+    /// is left in that budget.
     pub(super) fn pause(&self, delay: Duration) -> bool {
-        let _ = self.wake.recv_timeout(delay);
+        let delay = match self.shared.deadline() {
+            Some(d) => delay.min(d.saturating_duration_since(Instant::now())),
+            None => delay,
+        };
+        if !delay.is_zero() {
+            let _ = self.wake.recv_timeout(delay);
+        }
         !self.budget_spent()
     }
 
