@@ -841,6 +841,31 @@ mod tests {
         assert!(log.lines().iter().any(|l| l.contains("starting over")));
     }
 
+    /// Closing with Mattermost messages waiting on the pace: none more is
+    /// posted, they are left unacknowledged to broker.
+    #[test]
+    fn closing_hands_back_paced_mattermost_messages_instead_of_posting_them() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut r = routes_named("paced", PERMANENT_AFTER);
+        r.sink = Sink::Mattermost(crate::sink::mattermost::Settings {
+            username: None,
+            icon_url: None,
+            channel: None,
+            per_second: 1,
+            summary_after: 10,
+        });
+        let (mut s, log) = spawn_with(Scripted(Default::default(), seen.clone()), r);
+        let body = r#"[{"summary":"OK","post":{"text":"a"}},{"summary":"OK","post":{"text":"b"}},{"summary":"OK","post":{"text":"c"}}]"#;
+        s.send(batch_raw(1, 3, body));
+        while seen.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(s.shutdown(Duration::from_secs(10)));
+        assert_eq!(seen.lock().unwrap().len(), 1, "posted while closing");
+        assert_eq!(s.progress().delivered(), 0);
+        assert!(log.lines().iter().any(|l| l.contains("not paced out")));
+    }
+
     /// A server that never answers until interrupted.
     struct Silent {
         gate: Receiver<()>,

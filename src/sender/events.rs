@@ -113,20 +113,26 @@ impl Worker {
         if let Some(last) = self.last_request {
             let next = last + interval;
             let now = Instant::now();
-            if next > now {
-                if self.shared.deadline().is_some() {
-                    self.log.info(format_args!(
-                        "closing: the Mattermost messages not posted yet are left to broker, not paced out"
-                    ));
-                    return false;
-                }
-                if !self.pause(next - now) {
-                    return false;
-                }
+            // Closing before or during the wait: hand back, do not post.
+            if next > now && (self.closing() || !self.pause(next - now) || self.closing()) {
+                return false;
             }
         }
         self.last_request = Some(Instant::now());
         true
+    }
+
+    /// Whether the connector is closing; logs that the messages not posted
+    /// yet are handed back.
+    fn closing(&self) -> bool {
+        let closing = self.shared.deadline().is_some();
+        if closing {
+            self.log.info(format_args!(
+                "closing: the {} messages not posted yet are left to broker, not paced out",
+                self.routes.sink.peer()
+            ));
+        }
+        closing
     }
 }
 

@@ -350,6 +350,14 @@ pub fn judge(resp: &Response) -> Verdict {
                 resp.status,
                 resp.snippet()
             )),
+            Some(id) if id == "web.incoming_webhook.invalid.app_error" => retry(
+                format!(
+                    "HTTP {} {}: no such incoming webhook (deleted, or a wrong http_server_url)",
+                    resp.status,
+                    resp.snippet()
+                ),
+                true,
+            ),
             Some(id) => retry(
                 format!(
                     "HTTP {} {}: Mattermost refuses the hook, not the message ({id}: check http_server_url, the hook, its channel and its user)",
