@@ -37,11 +37,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use worker::Worker;
 
-/// An event Canopsis keeps refusing (while taking others) is tried at least
-/// this many times, over at least [`PERMANENT_AFTER`], before it goes to the
-/// dead-letter file and counts as handled: one event Canopsis will never
-/// take must not block every event behind it, but a Canopsis whose backend
-/// restarts must not see events diverted either.
+/// A pbehavior change Canopsis keeps refusing (while taking others) is
+/// tried at least this many times, over at least [`PERMANENT_AFTER`],
+/// before it goes to the dead-letter file and counts as handled: one change
+/// Canopsis will never take must not block every one behind it, but a
+/// Canopsis whose backend restarts must not see changes diverted either.
+/// (Events are never judged by time: see the `delivery` module.)
 pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 
 /// See [`MAX_PARTIAL_ATTEMPTS`].
@@ -215,8 +216,8 @@ pub struct Routes {
     pub placeholder_ids: bool,
     /// Where refused events are kept.
     pub deadletter: std::path::PathBuf,
-    /// How long Canopsis must go on refusing an event before it is judged
-    /// permanent ([`PERMANENT_AFTER`]; shorter in tests).
+    /// How long Canopsis must go on refusing a pbehavior change before it
+    /// is judged permanent ([`PERMANENT_AFTER`]; shorter in tests).
     pub permanent_after: Duration,
     /// `canopsis_downtime_route` is the bulk route: consecutive downtimes
     /// go in one request.

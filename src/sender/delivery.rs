@@ -635,6 +635,23 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_rule_breakers_is_dead_lettered_without_a_request() {
+        let now = Instant::now();
+        let evs = vec![
+            r#"{"event_type":"check","state":1,"connector":"c","connector_name":"n"}"#.to_string(),
+            "[]".to_string(),
+        ];
+        let mut d = Delivery::new(canopsis(), VecDeque::from([body(&evs)]));
+        assert!(
+            matches!(d.next(now), Step::DeadLetter { proof, .. } if proof.contains("needs a component"))
+        );
+        assert!(
+            matches!(d.next(now), Step::DeadLetter { proof, .. } if proof.contains("JSON object"))
+        );
+        assert_eq!(d.next(now), Step::Done);
+    }
+
+    #[test]
     fn mattermost_words_dead_letter_at_once_and_a_proxy_refusal_is_retried() {
         let now = Instant::now();
         let peer = Peer::of(&Sink::Mattermost(crate::sink::mattermost::Settings {
