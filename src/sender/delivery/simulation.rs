@@ -16,7 +16,9 @@
 //!   took (what is resent after a partial answer runs to the newest);
 //! - when a batch is confirmed, each of its events was taken or
 //!   dead-lettered, and each object's last word at the peer is its last
-//!   event of the batch that is not bad;
+//!   event of the batch that is not bad; broker's acknowledgements (every
+//!   event up to the first one not confirmed, across the lanes) only cover
+//!   events taken or dead-lettered, and in the end cover them all;
 //! - only bad events are dead-lettered;
 //! - once the peer is healthy, no pause is taken, and everything is
 //!   confirmed within the last pause begun before.
@@ -357,6 +359,9 @@ fn run(seed: u64) -> Result<Tally, String> {
     let mut next_n: HashMap<u64, u64> = HashMap::new();
     let mut per_lane: Vec<Vec<Input>> = vec![Vec::new(); lanes_n];
     let mut last_good: HashMap<u64, u64> = HashMap::new();
+    // Broker's view: events in order, confirmed by their lane, and
+    // acknowledged once every event before them is confirmed.
+    let mut stream: Vec<Input> = Vec::new();
     for _ in 0..count {
         let o = rng.below(objects);
         let n = next_n.entry(o).or_default();
@@ -369,6 +374,7 @@ fn run(seed: u64) -> Result<Tally, String> {
         if !e.bad {
             last_good.insert(o, e.n);
         }
+        stream.push(e);
         per_lane[(o as usize) % lanes_n].push(e);
     }
     let mut lanes: Vec<Lane> = per_lane
@@ -409,6 +415,13 @@ fn run(seed: u64) -> Result<Tally, String> {
         taken: HashMap::new(),
         dead: HashMap::new(),
     };
+    let seq_of: HashMap<(u64, u64), usize> = stream
+        .iter()
+        .enumerate()
+        .map(|(seq, e)| ((e.o, e.n), seq))
+        .collect();
+    let mut confirmed = vec![false; stream.len()];
+    let mut acked = 0;
     let base = Instant::now();
     let mut tally = Tally {
         events: count,
@@ -466,6 +479,19 @@ fn run(seed: u64) -> Result<Tally, String> {
                         "a batch was confirmed at {:?}, long after the peer healed at {heal:?}",
                         lane.clock
                     ));
+                }
+                for e in batch.iter() {
+                    confirmed[seq_of[&(e.o, e.n)]] = true;
+                }
+                while acked < stream.len() && confirmed[acked] {
+                    let e = stream[acked];
+                    let key = (e.o, e.n);
+                    if !world.taken.contains_key(&key) && !world.dead.contains_key(&key) {
+                        return Err(format!(
+                            "acknowledged {e:?}, neither taken nor dead-lettered"
+                        ));
+                    }
+                    acked += 1;
                 }
                 lane.current = None;
                 lane.split = false;
@@ -526,6 +552,9 @@ fn run(seed: u64) -> Result<Tally, String> {
                 d.answered(base + lane.clock, answer);
             }
         }
+    }
+    if acked != stream.len() {
+        return Err(format!("{} of {} events acknowledged", acked, stream.len()));
     }
     for (o, n) in &last_good {
         if world.last.get(o) != Some(n) {
