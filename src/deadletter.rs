@@ -23,12 +23,23 @@ pub fn path_for(logfile: &Path) -> PathBuf {
 pub struct DeadLetter {
     path: PathBuf,
     log: Logger,
+    /// The peer, as log lines name it.
+    peer: &'static str,
 }
 
 impl DeadLetter {
     /// A dead-letter file at `path`.
     pub fn new(path: PathBuf, log: Logger) -> DeadLetter {
-        DeadLetter { path, log }
+        DeadLetter {
+            path,
+            log,
+            peer: "Canopsis",
+        }
+    }
+
+    /// The same file, its log lines naming `peer` (Mattermost, a receiver).
+    pub fn naming(self, peer: &'static str) -> DeadLetter {
+        DeadLetter { peer, ..self }
     }
 
     /// Keeps `event` (one JSON value) with the reason it was refused. `Ok`
@@ -47,7 +58,8 @@ impl DeadLetter {
         let size = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         if size + line.len() as u64 > MAX_BYTES {
             self.log.error(format_args!(
-                "Canopsis refused an event ({reason}); dead-letter file {} is full, the event: {}",
+                "{} will never take an event ({reason}); dead-letter file {} is full, the event: {}",
+                self.peer,
                 self.path.display(),
                 String::from_utf8_lossy(event)
             ));
@@ -64,11 +76,13 @@ impl DeadLetter {
             });
         match &written {
             Ok(()) => self.log.error(format_args!(
-                "Canopsis refused an event ({reason}); kept in {}",
+                "{} will never take an event ({reason}); kept in {}",
+                self.peer,
                 self.path.display()
             )),
             Err(e) => self.log.error(format_args!(
-                "Canopsis refused an event ({reason}) and it cannot be written to {} ({e}): it is kept unacknowledged and tried again",
+                "{} will never take an event ({reason}) and it cannot be written to {} ({e}): it is kept unacknowledged and tried again",
+                self.peer,
                 self.path.display()
             )),
         }

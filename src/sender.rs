@@ -11,6 +11,7 @@
 //! ([`crate::lanes`]), so Canopsis sees them in order. The threads never
 //! touch Lua.
 
+mod delivery;
 mod events;
 mod pbehaviors;
 mod worker;
@@ -36,11 +37,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use worker::Worker;
 
-/// An event Canopsis keeps refusing (while taking others) is tried at least
-/// this many times, over at least [`PERMANENT_AFTER`], before it goes to the
-/// dead-letter file and counts as handled: one event Canopsis will never
-/// take must not block every event behind it, but a Canopsis whose backend
-/// restarts must not see events diverted either.
+/// A pbehavior change Canopsis keeps refusing (while taking others) is
+/// tried at least this many times, over at least [`PERMANENT_AFTER`],
+/// before it goes to the dead-letter file and counts as handled: one change
+/// Canopsis will never take must not block every one behind it, but a
+/// Canopsis whose backend restarts must not see changes diverted either.
+/// (Events are never judged by time: see the `delivery` module.)
 pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 
 /// See [`MAX_PARTIAL_ATTEMPTS`].
@@ -229,8 +231,8 @@ pub struct Routes {
     pub placeholder_ids: bool,
     /// Where refused events are kept.
     pub deadletter: std::path::PathBuf,
-    /// How long Canopsis must go on refusing an event before it is judged
-    /// permanent ([`PERMANENT_AFTER`]; shorter in tests).
+    /// How long Canopsis must go on refusing a pbehavior change before it
+    /// is judged permanent ([`PERMANENT_AFTER`]; shorter in tests).
     pub permanent_after: Duration,
     /// `canopsis_downtime_route` is the bulk route: consecutive downtimes
     /// go in one request.
@@ -412,7 +414,8 @@ impl Sender {
                     inner: transport,
                     progress: shared.progress.clone(),
                 },
-                dead: DeadLetter::new(routes.deadletter.clone(), log.clone()),
+                dead: DeadLetter::new(routes.deadletter.clone(), log.clone())
+                    .naming(routes.sink.peer()),
                 resolver: resolver.clone(),
                 routes: routes.clone(),
                 log: log.clone(),
@@ -629,7 +632,20 @@ mod tests {
         }
     }
 
+    /// `{"n":1}`, `{"o":..}` and `{}` as Canopsis events that pass its
+    /// per-event rules (checked before sending).
+    fn ev(s: &str) -> String {
+        const VALID: &str = r#"{"event_type":"check","state":0,"connector":"c","connector_name":"n","component":"h""#;
+        s.replace("{\"n\":", &format!("{VALID},\"n\":"))
+            .replace("{\"o\":", &format!("{VALID},\"o\":"))
+            .replace("{}", &format!("{VALID}}}"))
+    }
+
     fn batch(first: u64, last: u64, body: &str) -> Work {
+        batch_raw(first, last, &ev(body))
+    }
+
+    fn batch_raw(first: u64, last: u64, body: &str) -> Work {
         Work::Events(Batch {
             first_seq: first,
             last_seq: last,
@@ -640,12 +656,12 @@ mod tests {
     }
 
     #[test]
-    fn retries_until_confirmed_and_resends_only_failed_events() {
+    fn retries_until_confirmed_and_resends_from_the_first_failed_event() {
         let script = Arc::new(Mutex::new(VecDeque::from(vec![
             Err(TransportError::Connect("refused".into())),
             Ok(resp(
                 200,
-                r#"{"sent_events":[{"n":1}],"failed_events":[{"n":2}]}"#,
+                &ev(r#"{"sent_events":[{"n":1}],"failed_events":[{"n":2}]}"#),
             )),
         ])));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -668,7 +684,7 @@ mod tests {
         assert!(s.shutdown(Duration::from_secs(1)));
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 3);
-        assert_eq!(seen[2], br#"[{"n":2}]"#);
+        assert_eq!(seen[2], ev(r#"[{"n":2}]"#).as_bytes());
         assert_eq!(s.progress().stats.sent_events.load(Ordering::Relaxed), 2);
         assert!(log
             .lines()
@@ -690,10 +706,13 @@ mod tests {
         }
     }
 
+    /// A JSON receiver: Canopsis's 400 proves nothing, its events pass the
+    /// rules that do.
     #[test]
     fn refused_batches_are_split_and_only_the_bad_event_is_dead_lettered() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
-        let r = routes();
+        let mut r = routes_named("picky", PERMANENT_AFTER);
+        r.sink = Sink::Documents(Framing::Array);
         let _ = std::fs::remove_file(&r.deadletter);
         let mut s = Sender::spawn(
             Box::new(Picky(sizes.clone())),
@@ -704,7 +723,7 @@ mod tests {
         )
         .map_err(|(e, _)| e)
         .unwrap();
-        s.send(batch(
+        s.send(batch_raw(
             1,
             5,
             r#"[{"n":1},{"n":2},{"n":"bad"},{"n":4},{"n":5}]"#,
@@ -715,7 +734,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(s.shutdown(Duration::from_secs(1)));
-        assert_eq!(*sizes.lock().unwrap(), vec![5, 2, 3, 1, 2]);
+        // Halves down to the bad one alone, then an empty request taken and
+        // the bad one refused again: proof enough.
+        assert_eq!(*sizes.lock().unwrap(), vec![5, 2, 3, 1, 0, 1, 2]);
         let stats = &s.progress().stats;
         assert_eq!(stats.sent_events.load(Ordering::Relaxed), 4);
         assert_eq!(stats.dead_lettered.load(Ordering::Relaxed), 1);
@@ -762,8 +783,8 @@ mod tests {
     #[test]
     fn a_request_where_every_event_failed_is_retried_never_dead_lettered() {
         let all_failed =
-            r#"{"sent_events":[],"failed_events":[{"n":1},{"n":2}],"retry_events":[]}"#;
-        let script = answers(&[(200, all_failed); 8]);
+            ev(r#"{"sent_events":[],"failed_events":[{"n":1},{"n":2}],"retry_events":[]}"#);
+        let script = answers(&[(200, all_failed.as_str()); 8]);
         let (mut s, log) = spawn_with(
             Scripted(script, Default::default()),
             routes_named("all-failed", Duration::ZERO),
@@ -780,29 +801,30 @@ mod tests {
             .any(|l| l.contains("could not process any")));
     }
 
+    /// What Canopsis fails beyond its per-event rules is its backend's
+    /// doing: sent again, in order, never dead-lettered, however long.
     #[test]
-    fn an_event_refused_while_others_are_taken_is_dead_lettered_only_after_a_span() {
-        let partial = r#"{"sent_events":[{"n":1}],"failed_events":[{"n":2}]}"#;
-        let again = r#"{"sent_events":[],"failed_events":[{"n":2}]}"#;
-        let mut list = vec![(200, partial)];
-        list.extend([(200, again); 7]);
-        for (span, dead) in [(Duration::ZERO, 1), (Duration::from_secs(3600), 0)] {
-            let (mut s, log) = spawn_with(
-                Scripted(answers(&list), Default::default()),
-                routes_named(&format!("span-{dead}"), span),
-            );
-            s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#));
-            wait_delivered(&s, 2, Duration::from_secs(20));
-            assert!(s.shutdown(Duration::from_secs(1)));
-            assert_eq!(
-                s.progress().stats.dead_lettered.load(Ordering::Relaxed),
-                dead,
-                "span {span:?}"
-            );
-            if dead == 1 {
-                assert!(log.lines().iter().any(|l| l.contains("judged permanent")));
-            }
-        }
+    fn an_event_canopsis_keeps_failing_is_resent_in_order_never_dead_lettered() {
+        let partial = ev(r#"{"sent_events":[{"n":1}],"failed_events":[{"n":2}]}"#);
+        let again = ev(r#"{"sent_events":[],"failed_events":[{"n":2}]}"#);
+        let mut list = vec![(200, partial.as_str())];
+        list.extend([(200, again.as_str()); 7]);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (mut s, log) = spawn_with(
+            Scripted(answers(&list), seen.clone()),
+            routes_named("span", Duration::ZERO),
+        );
+        s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#));
+        wait_delivered(&s, 2, Duration::from_secs(20));
+        assert!(s.shutdown(Duration::from_secs(1)));
+        assert_eq!(s.progress().stats.dead_lettered.load(Ordering::Relaxed), 0);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 9);
+        assert!(seen[1..].iter().all(|b| b == ev(r#"[{"n":2}]"#).as_bytes()));
+        assert!(log
+            .lines()
+            .iter()
+            .any(|l| l.contains("goes again from the first failed event on")));
     }
 
     /// Refuses every event POST with Canopsis's 400.
@@ -823,7 +845,7 @@ mod tests {
         let body = format!(
             "[{}]",
             (1..=64)
-                .map(|i| format!("{{\"n\":{i}}}"))
+                .map(|i| ev(&format!("{{\"n\":{i}}}")))
                 .collect::<Vec<_>>()
                 .join(",")
         );
@@ -841,7 +863,7 @@ mod tests {
         assert!(log
             .lines()
             .iter()
-            .any(|l| l.contains("configuration problem") && l.contains("one by one")));
+            .any(|l| l.contains("configuration problem") && l.contains("per-event rules")));
     }
 
     #[test]
@@ -849,7 +871,8 @@ mod tests {
         let mut r = routes_named("unwritable", Duration::ZERO);
         r.deadletter = std::env::temp_dir().join("cn-no-such-dir/x.deadletter.jsonl");
         let (mut s, _log) = spawn_with(Picky(Default::default()), r);
-        s.send(batch(1, 3, r#"[{"n":1},{"n":"bad"},{"n":3}]"#));
+        // The second event breaks Canopsis's rules: it is to be dead-lettered.
+        s.send(batch(1, 3, r#"[{"n":1},{"event_type":1},{"n":3}]"#));
         std::thread::sleep(Duration::from_millis(300));
         assert!(s.progress().failing());
         assert_eq!(s.progress().delivered(), 0, "acknowledged while not kept");
@@ -885,6 +908,31 @@ mod tests {
         assert_eq!(stats.restarts.load(Ordering::Relaxed), 1);
         assert_eq!(stats.sent_events.load(Ordering::Relaxed), 2);
         assert!(log.lines().iter().any(|l| l.contains("starting over")));
+    }
+
+    /// Closing with Mattermost messages waiting on the pace: none more is
+    /// posted, they are left unacknowledged to broker.
+    #[test]
+    fn closing_hands_back_paced_mattermost_messages_instead_of_posting_them() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut r = routes_named("paced", PERMANENT_AFTER);
+        r.sink = Sink::Mattermost(crate::sink::mattermost::Settings {
+            username: None,
+            icon_url: None,
+            channel: None,
+            per_second: 1,
+            summary_after: 10,
+        });
+        let (mut s, log) = spawn_with(Scripted(Default::default(), seen.clone()), r);
+        let body = r#"[{"summary":"OK","post":{"text":"a"}},{"summary":"OK","post":{"text":"b"}},{"summary":"OK","post":{"text":"c"}}]"#;
+        s.send(batch_raw(1, 3, body));
+        while seen.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(s.shutdown(Duration::from_secs(10)));
+        assert_eq!(seen.lock().unwrap().len(), 1, "posted while closing");
+        assert_eq!(s.progress().delivered(), 0);
+        assert!(log.lines().iter().any(|l| l.contains("not paced out")));
     }
 
     /// A server that never answers until interrupted.
@@ -1134,7 +1182,7 @@ mod tests {
             for o in 0..5u64 {
                 seq += 1;
                 let lane = router.lane(crate::lanes::Key::Object(o, 0), seq, 1, 1);
-                let json = format!(r#"{{"o":{o},"n":{n}}}"#);
+                let json = ev(&format!(r#"{{"o":{o},"n":{n}}}"#));
                 batchers[lane].push(seq, json.as_bytes(), Instant::now());
                 if batchers[lane].due(Instant::now()) {
                     assert!(s.send(Work::Events(batchers[lane].take().unwrap())));
@@ -1172,12 +1220,12 @@ mod tests {
         // What a spool written before lanes holds (no object), then
         // records with their object, as this version writes them.
         for n in 0..6u64 {
-            let json = format!(r#"{{"o":9,"n":{n}}}"#);
+            let json = ev(&format!(r#"{{"o":9,"n":{n}}}"#));
             w.append(&spool::Record::Event(json.into_bytes())).unwrap();
         }
         for n in 0..20u64 {
             for o in 0..4u64 {
-                let json = format!(r#"{{"o":{o},"n":{n}}}"#);
+                let json = ev(&format!(r#"{{"o":{o},"n":{n}}}"#));
                 w.append(&spool::Record::Keyed((o, 0), json.into_bytes()))
                     .unwrap();
             }

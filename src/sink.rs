@@ -35,9 +35,15 @@ pub enum Verdict {
         /// The events that failed, as Canopsis echoed them.
         failed: Vec<serde_json::Value>,
     },
-    /// The peer refuses the request's content: split it to find the events
-    /// at fault.
+    /// The peer refuses the request's content without saying which event is
+    /// at fault: a request of several events is split to find it; a lone
+    /// event is proven bad only by what else the peer takes (see
+    /// [`crate::sender`]'s delivery model).
     Refused(String),
+    /// The peer refuses the request for its content in words that prove it
+    /// (Mattermost's own `app_error` about the message): the request's
+    /// events are dead-lettered at once, with this reason.
+    Proven(String),
     /// Nothing was taken; try again later.
     Retry {
         /// For the log.

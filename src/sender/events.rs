@@ -1,41 +1,30 @@
 //! Delivering a batch of events to the sink, whatever it is: what an
-//! answer means is the sink's ([`crate::sink`]); when a refused event is
-//! judged bad rather than the configuration, and when it goes to the
-//! dead-letter file, is decided here for all of them.
+//! answer means is the sink's ([`crate::sink`]); what to do about it — send
+//! again, from where, pause, dead-letter with which proof — is decided by
+//! the pure state machine of [`super::delivery`]; this file only carries
+//! its decisions out (transport, pace, pauses, dead-letter file, stats,
+//! log lines).
 
-use super::worker::{Worker, BREAKER};
-use super::MAX_PARTIAL_ATTEMPTS;
+use super::delivery::{Answer, Delivery, Peer, Step};
+use super::worker::Worker;
 use crate::batch::Batch;
 use crate::sink::mattermost::{self, Settings};
 use crate::sink::{Sink, Verdict};
-use crate::transport::{one_line, Method, Request, Transport};
+use crate::transport::{Method, Request, Transport};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 impl Worker {
-    /// Sends a batch until the peer confirmed each event or refused it for
-    /// good. Order is kept.
-    ///
-    /// A refusal condemns an event only when the peer is seen taking others:
-    /// - a refusal of content (for Canopsis, 400/413/422 with its JSON
-    ///   error; see [`crate::sink`]): the batch is split in
-    ///   halves down to single events. A refused single event is dead-lettered
-    ///   once another event of the batch was taken; if [`BREAKER`] single
-    ///   events are refused in a row and none taken, or the batch holds no
-    ///   other event, the refusal is treated as a configuration fault and
-    ///   retried (a lone event is dead-lettered after `permanent_after` of
-    ///   refusals).
-    /// - `failed_events`: when every event of a request failed, Canopsis's
-    ///   backend is failing (its message bus, its database): retried, never
-    ///   dead-lettered. Events listed while others were taken are resent,
-    ///   and dead-lettered only after [`MAX_PARTIAL_ATTEMPTS`] tries over
-    ///   `permanent_after`.
+    /// Sends a batch until each event was taken by the peer or
+    /// dead-lettered with proof that it never will be; `false` when the
+    /// connector closes first (what is not confirmed stays with broker or
+    /// the spool). See [`super::delivery`] for the rules.
     ///
     /// For Mattermost each event is a request of its own, paced, and what
     /// waits beyond [`Settings::summary_after`] is one summary request.
     pub(super) fn deliver_events(&mut self, batch: &Batch) -> bool {
-        let mut pending = match &self.routes.sink {
+        let requests = match &self.routes.sink {
             Sink::Mattermost(settings) => match mattermost_requests(batch, settings) {
                 Some(requests) => requests,
                 None => {
@@ -47,199 +36,103 @@ impl Worker {
             },
             _ => VecDeque::from([(batch.body.clone(), batch.count)]),
         };
-        let framing = self.routes.sink.framing();
-        let peer = self.routes.sink.peer();
-        let took_others = format!("{peer} took other events of its batch");
-        // Single events refused while nothing of this batch was taken yet.
-        let mut held: Vec<(Vec<u8>, String)> = Vec::new();
-        let mut taken_here = false;
-        let mut refused_since: Option<Instant> = None;
-        // Events listed in failed_events: since when, how many tries.
-        let mut failing_since: Option<(Instant, u32)> = None;
+        let peer = Peer::of(&self.routes.sink);
+        let interval = match &self.routes.sink {
+            Sink::Mattermost(settings) => Some(settings.interval()),
+            _ => None,
+        };
+        let mut delivery = Delivery::new(peer, requests);
         loop {
-            let Some((body, count)) = pending.pop_front() else {
-                if held.is_empty() {
-                    return true;
-                }
-                let since = *refused_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.routes.permanent_after {
-                    let why = format!("refused alone for {}s", since.elapsed().as_secs());
-                    if !self.dead_letter_held(&mut held, &why) {
+            match delivery.next(Instant::now()) {
+                Step::Done => return true,
+                Step::Note(line) => self.log.warn(format_args!("{line}")),
+                Step::DeadLetter { event, proof } => {
+                    if !self.keep_dead(&proof, &event) {
                         return false;
                     }
-                    continue;
                 }
-                let n = held.len();
-                for (body, _) in held.drain(..).rev() {
-                    pending.push_front((body, 1));
+                Step::Pause {
+                    reason,
+                    config_fault,
+                    hint,
+                } => {
+                    let step = self.failed(&reason, config_fault, hint);
+                    if !self.wait(step) {
+                        return false;
+                    }
                 }
-                let step = self.failed(
-                    &format!(
-                        "{peer} refused {n} event(s) and took no other yet: sent again; dead-lettered only if it takes others or goes on refusing them for {}s",
-                        self.routes.permanent_after.as_secs()
-                    ),
-                    false,
-                    None,
-                );
-                if !self.wait(step) {
-                    return false;
-                }
-                continue;
-            };
-            if let Sink::Mattermost(settings) = &self.routes.sink {
-                let interval = settings.interval();
-                if !self.pace(interval) {
-                    return false;
-                }
-            }
-            let stats = &self.shared.progress.stats;
-            stats.requests.fetch_add(1, Ordering::Relaxed);
-            self.transport.set_deadline(self.shared.deadline());
-            let req = Request {
-                method: Method::Post,
-                path: &self.routes.event_route,
-                body: &body,
-            };
-            let step = match self.transport.send(req) {
-                Err(e) => {
-                    pending.push_front((body, count));
-                    self.failed(&e.to_string(), e.is_config_fault(), None)
-                }
-                Ok(resp) => match self.routes.sink.judge(&resp) {
-                    Verdict::Delivered => {
-                        stats.sent_events.fetch_add(count as u64, Ordering::Relaxed);
-                        self.log.debug(format_args!("{peer} took {count} event(s)"));
-                        self.backoff.reset();
-                        taken_here = true;
-                        failing_since = None;
-                        if !self.dead_letter_held(&mut held, &took_others) {
+                Step::Send { body, count } => {
+                    if let Some(interval) = interval {
+                        if !self.pace(interval) {
                             return false;
                         }
-                        continue;
                     }
-                    Verdict::Refused(reason) => {
-                        if count > 1 {
-                            if let Some((first, second)) = framing.split(&body) {
-                                self.log.warn(format_args!(
-                                    "{reason}: splitting {count} events to find the refused ones"
-                                ));
-                                pending.push_front(second);
-                                pending.push_front(first);
-                                continue;
+                    let stats = &self.shared.progress.stats;
+                    stats.requests.fetch_add(1, Ordering::Relaxed);
+                    self.transport.set_deadline(self.shared.deadline());
+                    let req = Request {
+                        method: Method::Post,
+                        path: &self.routes.event_route,
+                        body,
+                    };
+                    let answer = match self.transport.send(req) {
+                        Err(e) => Answer::Failed {
+                            reason: e.to_string(),
+                            config_fault: e.is_config_fault(),
+                        },
+                        Ok(resp) => {
+                            let verdict = self.routes.sink.judge(&resp);
+                            let taken = match &verdict {
+                                Verdict::Delivered => count,
+                                Verdict::Partial { sent, .. } => *sent,
+                                _ => 0,
+                            };
+                            if taken > 0 {
+                                let stats = &self.shared.progress.stats;
+                                stats.sent_events.fetch_add(taken as u64, Ordering::Relaxed);
+                                self.log
+                                    .debug(format_args!("{} took {taken} event(s)", peer.name));
                             }
-                        }
-                        refused_since.get_or_insert_with(Instant::now);
-                        held.push((framing.single(&body).to_vec(), reason));
-                        if taken_here {
-                            if !self.dead_letter_held(&mut held, &took_others) {
-                                return false;
+                            if verdict == Verdict::Delivered {
+                                self.backoff.reset();
                             }
-                            continue;
+                            Answer::Peer(verdict)
                         }
-                        if held.len() < BREAKER {
-                            continue;
-                        }
-                        let n = held.len();
-                        let last = held.last().map(|(_, r)| r.clone()).unwrap_or_default();
-                        for (body, _) in held.drain(..).rev() {
-                            pending.push_front((body, 1));
-                        }
-                        self.failed(
-                            &format!(
-                                "{peer} refused {n} events one by one and took none ({last}): a configuration problem ({}), not bad events; nothing is dead-lettered",
-                                self.routes.sink.where_to_look()
-                            ),
-                            true,
-                            None,
-                        )
-                    }
-                    Verdict::Partial { sent, failed } => {
-                        stats.sent_events.fetch_add(sent as u64, Ordering::Relaxed);
-                        let (since, tries) =
-                            failing_since.get_or_insert_with(|| (Instant::now(), 0));
-                        *tries += 1;
-                        let (since, tries) = (*since, *tries);
-                        let n = failed.len();
-                        let failed_json = serde_json::to_vec(&failed).unwrap_or_default();
-                        if sent > 0 {
-                            taken_here = true;
-                            if !self.dead_letter_held(&mut held, &took_others) {
-                                return false;
-                            }
-                        }
-                        let permanent = taken_here
-                            && tries >= MAX_PARTIAL_ATTEMPTS
-                            && since.elapsed() >= self.routes.permanent_after;
-                        if permanent {
-                            let why = format!(
-                                "listed in failed_events {tries} times over {}s while Canopsis took the other events of its batch: judged permanent",
-                                since.elapsed().as_secs()
-                            );
-                            for ev in &failed {
-                                let ev = serde_json::to_vec(ev).unwrap_or_default();
-                                if !self.keep_dead(&why, &ev) {
-                                    return false;
-                                }
-                            }
-                            failing_since = None;
-                            continue;
-                        }
-                        let reason = if sent == 0 {
-                            format!(
-                                "Canopsis could not process any of the {n} event(s) sent (all in failed_events: its message bus or database is failing); retried, nothing is dead-lettered: {}",
-                                one_line(&String::from_utf8_lossy(&failed_json), 120)
-                            )
-                        } else {
-                            format!(
-                                "Canopsis took {sent} event(s) and listed {n} in failed_events (try {tries}); they are sent again: {}",
-                                one_line(&String::from_utf8_lossy(&failed_json), 120)
-                            )
-                        };
-                        pending.push_front((failed_json, n));
-                        self.failed(&reason, false, resp.retry_after)
-                    }
-                    Verdict::Retry {
-                        reason,
-                        config_fault,
-                        retry_after,
-                    } => {
-                        pending.push_front((body, count));
-                        self.failed(&reason, config_fault, retry_after)
-                    }
-                },
-            };
-            if !self.wait(step) {
-                return false;
+                    };
+                    delivery.answered(Instant::now(), answer);
+                }
             }
         }
-    }
-
-    /// Dead-letters the refused events held so far, `why` saying what
-    /// proved them refused for their content.
-    fn dead_letter_held(&mut self, held: &mut Vec<(Vec<u8>, String)>, why: &str) -> bool {
-        while let Some((event, reason)) = held.first() {
-            let reason = format!("{reason}; {why}");
-            let event = event.clone();
-            if !self.keep_dead(&reason, &event) {
-                return false;
-            }
-            held.remove(0);
-        }
-        true
     }
 
     /// Waits until `interval` has passed since the last request began;
-    /// `false` if the connector closed meanwhile and its budget is spent.
+    /// `false` if the connector is closing and a wait is due: the messages
+    /// not sent yet are handed back (left unacknowledged, broker's
+    /// retention keeps them), not posted at the pace while broker waits.
     fn pace(&mut self, interval: std::time::Duration) -> bool {
         if let Some(last) = self.last_request {
             let next = last + interval;
             let now = Instant::now();
-            if next > now && !self.pause(next - now) {
+            // Closing before or during the wait: hand back, do not post.
+            if next > now && (self.closing() || !self.pause(next - now) || self.closing()) {
                 return false;
             }
         }
         self.last_request = Some(Instant::now());
         true
+    }
+
+    /// Whether the connector is closing; logs that the messages not posted
+    /// yet are handed back.
+    fn closing(&self) -> bool {
+        let closing = self.shared.deadline().is_some();
+        if closing {
+            self.log.info(format_args!(
+                "closing: the {} messages not posted yet are left to broker, not paced out",
+                self.routes.sink.peer()
+            ));
+        }
+        closing
     }
 }
 

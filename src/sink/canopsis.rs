@@ -5,6 +5,7 @@
 pub mod answer;
 pub mod format;
 pub mod pbehavior;
+pub mod rules;
 
 use super::Verdict;
 use crate::transport::Response;
@@ -45,7 +46,19 @@ pub fn judge_events(resp: &Response) -> Verdict {
                 },
             }
         }
-        400 | 413 | 422 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
+        // Canopsis judges each event alone (failed_events); a 400 refuses
+        // the request as a whole, and its events passed the rules that
+        // condemn an event ([`rules`]): nothing in it is proven bad.
+        400 => Verdict::Retry {
+            reason: format!(
+                "HTTP 400 {} for events that pass Canopsis's per-event rules: not their content (check the Canopsis version and canopsis_event_route)",
+                resp.snippet()
+            ),
+            config_fault: true,
+            retry_after: None,
+        },
+        // Too large: a request of several events is split.
+        413 | 422 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
         401 => Verdict::Retry {
             reason: format!(
                 "HTTP 401 {}: Canopsis refused canopsis_authkey (unknown key or disabled user)",
@@ -175,5 +188,13 @@ mod tests {
             judge_events(&resp(413, r#"{"error":"too large"}"#)),
             Verdict::Refused(_)
         ));
+        // Canopsis's own 400 on events that pass its per-event rules proves
+        // nothing about them.
+        let Verdict::Retry { config_fault, .. } =
+            judge_events(&resp(400, r#"{"error":"request has invalid structure"}"#))
+        else {
+            panic!()
+        };
+        assert!(config_fault);
     }
 }

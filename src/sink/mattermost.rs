@@ -290,6 +290,48 @@ pub fn summary(rest: &[Message], s: &Settings) -> Vec<u8> {
     )
 }
 
+/// What an error id of Mattermost's incoming-webhook handler says.
+///
+/// Read from Mattermost server's `HandleIncomingWebhook` and
+/// `CreateWebhookPost` (`server/channels/app/webhook.go`) and the web
+/// handler that parses the request (`server/channels/web/webhook.go`):
+/// - about the message, so proof that this message will never be taken:
+///   `web.incoming_webhook.parse.app_error` (the body is not a message),
+///   `web.incoming_webhook.text.app_error` (neither text nor attachments),
+///   `web.incoming_webhook.split_props_length.app_error` (attachments or
+///   props too long to fit a post), `api.context.invalid_param.app_error`
+///   (a `priority` without its value, a system `type`);
+/// - about the hook or the server, which an admin fixes and after which the
+///   same message is taken: `web.incoming_webhook.invalid.app_error`
+///   (unknown or deleted hook), `web.incoming_webhook.disabled.app_error`
+///   (incoming webhooks disabled), `web.incoming_webhook.channel.app_error`
+///   and `app.channel.get.*` (channel not found), `channel_locked`,
+///   `web.incoming_webhook.user.app_error` (the hook's user, or an
+///   `@user` channel, unknown), `web.incoming_webhook.permissions.app_error`;
+/// - any other id: not known to be about the message, so treated as the
+///   hook's (retried, nothing dead-lettered).
+fn about_the_message(id: &str) -> bool {
+    matches!(
+        id,
+        "web.incoming_webhook.parse.app_error"
+            | "web.incoming_webhook.text.app_error"
+            | "web.incoming_webhook.split_props_length.app_error"
+            | "api.context.invalid_param.app_error"
+    )
+}
+
+/// Mattermost's error answer: `{"id":"...app_error","message":...}`.
+fn error_id(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct AppError {
+        id: String,
+    }
+    serde_json::from_str::<AppError>(body.trim())
+        .ok()
+        .map(|e| e.id)
+        .filter(|id| id.contains('.'))
+}
+
 /// What Mattermost's answer to one message means.
 pub fn judge(resp: &Response) -> Verdict {
     let retry = |reason: String, config_fault: bool| super::retry(resp, reason, config_fault);
@@ -302,17 +344,38 @@ pub fn judge(resp: &Response) -> Verdict {
             ),
             false,
         ),
-        // Mattermost answers a hook it does not know (deleted, or a
-        // mistyped key) with 400 like a bad message: the message is not
-        // at fault, and must not be dead-lettered for it.
-        400 if resp.body.contains("web.incoming_webhook.invalid") => retry(
-            format!(
-                "HTTP 400 {}: no such incoming webhook (deleted, or a wrong http_server_url)",
+        400 | 413 => match error_id(&resp.body) {
+            Some(id) if about_the_message(&id) => Verdict::Proven(format!(
+                "Mattermost refused the message for its content (HTTP {} {})",
+                resp.status,
                 resp.snippet()
+            )),
+            Some(id) if id == "web.incoming_webhook.invalid.app_error" => retry(
+                format!(
+                    "HTTP {} {}: no such incoming webhook (deleted, or a wrong http_server_url)",
+                    resp.status,
+                    resp.snippet()
+                ),
+                true,
             ),
-            true,
-        ),
-        400 | 413 => Verdict::Refused(format!("HTTP {} {}", resp.status, resp.snippet())),
+            Some(id) => retry(
+                format!(
+                    "HTTP {} {}: Mattermost refuses the hook, not the message ({id}: check http_server_url, the hook, its channel and its user)",
+                    resp.status,
+                    resp.snippet()
+                ),
+                true,
+            ),
+            // Not Mattermost's words (a proxy): nothing proven.
+            None => retry(
+                format!(
+                    "HTTP {} {}: refused by something that is not Mattermost (a proxy?); nothing is dead-lettered",
+                    resp.status,
+                    resp.snippet()
+                ),
+                true,
+            ),
+        },
         300..=399 => super::redirect(resp),
         401 | 403 => retry(
             format!(
@@ -322,9 +385,10 @@ pub fn judge(resp: &Response) -> Verdict {
             ),
             true,
         ),
-        404 => retry(
+        404 | 501 => retry(
             format!(
-                "HTTP 404 {}: no such incoming webhook (deleted, or a wrong http_server_url)",
+                "HTTP {} {}: no such incoming webhook, or incoming webhooks disabled (check http_server_url)",
+                resp.status,
                 resp.snippet()
             ),
             true,
@@ -424,10 +488,27 @@ mod tests {
         assert!(matches!(
             judge(&resp(
                 400,
-                r#"{"id":"web.incoming_webhook.text.app_error"}"#
+                r#"{"id":"web.incoming_webhook.text.app_error","message":"No text specified"}"#
             )),
-            Verdict::Refused(_)
+            Verdict::Proven(_)
         ));
+        for body in [
+            r#"{"id":"web.incoming_webhook.user.app_error","status_code":400}"#,
+            r#"{"id":"web.incoming_webhook.channel.app_error"}"#,
+            "<html>Bad Request</html>",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    judge(&resp(400, body)),
+                    Verdict::Retry {
+                        config_fault: true,
+                        ..
+                    }
+                ),
+                "{body}"
+            );
+        }
         assert_eq!(judge(&resp(200, "ok")), Verdict::Delivered);
     }
 }

@@ -91,6 +91,13 @@ pub struct State {
     pub retry_after: Option<u64>,
     /// Events to put in `failed_events` (simulated AMQP/Mongo failures).
     pub fail_next_events: usize,
+    /// Until then, the first event of every request carrying several is
+    /// put in `failed_events` (a Mongo or AMQP error on it) while the
+    /// others are taken, as Canopsis judges each event alone.
+    pub fail_first_of_many_until: Option<std::time::Instant>,
+    /// Events taken, per event request (`record` only), as the API mutated
+    /// them: what each request did to Canopsis's state.
+    pub taken_per_request: Vec<Vec<Value>>,
     /// Event POSTs whose body contains this text get a 400, as a body
     /// Canopsis cannot decode does.
     pub refuse_containing: Option<String>,
@@ -163,6 +170,8 @@ impl State {
             seed: 0x2545_f491_4f6c_dd1d,
             retry_after: None,
             fail_next_events: 0,
+            fail_first_of_many_until: None,
+            taken_per_request: Vec::new(),
             refuse_containing: None,
             fail_containing: None,
             record: true,
@@ -657,8 +666,13 @@ fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
     };
     let mut sent = Vec::new();
     let mut failed = Vec::new();
-    for item in items {
+    let fail_first = items.len() > 1
+        && st
+            .fail_first_of_many_until
+            .is_some_and(|t| std::time::Instant::now() < t);
+    for (i, item) in items.into_iter().enumerate() {
         match process_event(st, user, item) {
+            Ok(ev) | Err(ev) if fail_first && i == 0 => failed.push(ev),
             Ok(ev) => {
                 st.published += 1;
                 if st.record {
@@ -668,6 +682,9 @@ fn post_events(st: &mut State, user: &User, body: &[u8]) -> (u16, String) {
             }
             Err(ev) => failed.push(ev),
         }
+    }
+    if st.record {
+        st.taken_per_request.push(sent.clone());
     }
     (
         200,
