@@ -1,15 +1,21 @@
-//! Downtimes as Canopsis pbehaviors: one change at a time, or through the
-//! bulk route, with the comments that go with them.
+//! Downtimes as Canopsis pbehaviors: one change at a time on the single
+//! route, many per request on the bulk and connector routes, with the
+//! comments that go with them. The route in use is the configured one
+//! until Canopsis turns out not to have it (see
+//! [`route`](crate::sink::canopsis::pbehavior::route)).
 
 use super::worker::{Attempt, Worker, BREAKER};
 use super::MAX_PARTIAL_ATTEMPTS;
-use crate::sink::canopsis::pbehavior::{self, Action, ItemAnswer, Outcome};
+use crate::sink::canopsis::pbehavior::route::{self, Kind};
+use crate::sink::canopsis::pbehavior::{self, connector, Action, ItemAnswer, Outcome};
+use crate::sink::Sink;
 use crate::transport::{Method, Request, Response, Transport};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// How far a pbehavior creation got, across retries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Created {
     created: bool,
     /// Comments posted.
@@ -24,6 +30,29 @@ struct BulkItem {
     comments: usize,
     /// Since when, and how many times, Canopsis refused it.
     refused: Option<(Instant, u32)>,
+}
+
+/// How the connector route takes a pbehavior change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// An item of a creation.
+    Create,
+    /// An item of a deletion.
+    End,
+    /// On its own, on the single route: a templated pbehavior (the
+    /// template describes a whole pbehavior), or an end whose window, and
+    /// so key, is unknown.
+    Apart,
+}
+
+impl Via {
+    fn of(action: &Action) -> Via {
+        match action {
+            Action::Create(_) => Via::Create,
+            Action::End(e) if e.window.is_some() => Via::End,
+            _ => Via::Apart,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +74,39 @@ impl Worker {
         r.ids(&mut self.transport, &self.routes.downtime)
     }
 
+    /// The kind of route downtimes take now.
+    fn downtime_kind(&mut self) -> Result<Kind, Outcome> {
+        let mut r = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        r.route(&mut self.transport, &self.routes.downtime, &self.log)
+    }
+
+    /// Canopsis has no `kind` route: every lane takes the next older one.
+    fn route_lacking(&self, kind: Kind, why: &str) {
+        self.resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lacks(kind, &self.routes.downtime, why, &self.log);
+    }
+
+    /// `kind`'s path, from the configured route.
+    fn downtime_path(&self, kind: Kind) -> String {
+        route::path_for(&self.routes.downtime.route, kind)
+    }
+
+    /// At the sender's start, with the connector route configured: asks
+    /// Canopsis once whether it has that route, so an older Canopsis is
+    /// told at once rather than at the first downtime. Unanswered, the
+    /// question is asked again before the first downtime.
+    pub(super) fn check_downtime_route(&mut self) {
+        let d = &self.routes.downtime;
+        if matches!(self.routes.sink, Sink::Canopsis)
+            && d.send_pbh
+            && Kind::of(&d.route) == Kind::Connector
+        {
+            let _ = self.downtime_kind();
+        }
+    }
+
     pub(super) fn forget_pbehavior_ids(&self) {
         self.resolver
             .lock()
@@ -53,7 +115,12 @@ impl Worker {
     }
 
     pub(super) fn deliver_pbehavior(&mut self, action: &Action) -> bool {
-        let mut created = Created::default();
+        self.deliver_pbehavior_from(action, Created::default())
+    }
+
+    /// [`deliver_pbehavior`](Self::deliver_pbehavior), from where an
+    /// earlier try left it.
+    fn deliver_pbehavior_from(&mut self, action: &Action, mut created: Created) -> bool {
         let mut refused_since: Option<(Instant, u32)> = None;
         loop {
             self.transport.set_deadline(self.shared.deadline());
@@ -125,6 +192,12 @@ impl Worker {
                         )
                     }
                 }
+                // Only bulk routes say so.
+                Outcome::RouteMissing(reason) => self.failed(
+                    &format!("pbehavior {}: {reason}", action.name()),
+                    true,
+                    None,
+                ),
             };
             if let Attempt::Done = step {
                 return true;
@@ -135,21 +208,38 @@ impl Worker {
         }
     }
 
-    /// Sends consecutive pbehavior changes through the bulk route until
-    /// each is done, in order: a run of creations is one `POST`, a run of
-    /// deletions one `DELETE`, and a run starts only once everything
-    /// before it is done (a deletion never overtakes its creation).
-    /// Canopsis answers each item on its own: one refused item is not a
-    /// refused request; "already exists" and "not found" count as done.
-    /// Comments go one per downtime, after their pbehavior exists.
+    /// Sends consecutive pbehavior changes through the bulk or the
+    /// connector route until each is done, in order: a run of creations is
+    /// one `POST`, a run of deletions one `DELETE`, and a run starts only
+    /// once everything before it is done (a deletion never overtakes its
+    /// creation). Canopsis answers each item on its own: one refused item
+    /// is not a refused request; "already exists" and "not found" count as
+    /// done. On the bulk route, comments go one per downtime, after their
+    /// pbehavior exists. A Canopsis without the route gets the rest
+    /// through the next older one.
     pub(super) fn deliver_bulk(&mut self, actions: &[Action]) -> bool {
         let mut items: Vec<BulkItem> = actions.iter().map(|_| BulkItem::default()).collect();
         loop {
             self.transport.set_deadline(self.shared.deadline());
-            let step = match self.bulk_round(actions, &mut items) {
+            let (kind, round) = match self.downtime_kind() {
+                Err(o) => (None, Some(o)),
+                Ok(Kind::Single) => return self.deliver_singly(actions, &items),
+                Ok(Kind::Bulk) => (Some(Kind::Bulk), self.bulk_round(actions, &mut items)),
+                Ok(Kind::Connector) => (
+                    Some(Kind::Connector),
+                    self.connector_round(actions, &mut items),
+                ),
+            };
+            let step = match round {
                 None => {
                     self.backoff.reset();
                     return true;
+                }
+                Some(Outcome::RouteMissing(why)) => {
+                    if let Some(kind) = kind {
+                        self.route_lacking(kind, &why);
+                    }
+                    continue;
                 }
                 Some(Outcome::StaleIds(reason)) => {
                     self.forget_pbehavior_ids();
@@ -175,6 +265,20 @@ impl Worker {
                 return false;
             }
         }
+    }
+
+    /// What is not done yet, one change at a time on the single route.
+    fn deliver_singly(&mut self, actions: &[Action], items: &[BulkItem]) -> bool {
+        actions.iter().zip(items).all(|(action, item)| match item.state {
+            BulkState::Done => true,
+            state => self.deliver_pbehavior_from(
+                action,
+                Created {
+                    created: state == BulkState::Comment,
+                    comments: item.comments,
+                },
+            ),
+        })
     }
 
     /// One pass over what is left; `None` when everything is done, or
@@ -232,9 +336,189 @@ impl Worker {
         sent: usize,
         right: &str,
     ) -> Result<Vec<ItemAnswer>, Outcome> {
-        let route = self.routes.downtime.route.clone();
-        let resp = self.request(method, &route, body)?;
+        let path = self.downtime_path(Kind::Bulk);
+        self.array_send(method, &path, body, sent, right)
+    }
+
+    /// One request of a bulk route, answered item by item.
+    fn array_send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+        sent: usize,
+        right: &str,
+    ) -> Result<Vec<ItemAnswer>, Outcome> {
+        let resp = self.request(method, path, body)?;
+        if self.routes.placeholder_ids {
+            // send_data_test: logged, and taken.
+            return Ok(vec![ItemAnswer::taken(); sent]);
+        }
         pbehavior::judge_bulk(&resp, sent, right)
+    }
+
+    /// One pass over what is left on the connector route; `None` when
+    /// everything is done, or why the first unfinished run must wait.
+    fn connector_round(&mut self, actions: &[Action], items: &mut [BulkItem]) -> Option<Outcome> {
+        let mut i = 0;
+        while i < actions.len() {
+            if items[i].state == BulkState::Done {
+                i += 1;
+                continue;
+            }
+            let via = Via::of(&actions[i]);
+            if via == Via::Apart || items[i].state == BulkState::Comment {
+                if let Some(o) = self.apart_step(&actions[i], &mut items[i]) {
+                    return Some(o);
+                }
+                i += 1;
+                continue;
+            }
+            let run: Vec<usize> = (i..actions.len())
+                .take_while(|&k| {
+                    items[k].state != BulkState::Comment && Via::of(&actions[k]) == via
+                })
+                .filter(|&k| items[k].state == BulkState::Todo)
+                .collect();
+            let end = run.last().map_or(i + 1, |&k| k + 1);
+            let failure = if via == Via::Create {
+                self.connector_create(actions, items, &run)
+            } else {
+                self.connector_end(actions, items, &run)
+            };
+            if failure.is_some() {
+                return failure;
+            }
+            i = end;
+        }
+        None
+    }
+
+    /// Creations on the connector route: Canopsis puts each downtime's
+    /// entity in the pbehavior of its key, made by the first.
+    fn connector_create(
+        &mut self,
+        actions: &[Action],
+        items: &mut [BulkItem],
+        run: &[usize],
+    ) -> Option<Outcome> {
+        let ids = match self.pbehavior_ids() {
+            Ok(ids) => ids,
+            Err(o) => return Some(o),
+        };
+        let origin = &self.routes.downtime.origin;
+        let body: Vec<Value> = run
+            .iter()
+            .filter_map(|&k| match &actions[k] {
+                Action::Create(c) => Some(connector::create_item(c, &ids, origin)),
+                _ => None,
+            })
+            .collect();
+        let path = self.downtime_path(Kind::Connector);
+        let right = "create on pbehaviors (api_pbehavior)";
+        let answers =
+            match self.array_send(Method::Post, &path, &connector::body(&body), run.len(), right) {
+                Ok(a) => a,
+                Err(o) => return Some(o),
+            };
+        let mut failure = None;
+        for (&k, answer) in run.iter().zip(&answers) {
+            match pbehavior::judge_create_item(answer) {
+                Outcome::Created => {
+                    self.log.info(format_args!(
+                        "pbehavior {}: in pbehavior {}",
+                        actions[k].name(),
+                        answer.id
+                    ));
+                    items[k].state = BulkState::Done;
+                }
+                other => {
+                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], other) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        failure
+    }
+
+    /// Ends on the connector route: each downtime's entity leaves the
+    /// pbehavior of its key (which goes with its last entity). A key
+    /// Canopsis does not know is a downtime that began under another
+    /// route (or is gone already): it is deleted by name, as there.
+    fn connector_end(
+        &mut self,
+        actions: &[Action],
+        items: &mut [BulkItem],
+        run: &[usize],
+    ) -> Option<Outcome> {
+        let origin = &self.routes.downtime.origin;
+        let body: Vec<Value> = run
+            .iter()
+            .filter_map(|&k| match &actions[k] {
+                Action::End(e) => connector::delete_item(e, origin),
+                _ => None,
+            })
+            .collect();
+        let path = self.downtime_path(Kind::Connector);
+        let right = "delete on pbehaviors (api_pbehavior)";
+        let answers =
+            match self.array_send(Method::Delete, &path, &connector::body(&body), run.len(), right)
+            {
+                Ok(a) => a,
+                Err(o) => return Some(o),
+            };
+        let mut failure = None;
+        let mut unknown = Vec::new();
+        for (&k, answer) in run.iter().zip(&answers) {
+            match answer.status {
+                200..=299 => {
+                    self.log.info(format_args!(
+                        "pbehavior {}: taken out of pbehavior {}",
+                        actions[k].name(),
+                        answer.id
+                    ));
+                    items[k].state = BulkState::Done;
+                }
+                404 => unknown.push(k),
+                _ => {
+                    let outcome = pbehavior::judge_delete_item(answer);
+                    if let Some(o) = self.bulk_item_settled(&actions[k], &mut items[k], outcome) {
+                        failure.get_or_insert(o);
+                    }
+                }
+            }
+        }
+        for k in unknown {
+            if failure.is_some() {
+                break;
+            }
+            failure = self.apart_step(&actions[k], &mut items[k]);
+        }
+        failure
+    }
+
+    /// One try at a change on the single route, within a bulk delivery:
+    /// `None` once it is done.
+    fn apart_step(&mut self, action: &Action, item: &mut BulkItem) -> Option<Outcome> {
+        let mut done = Created {
+            created: item.state == BulkState::Comment,
+            comments: item.comments,
+        };
+        let outcome = self.pbehavior_step(action, &mut done);
+        item.comments = done.comments;
+        if done.created && item.state == BulkState::Todo {
+            item.state = BulkState::Comment;
+        }
+        match outcome {
+            Outcome::Created => {
+                self.log
+                    .info(format_args!("pbehavior {}: created", action.name()));
+                item.state = BulkState::Done;
+                None
+            }
+            other => self.bulk_item_settled(action, item, other),
+        }
     }
 
     fn bulk_create(
@@ -413,9 +697,9 @@ impl Worker {
     /// One try at a pbehavior change; `done` remembers, across retries,
     /// that it was created and how many of its comments were posted.
     fn pbehavior_step(&mut self, action: &Action, done: &mut Created) -> Outcome {
-        let route = self.routes.downtime.route.clone();
+        let route = self.downtime_path(Kind::Single);
         match action {
-            Action::Delete(name) => {
+            Action::Delete(name) | Action::End(pbehavior::End { name, .. }) => {
                 let path = |name: &str| format!("{route}?name={}", pbehavior::url_encode(name));
                 let outcome = match self.request(Method::Delete, &path(name), b"") {
                     Ok(resp) => pbehavior::judge_delete(&resp),
