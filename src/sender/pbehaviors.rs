@@ -269,16 +269,19 @@ impl Worker {
 
     /// What is not done yet, one change at a time on the single route.
     fn deliver_singly(&mut self, actions: &[Action], items: &[BulkItem]) -> bool {
-        actions.iter().zip(items).all(|(action, item)| match item.state {
-            BulkState::Done => true,
-            state => self.deliver_pbehavior_from(
-                action,
-                Created {
-                    created: state == BulkState::Comment,
-                    comments: item.comments,
-                },
-            ),
-        })
+        actions
+            .iter()
+            .zip(items)
+            .all(|(action, item)| match item.state {
+                BulkState::Done => true,
+                state => self.deliver_pbehavior_from(
+                    action,
+                    Created {
+                        created: state == BulkState::Comment,
+                        comments: item.comments,
+                    },
+                ),
+            })
     }
 
     /// One pass over what is left; `None` when everything is done, or
@@ -416,11 +419,16 @@ impl Worker {
             .collect();
         let path = self.downtime_path(Kind::Connector);
         let right = "create on pbehaviors (api_pbehavior)";
-        let answers =
-            match self.array_send(Method::Post, &path, &connector::body(&body), run.len(), right) {
-                Ok(a) => a,
-                Err(o) => return Some(o),
-            };
+        let answers = match self.array_send(
+            Method::Post,
+            &path,
+            &connector::body(&body),
+            run.len(),
+            right,
+        ) {
+            Ok(a) => a,
+            Err(o) => return Some(o),
+        };
         let mut failure = None;
         for (&k, answer) in run.iter().zip(&answers) {
             match pbehavior::judge_create_item(answer) {
@@ -462,12 +470,16 @@ impl Worker {
             .collect();
         let path = self.downtime_path(Kind::Connector);
         let right = "delete on pbehaviors (api_pbehavior)";
-        let answers =
-            match self.array_send(Method::Delete, &path, &connector::body(&body), run.len(), right)
-            {
-                Ok(a) => a,
-                Err(o) => return Some(o),
-            };
+        let answers = match self.array_send(
+            Method::Delete,
+            &path,
+            &connector::body(&body),
+            run.len(),
+            right,
+        ) {
+            Ok(a) => a,
+            Err(o) => return Some(o),
+        };
         let mut failure = None;
         let mut unknown = Vec::new();
         for (&k, answer) in run.iter().zip(&answers) {

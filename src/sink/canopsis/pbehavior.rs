@@ -1150,6 +1150,51 @@ mod tests {
     }
 
     #[test]
+    fn the_connector_route_needs_canopsis_2404() {
+        let mut connector = cfg();
+        connector.route = "/api/v4/bulk/connector-pbehaviors".into();
+        for (version, kind) in [
+            ("23.10.4", Kind::Bulk),
+            ("24.04.0", Kind::Connector),
+            ("development", Kind::Connector),
+        ] {
+            let log = Logger::memory(crate::logger::level_filter(3));
+            let mut t = Script(
+                VecDeque::from(vec![resp(200, &json!({ "version": version }).to_string())]),
+                Vec::new(),
+            );
+            let mut r = Resolver::new(false);
+            assert_eq!(r.route(&mut t, &connector, &log), Ok(kind), "{version}");
+            assert_eq!(r.route(&mut t, &connector, &log), Ok(kind), "asked once");
+            assert_eq!(t.1, vec!["Get /api/v4/app-info"]);
+            let refused = log
+                .lines()
+                .iter()
+                .filter(|l| l.contains("needs Canopsis 24.04 or later"))
+                .count();
+            assert_eq!(refused, usize::from(kind == Kind::Bulk), "{version}");
+        }
+        // Unanswered: asked again next time, nothing decided.
+        let log = Logger::memory(crate::logger::level_filter(3));
+        let mut t = Script(VecDeque::new(), Vec::new());
+        let mut r = Resolver::new(false);
+        assert!(r.route(&mut t, &connector, &log).is_err());
+        // Other routes need no question; a 404 falls back once.
+        let mut t = Script(VecDeque::new(), Vec::new());
+        assert_eq!(r.route(&mut t, &cfg(), &log), Ok(Kind::Bulk));
+        r.lacks(Kind::Bulk, &cfg(), "HTTP 404", &log);
+        r.lacks(Kind::Bulk, &cfg(), "HTTP 404", &log);
+        assert_eq!(r.route(&mut t, &cfg(), &log), Ok(Kind::Single));
+        assert!(t.1.is_empty());
+        let fell = log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("is not a route of this Canopsis (HTTP 404): downtimes go through /api/v4/pbehaviors from now on"))
+            .count();
+        assert_eq!(fell, 1);
+    }
+
+    #[test]
     fn missing_rights_are_named() {
         let mut t = Script(
             VecDeque::from(vec![resp(403, r#"{"error":"Forbidden"}"#)]),
@@ -1235,7 +1280,9 @@ mod tests {
             id: String::new(),
         };
         for o in [judge_create_item(&denied), judge_delete_item(&denied)] {
-            assert!(matches!(o, Outcome::Retry { config_fault: true, reason } if reason.contains("lacks the right")));
+            assert!(
+                matches!(o, Outcome::Retry { config_fault: true, reason } if reason.contains("lacks the right"))
+            );
         }
         assert!(is_bulk_route("/api/v4/bulk/pbehaviors/"));
         assert!(!is_bulk_route("/api/v4/pbehaviors"));

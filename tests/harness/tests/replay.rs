@@ -260,7 +260,9 @@ fn every_change_once(name: &str, api: i64) {
 /// downtime may go out with a later status of it, once; every other change
 /// goes out once, with its first report; nothing goes out twice.
 fn defaults(name: &str, api: i64) {
-    let (t, lab) = replay(name, api, &[]);
+    // The single route, whose requests say each pbehavior by itself.
+    let single = Param::Str("/api/v4/pbehaviors".into());
+    let (t, lab) = replay(name, api, &[("canopsis_downtime_route", single)]);
     let names = Names::of(&t);
     let all = changes(&t);
     let sent = counts(&checks(&lab));

@@ -135,11 +135,19 @@ mod tests {
         };
         assert_eq!(
             delete_item(&end, "o"),
-            Some(json!({"entities": ["Ping/host-a"], "origin": "o", "tstart": 1060,
-                        "tstop": 4660, "comment": NO_COMMENT}))
+            Some(
+                json!({"entities": ["Ping/host-a"], "origin": "o", "tstart": 1060,
+                        "tstop": 4660, "comment": NO_COMMENT})
+            )
         );
         assert_eq!(
-            delete_item(&End { window: None, ..end }, "o"),
+            delete_item(
+                &End {
+                    window: None,
+                    ..end
+                },
+                "o"
+            ),
             None,
             "no window, no key"
         );
