@@ -453,7 +453,9 @@ impl Worker {
     /// Ends on the connector route: each downtime's entity leaves the
     /// pbehavior of its key (which goes with its last entity). A key
     /// Canopsis does not know is a downtime that began under another
-    /// route (or is gone already): it is deleted by name, as there.
+    /// route (or is gone already): it is deleted by name, as there,
+    /// through the bulk route (Canopsis has it, having this one), all in
+    /// one request.
     fn connector_end(
         &mut self,
         actions: &[Action],
@@ -501,11 +503,8 @@ impl Worker {
                 }
             }
         }
-        for k in unknown {
-            if failure.is_some() {
-                break;
-            }
-            failure = self.apart_step(&actions[k], &mut items[k]);
+        if failure.is_none() && !unknown.is_empty() {
+            failure = self.bulk_delete(actions, items, &unknown);
         }
         failure
     }

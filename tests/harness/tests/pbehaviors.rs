@@ -745,7 +745,8 @@ fn the_connector_route_is_refused_on_an_older_canopsis() {
 
 /// A downtime that began under the single route (this connector's or
 /// the Lua one's name) is still removed when it ends under the connector
-/// route: its key is unknown there (404), so it is deleted by name.
+/// route: its key is unknown there (404), so it is deleted by name
+/// (`_id`), as the bulk route does it.
 #[test]
 fn a_downtime_begun_under_another_route_ends_under_the_connector_route() {
     let lab = Lab::new("connector-switch");
@@ -769,26 +770,28 @@ fn a_downtime_begun_under_another_route_ends_under_the_connector_route() {
         "{:?}",
         lab.mock.state().pbehaviors
     );
-    let dels: Vec<(String, u16)> = lab
+    // Each DELETE: its route and what Canopsis answered each item.
+    let dels: Vec<(String, Vec<(u64, Value)>)> = lab
         .mock
         .state()
         .requests
         .iter()
         .filter(|r| r.method == "DELETE")
-        .map(|r| (format!("{}?{}", r.path, r.query), r.status))
+        .map(|r| {
+            let answer: Value = serde_json::from_str(&r.answer).unwrap();
+            let items = answer.as_array().unwrap().iter();
+            let items = items.map(|a| (a["status"].as_u64().unwrap(), a["item"].clone()));
+            (r.path.clone(), items.collect())
+        })
         .collect();
-    assert!(dels.contains(&(format!("{CONNECTOR}?"), 207)), "{dels:?}");
-    assert!(
-        dels.contains(&(
-            format!("{SINGLE}?name=centreon-downtime-12-34-70-{}", T - 60),
-            204
-        )),
-        "{dels:?}"
-    );
-    assert!(
-        dels.contains(&(format!("{SINGLE}?name={legacy}"), 204)),
-        "{dels:?}"
-    );
+    let ours = format!("centreon-downtime-12-34-70-{}", T - 60);
+    assert_eq!(dels.len(), 3, "{dels:?}");
+    assert_eq!(dels[0].0, CONNECTOR);
+    assert!(dels[0].1.iter().all(|(s, _)| *s == 404), "{dels:?}");
+    assert_eq!(dels[1].0, BULK);
+    assert!(dels[1].1.contains(&(200, json!({ "_id": ours }))), "{dels:?}");
+    assert_eq!(dels[2].0, BULK, "then under the Lua connector's name");
+    assert_eq!(dels[2].1, vec![(200, json!({ "_id": legacy }))], "{dels:?}");
 }
 
 /// Every bulk route answers 207 item by item; a start sent again (a
@@ -852,8 +855,8 @@ fn bulk_items_are_idempotent_on_every_bulk_route() {
             assert_eq!(status("POST"), vec![200], "{items:?}");
             assert_eq!(status("DELETE"), vec![404], "{items:?}");
             assert_eq!(
-                requests_on(&lab, SINGLE),
-                vec![("DELETE".into(), 404), ("DELETE".into(), 404)],
+                requests_on(&lab, BULK),
+                vec![("DELETE".into(), 207), ("DELETE".into(), 207)],
                 "then by name, ours and the Lua connector's"
             );
         }

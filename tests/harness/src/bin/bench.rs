@@ -281,7 +281,14 @@ fn downtimes(latency: Duration, n: i64, route: Option<&str>) -> f64 {
     lab.mock.state().latency = latency;
     many_objects(&out);
     let dts: Vec<Downtime> = (0..n)
-        .map(|i| Downtime::started(10_000 + i, 1000 + i % OBJECTS, 1, T, T + 3600))
+        // One downtime per service and round, each round ending a second
+        // later: on the connector route a round is one pbehavior (as a
+        // host group's downtime), and no two downtimes of one service
+        // share one (the first to end would take the service out).
+        .map(|i| {
+            let round = i / OBJECTS;
+            Downtime::started(10_000 + i, 1000 + i % OBJECTS, 1, T, T + 3600 + round)
+        })
         .collect();
     let start = Instant::now();
     let mut mux = Muxer::new();
