@@ -314,7 +314,7 @@ impl Worker {
             let failure = if create {
                 self.bulk_create(actions, items, &run)
             } else {
-                self.bulk_delete(actions, items, &run)
+                self.bulk_delete(actions, items, &run, true)
             };
             // Comments of what this run created, in order.
             for &k in &run {
@@ -504,7 +504,7 @@ impl Worker {
             }
         }
         if failure.is_none() && !unknown.is_empty() {
-            failure = self.bulk_delete(actions, items, &unknown);
+            failure = self.bulk_delete(actions, items, &unknown, false);
         }
         failure
     }
@@ -579,11 +579,15 @@ impl Worker {
         failure
     }
 
+    /// Deletes by name (`_id`) through the bulk route, then under the Lua
+    /// connector's names; with `connector_too`, an end found under
+    /// neither is looked for on the connector route.
     fn bulk_delete(
         &mut self,
         actions: &[Action],
         items: &mut [BulkItem],
         run: &[usize],
+        connector_too: bool,
     ) -> Option<Outcome> {
         let names = run.iter().map(|&k| actions[k].name());
         let body = pbehavior::bulk_delete_body(names);
@@ -616,23 +620,99 @@ impl Worker {
             Ok(a) => a,
             Err(o) => return failure.or(Some(o)),
         };
+        // Under neither name: it may have begun under the connector route.
+        let mut elsewhere: Vec<(usize, &pbehavior::End)> = Vec::new();
         for ((k, _), answer) in legacy.iter().zip(&answers) {
             let name = actions[*k].name();
-            match pbehavior::judge_delete_item(answer) {
-                Outcome::Done("deleted") => {
+            match (pbehavior::judge_delete_item(answer), &actions[*k]) {
+                (Outcome::Done("deleted"), _) => {
                     self.log.info(format_args!(
                         "pbehavior {name}: deleted under the name the Lua connector gave it"
                     ));
                     items[*k].state = BulkState::Done;
                 }
-                other => {
+                (Outcome::Done("already deleted"), Action::End(end))
+                    if connector_too && end.window.is_some() =>
+                {
+                    elsewhere.push((*k, end));
+                }
+                (other, _) => {
                     if let Some(o) = self.bulk_item_settled(&actions[*k], &mut items[*k], other) {
                         failure.get_or_insert(o);
                     }
                 }
             }
         }
-        failure
+        if elsewhere.is_empty() || failure.is_some() {
+            return failure;
+        }
+        let ends: Vec<&pbehavior::End> = elsewhere.iter().map(|(_, e)| *e).collect();
+        match self.connector_leftovers(&ends) {
+            Ok(found) => {
+                for ((k, _), id) in elsewhere.iter().zip(found) {
+                    let what = match id {
+                        Some(id) => format!("taken out of pbehavior {id} (connector route)"),
+                        None => "already deleted".to_string(),
+                    };
+                    self.log
+                        .info(format_args!("pbehavior {}: {what}", actions[*k].name()));
+                    items[*k].state = BulkState::Done;
+                }
+                None
+            }
+            Err(o) => Some(o),
+        }
+    }
+
+    /// Ends whose pbehavior is under none of the names the other routes
+    /// give: on a Canopsis with the connector route, each one's entity is
+    /// taken out of the pbehavior of its key there (a downtime that began
+    /// under the connector route, before a switch to another). The
+    /// pbehavior that held each, `None` where there was none.
+    fn connector_leftovers(
+        &mut self,
+        ends: &[&pbehavior::End],
+    ) -> Result<Vec<Option<String>>, Outcome> {
+        let none = vec![None; ends.len()];
+        let has_route = {
+            let mut r = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+            r.has_connector_route(&mut self.transport)?
+        };
+        if !has_route {
+            return Ok(none);
+        }
+        let origin = &self.routes.downtime.origin;
+        let body: Vec<Value> = ends
+            .iter()
+            .filter_map(|e| connector::delete_item(e, origin))
+            .collect();
+        let path = self.downtime_path(Kind::Connector);
+        let right = "delete on pbehaviors (api_pbehavior)";
+        let answers = match self.array_send(
+            Method::Delete,
+            &path,
+            &connector::body(&body),
+            body.len(),
+            right,
+        ) {
+            Ok(a) => a,
+            Err(Outcome::RouteMissing(_)) => return Ok(none),
+            Err(o) => return Err(o),
+        };
+        answers
+            .iter()
+            .map(|a| match a.status {
+                200..=299 => Ok(Some(a.id.clone())),
+                404 => Ok(None),
+                _ => Err(match pbehavior::judge_delete_item(a) {
+                    Outcome::Refused(why) => Outcome::Retry {
+                        reason: why,
+                        config_fault: false,
+                    },
+                    other => other,
+                }),
+            })
+            .collect()
     }
 
     /// An item's outcome: done (logged), or [`bulk_item_failed`](Self::bulk_item_failed).
@@ -718,7 +798,7 @@ impl Worker {
                 };
                 // Not there under our name: it may be an older connector's.
                 let legacy = pbehavior::legacy_name(name);
-                match (outcome, legacy) {
+                let outcome = match (outcome, legacy) {
                     (Outcome::Done("already deleted"), Some(legacy)) => {
                         match self.request(Method::Delete, &path(&legacy), b"") {
                             Ok(resp) => match pbehavior::judge_delete(&resp) {
@@ -727,6 +807,22 @@ impl Worker {
                                 ),
                                 other => other,
                             },
+                            Err(o) => o,
+                        }
+                    }
+                    (outcome, _) => outcome,
+                };
+                // Under neither name: it may have begun under the
+                // connector route.
+                match (outcome, action) {
+                    (Outcome::Done("already deleted"), Action::End(end))
+                        if end.window.is_some() =>
+                    {
+                        match self.connector_leftovers(&[end]) {
+                            Ok(found) if found[0].is_some() => {
+                                Outcome::Done("taken out of its connector route pbehavior")
+                            }
+                            Ok(_) => Outcome::Done("already deleted"),
                             Err(o) => o,
                         }
                     }

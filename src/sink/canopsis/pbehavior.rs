@@ -744,6 +744,17 @@ impl Resolver {
         }
     }
 
+    /// Whether this Canopsis has the connector route, as far as the
+    /// connector knows (app-info read once; a version it cannot read is
+    /// given the benefit of the doubt, a 404 met is not).
+    pub fn has_connector_route(&mut self, t: &mut dyn Transport) -> Result<bool, Outcome> {
+        if self.placeholder || self.learnt.kind(Kind::Connector) != Kind::Connector {
+            return Ok(false);
+        }
+        let version = self.version(t)?;
+        Ok(route::has_connector_route(&version) != Some(false))
+    }
+
     /// app-info's `version`, read once.
     fn version(&mut self, t: &mut dyn Transport) -> Result<String, Outcome> {
         if let Some(v) = &self.version {

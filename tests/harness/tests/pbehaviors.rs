@@ -8,13 +8,14 @@ use std::time::Duration;
 
 const T: i64 = 1_763_000_000;
 
-/// The DELETE requests the mock received: query and status.
+/// The DELETE requests the mock received on the single route: query and
+/// status.
 fn deletes(lab: &Lab) -> Vec<(String, u16)> {
     lab.mock
         .state()
         .requests
         .iter()
-        .filter(|r| r.method == "DELETE")
+        .filter(|r| r.method == "DELETE" && r.path == SINGLE)
         .map(|r| (r.query.clone(), r.status))
         .collect()
 }
@@ -184,6 +185,8 @@ fn a_replayed_start_and_an_unknown_end_count_as_delivered() {
         ],
         "our name, then the Lua connector's"
     );
+    // Then on the connector route, where it may have begun: not there.
+    assert_eq!(requests_on(&lab, CONNECTOR), vec![("DELETE".into(), 207)]);
 }
 
 #[test]
@@ -685,7 +688,7 @@ fn a_host_downtime_with_its_services_is_one_connector_pbehavior() {
             );
         }
         // The host's downtime ends first: its services' stay.
-        let (_, ends) = starts_then_ends(&[host.clone()], bbdo);
+        let (_, ends) = starts_then_ends(std::slice::from_ref(&host), bbdo);
         deliver_soon(&mut out, ends);
         {
             let st = lab.mock.state();
@@ -789,7 +792,10 @@ fn a_downtime_begun_under_another_route_ends_under_the_connector_route() {
     assert_eq!(dels[0].0, CONNECTOR);
     assert!(dels[0].1.iter().all(|(s, _)| *s == 404), "{dels:?}");
     assert_eq!(dels[1].0, BULK);
-    assert!(dels[1].1.contains(&(200, json!({ "_id": ours }))), "{dels:?}");
+    assert!(
+        dels[1].1.contains(&(200, json!({ "_id": ours }))),
+        "{dels:?}"
+    );
     assert_eq!(dels[2].0, BULK, "then under the Lua connector's name");
     assert_eq!(dels[2].1, vec![(200, json!({ "_id": legacy }))], "{dels:?}");
 }
@@ -862,5 +868,42 @@ fn bulk_items_are_idempotent_on_every_bulk_route() {
         }
         assert!(!lab.log().contains("dead-letter"), "{path}");
         assert!(!lab.log().contains("refused"), "{path}: {}", lab.log());
+    }
+}
+
+/// Back from the connector route to another: a downtime that began there
+/// is under none of the names the other routes give, so its entity is
+/// taken out of the connector route's pbehavior, which goes with its last
+/// entity.
+#[test]
+fn a_downtime_begun_under_the_connector_route_ends_under_another() {
+    for back in [BULK, SINGLE] {
+        let lab = Lab::new("connector-back");
+        let host = Downtime::started(90, 12, 0, T, T + 3600);
+        let ping = Downtime::started(91, 12, 34, T, T + 3600);
+        let (starts, _) = starts_then_ends(&[host.clone(), ping.clone()], Bbdo::V3);
+        let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+        deliver_soon(&mut out, starts);
+        out.close();
+        assert_eq!(lab.mock.state().pbehaviors.len(), 1);
+        let mut out = lab.open(lab.params(&[route(back)]), Bbdo::V3);
+        let (_, ends) = starts_then_ends(&[host], Bbdo::V3);
+        deliver_soon(&mut out, ends);
+        assert_eq!(
+            lab.mock.state().pbehaviors[0]["entities"],
+            json!(["Ping/host-a"]),
+            "{back}: the host is out, its service stays"
+        );
+        let (_, ends) = starts_then_ends(&[ping], Bbdo::V3);
+        deliver_soon(&mut out, ends);
+        out.close();
+        assert!(lab.mock.state().pbehaviors.is_empty(), "{back}");
+        assert!(
+            lab.log().contains("(connector route)")
+                || lab
+                    .log()
+                    .contains("taken out of its connector route pbehavior"),
+            "{back}"
+        );
     }
 }
