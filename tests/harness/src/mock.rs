@@ -136,7 +136,7 @@ pub struct State {
 }
 
 impl State {
-    fn new() -> State {
+    pub(crate) fn new() -> State {
         let types = [
             ("Default inactive", "inactive", "#979797"),
             ("Default active", "active", "#2FAB63"),

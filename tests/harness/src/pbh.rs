@@ -782,3 +782,131 @@ fn connector_delete_item(st: &mut State, raw: &Value) -> (u16, Option<String>, V
     }
     (200, Some(id), Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(st: &mut State, method: &str, body: Value) -> (u16, Vec<Value>) {
+        let (status, text) = route(st, method, CONNECTOR_ROUTE, "", body.to_string().as_bytes());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        (status, v.as_array().cloned().unwrap_or_else(|| vec![v]))
+    }
+
+    fn item(entity: &str, comment: &str) -> Value {
+        json!({"entities": [entity], "origin": "centreon-stream", "tstart": 100, "tstop": 200,
+               "comment": comment, "name": format!("n-{comment}"), "reason": "r-default",
+               "type": "a1b2c3d4-0000-4000-8000-000000000002"})
+    }
+
+    #[test]
+    fn connector_items_are_validated_as_go_binds_them() {
+        let mut st = State::new();
+        let (status, a) = answers(
+            &mut st,
+            "POST",
+            json!([{}, {"tstart": "100"}, 3, {"entities": [], "origin": "o", "tstart": 2, "tstop": 1,
+                    "comment": "c", "name": "n", "reason": "nope", "type": "nope", "color": "red"}]),
+        );
+        assert_eq!(status, 207);
+        assert_eq!(
+            a[0]["errors"],
+            json!({"entities": "Entities is missing.", "origin": "Origin is missing.",
+                   "tstart": "Start is missing.", "tstop": "Stop is missing.",
+                   "comment": "Comment is missing.", "name": "Name is missing.",
+                   "reason": "Reason is missing.", "type": "Type is missing."})
+        );
+        assert!(a[1]["error"].as_str().unwrap().contains("invalid syntax"));
+        assert_eq!(
+            a[2]["error"],
+            "value doesn't contain object; it contains number"
+        );
+        assert_eq!(
+            a[3]["errors"],
+            json!({"entities": "Entities should not be blank.", "tstop": "Stop should be greater than Start.",
+                   "reason": "Reason doesn't exist.", "type": "Type doesn't exist.",
+                   "color": "Color is not valid."})
+        );
+        assert!(a.iter().all(|a| a["status"] == 400));
+        assert!(st.pbehaviors.is_empty());
+        // The whole body: an array, at most 10,000 items.
+        let (status, _) = answers(&mut st, "POST", json!({}));
+        assert_eq!(status, 400);
+        let (status, a) = answers(&mut st, "POST", Value::Array(vec![json!({}); 10_001]));
+        assert_eq!(
+            (status, &a[0]["error"]),
+            (
+                400,
+                &json!("number of elements shouldn't be greater than 10000")
+            )
+        );
+    }
+
+    #[test]
+    fn connector_items_merge_by_key_and_leave_one_by_one() {
+        let mut st = State::new();
+        let (_, a) = answers(
+            &mut st,
+            "POST",
+            json!([
+                item("host-a", "work"),
+                item("Ping/host-a", "work"),
+                item("host-a", "work"),
+                item("host-b", "other")
+            ]),
+        );
+        let ids: Vec<&Value> = a.iter().map(|a| &a["id"]).collect();
+        assert!(a.iter().all(|a| a["status"] == 200), "{a:?}");
+        assert!(ids[0] == ids[1] && ids[1] == ids[2] && ids[0] != ids[3]);
+        assert_eq!(st.pbehaviors.len(), 2);
+        let p = &st.pbehaviors[0];
+        assert_eq!(p["entities"], json!(["host-a", "Ping/host-a"]));
+        assert_eq!(
+            p["entity_pattern"][0][0]["cond"],
+            json!({"type": "is_one_of", "value": ["host-a", "Ping/host-a"]})
+        );
+        assert_eq!(
+            (p["name"].as_str(), p["comments"][0]["message"].as_str()),
+            (Some("n-work"), Some("work"))
+        );
+        // Another key, a name taken.
+        let mut taken = item("host-c", "third");
+        taken["name"] = json!("n-work");
+        let (_, a) = answers(&mut st, "POST", json!([taken]));
+        assert_eq!(
+            (a[0]["status"].as_u64(), &a[0]["errors"]),
+            (Some(400), &json!({"name": "Name already exists."}))
+        );
+        // A single-route pbehavior is never joined.
+        st.pbehaviors.push(
+            json!({"_id": "single", "name": "single", "origin": "centreon-stream",
+            "tstart": 100, "tstop": 200, "comments": [{"message": "solo"}]}),
+        );
+        let (_, a) = answers(&mut st, "DELETE", json!([item("host-a", "solo")]));
+        assert_eq!(
+            (a[0]["status"].as_u64(), &a[0]["error"]),
+            (Some(404), &json!("Not found"))
+        );
+        // Deletions take entities out; the last one takes the pbehavior.
+        let (_, a) = answers(&mut st, "DELETE", json!([item("host-a", "work")]));
+        assert_eq!((a[0]["status"].as_u64(), &a[0]["id"]), (Some(200), ids[0]));
+        assert_eq!(st.pbehaviors[0]["entities"], json!(["Ping/host-a"]));
+        let (_, a) = answers(
+            &mut st,
+            "DELETE",
+            json!([item("Ping/host-a", "work"), item("Ping/host-a", "work")]),
+        );
+        assert_eq!(a[0]["status"], 200);
+        assert_eq!(
+            (a[1]["status"].as_u64(), &a[1]["error"]),
+            (Some(404), &json!("Not found"))
+        );
+        assert!(st.pbehaviors.iter().all(|p| p["_id"] != *ids[0]));
+        // Routes an older Canopsis lacks.
+        assert!(serves(&st, CONNECTOR_ROUTE));
+        st.version = "23.10.4".into();
+        assert!(!serves(&st, CONNECTOR_ROUTE));
+        st.missing_routes.push("/api/v4/bulk/pbehaviors".into());
+        assert!(!serves(&st, "/api/v4/bulk/pbehaviors") && serves(&st, "/api/v4/pbehaviors"));
+    }
+}
