@@ -724,13 +724,19 @@ fn the_connector_route_is_refused_on_an_older_canopsis() {
     let lab = Lab::new("connector-old");
     lab.mock.state().version = "23.10.4".into();
     let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
-    // At start, before any downtime.
-    run_for(&mut out, &mut Muxer::new(), Duration::from_secs(1));
     let said = |log: &str| {
         log.lines()
             .filter(|l| l.contains("needs Canopsis 24.04 or later"))
             .count()
     };
+    // At start, before any downtime (within 20 s on a loaded machine).
+    let mut idle = Muxer::new();
+    for _ in 0..100 {
+        if said(&lab.log()) > 0 {
+            break;
+        }
+        run_for(&mut out, &mut idle, Duration::from_millis(200));
+    }
     assert_eq!(said(&lab.log()), 1, "{}", lab.log());
     assert!(lab.log().contains("and this one is 23.10.4 (app-info): refused; downtimes go through /api/v4/bulk/pbehaviors instead"));
     let dts: Vec<Downtime> = (0..4)
@@ -906,4 +912,37 @@ fn a_downtime_begun_under_the_connector_route_ends_under_another() {
             "{back}"
         );
     }
+}
+
+/// A Canopsis whose version does not tell (`development`) and that has no
+/// connector route: its 404 sends downtimes to the bulk route, said once.
+#[test]
+fn a_connector_route_answered_404_falls_back_to_the_bulk_route() {
+    let lab = Lab::new("connector-404");
+    {
+        let mut st = lab.mock.state();
+        st.version = "development".into();
+        st.missing_routes.push(CONNECTOR.into());
+    }
+    let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+    let dts: Vec<Downtime> = (0..4)
+        .map(|i| Downtime::started(95 + i, 12, 34 + i % 2, T, T + 3600))
+        .collect();
+    let (starts, ends) = starts_then_ends(&dts, Bbdo::V3);
+    deliver_soon(&mut out, starts);
+    assert_eq!(lab.mock.state().pbehaviors.len(), 4);
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(lab.mock.state().pbehaviors.is_empty());
+    let log = lab.log();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("is not a route of this Canopsis"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("downtimes go through /api/v4/bulk/pbehaviors from now on"));
+    assert!(requests_on(&lab, CONNECTOR).iter().all(|(_, s)| *s == 404));
+    let bulk = requests_on(&lab, BULK);
+    assert!(bulk.iter().any(|(m, _)| m == "POST"), "{bulk:?}");
+    assert!(bulk.iter().all(|(_, s)| *s == 207), "{bulk:?}");
 }
