@@ -278,19 +278,23 @@ pub struct DowntimeConfig {
     pub type_route: String,
     /// `canopsis_downtime_comment_route`.
     pub comment_route: String,
+    /// The connector route's `origin`: the `connector` parameter.
+    pub origin: String,
 }
 
 impl Default for DowntimeConfig {
-    /// The Lua connector's defaults.
+    /// The newest Lua connector's defaults (its downtime route is the bulk
+    /// route; a Canopsis without it gets the single route by itself).
     fn default() -> Self {
         DowntimeConfig {
             send_pbh: true,
             reason_name: "Centreon_downtime".into(),
             type_name: "Default maintenance".into(),
-            route: "/api/v4/pbehaviors".into(),
+            route: "/api/v4/bulk/pbehaviors".into(),
             reason_route: "/api/v4/pbehavior-reasons".into(),
             type_route: "/api/v4/pbehavior-types".into(),
             comment_route: "/api/v4/pbehavior-comments".into(),
+            origin: "centreon-stream".into(),
         }
     }
 }
@@ -574,6 +578,11 @@ impl Reader<'_> {
             "" => None,
             path => Some(PathBuf::from(path)),
         };
+        // The connector route names the connector as the pbehaviors' origin.
+        let downtime = DowntimeConfig {
+            origin: format.connector.clone(),
+            ..downtime
+        };
 
         Config {
             categories,
@@ -734,7 +743,8 @@ pub(crate) mod tests {
         );
         assert_eq!(c.logfile, PathBuf::from(DEFAULT_LOGFILE));
         assert_eq!(c.log_level, 1);
-        assert_eq!(c.downtime.route, "/api/v4/pbehaviors");
+        assert_eq!(c.downtime.route, "/api/v4/bulk/pbehaviors");
+        assert_eq!(c.downtime.origin, "centreon-stream");
         assert_eq!(c.downtime.reason_name, "Centreon_downtime");
         assert!(!c.send_data_test);
         assert_eq!(c.spool, None, "the spool is opt-in");

@@ -64,6 +64,8 @@ impl Reader<'_> {
             reason_route: self.route("canopsis_downtime_reason_route", &d.reason_route),
             type_route: self.route("canopsis_downtime_type_route", &d.type_route),
             comment_route: self.route("canopsis_downtime_comment_route", &d.comment_route),
+            // Set from `connector` once the format is read.
+            origin: d.origin.clone(),
         };
 
         let destination = Destination {

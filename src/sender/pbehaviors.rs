@@ -1,15 +1,22 @@
-//! Downtimes as Canopsis pbehaviors: one change at a time, or through the
-//! bulk route, with the comments that go with them.
+//! Downtimes as Canopsis pbehaviors: one change at a time on the single
+//! route, many per request on the bulk and connector routes, with the
+//! comments that go with them. The route in use is the configured one
+//! until Canopsis turns out not to have it (see
+//! [`route`](crate::sink::canopsis::pbehavior::route)).
 
 use super::worker::{Attempt, Worker, BREAKER};
 use super::MAX_PARTIAL_ATTEMPTS;
+use crate::sink::canopsis::pbehavior::route::{self, Kind};
 use crate::sink::canopsis::pbehavior::{self, Action, ItemAnswer, Outcome};
+use crate::sink::Sink;
 use crate::transport::{Method, Request, Response, Transport};
+
+mod connector_route;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// How far a pbehavior creation got, across retries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 struct Created {
     created: bool,
     /// Comments posted.
@@ -45,6 +52,39 @@ impl Worker {
         r.ids(&mut self.transport, &self.routes.downtime)
     }
 
+    /// The kind of route downtimes take now.
+    fn downtime_kind(&mut self) -> Result<Kind, Outcome> {
+        let mut r = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        r.route(&mut self.transport, &self.routes.downtime, &self.log)
+    }
+
+    /// Canopsis has no `kind` route: every lane takes the next older one.
+    fn route_lacking(&self, kind: Kind, why: &str) {
+        self.resolver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lacks(kind, &self.routes.downtime, why, &self.log);
+    }
+
+    /// `kind`'s path, from the configured route.
+    fn downtime_path(&self, kind: Kind) -> String {
+        route::path_for(&self.routes.downtime.route, kind)
+    }
+
+    /// At the sender's start, with the connector route configured: asks
+    /// Canopsis once whether it has that route, so an older Canopsis is
+    /// told at once rather than at the first downtime. Unanswered, the
+    /// question is asked again before the first downtime.
+    pub(super) fn check_downtime_route(&mut self) {
+        let d = &self.routes.downtime;
+        if matches!(self.routes.sink, Sink::Canopsis)
+            && d.send_pbh
+            && Kind::of(&d.route) == Kind::Connector
+        {
+            let _ = self.downtime_kind();
+        }
+    }
+
     pub(super) fn forget_pbehavior_ids(&self) {
         self.resolver
             .lock()
@@ -53,7 +93,12 @@ impl Worker {
     }
 
     pub(super) fn deliver_pbehavior(&mut self, action: &Action) -> bool {
-        let mut created = Created::default();
+        self.deliver_pbehavior_from(action, Created::default())
+    }
+
+    /// [`deliver_pbehavior`](Self::deliver_pbehavior), from where an
+    /// earlier try left it.
+    fn deliver_pbehavior_from(&mut self, action: &Action, mut created: Created) -> bool {
         let mut refused_since: Option<(Instant, u32)> = None;
         loop {
             self.transport.set_deadline(self.shared.deadline());
@@ -125,6 +170,12 @@ impl Worker {
                         )
                     }
                 }
+                // Only bulk routes say so.
+                Outcome::RouteMissing(reason) => self.failed(
+                    &format!("pbehavior {}: {reason}", action.name()),
+                    true,
+                    None,
+                ),
             };
             if let Attempt::Done = step {
                 return true;
@@ -135,21 +186,38 @@ impl Worker {
         }
     }
 
-    /// Sends consecutive pbehavior changes through the bulk route until
-    /// each is done, in order: a run of creations is one `POST`, a run of
-    /// deletions one `DELETE`, and a run starts only once everything
-    /// before it is done (a deletion never overtakes its creation).
-    /// Canopsis answers each item on its own: one refused item is not a
-    /// refused request; "already exists" and "not found" count as done.
-    /// Comments go one per downtime, after their pbehavior exists.
+    /// Sends consecutive pbehavior changes through the bulk or the
+    /// connector route until each is done, in order: a run of creations is
+    /// one `POST`, a run of deletions one `DELETE`, and a run starts only
+    /// once everything before it is done (a deletion never overtakes its
+    /// creation). Canopsis answers each item on its own: one refused item
+    /// is not a refused request; "already exists" and "not found" count as
+    /// done. On the bulk route, comments go one per downtime, after their
+    /// pbehavior exists. A Canopsis without the route gets the rest
+    /// through the next older one.
     pub(super) fn deliver_bulk(&mut self, actions: &[Action]) -> bool {
         let mut items: Vec<BulkItem> = actions.iter().map(|_| BulkItem::default()).collect();
         loop {
             self.transport.set_deadline(self.shared.deadline());
-            let step = match self.bulk_round(actions, &mut items) {
+            let (kind, round) = match self.downtime_kind() {
+                Err(o) => (None, Some(o)),
+                Ok(Kind::Single) => return self.deliver_singly(actions, &items),
+                Ok(Kind::Bulk) => (Some(Kind::Bulk), self.bulk_round(actions, &mut items)),
+                Ok(Kind::Connector) => (
+                    Some(Kind::Connector),
+                    self.connector_round(actions, &mut items),
+                ),
+            };
+            let step = match round {
                 None => {
                     self.backoff.reset();
                     return true;
+                }
+                Some(Outcome::RouteMissing(why)) => {
+                    if let Some(kind) = kind {
+                        self.route_lacking(kind, &why);
+                    }
+                    continue;
                 }
                 Some(Outcome::StaleIds(reason)) => {
                     self.forget_pbehavior_ids();
@@ -175,6 +243,23 @@ impl Worker {
                 return false;
             }
         }
+    }
+
+    /// What is not done yet, one change at a time on the single route.
+    fn deliver_singly(&mut self, actions: &[Action], items: &[BulkItem]) -> bool {
+        actions
+            .iter()
+            .zip(items)
+            .all(|(action, item)| match item.state {
+                BulkState::Done => true,
+                state => self.deliver_pbehavior_from(
+                    action,
+                    Created {
+                        created: state == BulkState::Comment,
+                        comments: item.comments,
+                    },
+                ),
+            })
     }
 
     /// One pass over what is left; `None` when everything is done, or
@@ -207,7 +292,7 @@ impl Worker {
             let failure = if create {
                 self.bulk_create(actions, items, &run)
             } else {
-                self.bulk_delete(actions, items, &run)
+                self.bulk_delete(actions, items, &run, true)
             };
             // Comments of what this run created, in order.
             for &k in &run {
@@ -232,8 +317,24 @@ impl Worker {
         sent: usize,
         right: &str,
     ) -> Result<Vec<ItemAnswer>, Outcome> {
-        let route = self.routes.downtime.route.clone();
-        let resp = self.request(method, &route, body)?;
+        let path = self.downtime_path(Kind::Bulk);
+        self.array_send(method, &path, body, sent, right)
+    }
+
+    /// One request of a bulk route, answered item by item.
+    fn array_send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+        sent: usize,
+        right: &str,
+    ) -> Result<Vec<ItemAnswer>, Outcome> {
+        let resp = self.request(method, path, body)?;
+        if self.routes.placeholder_ids {
+            // send_data_test: logged, and taken.
+            return Ok(vec![ItemAnswer::taken(); sent]);
+        }
         pbehavior::judge_bulk(&resp, sent, right)
     }
 
@@ -284,11 +385,15 @@ impl Worker {
         failure
     }
 
+    /// Deletes by name (`_id`) through the bulk route, then under the Lua
+    /// connector's names; with `connector_too`, an end found under
+    /// neither is looked for on the connector route.
     fn bulk_delete(
         &mut self,
         actions: &[Action],
         items: &mut [BulkItem],
         run: &[usize],
+        connector_too: bool,
     ) -> Option<Outcome> {
         let names = run.iter().map(|&k| actions[k].name());
         let body = pbehavior::bulk_delete_body(names);
@@ -321,23 +426,48 @@ impl Worker {
             Ok(a) => a,
             Err(o) => return failure.or(Some(o)),
         };
+        // Under neither name: it may have begun under the connector route.
+        let mut elsewhere: Vec<(usize, &pbehavior::End)> = Vec::new();
         for ((k, _), answer) in legacy.iter().zip(&answers) {
             let name = actions[*k].name();
-            match pbehavior::judge_delete_item(answer) {
-                Outcome::Done("deleted") => {
+            match (pbehavior::judge_delete_item(answer), &actions[*k]) {
+                (Outcome::Done("deleted"), _) => {
                     self.log.info(format_args!(
                         "pbehavior {name}: deleted under the name the Lua connector gave it"
                     ));
                     items[*k].state = BulkState::Done;
                 }
-                other => {
+                (Outcome::Done("already deleted"), Action::End(end))
+                    if connector_too && end.window.is_some() =>
+                {
+                    elsewhere.push((*k, end));
+                }
+                (other, _) => {
                     if let Some(o) = self.bulk_item_settled(&actions[*k], &mut items[*k], other) {
                         failure.get_or_insert(o);
                     }
                 }
             }
         }
-        failure
+        if elsewhere.is_empty() || failure.is_some() {
+            return failure;
+        }
+        let ends: Vec<&pbehavior::End> = elsewhere.iter().map(|(_, e)| *e).collect();
+        match self.connector_leftovers(&ends) {
+            Ok(found) => {
+                for ((k, _), id) in elsewhere.iter().zip(found) {
+                    let what = match id {
+                        Some(id) => format!("taken out of pbehavior {id} (connector route)"),
+                        None => "already deleted".to_string(),
+                    };
+                    self.log
+                        .info(format_args!("pbehavior {}: {what}", actions[*k].name()));
+                    items[*k].state = BulkState::Done;
+                }
+                None
+            }
+            Err(o) => Some(o),
+        }
     }
 
     /// An item's outcome: done (logged), or [`bulk_item_failed`](Self::bulk_item_failed).
@@ -413,9 +543,9 @@ impl Worker {
     /// One try at a pbehavior change; `done` remembers, across retries,
     /// that it was created and how many of its comments were posted.
     fn pbehavior_step(&mut self, action: &Action, done: &mut Created) -> Outcome {
-        let route = self.routes.downtime.route.clone();
+        let route = self.downtime_path(Kind::Single);
         match action {
-            Action::Delete(name) => {
+            Action::Delete(name) | Action::End(pbehavior::End { name, .. }) => {
                 let path = |name: &str| format!("{route}?name={}", pbehavior::url_encode(name));
                 let outcome = match self.request(Method::Delete, &path(name), b"") {
                     Ok(resp) => pbehavior::judge_delete(&resp),
@@ -423,7 +553,7 @@ impl Worker {
                 };
                 // Not there under our name: it may be an older connector's.
                 let legacy = pbehavior::legacy_name(name);
-                match (outcome, legacy) {
+                let outcome = match (outcome, legacy) {
                     (Outcome::Done("already deleted"), Some(legacy)) => {
                         match self.request(Method::Delete, &path(&legacy), b"") {
                             Ok(resp) => match pbehavior::judge_delete(&resp) {
@@ -432,6 +562,22 @@ impl Worker {
                                 ),
                                 other => other,
                             },
+                            Err(o) => o,
+                        }
+                    }
+                    (outcome, _) => outcome,
+                };
+                // Under neither name: it may have begun under the
+                // connector route.
+                match (outcome, action) {
+                    (Outcome::Done("already deleted"), Action::End(end))
+                        if end.window.is_some() =>
+                    {
+                        match self.connector_leftovers(&[end]) {
+                            Ok(found) if found[0].is_some() => {
+                                Outcome::Done("taken out of its connector route pbehavior")
+                            }
+                            Ok(_) => Outcome::Done("already deleted"),
                             Err(o) => o,
                         }
                     }

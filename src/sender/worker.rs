@@ -60,6 +60,9 @@ impl Worker {
         // The work being delivered: kept across an internal error so the
         // loop, started over, sends it again.
         let mut current: Option<Work> = None;
+        if self.lane == 0 {
+            self.check_downtime_route();
+        }
         loop {
             let step = catch_unwind(AssertUnwindSafe(|| {
                 if current.is_none() {

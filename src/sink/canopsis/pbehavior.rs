@@ -10,11 +10,16 @@
 //! [`Resolver`] walks every page of the lists, creates the reason when it is
 //! missing, caches the ids and forgets them when Canopsis says they are gone.
 
+pub mod connector;
+pub mod route;
+
 use crate::config::DowntimeConfig;
 use crate::event::DowntimeEvent;
 use crate::filter::Subject;
+use crate::logger::Logger;
 use crate::sink::canopsis::answer;
 use crate::transport::{Method, Request, Response, Transport};
+use route::{Kind, Learnt};
 use serde_json::{json, Value};
 
 /// The colour the Lua connector gives pbehaviors where Canopsis requires one.
@@ -111,13 +116,31 @@ pub struct Templated {
     pub comments: Vec<Vec<u8>>,
 }
 
+/// A downtime's end: the pbehavior's name, for the single and bulk
+/// routes, and what the connector route finds it by (origin aside).
+#[derive(Debug, Clone, PartialEq)]
+pub struct End {
+    /// The name (and `_id`) [`name`] gives the downtime's pbehavior.
+    pub name: String,
+    /// Canopsis entity id, as in [`Create`].
+    pub entity: String,
+    /// Planned start and end, when the event tells them.
+    pub window: Option<(i64, i64)>,
+    /// Comment, cut as at the start.
+    pub comment: String,
+}
+
 /// Work for the sender: one pbehavior change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Create a pbehavior (and post its comment).
     Create(Create),
-    /// Delete the pbehavior with this name.
+    /// Delete the pbehavior with this name (a spool record written before
+    /// [`Action::End`] existed).
     Delete(String),
+    /// A downtime ended: delete its pbehavior by name, or take its entity
+    /// out of the connector route's pbehavior.
+    End(End),
     /// Create a pbehavior from a template (and post its comments).
     CreateTemplated(Templated),
     /// Delete a templated downtime's pbehavior, by `_id`.
@@ -130,6 +153,7 @@ impl Action {
         match self {
             Action::Create(c) => &c.name,
             Action::Delete(n) | Action::DeleteId(n) => n,
+            Action::End(e) => &e.name,
             Action::CreateTemplated(t) => &t.id,
         }
     }
@@ -207,26 +231,37 @@ impl std::fmt::Display for Skip {
     }
 }
 
+/// The Canopsis entity id of a downtime's subject.
+fn entity(subj: &Subject) -> String {
+    match &subj.service {
+        Some((_, desc)) => format!("{desc}/{}", subj.host_name),
+        None => subj.host_name.clone(),
+    }
+}
+
 /// The pbehavior change for an accepted downtime event.
 pub fn action(d: &DowntimeEvent, subj: &Subject) -> Result<Action, Skip> {
+    let window = match (d.start_time, d.end_time) {
+        (Some(s), Some(e)) if e >= s => Ok((s, e)),
+        (s, e) => Err(Skip::BadWindow(s, e)),
+    };
+    let comment: String = d.comment.chars().take(MAX_COMMENT_CHARS).collect();
     match phase(d)? {
-        Phase::End => Ok(Action::Delete(name(d))),
+        Phase::End => Ok(Action::End(End {
+            name: name(d),
+            entity: entity(subj),
+            window: window.ok(),
+            comment,
+        })),
         Phase::Start => {
-            let (tstart, tstop) = match (d.start_time, d.end_time) {
-                (Some(s), Some(e)) if e >= s => (s, e),
-                (s, e) => return Err(Skip::BadWindow(s, e)),
-            };
-            let entity = match &subj.service {
-                Some((_, desc)) => format!("{desc}/{}", subj.host_name),
-                None => subj.host_name.clone(),
-            };
+            let (tstart, tstop) = window?;
             Ok(Action::Create(Create {
                 name: name(d),
                 author: d.author.clone(),
                 tstart,
                 tstop,
-                entity,
-                comment: d.comment.chars().take(MAX_COMMENT_CHARS).collect(),
+                entity: entity(subj),
+                comment,
             }))
         }
     }
@@ -239,6 +274,11 @@ pub fn action_json(action: &Action) -> Vec<u8> {
             "name": c.name, "author": c.author, "tstart": c.tstart, "tstop": c.tstop,
             "entity": c.entity, "comment": c.comment}}),
         Action::Delete(name) => json!({"pbehavior_delete": {"name": name}}),
+        // The same record as a plain deletion, with more: read by an older
+        // version, it still deletes by name.
+        Action::End(e) => json!({"pbehavior_delete": {
+            "name": e.name, "entity": e.entity, "comment": e.comment,
+            "tstart": e.window.map(|w| w.0), "tstop": e.window.map(|w| w.1)}}),
         Action::CreateTemplated(t) => json!({"pbehavior_create_templated": {
             "_id": t.id,
             "body": serde_json::from_slice::<Value>(&t.body).unwrap_or(Value::Null),
@@ -254,7 +294,17 @@ pub fn action_json(action: &Action) -> Vec<u8> {
 pub fn action_from_json(json: &[u8]) -> Option<Action> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     if let Some(d) = v.get("pbehavior_delete") {
-        return Some(Action::Delete(d.get("name")?.as_str()?.to_string()));
+        let name = d.get("name")?.as_str()?.to_string();
+        let Some(entity) = d.get("entity").and_then(Value::as_str) else {
+            return Some(Action::Delete(name));
+        };
+        let at = |k: &str| d.get(k).and_then(Value::as_i64);
+        return Some(Action::End(End {
+            name,
+            entity: entity.to_string(),
+            window: at("tstart").zip(at("tstop")),
+            comment: d.get("comment")?.as_str()?.to_string(),
+        }));
     }
     if let Some(d) = v.get("pbehavior_delete_id") {
         return Some(Action::DeleteId(d.get("_id")?.as_str()?.to_string()));
@@ -362,6 +412,9 @@ pub enum Outcome {
     },
     /// Canopsis refuses this request's content; retrying will not help.
     Refused(String),
+    /// Canopsis has no such route (404 from Canopsis itself on a bulk
+    /// route): an older route must be used.
+    RouteMissing(String),
 }
 
 /// A redirect or a refusal that did not come from Canopsis: a
@@ -456,11 +509,11 @@ pub fn judge_comment(resp: &Response) -> Outcome {
     }
 }
 
-/// Whether `route` is Canopsis's bulk pbehavior route, which takes arrays
-/// of pbehaviors (`POST`) and of `{"_id"}` (`DELETE`) and answers 207
-/// with one status per item.
+/// Whether `route` is one of Canopsis's bulk pbehavior routes (the bulk
+/// route or the connector route), which take arrays and answer 207 with
+/// one status per item: the sender joins the downtimes queued together.
 pub fn is_bulk_route(route: &str) -> bool {
-    route.trim_end_matches('/').ends_with("/bulk/pbehaviors")
+    Kind::of(route).takes_arrays()
 }
 
 /// The body of a bulk creation: [`create_body`] of each, or the
@@ -501,6 +554,19 @@ pub struct ItemAnswer {
     pub status: u16,
     /// Its `error` text or `errors` object, as text.
     pub error: String,
+    /// The pbehavior's `_id` on success.
+    pub id: String,
+}
+
+impl ItemAnswer {
+    /// What `send_data_test=1` makes of every item: taken.
+    pub fn taken() -> ItemAnswer {
+        ItemAnswer {
+            status: 200,
+            error: String::new(),
+            id: String::new(),
+        }
+    }
 }
 
 /// Reads a bulk answer: one [`ItemAnswer`] per item sent, in order, or
@@ -512,13 +578,10 @@ pub fn judge_bulk(resp: &Response, sent: usize, right: &str) -> Result<Vec<ItemA
     match resp.status {
         207 | 200 => {}
         404 if answer::is_canopsis_error(&resp.body) => {
-            return Err(Outcome::Retry {
-                reason: format!(
-                    "HTTP 404 {}: this Canopsis has no bulk pbehavior route; set canopsis_downtime_route=/api/v4/pbehaviors",
-                    resp.snippet()
-                ),
-                config_fault: true,
-            })
+            return Err(Outcome::RouteMissing(format!(
+                "HTTP 404 {}",
+                resp.snippet()
+            )))
         }
         400 => return Err(Outcome::Refused(format!("HTTP 400 {}", resp.snippet()))),
         _ => return Err(rights(resp, right)),
@@ -549,13 +612,30 @@ pub fn judge_bulk(resp: &Response, sent: usize, right: &str) -> Result<Vec<ItemA
                 Some(v) => v.to_string(),
                 None => String::new(),
             },
+            id: item
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         })
         .collect())
+}
+
+/// What one item's 401 or 403 means, as for a single request.
+fn item_rights(a: &ItemAnswer, right: &str) -> Outcome {
+    Outcome::Retry {
+        reason: format!(
+            "{} {}: the user of canopsis_authkey lacks the right {right}",
+            a.status, a.error
+        ),
+        config_fault: true,
+    }
 }
 
 /// What one created item's answer means (the single route's rules).
 pub fn judge_create_item(a: &ItemAnswer) -> Outcome {
     match a.status {
+        401 | 403 => item_rights(a, "create on pbehaviors (api_pbehavior)"),
         200..=299 => Outcome::Created,
         400 if a.error.contains("ID already exists")
             || a.error.contains("already existing _id") =>
@@ -578,6 +658,7 @@ pub fn judge_create_item(a: &ItemAnswer) -> Outcome {
 /// What one deleted item's answer means.
 pub fn judge_delete_item(a: &ItemAnswer) -> Outcome {
     match a.status {
+        401 | 403 => item_rights(a, "delete on pbehaviors (api_pbehavior)"),
         200..=299 => Outcome::Done("deleted"),
         404 => Outcome::Done("already deleted"),
         400 => Outcome::Refused(format!("400 {}", a.error)),
@@ -588,11 +669,16 @@ pub fn judge_delete_item(a: &ItemAnswer) -> Outcome {
     }
 }
 
-/// Learns and caches reason and type ids and the Canopsis version.
+/// Learns and caches reason and type ids, the Canopsis version and which
+/// downtime route Canopsis has.
 #[derive(Debug, Default)]
 pub struct Resolver {
     ids: Option<Ids>,
     placeholder: bool,
+    /// app-info's `version`, once read.
+    version: Option<String>,
+    /// Routes Canopsis turned out not to have.
+    learnt: Learnt,
 }
 
 /// Page size for list lookups.
@@ -608,9 +694,76 @@ impl Resolver {
     /// ids without asking Canopsis, as the Lua connector does.
     pub fn new(placeholder: bool) -> Resolver {
         Resolver {
-            ids: None,
             placeholder,
+            ..Resolver::default()
         }
+    }
+
+    /// The kind of route downtimes take now (see [`route`]). Before the
+    /// first use of the connector route, app-info tells whether this
+    /// Canopsis has it (24.04 or later); when it does not, the bulk route
+    /// is used instead, said once in the log.
+    pub fn route(
+        &mut self,
+        t: &mut dyn Transport,
+        cfg: &DowntimeConfig,
+        log: &Logger,
+    ) -> Result<Kind, Outcome> {
+        let configured = Kind::of(&cfg.route);
+        if configured == Kind::Connector
+            && !self.placeholder
+            && !self.learnt.version_checked
+            && self.learnt.kind(configured) == Kind::Connector
+        {
+            let version = self.version(t)?;
+            self.learnt.version_checked = true;
+            if route::has_connector_route(&version) == Some(false) {
+                if let Some(older) = self.learnt.lacks(Kind::Connector) {
+                    log.error(format_args!(
+                        "canopsis_downtime_route={} needs Canopsis {}.{:02} or later and this one is {version} (app-info): refused; downtimes go through {} instead",
+                        cfg.route,
+                        route::CONNECTOR_SINCE.0,
+                        route::CONNECTOR_SINCE.1,
+                        route::path_for(&cfg.route, older)
+                    ));
+                }
+            }
+        }
+        Ok(self.learnt.kind(configured))
+    }
+
+    /// Canopsis answered 404 on `kind`'s route: the next older one from
+    /// now on, for every lane, said once in the log.
+    pub fn lacks(&mut self, kind: Kind, cfg: &DowntimeConfig, why: &str, log: &Logger) {
+        if let Some(older) = self.learnt.lacks(kind) {
+            log.warn(format_args!(
+                "{} is not a route of this Canopsis ({why}): downtimes go through {} from now on",
+                route::path_for(&cfg.route, kind),
+                route::path_for(&cfg.route, older)
+            ));
+        }
+    }
+
+    /// Whether this Canopsis has the connector route, as far as the
+    /// connector knows (app-info read once; a version it cannot read is
+    /// given the benefit of the doubt, a 404 met is not).
+    pub fn has_connector_route(&mut self, t: &mut dyn Transport) -> Result<bool, Outcome> {
+        if self.placeholder || self.learnt.kind(Kind::Connector) != Kind::Connector {
+            return Ok(false);
+        }
+        let version = self.version(t)?;
+        Ok(route::has_connector_route(&version) != Some(false))
+    }
+
+    /// app-info's `version`, read once.
+    fn version(&mut self, t: &mut dyn Transport) -> Result<String, Outcome> {
+        if let Some(v) = &self.version {
+            return Ok(v.clone());
+        }
+        let v = get_json(t, "/api/v4/app-info", "read on app-info")?;
+        let version = v["version"].as_str().unwrap_or("").to_string();
+        self.version = Some(version.clone());
+        Ok(version)
     }
 
     /// Forgets the cached ids (after Canopsis said they do not exist).
@@ -652,10 +805,11 @@ impl Resolver {
                 ),
                 config_fault: true,
             })?;
+            let version = self.version(t)?;
             Ids {
                 reason,
                 kind,
-                color_required: color_required(t)?,
+                color_required: version.starts_with("22.10") || version.starts_with("4."),
             }
         };
         self.ids = Some(ids.clone());
@@ -756,12 +910,6 @@ fn create_reason(t: &mut dyn Transport, cfg: &DowntimeConfig) -> Result<String, 
     }
 }
 
-fn color_required(t: &mut dyn Transport) -> Result<bool, Outcome> {
-    let v = get_json(t, "/api/v4/app-info", "read on app-info")?;
-    let version = v["version"].as_str().unwrap_or("");
-    Ok(version.starts_with("22.10") || version.starts_with("4."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,9 +966,22 @@ mod tests {
         end.actual_end_time = Some(2000);
         assert_eq!(action(&end, &subject(true)), Err(Skip::Ending));
         end.deletion_time = Some(2000);
+        let ended = action(&end, &subject(true));
         assert_eq!(
-            action(&end, &subject(true)),
-            Ok(Action::Delete("centreon-downtime-12-34-7-1000".into()))
+            ended,
+            Ok(Action::End(End {
+                name: "centreon-downtime-12-34-7-1000".into(),
+                entity: "Ping/host-a".into(),
+                window: Some((1060, 4660)),
+                comment: "x".repeat(255),
+            }))
+        );
+        let ended = ended.unwrap();
+        assert_eq!(pbehavior_roundtrip(&ended), ended, "the spool keeps it");
+        // A record written before ends carried their key still deletes.
+        assert_eq!(
+            action_from_json(br#"{"pbehavior_delete":{"name":"n"}}"#),
+            Some(Action::Delete("n".into()))
         );
         // Cancelled, as DEL_SVC_DOWNTIME does it: cancelled, then deleted.
         let mut cancelled = dt();
@@ -829,7 +990,7 @@ mod tests {
         cancelled.deletion_time = Some(2000);
         assert!(matches!(
             action(&cancelled, &subject(true)),
-            Ok(Action::Delete(_))
+            Ok(Action::End(_))
         ));
         let mut scheduled = dt();
         scheduled.actual_start_time = None;
@@ -1000,6 +1161,51 @@ mod tests {
     }
 
     #[test]
+    fn the_connector_route_needs_canopsis_2404() {
+        let mut connector = cfg();
+        connector.route = "/api/v4/bulk/connector-pbehaviors".into();
+        for (version, kind) in [
+            ("23.10.4", Kind::Bulk),
+            ("24.04.0", Kind::Connector),
+            ("development", Kind::Connector),
+        ] {
+            let log = Logger::memory(crate::logger::level_filter(3));
+            let mut t = Script(
+                VecDeque::from(vec![resp(200, &json!({ "version": version }).to_string())]),
+                Vec::new(),
+            );
+            let mut r = Resolver::new(false);
+            assert_eq!(r.route(&mut t, &connector, &log), Ok(kind), "{version}");
+            assert_eq!(r.route(&mut t, &connector, &log), Ok(kind), "asked once");
+            assert_eq!(t.1, vec!["Get /api/v4/app-info"]);
+            let refused = log
+                .lines()
+                .iter()
+                .filter(|l| l.contains("needs Canopsis 24.04 or later"))
+                .count();
+            assert_eq!(refused, usize::from(kind == Kind::Bulk), "{version}");
+        }
+        // Unanswered: asked again next time, nothing decided.
+        let log = Logger::memory(crate::logger::level_filter(3));
+        let mut t = Script(VecDeque::new(), Vec::new());
+        let mut r = Resolver::new(false);
+        assert!(r.route(&mut t, &connector, &log).is_err());
+        // Other routes need no question; a 404 falls back once.
+        let mut t = Script(VecDeque::new(), Vec::new());
+        assert_eq!(r.route(&mut t, &cfg(), &log), Ok(Kind::Bulk));
+        r.lacks(Kind::Bulk, &cfg(), "HTTP 404", &log);
+        r.lacks(Kind::Bulk, &cfg(), "HTTP 404", &log);
+        assert_eq!(r.route(&mut t, &cfg(), &log), Ok(Kind::Single));
+        assert!(t.1.is_empty());
+        let fell = log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("is not a route of this Canopsis (HTTP 404): downtimes go through /api/v4/pbehaviors from now on"))
+            .count();
+        assert_eq!(fell, 1);
+    }
+
+    #[test]
     fn missing_rights_are_named() {
         let mut t = Script(
             VecDeque::from(vec![resp(403, r#"{"error":"Forbidden"}"#)]),
@@ -1075,11 +1281,20 @@ mod tests {
         // A Canopsis without the route.
         assert!(matches!(
             judge_bulk(&resp(404, r#"{"error":"Not found"}"#), 1, "x"),
-            Err(Outcome::Retry {
-                config_fault: true,
-                ..
-            })
+            Err(Outcome::RouteMissing(_))
         ));
+        assert_eq!(items[0].id, "a");
+        // Rights are judged as for a single request.
+        let denied = ItemAnswer {
+            status: 403,
+            error: "Forbidden".into(),
+            id: String::new(),
+        };
+        for o in [judge_create_item(&denied), judge_delete_item(&denied)] {
+            assert!(
+                matches!(o, Outcome::Retry { config_fault: true, reason } if reason.contains("lacks the right"))
+            );
+        }
         assert!(is_bulk_route("/api/v4/bulk/pbehaviors/"));
         assert!(!is_bulk_route("/api/v4/pbehaviors"));
     }

@@ -42,6 +42,8 @@ pub struct Recorded {
     pub body: String,
     /// Status answered.
     pub status: u16,
+    /// Body answered (empty for answers that are not Canopsis's).
+    pub answer: String,
     /// Value of `x-canopsis-authkey`, if any.
     pub authkey: Option<String>,
     /// When it arrived.
@@ -129,6 +131,9 @@ pub struct State {
     pub pbehaviors: Vec<Value>,
     /// Pbehavior comments.
     pub comments: Vec<Value>,
+    /// Routes this Canopsis does not have (answered 404, as unknown
+    /// routes are): an older Canopsis.
+    pub missing_routes: Vec<String>,
     /// Webhook receivers served beside Canopsis (see [`crate::receivers`]).
     pub receivers: crate::receivers::Receivers,
     /// Each pbehavior's `_id` and name, in the list's order (see
@@ -138,7 +143,7 @@ pub struct State {
 }
 
 impl State {
-    fn new() -> State {
+    pub(crate) fn new() -> State {
         let types = [
             ("Default inactive", "inactive", "#979797"),
             ("Default active", "active", "#2FAB63"),
@@ -186,6 +191,7 @@ impl State {
             types,
             pbehaviors: Vec::new(),
             comments: Vec::new(),
+            missing_routes: Vec::new(),
             receivers: crate::receivers::Receivers::default(),
             pbh_keys: Vec::new(),
             next_id: 1,
@@ -420,6 +426,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                     query: req.query.clone(),
                     body: String::from_utf8_lossy(&req.body).into_owned(),
                     status: foreign.as_ref().map_or(0, |f| f.status),
+                    answer: String::new(),
                     authkey: req.headers.get("x-canopsis-authkey").cloned(),
                     at: std::time::Instant::now(),
                 });
@@ -474,6 +481,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
                     query: req.query.clone(),
                     body: String::from_utf8_lossy(&req.body).into_owned(),
                     status,
+                    answer: body.clone(),
                     authkey: req.headers.get("x-canopsis-authkey").cloned(),
                     at: std::time::Instant::now(),
                 });
@@ -587,8 +595,9 @@ fn route(st: &mut State, req: &Req) -> (u16, String) {
             | "/api/v4/pbehavior-types"
             | "/api/v4/pbehavior-comments"
             | "/api/v4/bulk/pbehaviors"
+            | crate::pbh::CONNECTOR_ROUTE
     ) || path.starts_with("/api/v4/pbehaviors/");
-    if !known {
+    if !known || !crate::pbh::serves(st, path) {
         return error(404, "Not found");
     }
     let Some(user) = user else {

@@ -134,9 +134,24 @@ pub fn route(st: &mut State, method: &str, path: &str, query: &str, body: &[u8])
         ("POST", "/api/v4/pbehavior-comments") => create_comment(st, body),
         ("POST", "/api/v4/bulk/pbehaviors") => bulk(st, body, bulk_create_item),
         ("DELETE", "/api/v4/bulk/pbehaviors") => bulk(st, body, bulk_delete_item),
+        ("POST", CONNECTOR_ROUTE) => bulk(st, body, connector_create_item),
+        ("DELETE", CONNECTOR_ROUTE) => bulk(st, body, connector_delete_item),
         _ => error(405, "Method Not Allowed"),
     }
 }
+
+/// The route Canopsis 24.04 made for monitoring-tool connectors.
+pub const CONNECTOR_ROUTE: &str = "/api/v4/bulk/connector-pbehaviors";
+
+/// Whether this Canopsis serves `path` (the connector route came with
+/// 24.04; a test can take any route away to play an older Canopsis).
+pub fn serves(st: &State, path: &str) -> bool {
+    !st.missing_routes.iter().any(|r| r == path)
+        && (path != CONNECTOR_ROUTE || version_at_least(st, 24, 4))
+}
+
+/// `config.ApiConfig.BulkMaxSize`'s default.
+const BULK_MAX_SIZE: usize = 10_000;
 
 /// The bulk routes (`lib/api/pbehavior/api.go` BulkCreate/BulkDelete): the
 /// body must be a JSON array (else 400); each item gets its own answer,
@@ -149,8 +164,16 @@ fn bulk(
     let items = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(a)) => a,
         Ok(_) => return error(400, "value doesn't contain array; it contains object"),
+        Err(_) if body.is_empty() => return error(400, "cannot parse empty string"),
         Err(e) => return error(400, &format!("cannot parse JSON: {e}")),
     };
+    // middleware.PreProcessBulk
+    if items.len() > BULK_MAX_SIZE {
+        return error(
+            400,
+            &format!("number of elements shouldn't be greater than {BULK_MAX_SIZE}"),
+        );
+    }
     let answers: Vec<Value> = items
         .iter()
         .map(|raw| {
@@ -503,4 +526,387 @@ fn create_comment(st: &mut State, body: &[u8]) -> (u16, String) {
     }
     st.comments.push(json!({"pbehavior": pbh, "message": msg}));
     (201, comment.to_string())
+}
+
+/// An item of the connector route as Go decodes it
+/// (`BulkConnectorCreateRequestItem`, `BulkConnectorDeleteRequestItem`):
+/// `null` and missing fields stay empty; a wrong JSON type is the item's
+/// error text, as `json.Unmarshal` says it.
+#[derive(Default)]
+struct ConnectorItem {
+    entities: Option<Vec<String>>,
+    origin: String,
+    tstart: Option<i64>,
+    tstop: Option<i64>,
+    comment: String,
+    name: String,
+    reason: String,
+    kind: String,
+    color: String,
+}
+
+fn decode_connector_item(raw: &Value, go_type: &str) -> Result<ConnectorItem, String> {
+    let Some(o) = raw.as_object() else {
+        let kind = match raw {
+            Value::Array(_) => "array",
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            Value::Bool(_) => "true",
+            _ => "null",
+        };
+        return Err(format!("value doesn't contain object; it contains {kind}"));
+    };
+    let mismatch = |field: &str, v: &Value, want: &str| {
+        let got = match v {
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+            Value::String(_) => "string",
+            Value::Number(_) => "number",
+            _ => "bool",
+        };
+        format!(
+            "json: cannot unmarshal {got} into Go struct field {go_type}.{field} of type {want}"
+        )
+    };
+    let text = |field: &str| -> Result<String, String> {
+        match o.get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(mismatch(field, v, "string")),
+        }
+    };
+    // CpsTime.UnmarshalJSON: an integer, or a float truncated.
+    let time = |field: &str| -> Result<Option<i64>, String> {
+        match o.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))),
+            Some(v) => Err(format!(
+                "strconv.ParseFloat: parsing {:?}: invalid syntax",
+                v.to_string()
+            )),
+        }
+    };
+    let entities = match o.get("entities") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|e| match e {
+                    Value::String(s) => Ok(s.clone()),
+                    v => Err(mismatch("entities", v, "string")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(v) => Err(mismatch("entities", v, "[]string"))?,
+    };
+    Ok(ConnectorItem {
+        entities,
+        origin: text("origin")?,
+        tstart: time("tstart")?,
+        tstop: time("tstop")?,
+        comment: text("comment")?,
+        name: text("name")?,
+        reason: text("reason")?,
+        kind: text("type")?,
+        color: text("color")?,
+    })
+}
+
+/// The binding rules both connector items share: `entities`
+/// required,notblank; `origin`, `tstart`, `tstop`, `comment` required.
+fn connector_key_errors(it: &ConnectorItem, errs: &mut Map<String, Value>) {
+    let mut put = |k: &str, m: &str| {
+        errs.insert(k.into(), json!(m));
+    };
+    match &it.entities {
+        None => put("entities", "Entities is missing."),
+        Some(e) if e.is_empty() => put("entities", "Entities should not be blank."),
+        Some(_) => {}
+    }
+    if it.origin.is_empty() {
+        put("origin", "Origin is missing.");
+    }
+    if it.tstart.is_none() {
+        put("tstart", "Start is missing.");
+    }
+    if it.tstop.is_none() {
+        put("tstop", "Stop is missing.");
+    }
+    if it.comment.is_empty() {
+        put("comment", "Comment is missing.");
+    }
+}
+
+/// Where the connector pbehavior of a key is: same origin, window and a
+/// comment with that message, and an `entities` list (a pbehavior made by
+/// another route has none, and is never joined).
+fn connector_position(st: &State, it: &ConnectorItem) -> Option<usize> {
+    st.pbehaviors.iter().position(|p| {
+        p["origin"] == json!(it.origin)
+            && p["tstart"].as_i64() == it.tstart
+            && p["tstop"].as_i64() == it.tstop
+            && p["entities"].is_array()
+            && p["comments"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["message"] == json!(it.comment)))
+    })
+}
+
+fn set_entities(p: &mut Value, entities: Vec<Value>) {
+    p["entity_pattern"] =
+        json!([[{"field": "_id", "cond": {"type": "is_one_of", "value": entities}}]]);
+    p["entities"] = Value::Array(entities);
+}
+
+/// `store.ConnectorCreate`: joins the pbehavior of the item's key (its
+/// entities united with the item's), or creates it with the item's name,
+/// the comment inline.
+fn connector_create_item(st: &mut State, raw: &Value) -> (u16, Option<String>, Value) {
+    let it = match decode_connector_item(raw, "BulkConnectorCreateRequestItem") {
+        Ok(it) => it,
+        Err(e) => return (400, None, json!(e)),
+    };
+    let mut errs = Map::new();
+    connector_key_errors(&it, &mut errs);
+    for (field, label, value) in [("name", "Name", &it.name), ("origin", "Origin", &it.origin)] {
+        if value.chars().count() > 255 {
+            errs.insert(
+                field.into(),
+                json!(format!("{label} should be 255 or less.")),
+            );
+        }
+    }
+    if it.name.is_empty() {
+        errs.insert("name".into(), json!("Name is missing."));
+    }
+    if it.reason.is_empty() {
+        errs.insert("reason".into(), json!("Reason is missing."));
+    }
+    if it.kind.is_empty() {
+        errs.insert("type".into(), json!("Type is missing."));
+    }
+    if !it.color.is_empty() && !valid_color(&it.color) {
+        errs.insert("color".into(), json!("Color is not valid."));
+    }
+    // ValidateConnectorCreateRequest
+    let ty = st
+        .types
+        .iter()
+        .find(|t| t["_id"] == json!(it.kind))
+        .cloned();
+    if !it.kind.is_empty() && ty.is_none() {
+        errs.insert("type".into(), json!("Type doesn't exist."));
+    }
+    let reason = st
+        .reasons
+        .iter()
+        .find(|r| r["_id"] == json!(it.reason))
+        .cloned();
+    if !it.reason.is_empty() && reason.is_none() {
+        errs.insert("reason".into(), json!("Reason doesn't exist."));
+    }
+    if let (Some(start), Some(stop)) = (it.tstart, it.tstop) {
+        if stop < start {
+            errs.insert("tstop".into(), json!("Stop should be greater than Start."));
+        }
+    }
+    if !errs.is_empty() {
+        return (400, None, Value::Object(errs));
+    }
+    let mut entities: Vec<Value> = Vec::new();
+    for e in it.entities.iter().flatten() {
+        if !entities.contains(&json!(e)) {
+            entities.push(json!(e));
+        }
+    }
+    if let Some(i) = connector_position(st, &it) {
+        let p = &mut st.pbehaviors[i];
+        let mut united = p["entities"].as_array().cloned().unwrap_or_default();
+        for e in entities {
+            if !united.contains(&e) {
+                united.push(e);
+            }
+        }
+        set_entities(p, united);
+        let id = p["_id"].as_str().unwrap_or_default().to_string();
+        return (200, Some(id), Value::Null);
+    }
+    if position(st, By::Name, &it.name).is_some() {
+        return (400, None, json!({"name": "Name already exists."}));
+    }
+    let id = st.new_id("pbh");
+    let mut pbh = json!({
+        "_id": id, "name": it.name, "enabled": true, "author": {"_id": "u-0001", "name": "centreon"},
+        "comments": [{"_id": st.new_id("comment"), "author": {"_id": "u-0001", "name": "centreon"},
+                      "origin": it.origin, "ts": 0, "message": it.comment}],
+        "reason": reason, "type": ty, "rrule": "", "tstart": it.tstart, "tstop": it.tstop,
+        "color": it.color, "exdates": [], "exceptions": [], "origin": it.origin,
+    });
+    set_entities(&mut pbh, entities);
+    st.pbehaviors.push(pbh);
+    if st.pbh_keys.len() + 1 == st.pbehaviors.len() {
+        st.pbh_keys.push((id.clone(), it.name));
+    }
+    (200, Some(id), Value::Null)
+}
+
+/// `store.ConnectorDelete`: takes the item's entities out of the
+/// pbehavior of its key (404 when there is none), and deletes it when it
+/// has no entity left.
+fn connector_delete_item(st: &mut State, raw: &Value) -> (u16, Option<String>, Value) {
+    let it = match decode_connector_item(raw, "BulkConnectorDeleteRequestItem") {
+        Ok(it) => it,
+        Err(e) => return (400, None, json!(e)),
+    };
+    let mut errs = Map::new();
+    connector_key_errors(&it, &mut errs);
+    if !errs.is_empty() {
+        return (400, None, Value::Object(errs));
+    }
+    let Some(i) = connector_position(st, &it) else {
+        return (404, None, json!("Not found"));
+    };
+    let gone: Vec<Value> = it.entities.iter().flatten().map(|e| json!(e)).collect();
+    let p = &mut st.pbehaviors[i];
+    let left: Vec<Value> = p["entities"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !gone.contains(e))
+        .collect();
+    let id = p["_id"].as_str().unwrap_or_default().to_string();
+    let empty = left.is_empty();
+    set_entities(p, left);
+    if empty {
+        remove(st, i);
+    }
+    (200, Some(id), Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(st: &mut State, method: &str, body: Value) -> (u16, Vec<Value>) {
+        let (status, text) = route(st, method, CONNECTOR_ROUTE, "", body.to_string().as_bytes());
+        let v: Value = serde_json::from_str(&text).unwrap();
+        (status, v.as_array().cloned().unwrap_or_else(|| vec![v]))
+    }
+
+    fn item(entity: &str, comment: &str) -> Value {
+        json!({"entities": [entity], "origin": "centreon-stream", "tstart": 100, "tstop": 200,
+               "comment": comment, "name": format!("n-{comment}"), "reason": "r-default",
+               "type": "a1b2c3d4-0000-4000-8000-000000000002"})
+    }
+
+    #[test]
+    fn connector_items_are_validated_as_go_binds_them() {
+        let mut st = State::new();
+        let (status, a) = answers(
+            &mut st,
+            "POST",
+            json!([{}, {"tstart": "100"}, 3, {"entities": [], "origin": "o", "tstart": 2, "tstop": 1,
+                    "comment": "c", "name": "n", "reason": "nope", "type": "nope", "color": "red"}]),
+        );
+        assert_eq!(status, 207);
+        assert_eq!(
+            a[0]["errors"],
+            json!({"entities": "Entities is missing.", "origin": "Origin is missing.",
+                   "tstart": "Start is missing.", "tstop": "Stop is missing.",
+                   "comment": "Comment is missing.", "name": "Name is missing.",
+                   "reason": "Reason is missing.", "type": "Type is missing."})
+        );
+        assert!(a[1]["error"].as_str().unwrap().contains("invalid syntax"));
+        assert_eq!(
+            a[2]["error"],
+            "value doesn't contain object; it contains number"
+        );
+        assert_eq!(
+            a[3]["errors"],
+            json!({"entities": "Entities should not be blank.", "tstop": "Stop should be greater than Start.",
+                   "reason": "Reason doesn't exist.", "type": "Type doesn't exist.",
+                   "color": "Color is not valid."})
+        );
+        assert!(a.iter().all(|a| a["status"] == 400));
+        assert!(st.pbehaviors.is_empty());
+        // The whole body: an array, at most 10,000 items.
+        let (status, _) = answers(&mut st, "POST", json!({}));
+        assert_eq!(status, 400);
+        let (status, a) = answers(&mut st, "POST", Value::Array(vec![json!({}); 10_001]));
+        assert_eq!(
+            (status, &a[0]["error"]),
+            (
+                400,
+                &json!("number of elements shouldn't be greater than 10000")
+            )
+        );
+    }
+
+    #[test]
+    fn connector_items_merge_by_key_and_leave_one_by_one() {
+        let mut st = State::new();
+        let (_, a) = answers(
+            &mut st,
+            "POST",
+            json!([
+                item("host-a", "work"),
+                item("Ping/host-a", "work"),
+                item("host-a", "work"),
+                item("host-b", "other")
+            ]),
+        );
+        let ids: Vec<&Value> = a.iter().map(|a| &a["id"]).collect();
+        assert!(a.iter().all(|a| a["status"] == 200), "{a:?}");
+        assert!(ids[0] == ids[1] && ids[1] == ids[2] && ids[0] != ids[3]);
+        assert_eq!(st.pbehaviors.len(), 2);
+        let p = &st.pbehaviors[0];
+        assert_eq!(p["entities"], json!(["host-a", "Ping/host-a"]));
+        assert_eq!(
+            p["entity_pattern"][0][0]["cond"],
+            json!({"type": "is_one_of", "value": ["host-a", "Ping/host-a"]})
+        );
+        assert_eq!(
+            (p["name"].as_str(), p["comments"][0]["message"].as_str()),
+            (Some("n-work"), Some("work"))
+        );
+        // Another key, a name taken.
+        let mut taken = item("host-c", "third");
+        taken["name"] = json!("n-work");
+        let (_, a) = answers(&mut st, "POST", json!([taken]));
+        assert_eq!(
+            (a[0]["status"].as_u64(), &a[0]["errors"]),
+            (Some(400), &json!({"name": "Name already exists."}))
+        );
+        // A single-route pbehavior is never joined.
+        st.pbehaviors.push(
+            json!({"_id": "single", "name": "single", "origin": "centreon-stream",
+            "tstart": 100, "tstop": 200, "comments": [{"message": "solo"}]}),
+        );
+        let (_, a) = answers(&mut st, "DELETE", json!([item("host-a", "solo")]));
+        assert_eq!(
+            (a[0]["status"].as_u64(), &a[0]["error"]),
+            (Some(404), &json!("Not found"))
+        );
+        // Deletions take entities out; the last one takes the pbehavior.
+        let (_, a) = answers(&mut st, "DELETE", json!([item("host-a", "work")]));
+        assert_eq!((a[0]["status"].as_u64(), &a[0]["id"]), (Some(200), ids[0]));
+        assert_eq!(st.pbehaviors[0]["entities"], json!(["Ping/host-a"]));
+        let (_, a) = answers(
+            &mut st,
+            "DELETE",
+            json!([item("Ping/host-a", "work"), item("Ping/host-a", "work")]),
+        );
+        assert_eq!(a[0]["status"], 200);
+        assert_eq!(
+            (a[1]["status"].as_u64(), &a[1]["error"]),
+            (Some(404), &json!("Not found"))
+        );
+        assert!(st.pbehaviors.iter().all(|p| p["_id"] != *ids[0]));
+        // Routes an older Canopsis lacks.
+        assert!(serves(&st, CONNECTOR_ROUTE));
+        st.version = "23.10.4".into();
+        assert!(!serves(&st, CONNECTOR_ROUTE));
+        st.missing_routes.push("/api/v4/bulk/pbehaviors".into());
+        assert!(!serves(&st, "/api/v4/bulk/pbehaviors") && serves(&st, "/api/v4/pbehaviors"));
+    }
 }

@@ -1,20 +1,21 @@
 //! Downtimes to pbehaviors, end to end through the emulator and the mock.
 
 use canopsis_harness::broker::{Muxer, Param};
-use canopsis_harness::events::{Bbdo, Downtime, Status};
+use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
 use canopsis_harness::{deliver, drain, run_for, Lab};
 use serde_json::{json, Value};
 use std::time::Duration;
 
 const T: i64 = 1_763_000_000;
 
-/// The DELETE requests the mock received: query and status.
+/// The DELETE requests the mock received on the single route: query and
+/// status.
 fn deletes(lab: &Lab) -> Vec<(String, u16)> {
     lab.mock
         .state()
         .requests
         .iter()
-        .filter(|r| r.method == "DELETE")
+        .filter(|r| r.method == "DELETE" && r.path == SINGLE)
         .map(|r| (r.query.clone(), r.status))
         .collect()
 }
@@ -23,11 +24,20 @@ fn pattern(entity: &str) -> Value {
     json!([[{"field": "_id", "cond": {"type": "eq", "value": entity}}]])
 }
 
+/// `canopsis_downtime_route` set to `route`.
+fn route(route: &str) -> (&'static str, Param) {
+    ("canopsis_downtime_route", Param::Str(route.into()))
+}
+
+const SINGLE: &str = "/api/v4/pbehaviors";
+const BULK: &str = "/api/v4/bulk/pbehaviors";
+const CONNECTOR: &str = "/api/v4/bulk/connector-pbehaviors";
+
 #[test]
 fn host_and_service_downtimes_in_both_bbdo_versions() {
     for bbdo in [Bbdo::V2, Bbdo::V3] {
         let lab = Lab::new("downtimes");
-        let mut out = lab.open(lab.params(&[]), bbdo);
+        let mut out = lab.open(lab.params(&[route(SINGLE)]), bbdo);
         let svc = Downtime::started(7, 12, 34, T, T + 3600);
         let host = Downtime::started(8, 13, 0, T + 10, T + 7200);
         let mux = deliver(&mut out, vec![svc.event(bbdo), host.event(bbdo)]);
@@ -129,7 +139,7 @@ fn the_reason_is_found_on_a_later_page_and_not_created_again() {
 #[test]
 fn a_replayed_start_and_an_unknown_end_count_as_delivered() {
     let lab = Lab::new("idempotent");
-    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let mut out = lab.open(lab.params(&[route(SINGLE)]), Bbdo::V3);
     let dt = Downtime::started(7, 12, 34, T, T + 60);
     let unknown = Downtime::started(99, 12, 35, T, T + 60).ended(T + 5);
     let mux = deliver(
@@ -175,6 +185,8 @@ fn a_replayed_start_and_an_unknown_end_count_as_delivered() {
         ],
         "our name, then the Lua connector's"
     );
+    // Then on the connector route, where it may have begun: not there.
+    assert_eq!(requests_on(&lab, CONNECTOR), vec![("DELETE".into(), 207)]);
 }
 
 #[test]
@@ -187,7 +199,7 @@ fn a_downtime_started_under_the_lua_connector_is_still_removed_when_it_ends() {
         "_id": legacy, "name": legacy, "enabled": true, "tstart": T, "tstop": T + 3600,
         "entity_pattern": pattern("Ping/host-a"),
     }));
-    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let mut out = lab.open(lab.params(&[route(SINGLE)]), Bbdo::V3);
     let ends: Vec<_> = dt.life(T + 100, false)[2..]
         .iter()
         .map(|d| d.event(Bbdo::V3))
@@ -328,7 +340,7 @@ fn send_data_test_logs_pbehaviors() {
     assert!(lab.mock.state().requests.is_empty());
     assert!(
         lab.log().contains(
-            r#"[send_data_test] POST /api/v4/pbehaviors: {"_id":"centreon-downtime-12-34-7-"#
+            r#"[send_data_test] POST /api/v4/bulk/pbehaviors: [{"_id":"centreon-downtime-12-34-7-"#
         ),
         "{}",
         lab.log()
@@ -511,4 +523,426 @@ fn a_refused_bulk_item_does_not_refuse_the_request() {
     );
     assert_eq!(mux.unacked(), 3, "not acknowledged while one is refused");
     out.close();
+}
+
+/// The requests the mock received on `path`: method and status.
+fn requests_on(lab: &Lab, path: &str) -> Vec<(String, u16)> {
+    lab.mock
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| (r.method.clone(), r.status))
+        .collect()
+}
+
+/// Events of downtimes that start, then of the same ones ending.
+fn starts_then_ends(dts: &[Downtime], bbdo: Bbdo) -> (Vec<Event>, Vec<Event>) {
+    let starts = dts.iter().map(|d| d.event(bbdo)).collect();
+    let ends = dts
+        .iter()
+        .flat_map(|d| d.life(T + 100, false)[2..].to_vec())
+        .map(|d| d.event(bbdo))
+        .collect();
+    (starts, ends)
+}
+
+/// Delivers `events`, at most 20 s: on a connector that never gets there,
+/// the test fails rather than waits.
+fn deliver_soon(out: &mut canopsis_harness::broker::Output, events: Vec<Event>) -> Muxer {
+    let mut mux = Muxer::new();
+    for e in events {
+        mux.push(e);
+    }
+    assert!(
+        drain(out, &mut mux, Duration::from_secs(20)),
+        "{} events never acknowledged",
+        mux.unacked()
+    );
+    mux
+}
+
+/// As the newest Lua connector, downtimes go to the bulk route unless
+/// told otherwise.
+#[test]
+fn the_default_route_is_the_bulk_route() {
+    let lab = Lab::new("default-route");
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let (starts, ends) = starts_then_ends(&[Downtime::started(7, 12, 34, T, T + 3600)], Bbdo::V3);
+    deliver_soon(&mut out, starts);
+    assert_eq!(lab.mock.state().pbehaviors.len(), 1);
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(lab.mock.state().pbehaviors.is_empty());
+    assert_eq!(
+        requests_on(&lab, BULK),
+        vec![("POST".into(), 207), ("DELETE".into(), 207)]
+    );
+    assert!(requests_on(&lab, SINGLE).is_empty());
+}
+
+/// A Canopsis without the bulk route (404): the single route by itself,
+/// said once in the log however many lanes learn it, and nothing lost.
+#[test]
+fn a_canopsis_without_the_bulk_route_gets_the_single_route() {
+    let lab = Lab::new("no-bulk");
+    lab.mock.state().missing_routes.push(BULK.into());
+    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
+    let dts: Vec<Downtime> = (0..8)
+        .map(|i| Downtime::started(100 + i, 12, 34 + i % 2, T + i, T + 3600))
+        .collect();
+    let (starts, ends) = starts_then_ends(&dts, Bbdo::V3);
+    deliver_soon(&mut out, starts);
+    {
+        let st = lab.mock.state();
+        assert_eq!(st.pbehaviors.len(), 8);
+        assert_eq!(st.comments.len(), 8);
+    }
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(lab.mock.state().pbehaviors.is_empty());
+    let log = lab.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("is not a route of this Canopsis"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("/api/v4/bulk/pbehaviors")
+            && lines[0].contains("downtimes go through /api/v4/pbehaviors"),
+        "{}",
+        lines[0]
+    );
+    let single = requests_on(&lab, SINGLE);
+    assert_eq!(
+        single
+            .iter()
+            .filter(|(m, s)| m == "POST" && *s == 201)
+            .count(),
+        8
+    );
+    assert_eq!(
+        single
+            .iter()
+            .filter(|(m, s)| m == "DELETE" && *s == 204)
+            .count(),
+        8
+    );
+}
+
+/// `SCHEDULE_HOST_SVC_DOWNTIME` through the connector route: the host's
+/// downtime and its services' (same window, comment, author) are one
+/// pbehavior; each end takes its entity out, and the last one removes it.
+#[test]
+fn a_host_downtime_with_its_services_is_one_connector_pbehavior() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("connector-pbh");
+        let mut out = lab.open(lab.params(&[route(CONNECTOR)]), bbdo);
+        let host = Downtime::started(50, 12, 0, T, T + 3600);
+        let ping = Downtime::started(51, 12, 34, T, T + 3600);
+        let disk = Downtime::started(52, 12, 35, T, T + 3600);
+        let mut other = Downtime::started(53, 13, 0, T, T + 3600);
+        other.comment = "Disk change".into();
+        let all = [host.clone(), ping.clone(), disk.clone(), other.clone()];
+        let (starts, _) = starts_then_ends(&all, bbdo);
+        deliver_soon(&mut out, starts);
+        let maintenance = lab.maintenance_id();
+        {
+            let st = lab.mock.state();
+            assert_eq!(st.pbehaviors.len(), 2, "{bbdo:?}: {:?}", st.pbehaviors);
+            let p = st
+                .pbehaviors
+                .iter()
+                .find(|p| p["comments"][0]["message"] == "Planned maintenance")
+                .expect("the host's pbehavior");
+            let mut entities: Vec<&str> = p["entities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e.as_str().unwrap())
+                .collect();
+            entities.sort();
+            assert_eq!(entities, vec!["Disk /var/host-a", "Ping/host-a", "host-a"]);
+            assert_eq!(p["origin"], "centreon-stream");
+            assert_eq!(p["comments"][0]["origin"], "centreon-stream");
+            assert_eq!(
+                (p["tstart"].as_i64(), p["tstop"].as_i64()),
+                (Some(T), Some(T + 3600))
+            );
+            assert_eq!(p["type"]["_id"], maintenance);
+            assert!(p["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("centreon-downtimes-"));
+            let b = st
+                .pbehaviors
+                .iter()
+                .find(|p| p["comments"][0]["message"] == "Disk change")
+                .expect("host-b's own pbehavior");
+            assert_eq!(b["entities"], json!(["host-b"]));
+            assert!(
+                st.requests
+                    .iter()
+                    .all(|r| r.path != "/api/v4/pbehavior-comments"),
+                "the comment goes inline"
+            );
+        }
+        // The host's downtime ends first: its services' stay.
+        let (_, ends) = starts_then_ends(std::slice::from_ref(&host), bbdo);
+        deliver_soon(&mut out, ends);
+        {
+            let st = lab.mock.state();
+            assert_eq!(st.pbehaviors.len(), 2);
+            let p = st
+                .pbehaviors
+                .iter()
+                .find(|p| p["comments"][0]["message"] == "Planned maintenance")
+                .expect("still there");
+            assert_eq!(p["entities"].as_array().unwrap().len(), 2, "{p}");
+            assert_eq!(
+                p["entity_pattern"][0][0]["cond"]["value"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+        }
+        let (_, ends) = starts_then_ends(&[ping, disk, other], bbdo);
+        deliver_soon(&mut out, ends);
+        out.close();
+        assert!(lab.mock.state().pbehaviors.is_empty(), "{bbdo:?}");
+        let calls = requests_on(&lab, CONNECTOR);
+        assert!(calls.iter().all(|(_, s)| *s == 207), "{calls:?}");
+        assert!(requests_on(&lab, SINGLE).is_empty(), "{bbdo:?}");
+    }
+}
+
+/// Canopsis older than 24.04 has no connector route: refused at start
+/// with one line, and downtimes take the bulk route.
+#[test]
+fn the_connector_route_is_refused_on_an_older_canopsis() {
+    let lab = Lab::new("connector-old");
+    lab.mock.state().version = "23.10.4".into();
+    let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+    let said = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("needs Canopsis 24.04 or later"))
+            .count()
+    };
+    // At start, before any downtime (within 20 s on a loaded machine).
+    let mut idle = Muxer::new();
+    for _ in 0..100 {
+        if said(&lab.log()) > 0 {
+            break;
+        }
+        run_for(&mut out, &mut idle, Duration::from_millis(200));
+    }
+    assert_eq!(said(&lab.log()), 1, "{}", lab.log());
+    assert!(lab.log().contains("and this one is 23.10.4 (app-info): refused; downtimes go through /api/v4/bulk/pbehaviors instead"));
+    let dts: Vec<Downtime> = (0..4)
+        .map(|i| Downtime::started(60 + i, 12, 34, T, T + 3600))
+        .collect();
+    let (starts, ends) = starts_then_ends(&dts, Bbdo::V3);
+    deliver_soon(&mut out, starts);
+    assert_eq!(lab.mock.state().pbehaviors.len(), 4);
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(lab.mock.state().pbehaviors.is_empty());
+    assert!(requests_on(&lab, CONNECTOR).is_empty());
+    assert_eq!(said(&lab.log()), 1);
+}
+
+/// A downtime that began under the single route (this connector's or
+/// the Lua one's name) is still removed when it ends under the connector
+/// route: its key is unknown there (404), so it is deleted by name
+/// (`_id`), as the bulk route does it.
+#[test]
+fn a_downtime_begun_under_another_route_ends_under_the_connector_route() {
+    let lab = Lab::new("connector-switch");
+    let ours = Downtime::started(70, 12, 34, T, T + 3600);
+    let luas = Downtime::started(71, 12, 35, T, T + 3600);
+    let mut out = lab.open(lab.params(&[route(SINGLE)]), Bbdo::V3);
+    deliver_soon(&mut out, vec![ours.event(Bbdo::V3)]);
+    out.close();
+    let legacy = format!("centreon-downtime-71-{}", T - 60);
+    lab.mock.state().pbehaviors.push(json!({
+        "_id": legacy, "name": legacy, "enabled": true, "tstart": T, "tstop": T + 3600,
+        "entity_pattern": pattern("Disk /var/host-a"), "comments": [],
+    }));
+    assert_eq!(lab.mock.state().pbehaviors.len(), 2);
+    let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+    let (_, ends) = starts_then_ends(&[ours, luas], Bbdo::V3);
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(
+        lab.mock.state().pbehaviors.is_empty(),
+        "{:?}",
+        lab.mock.state().pbehaviors
+    );
+    // Each DELETE: its route and what Canopsis answered each item.
+    let dels: Vec<(String, Vec<(u64, Value)>)> = lab
+        .mock
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| {
+            let answer: Value = serde_json::from_str(&r.answer).unwrap();
+            let items = answer.as_array().unwrap().iter();
+            let items = items.map(|a| (a["status"].as_u64().unwrap(), a["item"].clone()));
+            (r.path.clone(), items.collect())
+        })
+        .collect();
+    let ours = format!("centreon-downtime-12-34-70-{}", T - 60);
+    assert_eq!(dels.len(), 3, "{dels:?}");
+    assert_eq!(dels[0].0, CONNECTOR);
+    assert!(dels[0].1.iter().all(|(s, _)| *s == 404), "{dels:?}");
+    assert_eq!(dels[1].0, BULK);
+    assert!(
+        dels[1].1.contains(&(200, json!({ "_id": ours }))),
+        "{dels:?}"
+    );
+    assert_eq!(dels[2].0, BULK, "then under the Lua connector's name");
+    assert_eq!(dels[2].1, vec![(200, json!({ "_id": legacy }))], "{dels:?}");
+}
+
+/// Every bulk route answers 207 item by item; a start sent again (a
+/// replay) and the end of a pbehavior that is not there are done, not
+/// refused, whichever bulk route carries them.
+#[test]
+fn bulk_items_are_idempotent_on_every_bulk_route() {
+    for path in [BULK, CONNECTOR] {
+        let lab = Lab::new("bulk-idempotent");
+        let mut out = lab.open(lab.params(&[route(path)]), Bbdo::V3);
+        let dt = Downtime::started(80, 12, 34, T, T + 3600);
+        // Another window: not the key of `dt`'s pbehavior either.
+        let unknown = Downtime::started(81, 12, 35, T, T + 60).ended(T + 5);
+        let mux = deliver_soon(&mut out, vec![dt.event(Bbdo::V3)]);
+        assert_eq!(mux.acked, 1);
+        let mux = deliver_soon(&mut out, vec![dt.event(Bbdo::V3), unknown.event(Bbdo::V3)]);
+        assert_eq!(mux.acked, 2, "{path}");
+        out.close();
+        let st = lab.mock.state();
+        assert_eq!(st.pbehaviors.len(), 1, "{path}: {:?}", st.pbehaviors);
+        assert_eq!(
+            st.pbehaviors[0]["comments"].as_array().map(Vec::len),
+            Some(1),
+            "{path}: one comment"
+        );
+        // What Canopsis answered each item of the second delivery: the
+        // replay (a duplicate `_id` on the bulk route; joined again on the
+        // connector route) and the unknown end (404).
+        let items: Vec<(String, Value)> = st
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .skip(1)
+            .flat_map(|r| {
+                let answer: Value = serde_json::from_str(&r.answer).unwrap();
+                answer
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| (r.method.clone(), a.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        drop(st);
+        let status = |method: &str| -> Vec<u64> {
+            items
+                .iter()
+                .filter(|(m, _)| m == method)
+                .map(|(_, a)| a["status"].as_u64().unwrap())
+                .collect()
+        };
+        if path == BULK {
+            assert_eq!(status("POST"), vec![400], "{items:?}");
+            assert!(
+                items[0].1["errors"]["_id"] == "ID already exists.",
+                "{items:?}"
+            );
+            // Not under our name, then not under the Lua connector's.
+            assert_eq!(status("DELETE"), vec![404, 404], "{items:?}");
+        } else {
+            assert_eq!(status("POST"), vec![200], "{items:?}");
+            assert_eq!(status("DELETE"), vec![404], "{items:?}");
+            assert_eq!(
+                requests_on(&lab, BULK),
+                vec![("DELETE".into(), 207), ("DELETE".into(), 207)],
+                "then by name, ours and the Lua connector's"
+            );
+        }
+        assert!(!lab.log().contains("dead-letter"), "{path}");
+        assert!(!lab.log().contains("refused"), "{path}: {}", lab.log());
+    }
+}
+
+/// Back from the connector route to another: a downtime that began there
+/// is under none of the names the other routes give, so its entity is
+/// taken out of the connector route's pbehavior, which goes with its last
+/// entity.
+#[test]
+fn a_downtime_begun_under_the_connector_route_ends_under_another() {
+    for back in [BULK, SINGLE] {
+        let lab = Lab::new("connector-back");
+        let host = Downtime::started(90, 12, 0, T, T + 3600);
+        let ping = Downtime::started(91, 12, 34, T, T + 3600);
+        let (starts, _) = starts_then_ends(&[host.clone(), ping.clone()], Bbdo::V3);
+        let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+        deliver_soon(&mut out, starts);
+        out.close();
+        assert_eq!(lab.mock.state().pbehaviors.len(), 1);
+        let mut out = lab.open(lab.params(&[route(back)]), Bbdo::V3);
+        let (_, ends) = starts_then_ends(&[host], Bbdo::V3);
+        deliver_soon(&mut out, ends);
+        assert_eq!(
+            lab.mock.state().pbehaviors[0]["entities"],
+            json!(["Ping/host-a"]),
+            "{back}: the host is out, its service stays"
+        );
+        let (_, ends) = starts_then_ends(&[ping], Bbdo::V3);
+        deliver_soon(&mut out, ends);
+        out.close();
+        assert!(lab.mock.state().pbehaviors.is_empty(), "{back}");
+        assert!(
+            lab.log().contains("(connector route)")
+                || lab
+                    .log()
+                    .contains("taken out of its connector route pbehavior"),
+            "{back}"
+        );
+    }
+}
+
+/// A Canopsis whose version does not tell (`development`) and that has no
+/// connector route: its 404 sends downtimes to the bulk route, said once.
+#[test]
+fn a_connector_route_answered_404_falls_back_to_the_bulk_route() {
+    let lab = Lab::new("connector-404");
+    {
+        let mut st = lab.mock.state();
+        st.version = "development".into();
+        st.missing_routes.push(CONNECTOR.into());
+    }
+    let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+    let dts: Vec<Downtime> = (0..4)
+        .map(|i| Downtime::started(95 + i, 12, 34 + i % 2, T, T + 3600))
+        .collect();
+    let (starts, ends) = starts_then_ends(&dts, Bbdo::V3);
+    deliver_soon(&mut out, starts);
+    assert_eq!(lab.mock.state().pbehaviors.len(), 4);
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(lab.mock.state().pbehaviors.is_empty());
+    let log = lab.log();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("is not a route of this Canopsis"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("downtimes go through /api/v4/bulk/pbehaviors from now on"));
+    assert!(requests_on(&lab, CONNECTOR).iter().all(|(_, s)| *s == 404));
+    let bulk = requests_on(&lab, BULK);
+    assert!(bulk.iter().any(|(m, _)| m == "POST"), "{bulk:?}");
+    assert!(bulk.iter().all(|(_, s)| *s == 207), "{bulk:?}");
 }

@@ -318,7 +318,14 @@ fn every_change_of_once(t: Trace, name: &str, api: i64, extra: &[(&str, Param)])
 /// of these, once; every other change goes out once, with its first
 /// report; nothing goes out twice, nothing a flapping status reported.
 fn defaults(name: &str, api: i64) {
-    let (t, lab) = replay_trace(load_with_flapping(name), name, api, &[]);
+    // The single route, whose requests say each pbehavior by itself.
+    let single = Param::Str("/api/v4/pbehaviors".into());
+    let (t, lab) = replay_trace(
+        load_with_flapping(name),
+        name,
+        api,
+        &[("canopsis_downtime_route", single)],
+    );
     let names = Names::of(&t);
     let all = changes(&t);
     let sent = counts(&checks(&lab));

@@ -25,8 +25,8 @@
 //!     template using event, cache and group macros and a flag;
 //! (f) (`--network` alone) end to end with Canopsis answering in 20 ms, then
 //!     with 20% of its requests answered 500, then with the spool, over
-//!     400 services; and downtimes started then ended, on the plain and
-//!     the bulk route
+//!     400 services; and downtimes started then ended, with the default
+//!     settings (the bulk route), on the single and on the connector route
 //!     (`BENCH_IN_FLIGHT=N` sets their `max_requests_in_flight`,
 //!     `BENCH_SHOW_LOG=1` prints their stats lines);
 //! (g) (`--webhook` alone) the webhook output: end-to-end events/s into
@@ -265,25 +265,30 @@ fn show_stats(lab: &Lab) {
 
 /// (f): seconds until `n` downtimes (over [`OBJECTS`] services), started
 /// and then ended, have had their pbehaviors created, commented and
-/// deleted, with Canopsis answering after `latency`.
-fn downtimes(latency: Duration, n: i64, bulk: bool) -> f64 {
+/// deleted, with Canopsis answering after `latency`, through `route`
+/// (`None`: the default settings).
+fn downtimes(latency: Duration, n: i64, route: Option<&str>) -> f64 {
     let lab = Lab::new("bench-dt");
     let mut params = vec![("log_level", Param::Num(2))];
     if let Ok(n) = std::env::var("BENCH_IN_FLIGHT") {
         params.push(("max_requests_in_flight", Param::Str(n)));
     }
-    if bulk {
-        params.push((
-            "canopsis_downtime_route",
-            Param::Str("/api/v4/bulk/pbehaviors".into()),
-        ));
+    if let Some(route) = route {
+        params.push(("canopsis_downtime_route", Param::Str(route.into())));
     }
     let mut out = lab.open(lab.params(&params), Bbdo::V3);
     lab.mock.state().record = false;
     lab.mock.state().latency = latency;
     many_objects(&out);
     let dts: Vec<Downtime> = (0..n)
-        .map(|i| Downtime::started(10_000 + i, 1000 + i % OBJECTS, 1, T, T + 3600))
+        // One downtime per service and round, each round ending a second
+        // later: on the connector route a round is one pbehavior (as a
+        // host group's downtime), and no two downtimes of one service
+        // share one (the first to end would take the service out).
+        .map(|i| {
+            let round = i / OBJECTS;
+            Downtime::started(10_000 + i, 1000 + i % OBJECTS, 1, T, T + 3600 + round)
+        })
         .collect();
     let start = Instant::now();
     let mut mux = Muxer::new();
@@ -680,16 +685,21 @@ fn network_rows(scale: i64, row: &dyn Fn(&str, String, &str)) {
         format!("{spooled:.0} ev/s"),
         "",
     );
-    for bulk in [false, true] {
-        let n = 10_000 / scale;
-        let secs = downtimes(latency, n, bulk);
+    let n = 10_000 / scale;
+    for (route, what, target) in [
+        (None, "default settings (bulk route)", "<= 30 s"),
+        (Some("/api/v4/pbehaviors"), "single route", ""),
+        (
+            Some("/api/v4/bulk/connector-pbehaviors"),
+            "connector route",
+            "",
+        ),
+    ] {
+        let secs = downtimes(latency, n, route);
         row(
-            &format!(
-                "(f) {n} downtimes started then ended, 20 ms{}",
-                if bulk { ", bulk route" } else { "" }
-            ),
+            &format!("(f) {n} downtimes started then ended, 20 ms, {what}"),
             format!("{secs:.1} s"),
-            if scale == 1 { "<= 30 s" } else { "" },
+            if scale == 1 { target } else { "" },
         );
     }
 }
