@@ -37,6 +37,7 @@ pub mod secret;
 pub mod sender;
 pub mod sink;
 pub mod spool;
+pub mod status;
 pub mod template;
 pub mod transport;
 
