@@ -50,7 +50,8 @@ Checks a Canopsis native connector output through its status file.
   --critical-failing-lanes R
   --help
 
-R is a Nagios range: 10 (above 10), 10: (below 10), ~:10, 10:20 (outside), @10:20 (inside).
+R is a Nagios range: 10 (above 10), 10: (below 10), ~:10, 10:20 (outside), @10:20 (inside);
+empty is no threshold.
 State failing or starting is WARNING, holding is CRITICAL; thresholds can raise it.";
 
 /// A plugin's answer, as Centreon reads it.
@@ -233,7 +234,11 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Request, Str
         let Some(value) = inline.or_else(|| args.next()) else {
             return Err(format!("{name} needs a value"));
         };
-        let range = || Range::parse(&value).map(Some);
+        // An empty threshold is none, as Centreon passes an empty macro.
+        let range = || match value.trim() {
+            "" => Ok(None),
+            v => Range::parse(v).map(Some),
+        };
         match name.as_str() {
             "--status-file" => o.file = PathBuf::from(&value),
             "--stale-periods" => {
@@ -684,6 +689,11 @@ mod tests {
         assert!(a.text.contains("unknown option --nope"));
         let a = run(["--status-file".into()], NOW, |_| unreachable!());
         assert!(a.text.contains("--status-file needs a value"));
+        assert_eq!(
+            args("--warning-spool-usage= --critical-unacked=").spool_usage,
+            Thresholds::default(),
+            "empty macros are no threshold"
+        );
         let a = run(["--help".into()], NOW, |_| unreachable!());
         assert!(a.text.starts_with("Usage:"));
     }
