@@ -369,7 +369,7 @@ impl Connector {
         };
         c.revive(now);
         // Monitoring sees the output from its start, not a minute later.
-        c.log_stats();
+        c.write_status();
         Ok(c)
     }
 
@@ -995,6 +995,12 @@ impl Connector {
             st.state.name(),
             st.last_error.as_deref().unwrap_or("none"),
         ));
+        self.status_file.write(&st, &self.log);
+    }
+
+    /// Writes the status file alone.
+    fn write_status(&mut self) {
+        let st = self.status();
         self.status_file.write(&st, &self.log);
     }
 }
