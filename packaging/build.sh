@@ -32,10 +32,11 @@ for tag in 53 54; do
   echo "built $so (newest glibc symbol: $newest)"
 done
 
-# The monitoring plugin: the same binary in every package; no Lua, so one
-# build without the module's features.
+# The monitoring plugin: the same binary in every package. It links
+# neither the connector nor Lua (std and serde_json only), so the Lua 5.3
+# build's target directory serves, its dependencies already built.
 plugin=centreon_canopsis_native_status
-cargo zigbuild -q --release --bin "$plugin" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-plugin
+cargo zigbuild -q --release --features lua53 --bin "$plugin" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-lua53
 cp "target/pkg-plugin/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
 strip --strip-unneeded "dist/build/$plugin"
 newest=$(objdump -T "dist/build/$plugin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
