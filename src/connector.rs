@@ -333,8 +333,8 @@ impl Connector {
             Some(_) => ACK_WINDOW,
         };
         let now = Instant::now();
-        let stats_interval = cfg.stats_interval;
-        let status_path_log = cfg.logfile.clone();
+        let next_stats = now + cfg.stats_interval;
+        let status_file = StatusFile::new(status::path_for(&cfg.logfile), REMINDER);
         let mut c = Connector {
             queue,
             cfg,
@@ -356,8 +356,8 @@ impl Connector {
             ack_window: window,
             counters: Counters::default(),
             unacked_since: now,
-            next_stats: now + stats_interval,
-            status_file: StatusFile::new(status::path_for(&status_path_log), REMINDER),
+            next_stats,
+            status_file,
             last_now: Instant::now(),
             clock_skips: 0,
             memo: Memo::default(),

@@ -94,25 +94,17 @@ impl Lanes {
     }
 
     fn health(&self) -> Health {
-        // The lane holding acknowledgements: its oldest work is the oldest.
-        let holder = self
-            .lanes
-            .iter()
-            .filter(|l| l.oldest().is_some())
-            .min_by_key(|l| l.oldest());
-        let oldest_failing = self
-            .lanes
-            .iter()
-            .filter(|l| l.failing().is_some())
-            .min_by_key(|l| l.oldest());
-        let error = holder
+        let failing = self.lanes.iter().filter(|l| l.failing().is_some());
+        // The failing lane with the oldest work: the one holding
+        // acknowledgements (its oldest work is the oldest of all) when it
+        // fails, else the failing lane next in line to hold them.
+        let error = failing
+            .clone()
+            .min_by_key(|l| l.oldest())
             .and_then(Lane::failing)
-            .or_else(|| oldest_failing.and_then(Lane::failing))
             .map(str::to_string);
         Health {
-            failing_lanes: self.lanes.iter().filter(|l| l.failing().is_some()).count(),
-            busy_lanes: self.lanes.iter().filter(|l| l.oldest().is_some()).count(),
-            holder_failing: holder.is_some_and(|l| l.failing().is_some()),
+            failing_lanes: failing.count(),
             error,
         }
     }
@@ -123,11 +115,6 @@ impl Lanes {
 pub struct Health {
     /// Lanes holding work whose last attempt failed.
     pub failing_lanes: usize,
-    /// Lanes holding work (handed and not confirmed).
-    pub busy_lanes: usize,
-    /// Whether the lane holding acknowledgements (the oldest unconfirmed
-    /// work) is one of the failing ones.
-    pub holder_failing: bool,
     /// The error of the lane holding acknowledgements if it fails, else of
     /// the failing lane with the oldest work; `None` when no lane fails.
     pub error: Option<String>,
@@ -314,8 +301,6 @@ mod tests {
         assert!(p.failing(), "lane 1's success cleared lane 0's failure");
         let h = p.health();
         assert_eq!(h.failing_lanes, 1);
-        assert_eq!(h.busy_lanes, 1);
-        assert!(h.holder_failing);
         assert_eq!(h.error.as_deref(), Some("HTTP 500: stuck"));
         assert!(
             !p.wait_for(6, Duration::from_secs(5)),
@@ -337,20 +322,20 @@ mod tests {
         p.set_failing(0, "lane 0 error");
         p.set_failing(2, "lane 2 error");
         // Lane 1 holds the oldest work and is fine: the oldest failing
-        // lane's error is shown, and the holder is not failing.
+        // lane's error is shown.
         let h = p.health();
-        assert_eq!((h.failing_lanes, h.busy_lanes), (2, 3));
-        assert!(!h.holder_failing);
+        assert_eq!(h.failing_lanes, 2);
         assert_eq!(h.error.as_deref(), Some("lane 2 error"));
         // Waiting for lane 1's work alone is not blocked by the others.
         assert!(!p.lanes().blocked(2));
         assert!(p.lanes().blocked(4));
+        // Lane 2 now holds acknowledgements: its error, though lane 0
+        // failed after it.
         p.confirm(1, 2);
-        let h = p.health();
-        assert!(h.holder_failing);
-        assert_eq!(h.error.as_deref(), Some("lane 2 error"));
+        p.set_failing(0, "lane 0 error, later");
+        assert_eq!(p.health().error.as_deref(), Some("lane 2 error"));
         p.confirm(2, 4);
-        assert_eq!(p.health().error.as_deref(), Some("lane 0 error"));
+        assert_eq!(p.health().error.as_deref(), Some("lane 0 error, later"));
     }
 
     #[test]
