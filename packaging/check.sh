@@ -3,11 +3,13 @@
 # exact file lists and dependencies, then installs the DEB (dpkg --root) and
 # the el9 RPM (rpm --root) into throwaway roots, where the installed loader
 # and module are loaded by the broker emulator (Lua 5.3 and 5.4) and send
-# sample events to the mock Canopsis.
+# sample events to the mock Canopsis, and the installed monitoring plugin
+# reads the status file they left.
 # Needs: binutils lintian rpm rpmlint (Debian), python3 with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg=centreon-stream-connector-canopsis-native
+plugin=centreon_canopsis_native_status
 
 missing=()
 for cmd in objdump lintian rpm rpmlint dpkg-deb; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
@@ -33,6 +35,24 @@ echo "== rpmlint"
 rpmlint -c rpm/rpmlint.toml "$el8" "$el9"
 
 fail() { echo "packaging check FAILED: $*" >&2; exit 1; }
+
+# The installed monitoring plugin ($1) against the status file of the
+# output the emulator ran (kept in $2, then removed), a missing file and
+# a stale one: OK, UNKNOWN and CRITICAL, one line each.
+check_plugin() {
+  local bin=$1 kept=$2 out rc
+  [ -x "$bin" ] || fail "$bin is not installed executable"
+  [ -n "$kept" ] && [ -f "$kept/canopsis.status.json" ] || fail "no status file beside the emulator's log ($kept)"
+  rc=0; out=$("$bin" --status-file "$kept/canopsis.status.json" --warning-oldest-unacked 300) || rc=$?
+  echo "  $out"
+  [ "$rc" -eq 0 ] && [[ $out == "OK: connector ok"*"|'unacked'=0;;;0; 'oldest_unacked'=0s;300;;0;"* ]] || fail "plugin on a healthy output: rc=$rc $out"
+  rc=0; out=$("$bin" --status-file "$kept/missing.status.json") || rc=$?
+  [ "$rc" -eq 3 ] && [[ $out == "UNKNOWN: cannot read status file $kept/missing.status.json"* ]] || fail "plugin on a missing file: rc=$rc $out"
+  sed 's/"written":[0-9]*/"written":1/' "$kept/canopsis.status.json" > "$kept/stale.status.json"
+  rc=0; out=$("$bin" --status-file "$kept/stale.status.json") || rc=$?
+  [ "$rc" -eq 2 ] && [[ $out == "CRITICAL: status file not updated"* ]] || fail "plugin on a stale file: rc=$rc $out"
+  rm -rf "$kept"
+}
 same() { # $1 what, $2 expected, $3 actual
   if [ "$2" != "$3" ]; then
     diff <(echo "$2") <(echo "$3") >&2 || true
@@ -43,6 +63,7 @@ same() { # $1 what, $2 expected, $3 actual
 echo "== contents"
 deb_files=$(cat <<LIST
 ./etc/logrotate.d/$pkg
+./usr/lib/centreon/plugins/$plugin
 ./usr/lib/x86_64-linux-gnu/lua/5.3/canopsis_native_53.so
 ./usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
 ./usr/share/centreon-broker/lua/webhook-native-events.lua
@@ -57,6 +78,7 @@ for el in "el8 5.3 53" "el9 5.4 54"; do
   file=$(ls dist/*."$dist".x86_64.rpm)
   same "$dist RPM file list" "$(cat <<LIST
 /etc/logrotate.d/$pkg
+/usr/lib/centreon/plugins/$plugin
 /usr/lib64/lua/$lua/canopsis_native_$tag.so
 /usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
 /usr/share/centreon-broker/lua/webhook-native-events.lua
@@ -87,8 +109,12 @@ touch "$root/var/lib/dpkg/status"
 dpkg --root="$root" --log=/dev/null --force-depends -i "$deb" >/dev/null 2>&1 || fail "dpkg -i"
 same "files present after install (nothing written besides the package's files)" "$deb_files" \
   "$(cd "$root" && find . -type f -not -path './var/lib/dpkg/*' | sort)"
-LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
-  tests/harness/target/release/broker-emulator --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua"
+emulated=$(LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
+  tests/harness/target/release/broker-emulator --keep --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua") \
+  || { echo "$emulated"; fail "broker emulator, DEB"; }
+echo "$emulated"
+echo "== monitoring plugin from the DEB"
+check_plugin "$root/usr/lib/centreon/plugins/$plugin" "$(sed -n 's/^kept //p' <<<"$emulated")"
 LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
   tests/harness/target/release/broker-emulator webhook --script "$root/usr/share/centreon-broker/lua/webhook-native-events.lua"
 
@@ -97,8 +123,12 @@ root="$roots/rpm"
 mkdir -p "$root"
 rpm --root "$root" --initdb
 rpm --root "$root" -i --nodeps --noscripts --ignorearch "$el9" 2>/dev/null || fail "rpm -i"
-LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
-  tests/harness/target/lua54/release/broker-emulator --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua"
+emulated=$(LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
+  tests/harness/target/lua54/release/broker-emulator --keep --script "$root/usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua") \
+  || { echo "$emulated"; fail "broker emulator, el9 RPM"; }
+echo "$emulated"
+echo "== monitoring plugin from the el9 RPM"
+check_plugin "$root/usr/lib/centreon/plugins/$plugin" "$(sed -n 's/^kept //p' <<<"$emulated")"
 LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
   tests/harness/target/lua54/release/broker-emulator webhook ndjson --script "$root/usr/share/centreon-broker/lua/webhook-native-events.lua"
 echo "packaging check: ok"

@@ -336,6 +336,9 @@ pub struct Config {
     pub send_data_test: bool,
     /// `custom_code_file`: Lua code run on each accepted event.
     pub custom_code_file: Option<PathBuf>,
+    /// `stats_interval`: how often the stats line and the status file are
+    /// written.
+    pub stats_interval: Duration,
 }
 
 /// Parameters the Lua connector accepts that have no effect on what this
@@ -583,6 +586,13 @@ impl Reader<'_> {
             origin: format.connector.clone(),
             ..downtime
         };
+        let stats_interval = self.int(
+            "stats_interval",
+            60,
+            1,
+            3600,
+            "a number of seconds between 1 and 3600",
+        ) as u64;
 
         Config {
             categories,
@@ -613,6 +623,7 @@ impl Reader<'_> {
             log_level,
             send_data_test,
             custom_code_file,
+            stats_interval: Duration::from_secs(stats_interval),
         }
     }
 

@@ -40,6 +40,7 @@ use crate::sender::{Closed, Ending, Routes, Sender, Source, Work};
 use crate::sink::canopsis::pbehavior;
 use crate::sink::Sink;
 use crate::spool::{self, AppendError, Record};
+use crate::status::{self, Status, StatusFile};
 use crate::transport::{DryRun, Http, Transport};
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -89,7 +90,8 @@ pub const CLOSE_BUDGET: Duration = Duration::from_millis(300);
 
 /// Filtered events (with nothing queued) per reading of the clock.
 const CLOCK_EVERY: u32 = 64;
-/// How often the stats line is written.
+/// How often the stats line and the status file are written by default
+/// (`stats_interval`).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Longest time an appended event waits for its group commit (the figure
@@ -200,8 +202,14 @@ pub struct Connector {
     /// Unacknowledged events after which `write` waits ([`ack_window`]).
     ack_window: u64,
     counters: Counters,
+    /// When the first of the `unacked` events was received (meaningless
+    /// while `unacked` is 0): the age of the oldest event broker still
+    /// keeps for this output.
+    unacked_since: Instant,
     /// When the stats line is next due.
     next_stats: Instant,
+    /// The stats line's figures as JSON, for monitoring.
+    status_file: StatusFile,
     /// The last time read from the clock, and filtered events since.
     last_now: Instant,
     clock_skips: u32,
@@ -357,6 +365,8 @@ impl Connector {
             Some(_) => ACK_WINDOW,
         };
         let now = Instant::now();
+        let next_stats = now + cfg.stats_interval;
+        let status_file = StatusFile::new(status::path_for(&cfg.logfile), REMINDER);
         let mut c = Connector {
             queue,
             cfg,
@@ -377,7 +387,9 @@ impl Connector {
             unacked: 0,
             ack_window: window,
             counters: Counters::default(),
-            next_stats: Instant::now() + STATS_INTERVAL,
+            unacked_since: now,
+            next_stats,
+            status_file,
             last_now: Instant::now(),
             clock_skips: 0,
             memo: Memo::default(),
@@ -390,6 +402,8 @@ impl Connector {
             formats,
         };
         c.revive(now);
+        // Monitoring sees the output from its start, not a minute later.
+        c.write_status();
         Ok(c)
     }
 
@@ -512,14 +526,21 @@ impl Connector {
     }
 
     fn count_received(&mut self) {
+        if self.unacked == 0 {
+            // The first event broker keeps since its last `true`. The time
+            // is the last one read: a filtered event may read the clock
+            // late, but it is acknowledged at once unless something else
+            // already holds acknowledgements.
+            self.unacked_since = self.last_now;
+        }
         self.unacked += 1;
         self.counters.received += 1;
     }
 
     /// Counts an event in and reads the clock.
     fn received(&mut self) -> Instant {
-        self.count_received();
         self.last_now = Instant::now();
+        self.count_received();
         self.last_now
     }
 
@@ -960,7 +981,7 @@ impl Connector {
 
     fn maybe_stats(&mut self, now: Instant) {
         if now >= self.next_stats {
-            self.next_stats = now + STATS_INTERVAL;
+            self.next_stats = now + self.cfg.stats_interval;
             self.log_stats();
             self.remind_hold();
         }
@@ -985,60 +1006,109 @@ impl Connector {
         }
     }
 
-    /// Writes the health line.
-    pub fn log_stats(&self) {
+    /// The figures of the stats line and the status file, now.
+    fn status(&self) -> Status {
         let p = self.outlet.progress();
         let s = &p.stats;
-        let last_error = match &self.outlet.starting {
-            Some(st) => Some(st.why.clone()),
-            None => s.last_error.lock().map(|e| e.clone()).unwrap_or_default(),
+        let health = p.health();
+        let state = if self.outlet.starting.is_some() {
+            status::State::Starting
+        } else if self.holding() {
+            status::State::Holding
+        } else if p.failing() {
+            status::State::Failing
+        } else {
+            status::State::Ok
         };
-        let (waiting, spool) = match &self.queue {
-            Queue::Handover(h) => (
-                h.last_seq - p.delivered().min(h.last_seq),
-                "spool=off".to_string(),
-            ),
+        let last_error = match (&self.outlet.starting, health.error) {
+            (Some(st), _) => Some(st.why.clone()),
+            (None, Some(e)) => Some(e),
+            (None, None) if self.holding() => Some(format!(
+                "{} event(s) could not be read",
+                self.counters.read_errors
+            )),
+            (None, None) => None,
+        };
+        let (waiting, spool_bytes) = match &self.queue {
+            Queue::Handover(h) => (h.last_seq - p.delivered().min(h.last_seq), None),
             Queue::Spool(q) => {
                 // Counted from the spool's checkpoint: it includes what an
                 // earlier run left.
                 let st = q.writer.as_ref().map(|w| w.stats()).unwrap_or_default();
-                (
-                    st.pending + q.waiting.len() as u64,
-                    format!(
-                        "spool_bytes={} spool_full_waits={}{}",
-                        st.bytes,
-                        q.full_waits,
-                        if q.broken { " spool=broken" } else { "" }
-                    ),
-                )
+                (st.pending + q.waiting.len() as u64, Some(st.bytes))
             }
         };
+        let oldest_unacked_s = if self.unacked > 0 {
+            self.unacked_since.elapsed().as_secs()
+        } else {
+            0
+        };
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            written: status::unix_now(),
+            period_s: self.cfg.stats_interval.as_secs(),
+            state,
+            unacked: self.unacked,
+            oldest_unacked_s,
+            waiting,
+            dead_lettered: s.dead_lettered.load(Ordering::Relaxed),
+            spool_bytes,
+            spool_max_bytes: self.cfg.spool.as_ref().map(|sc| sc.max_bytes),
+            failing_lanes: health.failing_lanes as u64,
+            lanes: self.cfg.max_in_flight as u64,
+            last_error,
+            counters: status::Counters {
+                received: self.counters.received,
+                accepted: self.counters.accepted,
+                sent: s.sent_events.load(Ordering::Relaxed),
+                requests: s.requests.load(Ordering::Relaxed),
+                failed_requests: s.failed_requests.load(Ordering::Relaxed),
+            },
+        }
+    }
+
+    /// Writes the health line, and the same figures to the status file.
+    /// `last_error` stays last: it is free text.
+    pub fn log_stats(&mut self) {
+        let st = self.status();
+        let s = &self.outlet.progress().stats;
+        let spool = match &self.queue {
+            Queue::Handover(_) => "spool=off".to_string(),
+            Queue::Spool(q) => format!(
+                "spool_bytes={} spool_full_waits={}{}",
+                st.spool_bytes.unwrap_or_default(),
+                q.full_waits,
+                if q.broken { " spool=broken" } else { "" }
+            ),
+        };
         self.log.info(format_args!(
-            "stats: received={} accepted={} filtered={} malformed={} read_errors={} waited_ms={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} restarts={} unacked={} {spool} state={} last_error={}",
-            self.counters.received,
-            self.counters.accepted,
+            "stats: received={} accepted={} filtered={} malformed={} read_errors={} waited_ms={} waiting={} sent={} requests={} failed_requests={} dead_lettered={} restarts={} unacked={} oldest_unacked_s={} failing_lanes={} lanes={} {spool} state={} last_error={}",
+            st.counters.received,
+            st.counters.accepted,
             self.counters.filtered,
             self.counters.malformed,
             self.counters.read_errors,
             self.counters.waited.as_millis(),
-            waiting,
-            s.sent_events.load(Ordering::Relaxed),
-            s.requests.load(Ordering::Relaxed),
-            s.failed_requests.load(Ordering::Relaxed),
-            s.dead_lettered.load(Ordering::Relaxed),
+            st.waiting,
+            st.counters.sent,
+            st.counters.requests,
+            st.counters.failed_requests,
+            st.dead_lettered,
             s.restarts.load(Ordering::Relaxed),
-            self.unacked,
-            if self.outlet.starting.is_some() {
-                "starting"
-            } else if self.holding() {
-                "holding"
-            } else if p.failing() {
-                "failing"
-            } else {
-                "ok"
-            },
-            last_error.as_deref().unwrap_or("none"),
+            st.unacked,
+            st.oldest_unacked_s,
+            st.failing_lanes,
+            st.lanes,
+            st.state.name(),
+            st.last_error.as_deref().unwrap_or("none"),
         ));
+        self.status_file.write(&st, &self.log);
+    }
+
+    /// Writes the status file alone.
+    fn write_status(&mut self) {
+        let st = self.status();
+        self.status_file.write(&st, &self.log);
     }
 }
 

@@ -39,6 +39,7 @@ pub mod seen;
 pub mod sender;
 pub mod sink;
 pub mod spool;
+pub mod status;
 pub mod template;
 pub mod transport;
 

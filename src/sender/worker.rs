@@ -93,7 +93,7 @@ impl Worker {
                     let msg = panic_message(&*payload);
                     let progress = &self.shared.progress;
                     progress.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    progress.set_failing(&format!("internal error in sender: {msg}"));
+                    progress.set_failing(self.lane, &format!("internal error in sender: {msg}"));
                     self.log.error(format_args!(
                         "sender caught an internal error ({msg}); starting over: events from #{} are sent again",
                         progress.delivered() + 1
@@ -205,7 +205,7 @@ impl Worker {
         } else {
             "send failed"
         };
-        progress.set_failing(reason);
+        progress.set_failing(self.lane, reason);
         // Closing: what is left of the budget bounds the pause, and the
         // log says the pause actually taken.
         let step = match self.shared.deadline() {
