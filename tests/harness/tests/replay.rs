@@ -9,6 +9,10 @@
 //!   `last_hard_state_change` stamp (with its state) for an object: the
 //!   engine stamps each change once and repeats the stamp on every later
 //!   status until the next change;
+//! - an object's first HARD status is a change too, stamped or not (at
+//!   engine start a host that never changed says `last_hard_state_change`
+//!   0): Canopsis has never heard of the object. The stamp the engine puts
+//!   on that same state a check or two later is not a new change;
 //! - each such change reaches Canopsis once, with its state (mapped as
 //!   `canopsis-api.md` says) and the check time of the status that
 //!   reported it; SOFT states and repeated states never do;
@@ -124,17 +128,31 @@ fn hard_statuses(t: &Trace) -> impl Iterator<Item = (Object, &Map<String, Value>
     })
 }
 
-/// The HARD state changes the engine reported, in order.
+/// The HARD state changes the engine reported, in order: each object's
+/// first state, then each new stamp.
 fn changes(t: &Trace) -> Vec<Change> {
     let mut seen = BTreeSet::new();
+    // Each object's first state, while the engine has not stamped it.
+    let mut unstamped: HashMap<Object, Option<i64>> = HashMap::new();
     let mut out = Vec::new();
     for (object, f) in hard_statuses(t) {
         // BBDO 2 leaves an unset stamp out, BBDO 3 sends 0: never changed.
-        let Some(stamp) = int(f, "last_hard_state_change").filter(|t| *t > 0) else {
-            continue;
-        };
+        let stamp = int(f, "last_hard_state_change")
+            .filter(|t| *t > 0)
+            .unwrap_or(0);
         let state = int(f, "state").unwrap();
-        if seen.insert((object, stamp, state)) {
+        let first = !unstamped.contains_key(&object);
+        let pending = unstamped.insert(object, (stamp == 0).then_some(state));
+        let new = if first {
+            seen.insert((object, stamp, state))
+        } else if stamp == 0 {
+            false
+        } else {
+            // The engine stamping the unstamped first state.
+            let late_stamp = pending.flatten() == Some(state);
+            seen.insert((object, stamp, state)) && !late_stamp
+        };
+        if new {
             let acked = int(f, "acknowledgement_type").unwrap_or(0) != 0
                 || f.get("acknowledged") == Some(&Value::Bool(true));
             out.push(Change {
