@@ -827,8 +827,9 @@ pub(crate) mod tests {
     }
 
     /// Every combination of the screened fields' values (nil, odd types
-    /// included), under strict and lax filters: what the screen rejects,
-    /// the full check rejects.
+    /// included), under strict and lax filters, with and without the
+    /// connector's memory of what it sent: what the screen rejects, the
+    /// full check rejects.
     #[test]
     fn the_screen_never_rejects_what_the_full_check_accepts() {
         use crate::event::MapSource;
@@ -852,7 +853,20 @@ pub(crate) mod tests {
         ];
         let strict = [("flapping", s("0"))];
         let mut screened = 0;
-        for extra in [&lax[..], &strict[..], &[]] {
+        // Service 12/34 last sent WARNING (HARD).
+        let mut sent = dedup::Sent::default();
+        let mut warning = service(1);
+        warning.last_hard_state_change = Some(5);
+        sent.first_time(&warning, true).unwrap();
+        let none: &[(&str, ParamValue)] = &[];
+        for (extra, knowing) in [
+            (&lax[..], false),
+            (&strict[..], false),
+            (none, false),
+            (&lax[..], true),
+            (&strict[..], true),
+            (none, true),
+        ] {
             let mut p = minimal();
             for (k, v) in extra {
                 p.insert(k.to_string(), v.clone());
@@ -879,7 +893,10 @@ pub(crate) mod tests {
                                                 ("service_id", Some(Field::Int(34))),
                                             ];
                                             let kind = ElementKind::ServiceStatus;
-                                            let screen = Screen::new(&c.filter, kind);
+                                            let mut screen = Screen::new(&c.filter, kind);
+                                            if knowing {
+                                                screen = screen.knowing(&sent);
+                                            }
                                             let mut b = StatusBuilder::new(kind, None);
                                             let mut rejected = None;
                                             while let Some((i, n)) = b.next_field() {
@@ -904,8 +921,22 @@ pub(crate) mod tests {
                                                     .collect(),
                                             );
                                             if let Ok(ev) = NebEvent::read(kind, &mut src) {
-                                                let full =
-                                                    check(&c.filter, &c.format, &ev, &mut cache());
+                                                let full = if knowing {
+                                                    Verdicts::default()
+                                                        .check_status(
+                                                            &c.filter,
+                                                            &c.format,
+                                                            &ev,
+                                                            &mut Memo::default(),
+                                                            &mut cache(),
+                                                            Instant::now(),
+                                                            &sent,
+                                                        )
+                                                        .map(|_| ())
+                                                } else {
+                                                    check(&c.filter, &c.format, &ev, &mut cache())
+                                                        .map(|_| ())
+                                                };
                                                 assert!(
                                                     full.is_err(),
                                                     "screen said {why}, check accepts {fields:?}"
