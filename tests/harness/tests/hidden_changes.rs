@@ -127,6 +127,28 @@ fn a_change_made_during_a_downtime_is_sent_when_it_ends_after_a_broker_restart()
 }
 
 #[test]
+fn a_change_made_during_a_downtime_is_sent_when_it_ends_after_a_broker_crash() {
+    for bbdo in [Bbdo::V2, Bbdo::V3] {
+        let lab = Lab::new("hidden-downtime-crash");
+        let (evs, crit, dt) = before_the_end(bbdo);
+        let mut out = lab.open(lab.params(&[]), bbdo);
+        deliver(&mut out, evs);
+        out.close();
+        // Killed instead: the memory of what was sent was never written.
+        let memory = lab.logfile().with_extension("sent-states");
+        std::fs::remove_file(&memory).expect("written at the clean stop");
+        let mut out = lab.open(lab.params(&[]), bbdo);
+        deliver(&mut out, the_end(bbdo, &crit, &dt));
+        out.close();
+        assert_eq!(
+            checks(&lab),
+            vec![("Ping".into(), 0, T), ("Ping".into(), 3, T + 30)],
+            "{bbdo:?}"
+        );
+    }
+}
+
+#[test]
 fn a_change_made_while_acknowledged_is_sent_once_when_the_acknowledgement_goes() {
     for bbdo in [Bbdo::V2, Bbdo::V3] {
         let lab = Lab::new("hidden-ack");
