@@ -354,6 +354,9 @@ const INERT_PARAMS: &[&str] = &[
     "max_stored_events",
     "metric_name_regex",
     "metric_replacement_character",
+    // The library's storage for its downtime replay: not needed here
+    // (`crate::seen::news`).
+    "storage_backend",
 ];
 
 /// The outcome of reading the parameter table: the config, plus remarks

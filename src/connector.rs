@@ -511,7 +511,7 @@ impl Connector {
     /// A [`filter::Screen`] for events of `kind`, for readers that fetch
     /// fields one at a time and can stop early.
     pub fn screen(&self, kind: ElementKind) -> filter::Screen<'_> {
-        filter::Screen::new(&self.cfg.filter, kind)
+        filter::Screen::new(&self.cfg.filter, kind).knowing(&self.sent)
     }
 
     /// broker's `write(event)` for an event its [`screen`](Self::screen)
@@ -857,6 +857,7 @@ impl Connector {
                 &mut self.memo,
                 cache,
                 now,
+                &self.sent,
             )
         };
         // Repeats of a change already sent stop here, before custom code

@@ -105,6 +105,14 @@ pub fn path_for(logfile: &Path) -> PathBuf {
 /// state, and whether it is HARD.
 type Reported = (i64, i64, i64);
 
+/// Whether `now` reports what `before` did: the same change, or the same
+/// state the engine only stamped after it was sent (an object's first
+/// state is sent unstamped, `crate::seen::news`; the engine stamps it a
+/// few seconds later).
+fn same_report(before: Reported, now: Reported) -> bool {
+    before == now || (before.0 == 0 && (before.1, before.2) == (now.1, now.2))
+}
+
 /// The state last sent for each object.
 ///
 /// One entry per host and service, so it is bounded by the configuration.
@@ -154,7 +162,7 @@ impl Sent {
             s.state_type.unwrap_or(-1),
         );
         match self.map.get(&key) {
-            Some(before) if *before == reported => Err(Rejection::AlreadySent {
+            Some(before) if same_report(*before, reported) => Err(Rejection::AlreadySent {
                 state: s.state,
                 last_hard_state_change: s.last_hard_state_change,
             }),
@@ -166,6 +174,12 @@ impl Sent {
     /// to the batcher or the spool), never before.
     pub fn record(&mut self, state: Unsent) {
         self.map.insert(state.key, state.reported);
+    }
+
+    /// The state last sent for an object (host id, service id or 0):
+    /// the engine's stamp of its change, the state, the state type.
+    pub fn last(&self, object: (u64, u64)) -> Option<(i64, i64, i64)> {
+        self.map.get(&object).copied()
     }
 
     /// Reads what a previous run saved at `path`; nothing if there is no

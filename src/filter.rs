@@ -229,17 +229,36 @@ pub fn check(
 /// it goes whole to the connector, which learns the object's state from it
 /// ([`crate::seen`]; broker's cache does not follow statuses on BBDO 2).
 /// Changes are few; SOFT statuses and repeats still stop early.
+///
+/// Knowing what the connector sent ([`knowing`](Self::knowing)), a HARD
+/// status that repeats a change by its stamps is judged once its object is
+/// read: it is news when its state is not the one last sent
+/// ([`crate::seen::news`]).
 #[derive(Debug)]
 pub struct Screen<'a> {
     cfg: &'a FilterConfig,
     rules: StatusRules<'a>,
+    sent: Option<&'a dedup::Sent>,
 }
 
 impl<'a> Screen<'a> {
     /// A screen for statuses of `kind`.
     pub fn new(cfg: &'a FilterConfig, kind: ElementKind) -> Screen<'a> {
         let rules = status_rules(cfg, kind != ElementKind::HostStatus);
-        Screen { cfg, rules }
+        Screen {
+            cfg,
+            rules,
+            sent: None,
+        }
+    }
+
+    /// The same screen, letting through the HARD statuses that are news
+    /// for Canopsis by what the connector `sent`.
+    pub fn knowing(self, sent: &'a dedup::Sent) -> Screen<'a> {
+        Screen {
+            sent: Some(sent),
+            ..self
+        }
     }
 
     /// Looks at the status once `b` took the field at position `i`.
@@ -257,11 +276,16 @@ impl<'a> Screen<'a> {
                 if is_hard(s) && change.is_ok() {
                     return None;
                 }
-                // The library's order: the state, then dedup.
+                // The library's order: the state, then dedup (for a HARD
+                // status, once its object is known, when the connector's
+                // memory can tell).
+                let later = is_hard(s) && self.sent.is_some();
                 accept_state(self.rules.states, s.state)
                     .err()
-                    .or(change.err().filter(|_| self.rules.dedup))
+                    .or(change.err().filter(|_| self.rules.dedup && !later))
             }
+            HOST_ID if self.rules.host_delta.is_some() => self.repeats(s),
+            SERVICE_ID if self.rules.host_delta.is_none() => self.repeats(s),
             ACKNOWLEDGED | ACKNOWLEDGEMENT_TYPE if !cfg.acknowledged => {
                 (s.acknowledged && !self.learns_from(s)).then_some(Rejection::Acknowledged)
             }
@@ -273,6 +297,18 @@ impl<'a> Screen<'a> {
             }
             _ => None,
         }
+    }
+
+    /// Dedup's verdict on a HARD status whose object was just read: a
+    /// repeat of a change by the stamps that is no news either.
+    fn repeats(&self, s: &StatusEvent) -> Option<Rejection> {
+        let sent = self.sent?;
+        if !self.rules.dedup || !is_hard(s) {
+            return None;
+        }
+        let change = dedup::reports_change(s, self.rules.host_delta).err()?;
+        let service = self.rules.host_delta.is_none();
+        (!crate::seen::news::is_news(sent, s, service)).then_some(change)
     }
 
     /// Whether the connector learns an object's state from `s`: a HARD
@@ -321,12 +357,21 @@ pub fn dedup_enabled(cfg: &FilterConfig, service: bool) -> bool {
 }
 
 /// The checks of a status that need only the event, in the Lua library's
-/// order.
-fn status_event(cfg: &FilterConfig, service: bool, s: &StatusEvent) -> Result<(), Rejection> {
+/// order. With what the connector `sent`, a status that is news for
+/// Canopsis passes dedup's stamp rule ([`crate::seen::news`]).
+fn status_event(
+    cfg: &FilterConfig,
+    service: bool,
+    s: &StatusEvent,
+    sent: Option<&dedup::Sent>,
+) -> Result<(), Rejection> {
     let rules = status_rules(cfg, service);
     accept_state(rules.states, s.state)?;
     if rules.dedup {
-        dedup::reports_change(s, rules.host_delta)?;
+        let news = sent.is_some_and(|sent| crate::seen::news::is_news(sent, s, service));
+        if !news {
+            dedup::reports_change(s, rules.host_delta)?;
+        }
     }
     if cfg.hard_only && s.state_type.unwrap_or(0) < 1 {
         return Err(Rejection::Soft);
@@ -355,7 +400,9 @@ pub struct Verdicts {
 }
 
 impl Verdicts {
-    /// [`check`] for a host or service status, through `memo`.
+    /// [`check`] for a host or service status, through `memo`; a status
+    /// that is news by what the connector `sent` passes dedup's stamp rule.
+    #[allow(clippy::too_many_arguments)]
     pub fn check_status(
         &mut self,
         cfg: &FilterConfig,
@@ -364,13 +411,14 @@ impl Verdicts {
         memo: &mut Memo,
         cache: &mut dyn Cache,
         now: Instant,
+        sent: &dedup::Sent,
     ) -> Result<Rc<Subject>, Rejection> {
         let (s, service) = match ev {
             NebEvent::Host(s) => (s, false),
             NebEvent::Service(s) => (s, true),
             _ => return check(cfg, fmt, ev, &mut memo.over(cache, now)).map(Rc::new),
         };
-        status_event(cfg, service, s)?;
+        status_event(cfg, service, s, Some(sent))?;
         let generation = memo.generation(now);
         if generation != self.generation {
             self.map.clear();
@@ -414,7 +462,7 @@ impl Lookup<'_> {
     // cache: same outcome as the Lua library's order, far cheaper for the
     // many events they drop.
     fn host_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
-        status_event(self.cfg, false, s)?;
+        status_event(self.cfg, false, s, None)?;
         self.host_objects(s)
     }
 
@@ -427,7 +475,7 @@ impl Lookup<'_> {
     }
 
     fn service_status(&mut self, s: &StatusEvent) -> Result<Subject, Rejection> {
-        status_event(self.cfg, true, s)?;
+        status_event(self.cfg, true, s, None)?;
         self.service_objects(s)
     }
 
@@ -779,8 +827,9 @@ pub(crate) mod tests {
     }
 
     /// Every combination of the screened fields' values (nil, odd types
-    /// included), under strict and lax filters: what the screen rejects,
-    /// the full check rejects.
+    /// included), under strict and lax filters, with and without the
+    /// connector's memory of what it sent: what the screen rejects, the
+    /// full check rejects.
     #[test]
     fn the_screen_never_rejects_what_the_full_check_accepts() {
         use crate::event::MapSource;
@@ -804,7 +853,20 @@ pub(crate) mod tests {
         ];
         let strict = [("flapping", s("0"))];
         let mut screened = 0;
-        for extra in [&lax[..], &strict[..], &[]] {
+        // Service 12/34 last sent WARNING (HARD).
+        let mut sent = dedup::Sent::default();
+        let mut warning = service(1);
+        warning.last_hard_state_change = Some(5);
+        sent.first_time(&warning, true).unwrap();
+        let none: &[(&str, ParamValue)] = &[];
+        for (extra, knowing) in [
+            (&lax[..], false),
+            (&strict[..], false),
+            (none, false),
+            (&lax[..], true),
+            (&strict[..], true),
+            (none, true),
+        ] {
             let mut p = minimal();
             for (k, v) in extra {
                 p.insert(k.to_string(), v.clone());
@@ -831,7 +893,10 @@ pub(crate) mod tests {
                                                 ("service_id", Some(Field::Int(34))),
                                             ];
                                             let kind = ElementKind::ServiceStatus;
-                                            let screen = Screen::new(&c.filter, kind);
+                                            let mut screen = Screen::new(&c.filter, kind);
+                                            if knowing {
+                                                screen = screen.knowing(&sent);
+                                            }
                                             let mut b = StatusBuilder::new(kind, None);
                                             let mut rejected = None;
                                             while let Some((i, n)) = b.next_field() {
@@ -856,8 +921,22 @@ pub(crate) mod tests {
                                                     .collect(),
                                             );
                                             if let Ok(ev) = NebEvent::read(kind, &mut src) {
-                                                let full =
-                                                    check(&c.filter, &c.format, &ev, &mut cache());
+                                                let full = if knowing {
+                                                    Verdicts::default()
+                                                        .check_status(
+                                                            &c.filter,
+                                                            &c.format,
+                                                            &ev,
+                                                            &mut Memo::default(),
+                                                            &mut cache(),
+                                                            Instant::now(),
+                                                            &sent,
+                                                        )
+                                                        .map(|_| ())
+                                                } else {
+                                                    check(&c.filter, &c.format, &ev, &mut cache())
+                                                        .map(|_| ())
+                                                };
                                                 assert!(
                                                     full.is_err(),
                                                     "screen said {why}, check accepts {fields:?}"
@@ -883,8 +962,9 @@ pub(crate) mod tests {
         let c = config::parse(&p).unwrap().config;
         let (mut memo, mut verdicts, mut real) = (Memo::default(), Verdicts::default(), cache());
         let now = Instant::now();
+        let nothing = dedup::Sent::default();
         let mut check_status = |ev: NebEvent, real: &mut MemoryCache, memo: &mut Memo| {
-            verdicts.check_status(&c.filter, &c.format, &ev, memo, real, now)
+            verdicts.check_status(&c.filter, &c.format, &ev, memo, real, now, &nothing)
         };
         let ev = || NebEvent::Service(service(2));
         let first = check_status(ev(), &mut real, &mut memo).unwrap();
@@ -925,11 +1005,19 @@ pub(crate) mod tests {
         let c = config::parse(&p).unwrap().config;
         let (mut memo, mut verdicts, mut real) = (Memo::default(), Verdicts::default(), cache());
         let now = Instant::now();
+        let nothing = dedup::Sent::default();
         let mut unknown = service(2);
         unknown.host_id = Some(99);
         let ev = || NebEvent::Service(unknown.clone());
-        let anonymous =
-            verdicts.check_status(&c.filter, &c.format, &ev(), &mut memo, &mut real, now);
+        let anonymous = verdicts.check_status(
+            &c.filter,
+            &c.format,
+            &ev(),
+            &mut memo,
+            &mut real,
+            now,
+            &nothing,
+        );
         assert_eq!(anonymous.unwrap().host_name, "99");
         real.hosts.insert(
             99,
@@ -938,7 +1026,15 @@ pub(crate) mod tests {
                 ..HostInfo::default()
             },
         );
-        let known = verdicts.check_status(&c.filter, &c.format, &ev(), &mut memo, &mut real, now);
+        let known = verdicts.check_status(
+            &c.filter,
+            &c.format,
+            &ev(),
+            &mut memo,
+            &mut real,
+            now,
+            &nothing,
+        );
         assert_eq!(known.unwrap().host_name, "new-host");
     }
 

@@ -10,7 +10,12 @@
 //! - [`UnsentStarts`]: the downtimes whose start was not sent, so their end
 //!   does not delete a pbehavior that was never created. Kept on disk: a
 //!   downtime often outlives a broker restart.
+//! - [`news`]: when a HARD status is news for Canopsis although the
+//!   engine's stamps say it repeats a change (an object's first state, a
+//!   change a downtime or an acknowledgement hid), judged on what the
+//!   connector sent.
 
+pub mod news;
 mod states;
 mod unsent;
 

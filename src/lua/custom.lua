@@ -118,6 +118,8 @@ for level, name in pairs({ [1] = "error", [2] = "warning", [3] = "notice", [4] =
   end
 end
 
+-- broker's BBDO version as its first number, as the library reads it:
+-- "2.0.0" is 2; "3.0.1", and Broker 25.10's "3.1.x", are 3.
 local proto = { params = params, sc_logger = sc_logger, bbdo_version = 2 }
 if broker and broker.bbdo_version then
   local ok, v = pcall(broker.bbdo_version)

@@ -9,6 +9,10 @@
 //!   `last_hard_state_change` stamp (with its state) for an object: the
 //!   engine stamps each change once and repeats the stamp on every later
 //!   status until the next change;
+//! - an object's first HARD status is a change too, stamped or not (at
+//!   engine start a host that never changed says `last_hard_state_change`
+//!   0): Canopsis has never heard of the object. The stamp the engine puts
+//!   on that same state a check or two later is not a new change;
 //! - each such change reaches Canopsis once, with its state (mapped as
 //!   `canopsis-api.md` says) and the check time of the status that
 //!   reported it; SOFT states and repeated states never do;
@@ -124,17 +128,31 @@ fn hard_statuses(t: &Trace) -> impl Iterator<Item = (Object, &Map<String, Value>
     })
 }
 
-/// The HARD state changes the engine reported, in order.
+/// The HARD state changes the engine reported, in order: each object's
+/// first state, then each new stamp.
 fn changes(t: &Trace) -> Vec<Change> {
     let mut seen = BTreeSet::new();
+    // Each object's first state, while the engine has not stamped it.
+    let mut unstamped: HashMap<Object, Option<i64>> = HashMap::new();
     let mut out = Vec::new();
     for (object, f) in hard_statuses(t) {
         // BBDO 2 leaves an unset stamp out, BBDO 3 sends 0: never changed.
-        let Some(stamp) = int(f, "last_hard_state_change").filter(|t| *t > 0) else {
-            continue;
-        };
+        let stamp = int(f, "last_hard_state_change")
+            .filter(|t| *t > 0)
+            .unwrap_or(0);
         let state = int(f, "state").unwrap();
-        if seen.insert((object, stamp, state)) {
+        let first = !unstamped.contains_key(&object);
+        let pending = unstamped.insert(object, (stamp == 0).then_some(state));
+        let new = if first {
+            seen.insert((object, stamp, state))
+        } else if stamp == 0 {
+            false
+        } else {
+            // The engine stamping the unstamped first state.
+            let late_stamp = pending.flatten() == Some(state);
+            seen.insert((object, stamp, state)) && !late_stamp
+        };
+        if new {
             let acked = int(f, "acknowledgement_type").unwrap_or(0) != 0
                 || f.get("acknowledged") == Some(&Value::Bool(true));
             out.push(Change {
@@ -367,8 +385,74 @@ fn defaults(name: &str, api: i64) {
             "{name} api {api}: sent from a flapping status (flapping=0): {check:?}"
         );
     }
+    never_behind(&t, &lab, &names, &format!("{name} api {api}"));
     acknowledgements(&t, &lab, &names);
     downtimes(&t, &lab);
+}
+
+/// Whether a status was acknowledged, in downtime or flapping: what the
+/// default filters hold back.
+fn held_back(f: &Map<String, Value>) -> bool {
+    int(f, "acknowledgement_type").unwrap_or(0) != 0
+        || f.get("acknowledged") == Some(&Value::Bool(true))
+        || int(f, "scheduled_downtime_depth").unwrap_or(0) > 0
+        || flapping(f)
+}
+
+/// Canopsis is never left behind by what the filters held back: at each
+/// HARD status that is none of acknowledged, in downtime or flapping, the
+/// state Canopsis last got for the object (the check sent with the latest
+/// time up to that status's check) is that status's state. A change made
+/// during a downtime reaches it when the downtime ends; an object's first
+/// state, at its first check. Check times are seconds: of the statuses of
+/// an object checked in the same second (passive results), the last one
+/// counts.
+fn never_behind(t: &Trace, lab: &Lab, names: &Names, what: &str) {
+    let mut got: HashMap<(String, String), Vec<(i64, i64)>> = HashMap::new();
+    for (component, resource, state, timestamp) in checks(lab) {
+        got.entry((component, resource))
+            .or_default()
+            .push((timestamp, state));
+    }
+    for sent in got.values_mut() {
+        // Stable: for one check time, the last sent wins.
+        sent.sort_by_key(|(timestamp, _)| *timestamp);
+    }
+    let checked = |f: &Map<String, Value>| int(f, "last_check").or(int(f, "last_update")).unwrap();
+    let mut last_of_second = HashMap::new();
+    for (n, (object, f)) in hard_statuses(t).enumerate() {
+        last_of_second.insert((object, checked(f)), n);
+    }
+    let mut compared = 0;
+    for (n, (object, f)) in hard_statuses(t).enumerate() {
+        let checked = checked(f);
+        if held_back(f) || last_of_second[&(object, checked)] != n {
+            continue;
+        }
+        let expected = canopsis_state(object.1 != 0, int(f, "state").unwrap());
+        let last = got.get(&names.entity(object)).and_then(|sent| {
+            sent.iter()
+                .take_while(|(timestamp, _)| *timestamp <= checked)
+                .last()
+                .map(|(_, state)| *state)
+        });
+        assert_eq!(
+            last,
+            Some(expected),
+            "{what}: Canopsis is behind {object:?} at its check {checked}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 1000, "{what}: {compared} statuses compared");
+}
+
+/// Default filters on the recording as made (nothing flapping): the
+/// service that turned CRITICAL during its downtime (host_2/service_7)
+/// reaches Canopsis when the downtime ends, and Canopsis is never behind.
+fn never_behind_after_downtimes(name: &str, api: i64) {
+    let (t, lab) = replay(name, api, &[]);
+    let names = Names::of(&t);
+    never_behind(&t, &lab, &names, &format!("{name} api {api}"));
 }
 
 /// Every acknowledgement and removal, once, with its author and time.
@@ -672,4 +756,14 @@ fn bbdo2_default_filters_acks_and_downtimes_api2() {
 #[test]
 fn bbdo2_default_filters_acks_and_downtimes_api1() {
     defaults(BBDO2, 1);
+}
+
+#[test]
+fn bbdo3_changes_hidden_by_downtimes_reach_canopsis_api2() {
+    never_behind_after_downtimes(BBDO3, 2);
+}
+
+#[test]
+fn bbdo2_changes_hidden_by_downtimes_reach_canopsis_api1() {
+    never_behind_after_downtimes(BBDO2, 1);
 }
