@@ -12,15 +12,32 @@
 //!
 //! Under sustained load broker never calls `flush` and the buffer is never
 //! empty, so acks would stall until broker's queue fills. To keep them
-//! flowing, once [`ack_window`] events (at most [`ACK_WINDOW`]) have gone
-//! unacknowledged `write` sends
-//! what it holds and waits (at most [`ACK_WAIT`]) for Canopsis to confirm;
-//! it does not wait while the sender is failing, nor again until the sender
-//! made progress after a wait that timed out.
+//! flowing, once [`ack_window`] events have gone unacknowledged `write`
+//! sends what it holds and waits (at most [`ACK_WAIT`]) for Canopsis to
+//! confirm; it does not wait while the sender is failing, nor again until
+//! the sender made progress after a wait that timed out.
+//!
+//! ## Why this window
+//!
+//! Each wait costs the same whatever the window: broker's thread is held
+//! until the last batch comes back, and once it is released every lane is
+//! empty and sits idle until broker has handed over a full batch per lane
+//! again (a round). So a window of `k` rounds pays that once per `k`
+//! round trips, and the window is as many whole rounds as broker's own
+//! queue holds: broker keeps the events handed over and not acknowledged
+//! in its memory queue (`event_queue_max_size`, [`BROKER_QUEUE`] by
+//! default), stops calling `write` once all of it is handed over and
+//! unacknowledged (only `flush` then, once a second), and writes what the
+//! engine publishes beyond it to queue files on disk. The window leaves
+//! [`WAIT_HEADROOM`] of that queue for what the engine publishes while
+//! `write` waits. With 16 lanes of 100 that is 8000 events (five rounds;
+//! half the queue gave three, and a peer answering in 20 ms then took a
+//! quarter fewer events per second). `flush` (broker idle) needs no
+//! window: it sends what waits and waits for it at once ([`FLUSH_WAIT`]).
 //!
 //! With the spool (`use_spool=1`), "confirmed" means "on disk": accepted
 //! events are appended to the spool and `write` answers `true` after a
-//! group commit ([`SPOOL_SYNC_INTERVAL`], [`ACK_WINDOW`] events or
+//! group commit ([`SPOOL_SYNC_INTERVAL`], [`SPOOL_SYNC_EVENTS`] events or
 //! [`SPOOL_SYNC_BYTES`], whichever comes first; `flush` always commits). When the spool is full, new events
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
@@ -47,17 +64,32 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Unacknowledged broker events after which `write` waits for delivery.
-/// Half of broker's default `event_queue_max_size` (10000), so broker never
-/// stops calling `write` for lack of acks in the normal case.
-pub const ACK_WINDOW: u64 = 5000;
+/// broker's default `event_queue_max_size`: the events of an output its
+/// memory queue holds, handed over or not (beyond it, they go to queue
+/// files on disk; once all of it is handed over and unacknowledged,
+/// broker stops calling `write`).
+pub const BROKER_QUEUE: u64 = 10_000;
+
+/// The part of broker's queue the window leaves for what the engine
+/// publishes while `write` waits at the window: about a round trip and
+/// the lanes' backlog, 2000 events at 50k events/s over 40 ms.
+pub const WAIT_HEADROOM: u64 = 2_000;
+
+/// Unacknowledged broker events after which `write` waits for delivery, at
+/// most: broker's queue less the headroom.
+pub const ACK_WINDOW: u64 = BROKER_QUEUE - WAIT_HEADROOM;
+
+/// With the spool, events appended after which `write` commits them (and
+/// so acknowledges).
+pub const SPOOL_SYNC_EVENTS: u64 = 5000;
 
 /// The acknowledgement window for `lanes` lanes sending batches of `batch`
 /// events: the largest whole number of rounds (a full batch in each lane)
-/// within [`ACK_WINDOW`]. Waiting at the window empties every lane, and a
-/// lane left with a part-filled batch pays a whole round trip for it: 5000
-/// events over 16 lanes of 100 took four round trips where 4800 take three
-/// (bench (f), Canopsis answering in 20 ms: 50k → 62k events/s).
+/// within [`ACK_WINDOW`], or [`ACK_WINDOW`] when one round is more.
+/// Waiting at the window empties every lane, so a lane left with a
+/// part-filled batch would pay a whole round trip for it; and every wait
+/// costs one refill of the lanes and one round trip, so the more rounds
+/// per wait the better (see the module doc). 16 lanes of 100: 8000.
 pub fn ack_window(lanes: usize, batch: usize) -> u64 {
     let round = (lanes * batch) as u64;
     if round == 0 || round > ACK_WINDOW {
@@ -322,7 +354,7 @@ impl Connector {
         let sent = load_sent(&cfg, &log);
         let window = match &cfg.spool {
             None => ack_window(cfg.max_in_flight, cfg.max_buffer_size),
-            Some(_) => ACK_WINDOW,
+            Some(_) => SPOOL_SYNC_EVENTS,
         };
         let now = Instant::now();
         let mut c = Connector {
@@ -1267,11 +1299,53 @@ mod tests {
 
     #[test]
     fn the_ack_window_is_whole_rounds_of_full_batches() {
-        assert_eq!(ack_window(16, 100), 4800);
-        assert_eq!(ack_window(1, 100), 5000);
-        assert_eq!(ack_window(3, 7), 4998);
+        assert_eq!(ack_window(16, 100), 8000);
+        assert_eq!(ack_window(1, 100), 8000);
+        assert_eq!(ack_window(3, 7), 7980);
+        assert_eq!(ack_window(16, 500), 8000);
         // One round is more than the window: the window stays.
         assert_eq!(ack_window(16, 1000), ACK_WINDOW);
+    }
+
+    #[test]
+    fn the_ack_window_leaves_room_in_brokers_queue() {
+        for lanes in [1, 2, 3, 7, 16, 32, 64] {
+            for batch in [1, 10, 100, 333, 1000, 10_000] {
+                let w = ack_window(lanes, batch);
+                assert!(
+                    w > 0 && w + WAIT_HEADROOM <= BROKER_QUEUE,
+                    "{lanes}x{batch}: {w}"
+                );
+                let round = (lanes * batch) as u64;
+                if round <= ACK_WINDOW {
+                    assert_eq!(w % round, 0, "{lanes}x{batch}: whole rounds");
+                    assert!(w + round > ACK_WINDOW, "{lanes}x{batch}: as many as fit");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_lanes_are_acknowledged_every_five_rounds_without_flush() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[("max_buffer_size", ParamValue::Int(100))], &canopsis);
+        assert_eq!(c.ack_window, 8000);
+        let (mut since_ack, mut most, mut acks) = (0, 0, 0);
+        for _ in 0..(3 * 8000) {
+            since_ack += 1;
+            if c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook) {
+                most = most.max(since_ack);
+                since_ack = 0;
+                acks += 1;
+            }
+        }
+        assert!(acks >= 3, "{acks} acks");
+        assert!(
+            most <= 8000,
+            "broker's queue held {most} unacknowledged events"
+        );
+        assert!(c.flush());
+        assert_eq!(delivered(&canopsis), 3 * 8000);
     }
 
     #[test]
@@ -1369,7 +1443,7 @@ mod tests {
             let mut c = connector(&params, &canopsis);
             assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook));
             assert!(c.flush(), "acked once committed, Canopsis down or not");
-            for _ in 0..(ACK_WINDOW - 1) {
+            for _ in 0..(SPOOL_SYNC_EVENTS - 1) {
                 c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook);
             }
             assert!(
@@ -1381,7 +1455,7 @@ mod tests {
         *canopsis.down.lock().unwrap() = false;
         let c = connector(&params, &canopsis);
         let t = Instant::now();
-        while delivered(&canopsis) < ACK_WINDOW as usize + 1 {
+        while delivered(&canopsis) < SPOOL_SYNC_EVENTS as usize + 1 {
             assert!(t.elapsed() < Duration::from_secs(10), "spool not replayed");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1396,7 +1470,7 @@ mod tests {
         drop(c);
         assert_eq!(
             delivered(&canopsis),
-            ACK_WINDOW as usize + 1,
+            SPOOL_SYNC_EVENTS as usize + 1,
             "nothing sent twice"
         );
     }
