@@ -5,9 +5,10 @@
 //! unacknowledged: broker then stops calling `write` and calls `flush`
 //! once a second only.
 
-use canopsis_harness::broker::{CachedHost, CachedService, Output, Param};
+use canopsis_harness::broker::{CachedHost, CachedService, Muxer, Output, Param};
 use canopsis_harness::events::{Bbdo, Status};
 use canopsis_harness::Lab;
+use std::time::Duration;
 
 const T: i64 = 1_763_000_000;
 
@@ -40,10 +41,8 @@ fn add_objects(out: &Output) {
     }
 }
 
-#[test]
-fn sixteen_lanes_of_100_are_acknowledged_every_five_rounds_within_brokers_queue() {
-    let lab = Lab::new("ack-window");
-    let mut out = lab.open(
+fn sixteen_lanes_of_100(lab: &Lab) -> Output {
+    let out = lab.open(
         lab.params(&[
             ("max_buffer_size", Param::Num(100)),
             ("max_requests_in_flight", Param::Num(16)),
@@ -54,6 +53,20 @@ fn sixteen_lanes_of_100_are_acknowledged_every_five_rounds_within_brokers_queue(
     );
     lab.mock.state().record = false;
     add_objects(&out);
+    out
+}
+
+/// The `i`th status: HARD changes of [`OBJECTS`] services in turn.
+fn status(i: i64) -> canopsis_harness::events::Event {
+    let object = 1000 + i % OBJECTS;
+    let round = i / OBJECTS;
+    Status::service(object, 1, 2 * (round % 2), T + 60 * round).event(Bbdo::V3)
+}
+
+#[test]
+fn sixteen_lanes_of_100_are_acknowledged_every_five_rounds_within_brokers_queue() {
+    let lab = Lab::new("ack-window");
+    let mut out = sixteen_lanes_of_100(&lab);
     let total = 3 * 8000 + 500;
     let (mut unacked, mut most, mut acked) = (0u64, 0u64, 0u64);
     for i in 0..total {
@@ -80,5 +93,33 @@ fn sixteen_lanes_of_100_are_acknowledged_every_five_rounds_within_brokers_queue(
     assert!(acked >= 3 * 8000, "{acked} acknowledged by write");
     acked += out.close();
     assert_eq!(acked, total as u64);
+    assert_eq!(lab.mock.state().published, total as u64);
+}
+
+#[test]
+fn a_smaller_broker_queue_is_found_out_and_the_window_fits_it() {
+    let lab = Lab::new("ack-window-small-queue");
+    let mut out = sixteen_lanes_of_100(&lab);
+    let mut mux = Muxer::new();
+    mux.max_size = 6000;
+    let total = 40_000;
+    for i in 0..total {
+        mux.push(status(i));
+    }
+    let done = mux.run(
+        &mut out,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+        |m| m.acked == total as u64,
+    );
+    assert!(done, "{} of {total} acknowledged", mux.acked);
+    // Dry twice at 6000, then 6000 less a fifth in whole rounds.
+    assert!(
+        lab.log().contains("the window is now 4800 events"),
+        "{}",
+        lab.log()
+    );
+    out.close();
     assert_eq!(lab.mock.state().published, total as u64);
 }
