@@ -36,8 +36,10 @@
 //! with broker's queue raised to fit them, gained under 5 % more in the
 //! same bench, not worth a parameter. With an `event_queue_max_size`
 //! below the window, broker runs dry first: its `flush` acknowledges, at
-//! the cost of its 100 ms pause per window. `flush` (broker idle) needs no
-//! window: it sends what waits and waits for it at once ([`FLUSH_WAIT`]).
+//! the cost of its 100 ms pause per window, and twice in a row at the same
+//! count tells that queue's size (`Window::flushed`): the window then
+//! fits it the same way. `flush` (broker idle) needs no window: it sends
+//! what waits and waits for it at once ([`FLUSH_WAIT`]).
 //!
 //! With the spool (`use_spool=1`), "confirmed" means "on disk": accepted
 //! events are appended to the spool and `write` answers `true` after a
@@ -112,7 +114,7 @@ pub fn window_within(queue: u64, round: u64) -> u64 {
 }
 
 /// Fewest unacknowledged events at a `flush` that may show broker's queue
-/// ran dry (see [`Window::flushed`]).
+/// ran dry (see `Window::flushed`).
 pub const DRY_QUEUE_MIN: u64 = 1000;
 
 /// The acknowledgement window, and what broker's `flush` calls showed of
