@@ -117,6 +117,12 @@ pub fn window_within(queue: u64, round: u64) -> u64 {
 /// ran dry (see `Window::flushed`).
 pub const DRY_QUEUE_MIN: u64 = 1000;
 
+/// Longest time between two `flush` calls that show broker's queue ran
+/// dry: broker reads on 100 ms after the first, and runs dry again once it
+/// handed over as many events (a queue of 10 000 at 5000 events/s: 2 s).
+/// Bursts of one size end further apart (a poller's interval).
+pub const DRY_WITHIN: Duration = Duration::from_secs(5);
+
 /// The acknowledgement window, and what broker's `flush` calls showed of
 /// its queue.
 #[derive(Debug)]
@@ -127,24 +133,28 @@ struct Window {
     /// group commit, not rounds).
     round: Option<u64>,
     /// The unacknowledged events a `flush` acknowledged last, short of the
-    /// window, with no acknowledgement by `write` since.
-    short_flush: Option<u64>,
+    /// window, with no acknowledgement by `write` since, and when.
+    short_flush: Option<(u64, Instant)>,
 }
 
 impl Window {
-    /// Broker's `flush` acknowledged `unacked` events. Broker calls it when
-    /// no event is ready: at the end of a burst, or when its whole memory
-    /// queue (`event_queue_max_size`) is handed over unacknowledged, and
-    /// then pauses 100 ms before it reads on. Bursts end at any count, a
-    /// queue runs dry at the same count each time: the second time in a
-    /// row, the window shrinks to fit that queue as it fits broker's
-    /// default one. Returns the new size.
-    fn flushed(&mut self, unacked: u64) -> Option<u64> {
+    /// Broker's `flush` acknowledged `unacked` events at `now`. Broker calls
+    /// it when no event is ready: at the end of a burst, or when its whole
+    /// memory queue (`event_queue_max_size`) is handed over
+    /// unacknowledged, and then pauses 100 ms before it reads on. Bursts
+    /// end at any count, a queue runs dry at the same count each time: the
+    /// second time in a row within [`DRY_WITHIN`], the window shrinks to fit
+    /// that queue as it fits broker's default one. Returns the new size.
+    fn flushed(&mut self, unacked: u64, now: Instant) -> Option<u64> {
         let round = self.round?;
         if unacked < DRY_QUEUE_MIN || unacked >= self.size {
             return None;
         }
-        if self.short_flush.replace(unacked) != Some(unacked) {
+        let again = self
+            .short_flush
+            .replace((unacked, now))
+            .is_some_and(|(count, at)| count == unacked && now - at <= DRY_WITHIN);
+        if !again {
             return None;
         }
         self.short_flush = None;
@@ -746,7 +756,7 @@ impl Connector {
         let unacked = self.unacked;
         let acked = self.acknowledge(done);
         if acked {
-            if let Some(size) = self.window.flushed(unacked) {
+            if let Some(size) = self.window.flushed(unacked, now) {
                 // Once per Lua state, at the default log level: it costs
                 // broker a 100 ms pause per window until it is fixed.
                 self.log.error(format_args!(
@@ -1431,6 +1441,46 @@ mod tests {
             .lines()
             .iter()
             .any(|l| l.contains("the window is now 4800 events")));
+    }
+
+    #[test]
+    fn only_the_same_count_twice_in_a_row_and_close_together_is_a_dry_queue() {
+        let window = || Window {
+            size: 8000,
+            round: Some(1600),
+            short_flush: None,
+        };
+        let t = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut w = window();
+        assert_eq!(w.flushed(6000, t), None);
+        assert_eq!(w.flushed(6000, t + s), Some(4800));
+        assert_eq!(w.size, 4800);
+        assert_eq!(w.flushed(6000, t + 2 * s), None, "no longer short");
+        // Bursts of one size a poller's interval apart.
+        let mut w = window();
+        assert_eq!(w.flushed(3000, t), None);
+        assert_eq!(w.flushed(3000, t + DRY_WITHIN + s), None);
+        // Acknowledged by write between the two.
+        let mut w = window();
+        w.flushed(3000, t);
+        w.written();
+        assert_eq!(w.flushed(3000, t + s), None);
+        // Another count between the two, or too few events.
+        let mut w = window();
+        w.flushed(3000, t);
+        w.flushed(2000, t + s);
+        assert_eq!(w.flushed(3000, t + 2 * s), None);
+        assert_eq!(w.flushed(999, t + 3 * s), None);
+        assert_eq!(w.flushed(999, t + 4 * s), None);
+        // With the spool, the window is the group commit.
+        let mut w = Window {
+            round: None,
+            ..window()
+        };
+        w.flushed(3000, t);
+        assert_eq!(w.flushed(3000, t + s), None);
+        assert_eq!(w.size, 8000);
     }
 
     #[test]
