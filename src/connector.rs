@@ -31,7 +31,7 @@
 //! unacknowledged it stops calling `write`, calls `flush` and pauses
 //! 100 ms. The window leaves [`WAIT_HEADROOM`] of that queue for what the
 //! engine publishes while `write` waits. With 16 lanes of 100 that is 8000
-//! events, five rounds (half the queue gave three: 10 to 15 % fewer events
+//! events, five rounds (half the queue gave three: up to 7 % fewer events
 //! per second with a peer answering in 20 ms, bench (h)). Larger windows,
 //! with broker's queue raised to fit them, gained under 5 % more in the
 //! same bench, not worth a parameter. With an `event_queue_max_size`
