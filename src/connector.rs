@@ -12,15 +12,38 @@
 //!
 //! Under sustained load broker never calls `flush` and the buffer is never
 //! empty, so acks would stall until broker's queue fills. To keep them
-//! flowing, once [`ack_window`] events (at most [`ACK_WINDOW`]) have gone
-//! unacknowledged `write` sends
-//! what it holds and waits (at most [`ACK_WAIT`]) for Canopsis to confirm;
-//! it does not wait while the sender is failing, nor again until the sender
-//! made progress after a wait that timed out.
+//! flowing, once [`ack_window`] events have gone unacknowledged `write`
+//! sends what it holds and waits (at most [`ACK_WAIT`]) for Canopsis to
+//! confirm; it does not wait while the sender is failing, nor again until
+//! the sender made progress after a wait that timed out.
+//!
+//! ## Why this window
+//!
+//! Broker's `true` acknowledges everything handed over, so each wait lasts
+//! until every lane is empty, and once `write` returns every lane sits
+//! idle until broker has handed over a full batch per lane again (a
+//! round). That costs about the same for any window, so a window of `k`
+//! rounds pays it once per `k` round trips: the window is as many whole
+//! rounds as broker's own queue holds. Broker keeps what it handed over
+//! unacknowledged in its memory queue (`event_queue_max_size`,
+//! [`BROKER_QUEUE`] by default) and puts what the engine publishes beyond
+//! it in queue files on disk; once its whole memory queue is handed over
+//! unacknowledged it stops calling `write`, calls `flush` and pauses
+//! 100 ms. The window leaves [`WAIT_HEADROOM`] of that queue for what the
+//! engine publishes while `write` waits. With 16 lanes of 100 that is 8000
+//! events, five rounds (half the queue gave three: up to 7 % fewer events
+//! per second with a peer answering in 20 ms, bench (h)). Larger windows,
+//! with broker's queue raised to fit them, gained under 5 % more in the
+//! same bench, not worth a parameter. With an `event_queue_max_size`
+//! below the window, broker runs dry first: its `flush` acknowledges, at
+//! the cost of its 100 ms pause per window, and twice in a row at the same
+//! count tells that queue's size (`Window::flushed`): the window then
+//! fits it the same way. `flush` (broker idle) needs no window: it sends
+//! what waits and waits for it at once ([`FLUSH_WAIT`]).
 //!
 //! With the spool (`use_spool=1`), "confirmed" means "on disk": accepted
 //! events are appended to the spool and `write` answers `true` after a
-//! group commit ([`SPOOL_SYNC_INTERVAL`], [`ACK_WINDOW`] events or
+//! group commit ([`SPOOL_SYNC_INTERVAL`], [`SPOOL_SYNC_EVENTS`] events or
 //! [`SPOOL_SYNC_BYTES`], whichever comes first; `flush` always commits). When the spool is full, new events
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
@@ -48,23 +71,104 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Unacknowledged broker events after which `write` waits for delivery.
-/// Half of broker's default `event_queue_max_size` (10000), so broker never
-/// stops calling `write` for lack of acks in the normal case.
-pub const ACK_WINDOW: u64 = 5000;
+/// broker's default `event_queue_max_size`: the events of an output its
+/// memory queue holds, handed over or not (beyond it, they go to queue
+/// files on disk; once all of it is handed over and unacknowledged,
+/// broker stops calling `write`).
+pub const BROKER_QUEUE: u64 = 10_000;
+
+/// The part of broker's queue the window leaves for what the engine
+/// publishes while `write` waits at the window: about a round trip and
+/// the lanes' backlog, 2000 events at 50k events/s over 40 ms.
+pub const WAIT_HEADROOM: u64 = 2_000;
+
+/// Unacknowledged broker events after which `write` waits for delivery, at
+/// most: broker's queue less the headroom.
+pub const ACK_WINDOW: u64 = BROKER_QUEUE - WAIT_HEADROOM;
+
+/// With the spool, events appended after which `write` commits them (and
+/// so acknowledges).
+pub const SPOOL_SYNC_EVENTS: u64 = 5000;
 
 /// The acknowledgement window for `lanes` lanes sending batches of `batch`
-/// events: the largest whole number of rounds (a full batch in each lane)
-/// within [`ACK_WINDOW`]. Waiting at the window empties every lane, and a
-/// lane left with a part-filled batch pays a whole round trip for it: 5000
-/// events over 16 lanes of 100 took four round trips where 4800 take three
-/// (bench (f), Canopsis answering in 20 ms: 50k → 62k events/s).
+/// events within broker's default queue ([`window_within`]). 16 lanes of
+/// 100: 8000.
 pub fn ack_window(lanes: usize, batch: usize) -> u64 {
-    let round = (lanes * batch) as u64;
-    if round == 0 || round > ACK_WINDOW {
-        ACK_WINDOW
+    window_within(BROKER_QUEUE, (lanes * batch) as u64)
+}
+
+/// The acknowledgement window for a broker queue of `queue` events and
+/// rounds of `round` events (a full batch in each lane): the largest whole
+/// number of rounds within `queue` less its headroom (the share
+/// [`WAIT_HEADROOM`] is of [`BROKER_QUEUE`]), or all of that when one
+/// round is more. Waiting at the window empties every lane, so a lane left
+/// with a part-filled batch would pay a whole round trip for it; and every
+/// wait costs one refill of the lanes and one round trip, so the more
+/// rounds per wait the better (see the module doc).
+pub fn window_within(queue: u64, round: u64) -> u64 {
+    let room = queue - queue * WAIT_HEADROOM / BROKER_QUEUE;
+    if round == 0 || round > room {
+        room
     } else {
-        ACK_WINDOW / round * round
+        room / round * round
+    }
+}
+
+/// Fewest unacknowledged events at a `flush` that may show broker's queue
+/// ran dry (see `Window::flushed`).
+pub const DRY_QUEUE_MIN: u64 = 1000;
+
+/// Longest time between two `flush` calls that show broker's queue ran
+/// dry: broker reads on 100 ms after the first, and runs dry again once it
+/// handed over as many events (a queue of 10 000 at 5000 events/s: 2 s).
+/// Bursts of one size end further apart (a poller's interval).
+pub const DRY_WITHIN: Duration = Duration::from_secs(5);
+
+/// The acknowledgement window, and what broker's `flush` calls showed of
+/// its queue.
+#[derive(Debug)]
+struct Window {
+    /// Unacknowledged events after which `write` waits.
+    size: u64,
+    /// A full batch in each lane; `None` with the spool (its window is a
+    /// group commit, not rounds).
+    round: Option<u64>,
+    /// The unacknowledged events a `flush` acknowledged last, short of the
+    /// window, with no acknowledgement by `write` since, and when.
+    short_flush: Option<(u64, Instant)>,
+}
+
+impl Window {
+    /// Broker's `flush` acknowledged `unacked` events at `now`. Broker calls
+    /// it when no event is ready: at the end of a burst, or when its whole
+    /// memory queue (`event_queue_max_size`) is handed over
+    /// unacknowledged, and then pauses 100 ms before it reads on. Bursts
+    /// end at any count, a queue runs dry at the same count each time: the
+    /// second time in a row within [`DRY_WITHIN`], the window shrinks to fit
+    /// that queue as it fits broker's default one. Returns the new size.
+    fn flushed(&mut self, unacked: u64, now: Instant) -> Option<u64> {
+        let round = self.round?;
+        if unacked < DRY_QUEUE_MIN || unacked >= self.size {
+            return None;
+        }
+        let again = self
+            .short_flush
+            .replace((unacked, now))
+            .is_some_and(|(count, at)| count == unacked && now - at <= DRY_WITHIN);
+        if !again {
+            return None;
+        }
+        self.short_flush = None;
+        let size = window_within(unacked, round);
+        (size < self.size).then(|| {
+            self.size = size;
+            size
+        })
+    }
+
+    /// `write` acknowledged: what `flush` saw before was no dry queue.
+    fn written(&mut self) {
+        self.short_flush = None;
     }
 }
 
@@ -200,7 +304,7 @@ pub struct Connector {
     outlet: Outlet,
     unacked: u64,
     /// Unacknowledged events after which `write` waits ([`ack_window`]).
-    ack_window: u64,
+    window: Window,
     counters: Counters,
     /// When the first of the `unacked` events was received (meaningless
     /// while `unacked` is 0): the age of the oldest event broker still
@@ -361,8 +465,16 @@ impl Connector {
         let sent = load_sent(&cfg, &log);
         let seen = crate::seen::Seen::load(&cfg.logfile, &log);
         let window = match &cfg.spool {
-            None => ack_window(cfg.max_in_flight, cfg.max_buffer_size),
-            Some(_) => ACK_WINDOW,
+            None => Window {
+                size: ack_window(cfg.max_in_flight, cfg.max_buffer_size),
+                round: Some((cfg.max_in_flight * cfg.max_buffer_size) as u64),
+                short_flush: None,
+            },
+            Some(_) => Window {
+                size: SPOOL_SYNC_EVENTS,
+                round: None,
+                short_flush: None,
+            },
         };
         let now = Instant::now();
         let next_stats = now + cfg.stats_interval;
@@ -385,7 +497,7 @@ impl Connector {
                 idle: Arc::new(Progress::default()),
             },
             unacked: 0,
-            ack_window: window,
+            window,
             counters: Counters::default(),
             unacked_since: now,
             next_stats,
@@ -633,7 +745,7 @@ impl Connector {
         let done = match &mut self.queue {
             Queue::Handover(h) => {
                 hand_over_due(h, now, &mut self.outlet, &self.log);
-                if self.unacked < self.ack_window {
+                if self.unacked < self.window.size {
                     h.settle(None, &mut self.outlet, &self.log)
                 } else {
                     let start = Instant::now();
@@ -644,12 +756,16 @@ impl Connector {
             }
             Queue::Spool(q) => {
                 let synced_before = q.sync_time();
-                let done = q.settle(self.unacked >= self.ack_window, now, &self.log);
+                let done = q.settle(self.unacked >= self.window.size, now, &self.log);
                 self.counters.waited += q.sync_time() - synced_before;
                 done
             }
         };
-        self.acknowledge(done)
+        let acked = self.acknowledge(done);
+        if acked {
+            self.window.written();
+        }
+        acked
     }
 
     /// `done` unless acknowledgements are held; resets the count.
@@ -728,7 +844,18 @@ impl Connector {
                 done
             }
         };
-        self.acknowledge(done)
+        let unacked = self.unacked;
+        let acked = self.acknowledge(done);
+        if acked {
+            if let Some(size) = self.window.flushed(unacked, now) {
+                // Once per Lua state, at the default log level: it costs
+                // broker a 100 ms pause per window until it is fixed.
+                self.log.error(format_args!(
+                    "broker ran out of events to hand over twice with {unacked} unacknowledged: its event_queue_max_size looks smaller than the acknowledgement window; the window is now {size} events (raise event_queue_max_size to {BROKER_QUEUE} or more for the full window)"
+                ));
+            }
+        }
+        acked
     }
 
     /// Formats an accepted event into its lane's batch (or the spool);
@@ -1429,10 +1556,13 @@ mod tests {
     struct Canopsis {
         bodies: Arc<Mutex<Vec<String>>>,
         down: Arc<Mutex<bool>>,
+        /// How long each request takes.
+        latency: Duration,
     }
 
     impl Transport for Canopsis {
         fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
+            std::thread::sleep(self.latency);
             if *self.down.lock().unwrap() {
                 return Err(TransportError::Connect("refused".into()));
             }
@@ -1508,11 +1638,174 @@ mod tests {
 
     #[test]
     fn the_ack_window_is_whole_rounds_of_full_batches() {
-        assert_eq!(ack_window(16, 100), 4800);
-        assert_eq!(ack_window(1, 100), 5000);
-        assert_eq!(ack_window(3, 7), 4998);
+        assert_eq!(ack_window(16, 100), 8000);
+        assert_eq!(ack_window(1, 100), 8000);
+        assert_eq!(ack_window(3, 7), 7980);
+        assert_eq!(ack_window(16, 500), 8000);
         // One round is more than the window: the window stays.
         assert_eq!(ack_window(16, 1000), ACK_WINDOW);
+    }
+
+    #[test]
+    fn a_smaller_broker_queue_shrinks_the_window_once_it_ran_dry_twice() {
+        // A Canopsis a millisecond away, so that `write` never finds a batch
+        // it just handed over delivered already (as over a network).
+        let canopsis = Canopsis {
+            latency: Duration::from_millis(1),
+            ..Canopsis::default()
+        };
+        let mut c = connector(&[("max_buffer_size", ParamValue::Int(100))], &canopsis);
+        // Broker with event_queue_max_size 6000: once 6000 events are
+        // handed over unacknowledged, write is no longer called, flush is.
+        let queue = 6000;
+        let (mut since_ack, mut dry, mut dry_after, mut by_write_after) = (0, 0, 0, 0);
+        for _ in 0..(10 * queue) {
+            let shrunk = c.window.size < 8000;
+            since_ack += 1;
+            if c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook) {
+                since_ack = 0;
+                by_write_after += u32::from(shrunk);
+            } else if since_ack == queue {
+                assert!(c.flush(), "delivered, so acknowledged");
+                since_ack = 0;
+                dry += 1;
+                dry_after += u32::from(shrunk);
+            }
+        }
+        assert!(dry >= 2, "{dry}");
+        // 6000 less a fifth, in whole rounds of 16 x 100.
+        assert_eq!(c.window.size, 4800);
+        assert_eq!(dry_after, 0, "broker's queue never ran dry again");
+        assert!(by_write_after >= 3, "{by_write_after}");
+        assert!(c
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("the window is now 4800 events")));
+    }
+
+    #[test]
+    fn only_the_same_count_twice_in_a_row_and_close_together_is_a_dry_queue() {
+        let window = || Window {
+            size: 8000,
+            round: Some(1600),
+            short_flush: None,
+        };
+        let t = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut w = window();
+        assert_eq!(w.flushed(6000, t), None);
+        assert_eq!(w.flushed(6000, t + s), Some(4800));
+        assert_eq!(w.size, 4800);
+        assert_eq!(w.flushed(6000, t + 2 * s), None, "no longer short");
+        // Bursts of one size a poller's interval apart.
+        let mut w = window();
+        assert_eq!(w.flushed(3000, t), None);
+        assert_eq!(w.flushed(3000, t + DRY_WITHIN + s), None);
+        // Acknowledged by write between the two.
+        let mut w = window();
+        w.flushed(3000, t);
+        w.written();
+        assert_eq!(w.flushed(3000, t + s), None);
+        // Another count between the two, or too few events.
+        let mut w = window();
+        w.flushed(3000, t);
+        w.flushed(2000, t + s);
+        assert_eq!(w.flushed(3000, t + 2 * s), None);
+        assert_eq!(w.flushed(999, t + 3 * s), None);
+        assert_eq!(w.flushed(999, t + 4 * s), None);
+        // With the spool, the window is the group commit.
+        let mut w = Window {
+            round: None,
+            ..window()
+        };
+        w.flushed(3000, t);
+        assert_eq!(w.flushed(3000, t + s), None);
+        assert_eq!(w.size, 8000);
+    }
+
+    #[test]
+    fn bursts_and_outages_leave_the_window_alone() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[("max_buffer_size", ParamValue::Int(100))], &canopsis);
+        // Bursts of different sizes, each acknowledged by flush.
+        for burst in [3000, 2000, 3000, 5000, 2000] {
+            for _ in 0..burst {
+                c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook);
+            }
+            assert!(c.flush());
+        }
+        // Canopsis down: broker flushes with the same events unacknowledged.
+        *canopsis.down.lock().unwrap() = true;
+        for _ in 0..3000 {
+            c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook);
+        }
+        for _ in 0..3 {
+            assert!(!c.flush());
+        }
+        assert_eq!(c.window.size, 8000);
+        // A burst of the same size as the last one acknowledged by flush,
+        // after an acknowledgement by write: no dry queue either.
+        *canopsis.down.lock().unwrap() = false;
+        eventually("delivered after the outage", || c.flush());
+        // 3000 acknowledged by flush; then 8000 by write at the window.
+        for _ in 0..8000 {
+            c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook);
+        }
+        for _ in 0..3000 {
+            c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook);
+        }
+        assert!(c.flush());
+        assert_eq!(c.window.size, 8000);
+    }
+
+    #[test]
+    fn window_within_a_queue_keeps_a_fifth_of_it() {
+        assert_eq!(window_within(BROKER_QUEUE, 1600), 8000);
+        assert_eq!(window_within(6000, 1600), 4800);
+        assert_eq!(window_within(100_000, 1600), 80_000);
+        assert_eq!(window_within(3000, 16_000), 2400);
+    }
+
+    #[test]
+    fn the_ack_window_leaves_room_in_brokers_queue() {
+        for lanes in [1, 2, 3, 7, 16, 32, 64] {
+            for batch in [1, 10, 100, 333, 1000, 10_000] {
+                let w = ack_window(lanes, batch);
+                assert!(
+                    w > 0 && w + WAIT_HEADROOM <= BROKER_QUEUE,
+                    "{lanes}x{batch}: {w}"
+                );
+                let round = (lanes * batch) as u64;
+                if round <= ACK_WINDOW {
+                    assert_eq!(w % round, 0, "{lanes}x{batch}: whole rounds");
+                    assert!(w + round > ACK_WINDOW, "{lanes}x{batch}: as many as fit");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_lanes_are_acknowledged_every_five_rounds_without_flush() {
+        let canopsis = Canopsis::default();
+        let mut c = connector(&[("max_buffer_size", ParamValue::Int(100))], &canopsis);
+        assert_eq!(c.window.size, 8000);
+        let (mut since_ack, mut most, mut acks) = (0, 0, 0);
+        for _ in 0..(3 * 8000) {
+            since_ack += 1;
+            if c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook) {
+                most = most.max(since_ack);
+                since_ack = 0;
+                acks += 1;
+            }
+        }
+        assert!(acks >= 3, "{acks} acks");
+        assert!(
+            most <= 8000,
+            "broker's queue held {most} unacknowledged events"
+        );
+        assert!(c.flush());
+        assert_eq!(delivered(&canopsis), 3 * 8000);
     }
 
     #[test]
@@ -1610,7 +1903,7 @@ mod tests {
             let mut c = connector(&params, &canopsis);
             assert!(!c.write(NEB, 24, &mut service_event(2), &mut cache(), &mut NoHook));
             assert!(c.flush(), "acked once committed, Canopsis down or not");
-            for _ in 0..(ACK_WINDOW - 1) {
+            for _ in 0..(SPOOL_SYNC_EVENTS - 1) {
                 c.write(NEB, 24, &mut service_event(1), &mut cache(), &mut NoHook);
             }
             assert!(
@@ -1622,7 +1915,7 @@ mod tests {
         *canopsis.down.lock().unwrap() = false;
         let c = connector(&params, &canopsis);
         let t = Instant::now();
-        while delivered(&canopsis) < ACK_WINDOW as usize + 1 {
+        while delivered(&canopsis) < SPOOL_SYNC_EVENTS as usize + 1 {
             assert!(t.elapsed() < Duration::from_secs(10), "spool not replayed");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1637,7 +1930,7 @@ mod tests {
         drop(c);
         assert_eq!(
             delivered(&canopsis),
-            ACK_WINDOW as usize + 1,
+            SPOOL_SYNC_EVENTS as usize + 1,
             "nothing sent twice"
         );
     }

@@ -212,6 +212,12 @@ fn acks_keep_flowing_under_sustained_load() {
         acked >= 5000,
         "broker would stall: only {acked} acks without flush"
     );
+    // Broker idle: it flushes until everything is acknowledged (one object
+    // is one lane, so what the window left takes a few round trips).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked < total as u64 && Instant::now() < deadline {
+        acked += out.flush();
+    }
     acked += out.close();
     assert_eq!(acked, total as u64);
     assert_eq!(lab.mock.state().events.len(), total as usize);

@@ -5,6 +5,8 @@
 //! runs vary by a third.
 //!
 //! Usage: bench [--quick] [--network] [--webhook] [--soak SECONDS] [--write-only N [--templated] [--filtered]]
+//!        bench --peer [--runs N] [--events N] [--latency-ms MS] [--queue N] [--validating] [--against OLD.so]
+//!        bench --end-to-end BUFFER N   (one run of (b))
 //!
 //! (a) broker-thread time per `write` for BBDO 3 service statuses handed
 //!     over as API 2 userdata, accepted and filtered (SOFT): each event is
@@ -33,6 +35,20 @@
 //!     the mock's Logstash input as JSON arrays and as NDJSON (counted, not
 //!     parsed, as in (b)); Mattermost at the mock's limit of 10 messages per
 //!     second: 60 events one message each, then 1000 at once summarised;
+//! (h) (`--peer` alone) the acknowledgement window under broker's own
+//!     loop: `--events` (20000) HARD statuses of 400 services queued at once
+//!     in an emulated muxer (`event_queue_max_size` 10000, flush only when
+//!     no event is ready), 16 lanes, `max_buffer_size` 100, dedup off,
+//!     Canopsis answering after `--latency-ms` (20); events/s from the first
+//!     `write` to broker's last acknowledgement, each run printed, with the
+//!     mock in this process and in a child process of its own (this binary
+//!     run as `--serve-peer MS`: loopback only, gone when the row ends or
+//!     after ten minutes at most). `--runs N` (5) runs of each;
+//!     `--against OLD.so` alternates every run with that module build, so
+//!     the two are compared under the same load of the machine; `--queue`
+//!     sets the muxer's `event_queue_max_size`; `--validating` has the mock
+//!     validate every event as in tests (the CPU it then spends, under one
+//!     lock, is a real Canopsis's, on another machine);
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
 //!     every minute: growth from the first minute to the last.
 
@@ -253,6 +269,243 @@ fn over_network(latency: Duration, fail_rate: f64, n: i64, spool: bool) -> f64 {
     rate
 }
 
+/// A mock Canopsis in a child process: this binary run as `--serve-peer`.
+/// Dropping it closes the child's stdin, which ends it.
+struct Peer {
+    child: std::process::Child,
+    ask: Option<std::process::ChildStdin>,
+    answers: std::io::BufReader<std::process::ChildStdout>,
+    port: u16,
+    authkey: String,
+}
+
+impl Peer {
+    fn start(latency: Duration, echo: bool) -> Peer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().expect("own path");
+        let mut cmd = Command::new(exe);
+        cmd.args(["--serve-peer", &latency.as_millis().to_string()]);
+        if !echo {
+            cmd.arg("--validating");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("bench --serve-peer starts");
+        let ask = child.stdin.take();
+        let mut answers = std::io::BufReader::new(child.stdout.take().expect("peer stdout"));
+        let mut line = String::new();
+        answers
+            .read_line(&mut line)
+            .expect("peer says where it listens");
+        let (port, authkey) = line
+            .trim()
+            .split_once(' ')
+            .and_then(|(p, k)| Some((p.parse().ok()?, k.to_string())))
+            .unwrap_or_else(|| panic!("peer said {line:?}"));
+        Peer {
+            child,
+            ask,
+            answers,
+            port,
+            authkey,
+        }
+    }
+
+    /// Events the peer published so far.
+    fn published(&mut self) -> u64 {
+        use std::io::{BufRead, Write};
+        let ask = self.ask.as_mut().expect("peer stdin");
+        writeln!(ask, "published").expect("peer reads");
+        ask.flush().expect("peer reads");
+        let mut line = String::new();
+        self.answers.read_line(&mut line).expect("peer answers");
+        line.trim().parse().expect("a count")
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        drop(self.ask.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `bench --serve-peer MS [--validating]`: the mock Canopsis on 127.0.0.1,
+/// echoing event POSTs (or validating them) after MS milliseconds. Prints
+/// `<port> <authkey>`, then the events published so far for each line
+/// read; ends when stdin closes, or after ten minutes whatever happens.
+fn serve_peer(latency: Duration, echo: bool) {
+    use std::io::{BufRead, Write};
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(600));
+        eprintln!("bench --serve-peer: ten minutes are up, exiting");
+        std::process::exit(2);
+    });
+    let mock = canopsis_harness::mock::MockCanopsis::start();
+    {
+        let mut st = mock.state();
+        st.record = false;
+        st.echo_only = echo;
+        st.latency = latency;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{} {}", mock.port(), mock.authkey()).is_err() || stdout.flush().is_err() {
+        return;
+    }
+    for line in std::io::stdin().lock().lines() {
+        let published = mock.state().published;
+        if line.is_err() || writeln!(stdout, "{published}").is_err() || stdout.flush().is_err() {
+            break;
+        }
+    }
+}
+
+/// Where (h)'s mock Canopsis runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PeerAt {
+    ThisProcess,
+    OtherProcess,
+}
+
+/// How (h) runs.
+#[derive(Debug, Clone, Copy)]
+struct PeerRun {
+    latency: Duration,
+    /// Statuses queued.
+    events: i64,
+    /// The emulated muxer's `event_queue_max_size`.
+    queue: usize,
+    /// The mock answers by echoing (true) or validates every event as it
+    /// does in tests, which costs it CPU a real Canopsis spends elsewhere.
+    echo: bool,
+}
+
+/// (h): `n` HARD statuses of [`OBJECTS`] services queued at once in an
+/// emulated muxer and fed through broker's failover loop, Canopsis
+/// answering after `latency`, 16 lanes of 100; events/s from the first
+/// `write` to broker's last acknowledgement.
+fn through_muxer(run: PeerRun, at: PeerAt) -> f64 {
+    let (latency, n) = (run.latency, run.events);
+    let lab = Lab::new("bench-peer");
+    let mut peer = (at == PeerAt::OtherProcess).then(|| Peer::start(latency, run.echo));
+    let mut extra = vec![
+        ("max_buffer_size", Param::Num(100)),
+        ("max_requests_in_flight", Param::Num(16)),
+        ("enable_host_status_dedup", Param::Num(0)),
+        ("enable_service_status_dedup", Param::Num(0)),
+        ("log_level", Param::Num(2)),
+    ];
+    match &peer {
+        Some(p) => {
+            extra.push(("canopsis_port", Param::Num(p.port as i32)));
+            extra.push(("canopsis_authkey", Param::Str(p.authkey.clone())));
+        }
+        None => {
+            let mut st = lab.mock.state();
+            st.record = false;
+            st.echo_only = run.echo;
+            st.latency = latency;
+        }
+    }
+    let mut out = lab.open(lab.params(&extra), Bbdo::V3);
+    many_objects(&out);
+    let mut mux = Muxer::new();
+    mux.max_size = run.queue;
+    for i in 0..n {
+        let object = 1000 + i % OBJECTS;
+        let round = i / OBJECTS;
+        mux.push(Status::service(object, 1, 2 * (round % 2), T + 60 * round).event(Bbdo::V3));
+    }
+    let start = Instant::now();
+    let done = mux.run(
+        &mut out,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+        |m| m.acked >= n as u64,
+    );
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    out.close();
+    show_stats(&lab);
+    let published = match &mut peer {
+        Some(p) => p.published(),
+        None => lab.mock.state().published,
+    };
+    if !done || published < n as u64 {
+        eprintln!(
+            "(h): not all acknowledged ({} of {n}; {published} published)",
+            mux.acked
+        );
+    }
+    rate
+}
+
+/// (h), `--runs` times each, the module under test alternating with
+/// `--against`'s when given.
+fn peer_rows(args: &[String]) {
+    let num = |name: &str, default: i64| {
+        args.windows(2)
+            .find(|w| w[0] == name)
+            .and_then(|w| w[1].parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    let runs = num("--runs", 5);
+    let run = PeerRun {
+        latency: Duration::from_millis(num("--latency-ms", 20) as u64),
+        events: num("--events", 20_000),
+        queue: num("--queue", 10_000) as usize,
+        echo: !args.iter().any(|a| a == "--validating"),
+    };
+    let against = args
+        .windows(2)
+        .find(|w| w[0] == "--against")
+        .map(|w| std::path::PathBuf::from(&w[1]));
+    let mine = canopsis_harness::module_path();
+    let mut builds = vec![("this build", mine)];
+    if let Some(old) = against {
+        builds.insert(0, ("--against", old));
+    }
+    for at in [PeerAt::OtherProcess, PeerAt::ThisProcess] {
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); builds.len()];
+        for _ in 0..runs {
+            for (b, (_, module)) in builds.iter().enumerate() {
+                std::env::set_var("CANOPSIS_NATIVE_MODULE", module);
+                rates[b].push(through_muxer(run, at));
+            }
+        }
+        for ((name, _), rates) in builds.iter().zip(rates) {
+            let each: Vec<String> = rates
+                .iter()
+                .map(|r| format!("{:.1}k", r / 1000.0))
+                .collect();
+            println!(
+                "(h) {} statuses, {} ms{}, peer in {}, {name}: median {:.0} ev/s; runs {}",
+                run.events,
+                run.latency.as_millis(),
+                if run.echo { "" } else { ", validating" },
+                if at == PeerAt::OtherProcess {
+                    "another process"
+                } else {
+                    "this process"
+                },
+                median(rates.clone()),
+                each.join(" ")
+            );
+        }
+    }
+}
+
 /// With `BENCH_SHOW_LOG` set, the connector's stats lines, to see where
 /// the time went (`waited_ms`, `requests`...).
 fn show_stats(lab: &Lab) {
@@ -424,6 +677,30 @@ fn main() {
                 last - first
             );
         }
+        return;
+    }
+    if let Some(ms) = args
+        .windows(2)
+        .find(|w| w[0] == "--serve-peer")
+        .and_then(|w| w[1].parse::<u64>().ok())
+    {
+        serve_peer(
+            Duration::from_millis(ms),
+            !args.iter().any(|a| a == "--validating"),
+        );
+        return;
+    }
+    if args.iter().any(|a| a == "--peer") {
+        peer_rows(&args);
+        return;
+    }
+    // `--end-to-end BUFFER N`: one run of (b), to compare builds.
+    if let Some((buffer, n)) = args
+        .windows(3)
+        .find(|w| w[0] == "--end-to-end")
+        .and_then(|w| Some((w[1].parse::<i32>().ok()?, w[2].parse::<i64>().ok()?)))
+    {
+        println!("{:.0} ev/s", throughput(buffer, n, false));
         return;
     }
     // `--write-only N [--templated]`: accepted writes alone, for a profiler.
