@@ -69,7 +69,7 @@ pub struct Response {
     /// `Retry-After` in seconds, when present.
     pub retry_after: Option<Duration>,
     /// For a 3xx: why the transport did not follow it (it follows those
-    /// that stay on the configured origin, see [`redirect`]).
+    /// that stay on the configured origin: see the `redirect` module).
     pub redirect: Option<Unfollowed>,
 }
 
