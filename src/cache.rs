@@ -74,6 +74,13 @@ pub trait Cache {
     fn poller_name(&mut self, instance_id: u64) -> Option<String>;
     /// `get_severity`.
     fn severity(&mut self, host_id: u64, service_id: Option<u64>) -> Option<i64>;
+    /// The aliases of the host's groups, in `get_hostgroups` order
+    /// (`get_hostgroup_alias` of each; a group without one is left out).
+    /// `None` when broker has no `get_hostgroup_alias` (before 25.10): a
+    /// cache that cannot say, rather than a host without groups.
+    fn hostgroup_aliases(&mut self, _host_id: u64) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// An in-memory cache, for tests and benchmarks.
@@ -99,6 +106,9 @@ pub struct MemoryCache {
     pub bas: HashMap<u64, BaInfo>,
     /// Business view names by BA id.
     pub bvs: HashMap<u64, Vec<String>>,
+    /// Host group aliases by host id; `None`: a broker before 25.10,
+    /// without `get_hostgroup_alias`.
+    pub hostgroup_aliases: Option<HashMap<u64, Vec<String>>>,
 }
 
 fn pick(object: Option<&HashMap<String, Field>>, names: &[String]) -> Option<Vec<Option<Field>>> {
@@ -146,6 +156,10 @@ impl Cache for MemoryCache {
         self.severities
             .get(&(host_id, service_id.unwrap_or(0)))
             .copied()
+    }
+    fn hostgroup_aliases(&mut self, host_id: u64) -> Option<Vec<String>> {
+        let known = self.hostgroup_aliases.as_ref()?;
+        Some(known.get(&host_id).cloned().unwrap_or_default())
     }
 }
 
@@ -197,6 +211,11 @@ pub struct Memo {
     severities: Ids<(u64, u64), i64>,
     bas: Ids<u64, BaInfo>,
     bvs: Ids<u64, Vec<String>>,
+    hostgroup_aliases: Ids<u64, Vec<String>>,
+    /// Set once broker showed it has no `get_hostgroup_alias`: it will not
+    /// grow one while it runs, so it is not asked again (kept when the
+    /// rest is forgotten).
+    no_hostgroup_alias: bool,
     since: Option<std::time::Instant>,
     /// Changes each time everything is forgotten, so what was derived from
     /// remembered answers can be forgotten with them.
@@ -233,6 +252,7 @@ impl Memo {
         let generation = self.generation + 1;
         *self = Memo {
             generation,
+            no_hostgroup_alias: self.no_hostgroup_alias,
             ..Memo::default()
         };
     }
@@ -367,6 +387,20 @@ impl Cache for Memoized<'_> {
         );
         self.note(found)
     }
+    fn hostgroup_aliases(&mut self, host_id: u64) -> Option<Vec<String>> {
+        if self.memo.no_hostgroup_alias {
+            return None;
+        }
+        let inner = &mut *self.inner;
+        let mut unsupported = false;
+        let found = remember(&mut self.memo.hostgroup_aliases, host_id, || {
+            let aliases = inner.hostgroup_aliases(host_id);
+            unsupported = aliases.is_none();
+            aliases
+        });
+        self.memo.no_hostgroup_alias |= unsupported;
+        found
+    }
 }
 
 #[cfg(test)]
@@ -417,6 +451,39 @@ mod tests {
             self.1 += 1;
             self.0.severity(h, s)
         }
+        fn hostgroup_aliases(&mut self, h: u64) -> Option<Vec<String>> {
+            self.1 += 1;
+            self.0.hostgroup_aliases(h)
+        }
+    }
+
+    #[test]
+    fn a_broker_without_hostgroup_aliases_is_asked_once_per_run() {
+        let mut real = Counting(MemoryCache::default(), 0);
+        let mut memo = Memo::default();
+        let t = std::time::Instant::now();
+        for host in [1, 2, 1, 3] {
+            assert_eq!(memo.over(&mut real, t).hostgroup_aliases(host), None);
+        }
+        memo.clear();
+        assert_eq!(memo.over(&mut real, t).hostgroup_aliases(4), None);
+        assert_eq!(real.1, 1, "asked again");
+    }
+
+    #[test]
+    fn hostgroup_aliases_are_remembered_per_host() {
+        let mut real = Counting(MemoryCache::default(), 0);
+        real.0.hostgroup_aliases = Some(HashMap::from([(1, vec!["Linux servers".into()])]));
+        let mut memo = Memo::default();
+        let t = std::time::Instant::now();
+        for _ in 0..3 {
+            assert_eq!(
+                memo.over(&mut real, t).hostgroup_aliases(1),
+                Some(vec!["Linux servers".to_string()])
+            );
+            assert_eq!(memo.over(&mut real, t).hostgroup_aliases(2), Some(vec![]));
+        }
+        assert_eq!(real.1, 2);
     }
 
     #[test]

@@ -52,8 +52,9 @@ pub struct Snapshot {
     pub severity: [Option<Field>; 2],
     /// `cache.ba.ba_id`, `.ba_name`, `.ba_description`.
     pub ba: [Option<Field>; 3],
-    /// Group names: host groups, service groups, business views.
-    pub groups: [Vec<String>; 3],
+    /// Group names: host groups, service groups, business views; and
+    /// the `alias` of each `cache.hostgroups` entry that has one.
+    pub groups: [Vec<String>; 4],
 }
 
 /// The names under `cache.instance`, `cache.severity` and `cache.ba`, in

@@ -65,6 +65,8 @@ pub struct ObjectFields {
     severity_service: Option<i64>,
     poller: Option<String>,
     bvs: Option<Vec<String>>,
+    /// `{groups(hgalias,...)}`: empty on a broker without aliases.
+    hostgroup_aliases: Vec<String>,
     /// [`Template::render_objects`].
     written: Vec<Box<[u8]>>,
 }
@@ -120,6 +122,9 @@ impl ObjectFields {
                 Some(p) => Some(p.clone()),
                 None => subj.host.instance_id.and_then(|i| cache.poller_name(i)),
             };
+        }
+        if needs.groups[GroupOf::HostAlias as usize] && subj.host_id != 0 {
+            o.hostgroup_aliases = cache.hostgroup_aliases(subj.host_id).unwrap_or_default();
         }
         if needs.groups[GroupOf::Bv as usize] {
             o.bvs = match &subj.ba {
@@ -340,6 +345,7 @@ impl Resolve for Values<'_> {
             GroupOf::Host => &self.ctx.subj.hostgroups,
             GroupOf::Service => &self.ctx.subj.servicegroups,
             GroupOf::Bv => self.objects.bvs.as_deref().unwrap_or(&self.ctx.subj.bvs),
+            GroupOf::HostAlias => &self.objects.hostgroup_aliases,
         }
     }
 }

@@ -156,16 +156,18 @@ fn retry(resp: &Response, reason: String, config_fault: bool) -> Verdict {
     }
 }
 
-/// A redirect from a webhook endpoint: never followed (`http_headers`, or
-/// a hook's key in the path, would go where the admin did not send them).
+/// A redirect from a webhook endpoint that the transport did not follow:
+/// it left `http_server_url`'s scheme, host and port (where `http_headers`,
+/// or a hook's key in the path, would go where the admin did not send
+/// them), or would have turned the POST into a GET.
 fn redirect(resp: &Response) -> Verdict {
+    let why = resp
+        .redirect
+        .as_ref()
+        .map_or_else(|| "redirect (not followed)".to_string(), |w| w.to_string());
     retry(
         resp,
-        format!(
-            "HTTP {} redirect to {} (not followed); check http_server_url",
-            resp.status,
-            resp.location_host.as_deref().unwrap_or("(no Location)")
-        ),
+        format!("HTTP {} {why}; check http_server_url", resp.status),
         true,
     )
 }

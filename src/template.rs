@@ -55,6 +55,11 @@ pub enum GroupOf {
     Service,
     /// `bv`: the business activity's business views.
     Bv,
+    /// `hgalias`: the aliases of the host's groups (broker 25.10's
+    /// `get_hostgroup_alias`; none on older brokers). The Lua library's
+    /// macros have no alias (its `sc_broker` can fetch one for custom
+    /// code): an extension, in the group macros' own syntax.
+    HostAlias,
 }
 
 /// The values a template asks for.
@@ -138,7 +143,7 @@ pub struct Needs {
     /// See [`Needs::instance`].
     pub ba: bool,
     /// See [`Needs::instance`].
-    pub groups: [bool; 3],
+    pub groups: [bool; 4],
 }
 
 fn add(list: &mut Vec<String>, name: &str) {
@@ -805,7 +810,7 @@ impl Compiler {
             self.problem(
                 at,
                 raw,
-                "expected {groups(hg|sg|bv,table|inline,PATTERN)}".into(),
+                "expected {groups(hg|sg|bv|hgalias,table|inline,PATTERN)}".into(),
             );
             return None;
         };
@@ -816,7 +821,7 @@ impl Compiler {
                 self.problem(
                     at,
                     raw,
-                    "expected {groups(hg|sg|bv,table|inline,PATTERN)}".into(),
+                    "expected {groups(hg|sg|bv|hgalias,table|inline,PATTERN)}".into(),
                 );
                 return None;
             }
@@ -825,8 +830,13 @@ impl Compiler {
             "hg" => GroupOf::Host,
             "sg" => GroupOf::Service,
             "bv" => GroupOf::Bv,
+            "hgalias" => GroupOf::HostAlias,
             _ => {
-                self.problem(at, raw, format!("unknown group type '{ty}' (hg, sg or bv)"));
+                self.problem(
+                    at,
+                    raw,
+                    format!("unknown group type '{ty}' (hg, sg, bv or hgalias)"),
+                );
                 return None;
             }
         };
@@ -1105,6 +1115,10 @@ mod tests {
                 GroupOf::Host => {
                     HG.get_or_init(|| vec!["HG_1".into(), "web-01".into(), "web-xx".into()])
                 }
+                GroupOf::HostAlias => {
+                    static HGA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+                    HGA.get_or_init(|| vec!["Linux servers".into(), "Web front".into()])
+                }
                 _ => &[],
             }
         }
@@ -1168,6 +1182,12 @@ mod tests {
                 json!(["HG_1", "web-01", "web-xx"]),
             ),
             (json!("{groups(hg,inline,.*)}"), json!("HG_1,web-01,web-xx")),
+            (
+                json!("{groups(hgalias,inline,.*)}"),
+                json!("Linux servers,Web front"),
+            ),
+            (json!("{groups(hgalias,table,^Web)}"), json!(["Web front"])),
+            (json!("{groups(sg,inline,.*)}"), json!("")),
             (json!("{groups(hg,inline,^web%-%d+$)}"), json!("web-01")),
             (json!("{groups(hg,table,^%u)}"), json!(["HG_1"])),
             (
@@ -1296,7 +1316,12 @@ mod tests {
         assert_eq!(t.needs.service, vec!["notes".to_string()]);
         assert_eq!(t.needs.event, vec!["output".to_string()]);
         assert!(t.needs.instance && !t.needs.severity);
-        assert_eq!(t.needs.groups, [true, false, false]);
+        assert_eq!(t.needs.groups, [true, false, false, false]);
+        let (t, _) = compile(
+            ElementKind::HostStatus,
+            json!({"a": "{groups(hgalias,inline,.*)}"}),
+        );
+        assert_eq!(t.needs.groups, [false, false, false, true]);
     }
 
     fn load(text: &str) -> Result<(Templates, Vec<String>), String> {

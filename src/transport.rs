@@ -4,8 +4,14 @@
 //! keep-alive ureq agent; `send_data_test=1` swaps in [`DryRun`], which
 //! writes the payload to the log and answers like Canopsis would.
 
+mod redirect;
+
+pub use redirect::{Unfollowed, MAX_HOPS};
+
 use crate::config::HttpConfig;
 use crate::logger::Logger;
+use redirect::Origin;
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +38,8 @@ pub enum Method {
 }
 
 impl Method {
-    fn as_str(self) -> &'static str {
+    /// As HTTP writes it.
+    pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
@@ -61,9 +68,9 @@ pub struct Response {
     pub body: String,
     /// `Retry-After` in seconds, when present.
     pub retry_after: Option<Duration>,
-    /// The host (and port) of a `Location` header, never its path or query
-    /// (which may hold anything).
-    pub location_host: Option<String>,
+    /// For a 3xx: why the transport did not follow it (it follows those
+    /// that stay on the configured origin: see the `redirect` module).
+    pub redirect: Option<Unfollowed>,
 }
 
 impl Response {
@@ -73,7 +80,7 @@ impl Response {
             status,
             body,
             retry_after: None,
-            location_host: None,
+            redirect: None,
         }
     }
 
@@ -221,6 +228,12 @@ fn userinfo_encode(s: &str) -> String {
 /// A curl command that replays `req`, with the auth key and proxy password
 /// replaced by `***`: an admin pastes it after putting the key back.
 pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
+    curl_line(cfg, req, false)
+}
+
+/// [`curl_command`], for a request a redirect sent to `req.path`
+/// (`hop`), whose path is shown as [`shown_target`] says.
+fn curl_line(cfg: &HttpConfig, req: Request<'_>, hop: bool) -> String {
     let mut cmd = format!(
         "curl -sS -X {} --max-time {}",
         req.method.as_str(),
@@ -252,9 +265,35 @@ pub fn curl_command(cfg: &HttpConfig, req: Request<'_>) -> String {
     cmd.push_str(&shell_quote(&format!(
         "{}{}",
         cfg.base_url(),
-        cfg.shown_path(req.path)
+        if hop {
+            Cow::Owned(shown_target(cfg, req.path))
+        } else {
+            Cow::Borrowed(cfg.shown_path(req.path))
+        }
     )));
     cmd
+}
+
+/// A path a redirect named, as log lines may show it: the event route as
+/// [`HttpConfig::shown_path`] says; any other path the same way when the
+/// event route hides its tail (a hook's key), and else without its query
+/// (which the connector did not write, and may hold anything).
+fn shown_target(cfg: &HttpConfig, path: &str) -> String {
+    if path == cfg.event_route {
+        return cfg.shown_route.clone();
+    }
+    let (bare, query) = match path.split_once('?') {
+        Some((p, _)) => (p, true),
+        None => (path, false),
+    };
+    if cfg.shown_route != cfg.event_route {
+        let first = bare.trim_start_matches('/').split('/').next().unwrap_or("");
+        format!("/{first}/***")
+    } else if query {
+        format!("{bare}?***")
+    } else {
+        bare.to_string()
+    }
 }
 
 /// The `Content-Type` the connector sets on a body: its format's, unless
@@ -277,6 +316,11 @@ pub struct Http {
     /// the requests in flight: what they then fail with says the peer did
     /// not answer, not that it disconnected.
     cut: Arc<AtomicBool>,
+    /// Where redirects may lead: the configured scheme, host and port.
+    origin: Origin,
+    /// Set (for every fork) once a followed redirect was logged at warning
+    /// level; the next ones go to the debug level.
+    told: Arc<AtomicBool>,
 }
 
 impl Http {
@@ -316,8 +360,8 @@ impl Http {
             .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            // The key goes to canopsis_host only: a redirect is answered
-            // to the sender, which reports it, and is never followed.
+            // The key goes to canopsis_host only: `send` follows the
+            // redirects that stay there, ureq none.
             .max_redirects(0)
             .https_only(cfg.protocol == "https")
             .timeout_global(Some(cfg.timeout))
@@ -338,6 +382,8 @@ impl Http {
             log,
             deadline: None,
             cut: Arc::new(AtomicBool::new(false)),
+            origin: Origin::new(&cfg.protocol, &cfg.host, cfg.port),
+            told: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -361,6 +407,137 @@ impl Http {
             _ => classify(e),
         }
     }
+
+    /// The request's replayable curl line: at info level with
+    /// `log_curl_commands=1` (the Lua library's notice), else at debug;
+    /// the key is written `***` either way.
+    fn log_request(&self, req: Request<'_>, hop: bool) {
+        if self.cfg.log_curl && self.log.enabled(log::Level::Info) {
+            self.log
+                .info(format_args!("sending: {}", curl_line(&self.cfg, req, hop)));
+        } else if self.log.enabled(log::Level::Debug) {
+            self.log
+                .debug(format_args!("sending: {}", curl_line(&self.cfg, req, hop)));
+        }
+    }
+
+    /// A redirect followed: worth one warning (the route could name where
+    /// it leads and save a round trip), then debug lines.
+    fn log_followed(&self, from: Request<'_>, status: u16, hop: &redirect::Hop) {
+        let first = !self.told.swap(true, Ordering::AcqRel);
+        let level = if first {
+            log::Level::Warn
+        } else {
+            log::Level::Debug
+        };
+        if self.log.enabled(level) {
+            self.log.log(
+                level,
+                format_args!(
+                    "HTTP {status} redirect of {} {} to {} {} on the same host and port: followed{}",
+                    from.method.as_str(),
+                    shown_target(&self.cfg, from.path),
+                    hop.method.as_str(),
+                    shown_target(&self.cfg, &hop.target),
+                    if first {
+                        " (configure the route it leads to and save a round trip; further ones are logged at debug level)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+    }
+
+    /// How long the next exchange may last, when the agent's own
+    /// `connection_timeout` is not the bound: closing (what is left of the
+    /// budget), or after a redirect (what is left of `connection_timeout`
+    /// since the first request: the chain is one exchange to the sender).
+    fn bound(&self, started: Instant, hop: bool) -> Result<Option<Duration>, TransportError> {
+        let mut bound = None;
+        if let Some(d) = self.deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::Timeout);
+            }
+            bound = Some(left.min(self.cfg.timeout));
+        }
+        if hop {
+            let left = self.cfg.timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(TransportError::Timeout);
+            }
+            bound = Some(bound.map_or(left, |b: Duration| b.min(left)));
+        }
+        Ok(bound)
+    }
+
+    /// One request and its answer, read whole (up to [`MAX_ANSWER_BYTES`]).
+    fn exchange(
+        &self,
+        req: Request<'_>,
+        bound: Option<Duration>,
+        started: Instant,
+    ) -> Result<Exchanged, TransportError> {
+        let url = format!("{}{}", self.cfg.base_url(), req.path);
+        let headers = &self.cfg.headers;
+        let content_type = own_content_type(&self.cfg);
+        let result = match req.method {
+            Method::Post => typed(
+                prepared(self.agent.post(&url), headers, bound),
+                content_type,
+            )
+            .send(req.body),
+            Method::Get => prepared(self.agent.get(&url), headers, bound).call(),
+            Method::Delete if req.body.is_empty() => {
+                prepared(self.agent.delete(&url), headers, bound).call()
+            }
+            // The bulk route deletes the pbehaviors its body lists.
+            Method::Delete => typed(
+                prepared(self.agent.delete(&url), headers, bound),
+                content_type,
+            )
+            .force_send_body()
+            .send(req.body),
+        };
+        let resp = result.map_err(|e| self.judge(e, started))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp
+            .into_body()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_vec()
+            .map_err(|e| self.judge(e, started))?;
+        Ok(Exchanged {
+            response: Response {
+                status,
+                // Canopsis echoes every event: no second copy of a valid body.
+                body: String::from_utf8(body)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                retry_after,
+                redirect: None,
+            },
+            location,
+        })
+    }
+}
+
+/// An answer, with its `Location` (kept apart: only the redirect decision
+/// reads it, and it may hold anything).
+struct Exchanged {
+    response: Response,
+    location: Option<String>,
 }
 
 fn classify(e: ureq::Error) -> TransportError {
@@ -400,79 +577,50 @@ impl Transport for Http {
             log: self.log.clone(),
             deadline: None,
             cut: self.cut.clone(),
+            origin: self.origin.clone(),
+            told: self.told.clone(),
         }))
     }
 
     fn send(&mut self, req: Request<'_>) -> Result<Response, TransportError> {
-        // `log_curl_commands=1` asks for the line at log_level 2, as the
-        // Lua library's notice; the key is written `***` either way.
-        if self.cfg.log_curl && self.log.enabled(log::Level::Info) {
-            self.log
-                .info(format_args!("sending: {}", curl_command(&self.cfg, req)));
-        } else if self.log.enabled(log::Level::Debug) {
-            self.log
-                .debug(format_args!("sending: {}", curl_command(&self.cfg, req)));
-        }
-        let url = format!("{}{}", self.cfg.base_url(), req.path);
-        // Closing: what is left of the budget bounds the exchange.
-        let closing = match self.deadline {
-            None => None,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(TransportError::Timeout);
-                }
-                Some(left.min(self.cfg.timeout))
-            }
-        };
         let started = Instant::now();
-        let headers = &self.cfg.headers;
-        let content_type = own_content_type(&self.cfg);
-        let result = match req.method {
-            Method::Post => typed(
-                prepared(self.agent.post(&url), headers, closing),
-                content_type,
-            )
-            .send(req.body),
-            Method::Get => prepared(self.agent.get(&url), headers, closing).call(),
-            Method::Delete if req.body.is_empty() => {
-                prepared(self.agent.delete(&url), headers, closing).call()
+        let (mut method, mut path) = (req.method, Cow::Borrowed(req.path));
+        let mut hops = 0;
+        loop {
+            let this = Request {
+                method,
+                path: &path,
+                body: req.body,
+            };
+            self.log_request(this, hops > 0);
+            let bound = self.bound(started, hops > 0)?;
+            let answer = self.exchange(this, bound, started)?;
+            if !(300..400).contains(&answer.response.status) {
+                return Ok(answer.response);
             }
-            // The bulk route deletes the pbehaviors its body lists.
-            Method::Delete => typed(
-                prepared(self.agent.delete(&url), headers, closing),
-                content_type,
-            )
-            .force_send_body()
-            .send(req.body),
-        };
-        let resp = result.map_err(|e| self.judge(e, started))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let location_host = resp
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(location_host);
-        let body = resp
-            .into_body()
-            .with_config()
-            .limit(MAX_ANSWER_BYTES)
-            .read_to_vec()
-            .map_err(|e| self.judge(e, started))?;
-        Ok(Response {
-            status,
-            // Canopsis echoes every event: no second copy of a valid body.
-            body: String::from_utf8(body)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            retry_after,
-            location_host,
-        })
+            hops += 1;
+            let decided = redirect::decide(
+                &self.origin,
+                &path,
+                method,
+                answer.response.status,
+                answer.location.as_deref(),
+                hops,
+                |p| shown_target(&self.cfg, p),
+            );
+            match decided {
+                Ok(hop) => {
+                    self.log_followed(this, answer.response.status, &hop);
+                    method = hop.method;
+                    path = Cow::Owned(hop.target);
+                }
+                Err(why) => {
+                    let mut response = answer.response;
+                    response.redirect = Some(why);
+                    return Ok(response);
+                }
+            }
+        }
     }
 
     fn set_deadline(&mut self, deadline: Option<Instant>) {
@@ -514,22 +662,6 @@ fn bounded<B>(rb: ureq::RequestBuilder<B>, timeout: Option<Duration>) -> ureq::R
     match timeout {
         None => rb,
         Some(t) => rb.config().timeout_global(Some(t)).build(),
-    }
-}
-
-/// Where a `Location` header points, as `host[:port]` (or `scheme://host`),
-/// without user info, path or query: enough for an admin, nothing secret.
-fn location_host(location: &str) -> String {
-    let (scheme, rest) = match location.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, location),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    match (scheme, host.is_empty()) {
-        (_, true) => "(the same host)".to_string(),
-        (Some(s), false) => one_line(&format!("{s}://{host}"), 100),
-        (None, false) => one_line(host, 100),
     }
 }
 
@@ -595,15 +727,6 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn a_location_is_reported_by_its_host_only() {
-        assert_eq!(
-            location_host("https://user:pw@sso.example:8443/login?key=1"),
-            "https://sso.example:8443"
-        );
-        assert_eq!(location_host("/api/v4/event/"), "(the same host)");
-        assert_eq!(location_host("other.example/x"), "other.example");
-    }
     use crate::config::{self, tests::minimal, ParamValue};
 
     #[test]
@@ -669,7 +792,7 @@ pub(crate) mod tests {
         (port, rx)
     }
 
-    fn http_to(port: u16, headers: &[(&str, &str)]) -> Http {
+    pub(super) fn http_to(port: u16, headers: &[(&str, &str)]) -> Http {
         let mut p = minimal();
         p.insert("canopsis_host".into(), ParamValue::Str("127.0.0.1".into()));
         p.insert("canopsis_port".into(), ParamValue::Int(port.into()));
@@ -742,5 +865,155 @@ pub(crate) mod tests {
                 && text.starts_with(&format!("no answer from http://127.0.0.1:{port} within ")),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::tests::*;
+    use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    /// A peer on 127.0.0.1 answering one request per connection with the
+    /// next of `answers` (each with `Connection: close`), handing over each
+    /// request line and body.
+    fn peer(answers: Vec<String>) -> (u16, crossbeam_channel::Receiver<(String, String)>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for answer in answers {
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
+                let mut r = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                r.read_line(&mut first).unwrap();
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                r.read_exact(&mut body).unwrap();
+                let _ = tx.send((
+                    first.trim_end().to_string(),
+                    String::from_utf8(body).unwrap(),
+                ));
+                let _ = (&stream).write_all(answer.as_bytes());
+            }
+        });
+        (port, rx)
+    }
+
+    fn moved(status: u16, location: &str) -> String {
+        format!("HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    }
+
+    fn ok() -> String {
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_string()
+    }
+
+    fn post(t: &mut Http, path: &str) -> Result<Response, TransportError> {
+        t.send(Request {
+            method: Method::Post,
+            path,
+            body: b"[1]",
+        })
+    }
+
+    #[test]
+    fn a_same_origin_307_is_followed_with_method_and_body() {
+        let (port, seen) = peer(vec![moved(307, "/api/v4/event"), ok()]);
+        let mut t = http_to(port, &[]);
+        let r = post(&mut t, "/api/v4/event/").unwrap();
+        assert_eq!((r.status, r.redirect), (200, None));
+        let got: Vec<_> = seen.try_iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                ("POST /api/v4/event/ HTTP/1.1".into(), "[1]".into()),
+                ("POST /api/v4/event HTTP/1.1".into(), "[1]".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_redirect_to_another_port_is_answered_unfollowed_and_nothing_goes_there() {
+        let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.set_nonblocking(true).unwrap();
+        let other = elsewhere.local_addr().unwrap().port();
+        let (port, _seen) = peer(vec![moved(
+            307,
+            &format!("http://127.0.0.1:{other}/api/v4/event?key=1"),
+        )]);
+        let r = post(&mut http_to(port, &[]), "/api/v4/event").unwrap();
+        assert_eq!(r.status, 307);
+        assert_eq!(
+            r.redirect,
+            Some(Unfollowed::LeavesOrigin {
+                to: format!("http://127.0.0.1:{other}")
+            })
+        );
+        assert!(
+            elsewhere.accept().is_err(),
+            "a connection reached the other port"
+        );
+    }
+
+    #[test]
+    fn a_post_moved_by_301_is_not_turned_into_a_get() {
+        let (port, seen) = peer(vec![moved(301, "/api/v4/event")]);
+        let r = post(&mut http_to(port, &[]), "/api/v4/event/").unwrap();
+        assert!(matches!(
+            r.redirect,
+            Some(Unfollowed::WouldBecomeGet { .. })
+        ));
+        assert_eq!(seen.try_iter().count(), 1);
+    }
+
+    #[test]
+    fn a_redirect_loop_stops_after_the_last_hop() {
+        let answers = (0..=MAX_HOPS).map(|_| moved(308, "/a/")).collect();
+        let (port, seen) = peer(answers);
+        let r = post(&mut http_to(port, &[]), "/a/").unwrap();
+        assert_eq!(r.status, 308);
+        assert!(matches!(r.redirect, Some(Unfollowed::TooMany { .. })));
+        assert_eq!(seen.try_iter().count(), MAX_HOPS + 1);
+    }
+
+    #[test]
+    fn a_hop_shows_no_query_and_no_hidden_tail() {
+        let mut p = crate::config::tests::minimal();
+        p.insert(
+            "canopsis_host".into(),
+            crate::config::ParamValue::Str("h".into()),
+        );
+        let cfg = crate::config::parse(&p).unwrap().config.http;
+        assert_eq!(shown_target(&cfg, "/api/v4/x?token=1"), "/api/v4/x?***");
+        assert_eq!(shown_target(&cfg, "/api/v4/x"), "/api/v4/x");
+        let mut hook = cfg.clone();
+        hook.event_route = "/hooks/k3y".into();
+        hook.shown_route = "/hooks/***".into();
+        assert_eq!(shown_target(&hook, "/hooks/k3y/"), "/hooks/***");
+        assert_eq!(shown_target(&hook, "/hooks/k3y"), "/hooks/***");
+        let line = curl_line(
+            &hook,
+            Request {
+                method: Method::Post,
+                path: "/hooks/k3y/",
+                body: b"{}",
+            },
+            true,
+        );
+        assert!(!line.contains("k3y"), "{line}");
     }
 }

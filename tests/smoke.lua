@@ -12,6 +12,15 @@ local function check(cond, msg)
   end
 end
 
+-- Broker 25.10.3 delays the next write when write returns anything but a
+-- boolean: every path answers one (pcall: raising is checked apart).
+local function boolean(what, f, ...)
+  local ok, r = pcall(f, ...)
+  check(ok, what .. " raised: " .. tostring(r))
+  check(type(r) == "boolean", what .. " returned a " .. type(r) .. ", not a boolean")
+  return r
+end
+
 dofile("lua/canopsis-native-events-apiv2.lua")
 check(type(init) == "function" and type(write) == "function", "init/write globals")
 check(type(filter) == "function" and type(flush) == "function", "filter/flush globals")
@@ -23,6 +32,8 @@ check(filter(1, 2) == true, "filter(1, 2) probe before init returns true")
 local badlog = scratch .. "/bad.log"
 init({ logfile = badlog, canopsis_port = "x" })
 check(write({ category = 1, element = 24 }) == false, "misconfigured write must not ack")
+boolean("misconfigured write of a host status", write, { category = 1, element = 14, host_id = 1 })
+boolean("misconfigured write of a foreign category", write, { category = 3, element = 1 })
 check(flush() == false, "misconfigured flush must not ack")
 local text = io.open(badlog):read("a")
 check(text:find("invalid parameter 'canopsis_authkey'", 1, true), "authkey error logged")
@@ -50,6 +61,15 @@ check(filter(1, 24) == true and filter(1, 2) == false and filter(3, 1) == false,
 check(write(critical_load()) == false,
       "an accepted event is not acked before delivery")
 check(flush() == true, "flush acks once delivered")
+-- Filtered (SOFT, then a category the connector does not read), and odd
+-- input: a boolean each time.
+local soft = critical_load()
+soft.state_type = 0
+boolean("write of a filtered SOFT status", write, soft)
+boolean("write of a foreign category", write, { category = 3, element = 1 })
+boolean("write of an event without fields", write, {})
+boolean("write of a non-table", write, "not an event")
+boolean("flush with nothing pending", flush)
 text = io.open(log):read("a")
 check(text:find('"resource":"Load"', 1, true), "payload logged")
 check(not text:find("s3cr3t-k3y", 1, true), "auth key must not be logged")
@@ -64,8 +84,8 @@ local function raising(bad)
     return fields[k]
   end })
 end
-local ok, acked = pcall(write, raising("host_id"))
-check(ok and type(acked) == "boolean", "a raising field must not raise out of write")
+boolean("write of an event whose field raises", write, raising("host_id"))
+local ok, acked
 local msg
 ok, msg = pcall(write, raising("_type"))
 check(not ok and tostring(msg):find("no field _type", 1, true), "a raising _type reaches broker")
@@ -86,6 +106,7 @@ init({ http_server_url = "https://chat.invalid/hooks/s3cr3t-h00k", webhook_forma
        send_data_test = 1, logfile = hooklog, log_level = 3, username = "centreon" })
 check(write(critical_load()) == false,
       "webhook: an accepted event is not acked before delivery")
+boolean("webhook: write of a filtered SOFT status", write, soft)
 check(flush() == true, "webhook: flush acks once delivered")
 text = io.open(hooklog):read("a")
 check(text:find('"title":"srv / Load is CRITICAL"', 1, true), "webhook: Mattermost message logged")

@@ -198,10 +198,13 @@ unsafe fn read_names<S: AsRef<str>>(
 /// The objects under `cache` a snapshot reads, in [`take_snapshot`] order.
 const OBJECTS: [&str; 5] = ["host", "service", "instance", "severity", "ba"];
 /// The group lists under `cache`, and the key naming each group.
-const GROUPS: [(&str, &str); 3] = [
+const GROUPS: [(&str, &str); 4] = [
     ("hostgroups", "group_name"),
     ("servicegroups", "group_name"),
     ("bvs", "bv_name"),
+    // Set by custom code if it wants them (`get_hostgroup_alias`): the
+    // library's `cache.hostgroups` entries have no alias.
+    ("hostgroups", "alias"),
 ];
 
 /// Fills `snap` from the event table at the top of the stack; `scratch`

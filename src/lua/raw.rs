@@ -672,6 +672,44 @@ impl RawCache {
         out.map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
+    /// Whether `broker_cache` has `method`: looked up without calling it,
+    /// since calling a method broker does not have raises a Lua error.
+    fn has_method(&mut self, method: &str) -> bool {
+        let mut found = false;
+        // SAFETY: `new`'s contract; the closure keeps nothing in its frame.
+        let r = unsafe {
+            protect(self.state, &[], |state| {
+                ffi::lua_getglobal(state, c"broker_cache".as_ptr());
+                if indexable(ffi::lua_type(state, -1)) {
+                    push_field(state, -1, method);
+                    found = ffi::lua_type(state, -1) == ffi::LUA_TFUNCTION;
+                }
+            })
+        };
+        r.is_ok() && found
+    }
+
+    /// The `group_id`s of a group list method's answer.
+    fn group_ids(&mut self, method: &str, args: &[i64]) -> Vec<i64> {
+        let mut ids = Vec::new();
+        self.call(method, args, |state| unsafe {
+            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
+                return;
+            }
+            let n = ffi::lua_rawlen(state, -1) as ffi::lua_Integer;
+            for i in 1..=n {
+                ffi::lua_rawgeti(state, -1, i);
+                if indexable(ffi::lua_type(state, -1)) {
+                    if let Some(id) = as_int(read_field(state, -1, "group_id")) {
+                        ids.push(id);
+                    }
+                }
+                ffi::lua_pop(state, 1);
+            }
+        });
+        ids
+    }
+
     fn groups(&mut self, method: &str, args: &[i64]) -> Vec<String> {
         let mut names = Vec::new();
         self.call(method, args, |state| unsafe {
@@ -808,5 +846,19 @@ impl Cache for RawCache {
             out = as_int(top_field(state));
         });
         out
+    }
+
+    fn hostgroup_aliases(&mut self, host_id: u64) -> Option<Vec<String>> {
+        // Broker 25.10 added the method; before, there is nothing to say.
+        if !self.has_method("get_hostgroup_alias") {
+            return None;
+        }
+        let ids = self.group_ids("get_hostgroups", &[host_id as i64]);
+        Some(
+            ids.into_iter()
+                .filter_map(|id| self.string_result("get_hostgroup_alias", &[id]))
+                .filter(|alias| !alias.is_empty())
+                .collect(),
+        )
     }
 }

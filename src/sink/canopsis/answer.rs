@@ -3,8 +3,10 @@
 //! Only Canopsis's own answers may condemn an event's content: a reverse
 //! proxy, a WAF or a captive portal in front of it answers 400 or 413 with
 //! an HTML page (or nothing) for reasons that have nothing to do with the
-//! event, and a redirect would take the auth key to another host. Those are
-//! configuration faults: retried with backoff, never dead-lettered.
+//! event, and a redirect the transport did not follow (one that would take
+//! the auth key to another host, or turn a POST into a GET) says nothing
+//! either. Those are configuration faults: retried with backoff, never
+//! dead-lettered.
 
 use crate::transport::Response;
 
@@ -27,17 +29,31 @@ pub fn is_canopsis_error(body: &str) -> bool {
         .is_ok_and(|s| s.error.is_some() || s.errors.is_some())
 }
 
-/// A redirect, or a refusal (400, 413, 422) that did not come from
-/// Canopsis: `None` when the answer is Canopsis's to judge.
+/// A redirect the transport did not follow, or a refusal (400, 413, 422)
+/// that did not come from Canopsis: `None` when the answer is Canopsis's to
+/// judge.
 pub fn foreign(resp: &Response) -> Option<Foreign> {
     let status = resp.status;
     let reason = match status {
-        300..=399 => format!(
-            "HTTP {status} redirect to {} (not followed: the auth key goes to canopsis_host only); check sending_protocol, canopsis_host and canopsis_port",
-            resp.location_host.as_deref().unwrap_or("(no Location)")
-        ),
+        300..=399 => {
+            let (why, check) = match &resp.redirect {
+                Some(why) if why.about_address() => (
+                    why.to_string(),
+                    "check sending_protocol, canopsis_host and canopsis_port",
+                ),
+                Some(why) => (why.to_string(), "check the canopsis_*_route parameters"),
+                None => (
+                    "redirect (not followed)".to_string(),
+                    "check sending_protocol, canopsis_host, canopsis_port and the routes",
+                ),
+            };
+            format!("HTTP {status} {why}; {check}")
+        }
         400 | 413 | 422 if !is_canopsis_error(&resp.body) => {
-            let hint = if resp.body.contains("plain HTTP request was sent to HTTPS port") {
+            let hint = if resp
+                .body
+                .contains("plain HTTP request was sent to HTTPS port")
+            {
                 "an HTTPS port answered a plain HTTP request: set sending_protocol=https or the HTTP port in canopsis_port"
             } else if status == 413 {
                 "a proxy in front of Canopsis limits the request body size: raise its limit (nginx client_max_body_size) or lower max_buffer_size"
@@ -61,6 +77,7 @@ pub fn foreign(resp: &Response) -> Option<Foreign> {
 mod tests {
     use super::*;
     use crate::transport::tests::resp;
+    use crate::transport::Unfollowed;
 
     #[test]
     fn only_canopsis_json_errors_are_canopsis_refusals() {
@@ -98,8 +115,27 @@ mod tests {
         let f = foreign(&resp(413, "")).unwrap();
         assert!(f.reason.contains("(empty body)") && f.reason.contains("client_max_body_size"));
         let mut moved = resp(301, "");
-        moved.location_host = Some("https://sso.example".into());
+        moved.redirect = Some(Unfollowed::LeavesOrigin {
+            to: "https://sso.example".into(),
+        });
         let f = foreign(&moved).unwrap();
-        assert!(f.reason.contains("HTTP 301") && f.reason.contains("https://sso.example"));
+        assert!(
+            f.reason
+                .starts_with("HTTP 301 redirect to https://sso.example (not followed")
+                && f.reason
+                    .ends_with("check sending_protocol, canopsis_host and canopsis_port"),
+            "{}",
+            f.reason
+        );
+        moved.redirect = Some(Unfollowed::WouldBecomeGet {
+            method: crate::transport::Method::Post,
+            to: "/api/v4/event".into(),
+        });
+        let f = foreign(&moved).unwrap();
+        assert!(
+            f.reason.contains("as a GET") && f.reason.ends_with("canopsis_*_route parameters"),
+            "{}",
+            f.reason
+        );
     }
 }

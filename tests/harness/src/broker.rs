@@ -82,6 +82,10 @@ pub struct CacheData {
     pub bvs: HashMap<i64, String>,
     /// The business views of each BA.
     pub ba_bvs: HashMap<i64, Vec<i64>>,
+    /// Host group aliases by group id, as broker 25.10's
+    /// `get_hostgroup_alias` answers them; `None` (the default) plays an
+    /// older broker, whose `broker_cache` has no such method at all.
+    pub hostgroup_aliases: Option<HashMap<i64, String>>,
     /// Replaying a trace: every method answers from [`recorded`](Self::recorded)
     /// (nil when nothing was recorded), not from the typed maps above.
     pub replay: bool,
@@ -336,6 +340,21 @@ macro_rules! replayed {
 
 impl UserData for BrokerCache {
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        // Looked up after the methods: present only on a 25.10 broker.
+        m.add_meta_method(MetaMethod::Index, |lua, this, key: String| {
+            if key != "get_hostgroup_alias" || this.data.borrow().hostgroup_aliases.is_none() {
+                return Ok(Value::Nil);
+            }
+            let alias = lua.create_function(|lua, (cache, id): (mlua::AnyUserData, i64)| {
+                let cache = cache.borrow::<BrokerCache>()?;
+                let data = cache.data.borrow();
+                data.hostgroup_aliases
+                    .as_ref()
+                    .and_then(|a| a.get(&id).cloned())
+                    .into_lua(lua)
+            })?;
+            Ok(Value::Function(alias))
+        });
         m.add_method("get_hostname", |lua, this, id: i64| {
             replayed!(this, lua, "get_hostname", id, None);
             this.data

@@ -77,6 +77,12 @@ pub struct State {
     /// Canopsis would send them: any status, headers and body (a proxy's
     /// HTML page, a redirect).
     pub foreign: VecDeque<Foreign>,
+    /// Paths answered with a redirect before anything else, as a moved
+    /// server or a front proxy does: `(path, status, Location)`. Besides
+    /// these, every `/api/v4/...` path ending in `/` is redirected to the
+    /// path without it, as gin's `RedirectTrailingSlash` does
+    /// (`canopsis-api.md` §1.1: 307, or 301 for a GET).
+    pub redirects: Vec<(String, u16, String)>,
     /// When true, requests are read and never answered (a backend that
     /// hangs behind a proxy that keeps the connection open).
     pub hang: bool,
@@ -168,6 +174,7 @@ impl State {
             down: false,
             forced: VecDeque::new(),
             foreign: VecDeque::new(),
+            redirects: Vec::new(),
             hang: false,
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
@@ -417,7 +424,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             let foreign = if st.hang {
                 None
             } else {
-                st.foreign.pop_front()
+                st.foreign.pop_front().or_else(|| redirect(&st, &req))
             };
             if st.hang || foreign.is_some() {
                 st.requests.push(Recorded {
@@ -529,6 +536,28 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             return;
         }
     }
+}
+
+/// The redirect `req` gets, if any (see [`State::redirects`]).
+fn redirect(st: &State, req: &Req) -> Option<Foreign> {
+    let query = if req.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", req.query)
+    };
+    let (status, location) = match st.redirects.iter().find(|(p, _, _)| *p == req.path) {
+        Some((_, status, location)) => (*status, location.clone()),
+        None if req.path.starts_with("/api/v4/") && req.path.ends_with('/') => {
+            let status = if req.method == "GET" { 301 } else { 307 };
+            (status, format!("{}{query}", req.path.trim_end_matches('/')))
+        }
+        None => return None,
+    };
+    Some(Foreign {
+        status,
+        headers: vec![("Location".into(), location)],
+        body: String::new(),
+    })
 }
 
 /// An error answer `{"error": msg}`.
