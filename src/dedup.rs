@@ -176,6 +176,17 @@ impl Sent {
         self.map.insert(state.key, state.reported);
     }
 
+    /// [`check`](Self::check) then [`record`](Self::record), as the
+    /// connector does for an event it queues: for tests of the rules
+    /// that read the memory.
+    #[cfg(test)]
+    pub(crate) fn sent_now(&mut self, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
+        if let Some(state) = self.check(s, service)? {
+            self.record(state);
+        }
+        Ok(())
+    }
+
     /// The state last sent for an object (host id, service id or 0):
     /// the engine's stamp of its change, the state, the state type.
     pub fn last(&self, object: (u64, u64)) -> Option<(i64, i64, i64)> {
