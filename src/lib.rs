@@ -17,6 +17,7 @@
 //! answers and its pbehaviors are [`sink::canopsis`]).
 #![deny(missing_docs)]
 
+pub mod actions;
 pub mod backoff;
 pub mod batch;
 pub mod cache;
