@@ -52,7 +52,12 @@ impl fmt::Display for ParamValue {
 pub type Params = BTreeMap<String, ParamValue>;
 
 /// Names whose values are never written to a log line.
-pub const SECRET_PARAMS: &[&str] = &["canopsis_authkey", "proxy_password", "http_headers"];
+pub const SECRET_PARAMS: &[&str] = &[
+    "canopsis_authkey",
+    "proxy_password",
+    "http_headers",
+    "mattermost_actions_secret",
+];
 
 /// `max_requests_in_flight`'s default.
 pub const DEFAULT_IN_FLIGHT: usize = 16;

@@ -922,6 +922,7 @@ mod tests {
             channel: None,
             per_second: 1,
             summary_after: 10,
+            buttons: None,
         });
         let (mut s, log) = spawn_with(Scripted(Default::default(), seen.clone()), r);
         let body = r#"[{"summary":"OK","post":{"text":"a"}},{"summary":"OK","post":{"text":"b"}},{"summary":"OK","post":{"text":"c"}}]"#;

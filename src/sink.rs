@@ -79,7 +79,7 @@ impl Sink {
         match self {
             Sink::Canopsis => format::write_event_json(cfg, ev, subj, out),
             Sink::Documents(_) => webhook::write_document(cfg, ev, subj, out),
-            Sink::Mattermost(_) => mattermost::write_message(cfg, ev, subj, out),
+            Sink::Mattermost(m) => mattermost::write_message(cfg, m, ev, subj, out),
         }
     }
 

@@ -4,7 +4,7 @@
 use super::{Destination, ParamValue, Reader};
 use crate::batch::Framing;
 use crate::secret::Secret;
-use crate::sink::mattermost::Settings;
+use crate::sink::mattermost::{Buttons, Settings};
 use crate::sink::Sink;
 
 /// Mattermost's own default is 10 requests per second per client; half
@@ -87,7 +87,37 @@ impl Reader<'_> {
                 10_000,
                 "a number of messages between 1 and 10000",
             ) as usize,
+            buttons: self.buttons(),
         }
+    }
+
+    /// `mattermost_actions_url` and `mattermost_actions_secret`: both, or
+    /// neither (no buttons).
+    fn buttons(&mut self) -> Option<Buttons> {
+        let url = self.string("mattermost_actions_url", "").trim().to_string();
+        let secret = Secret::new(self.string("mattermost_actions_secret", "").trim());
+        if url.is_empty() && secret.is_empty() {
+            return None;
+        }
+        if parse_url(&url).is_err() {
+            let got = (!url.is_empty()).then(|| ParamValue::Str(masked_url(&url)));
+            self.fail(
+                "mattermost_actions_url",
+                "the action service's http:// or https:// URL (mattermost_actions_secret is set)",
+                got.as_ref(),
+            );
+            return None;
+        }
+        if secret.expose().chars().count() < crate::actions::config::MIN_SECRET_LEN {
+            let got = (!secret.is_empty()).then(|| ParamValue::Str(String::new()));
+            self.fail(
+                "mattermost_actions_secret",
+                "the secret shared with the action service, 16 characters at least",
+                got.as_ref(),
+            );
+            return None;
+        }
+        Some(Buttons { url, secret })
     }
 }
 
@@ -259,6 +289,37 @@ mod tests {
         assert!(!text.join(" ").contains("s3cret"), "{text:?}");
         assert!(text[0].contains("got 'https://x/***'"), "{text:?}");
         assert!(text[1].contains("mattermost, json or ndjson"), "{text:?}");
+    }
+
+    #[test]
+    fn buttons_need_a_url_and_a_long_secret_which_no_error_shows() {
+        let mut p = minimal_webhook("mattermost");
+        p.insert(
+            "mattermost_actions_url".into(),
+            ParamValue::Str("http://10.0.0.5:8089/mattermost/acknowledge".into()),
+        );
+        p.insert(
+            "mattermost_actions_secret".into(),
+            ParamValue::Str("short-s3cret".into()),
+        );
+        let errors = parse_for(OutputKind::Webhook, &p).unwrap_err();
+        let text = errors[0].to_string();
+        assert_eq!(errors[0].param, "mattermost_actions_secret");
+        assert!(!text.contains("s3cret"), "{text}");
+        p.insert(
+            "mattermost_actions_secret".into(),
+            ParamValue::Str("a-long-enough-s3cret".into()),
+        );
+        let c = parse_for(OutputKind::Webhook, &p).unwrap().config;
+        let Sink::Mattermost(m) = &c.sink else {
+            panic!("{:?}", c.sink)
+        };
+        let b = m.buttons.as_ref().unwrap();
+        assert_eq!(b.url, "http://10.0.0.5:8089/mattermost/acknowledge");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        p.remove("mattermost_actions_url");
+        let errors = parse_for(OutputKind::Webhook, &p).unwrap_err();
+        assert_eq!(errors[0].param, "mattermost_actions_url");
     }
 
     #[test]

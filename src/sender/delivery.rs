@@ -660,6 +660,7 @@ mod tests {
             channel: None,
             per_second: 5,
             summary_after: 10,
+            buttons: None,
         }));
         let reqs = VecDeque::from([
             (b"{\"text\":\"a\"}".to_vec(), 1),

@@ -183,6 +183,7 @@ mod tests {
             channel: None,
             per_second: 5,
             summary_after: 3,
+            buttons: None,
         };
         let few = mattermost_requests(&envelopes(&["OK", "WARNING", "OK"]), &s).unwrap();
         assert_eq!(few.len(), 3);

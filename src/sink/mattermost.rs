@@ -14,13 +14,30 @@
 //! user's template does not have to provide.
 
 use super::Verdict;
+use crate::actions::signature::{self, Target};
 use crate::config::FormatConfig;
 use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
 use crate::filter::Subject;
+use crate::secret::Secret;
 use crate::sink::canopsis::pbehavior::{self, Phase};
 use crate::transport::Response;
 use serde_json::{json, Map, Value};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a button acknowledges: a day is long enough for the person on
+/// call to see it, and short enough that a copied button is soon worthless.
+pub const BUTTON_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Where problem messages' "Acknowledge" buttons lead, and the secret
+/// that signs them (shared with the action service, `crate::actions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buttons {
+    /// `mattermost_actions_url`: the action service's route, as Mattermost
+    /// reaches it.
+    pub url: String,
+    /// `mattermost_actions_secret`.
+    pub secret: Secret,
+}
 
 /// The Mattermost output's own parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +53,8 @@ pub struct Settings {
     /// `max_waiting_messages`: more waiting than this, and the rest go in
     /// one summary.
     pub summary_after: usize,
+    /// Acknowledge buttons on problem messages, when configured.
+    pub buttons: Option<Buttons>,
 }
 
 impl Settings {
@@ -108,10 +127,20 @@ pub fn write_envelope(
 /// Writes the default message for an accepted event to `out`; `false`,
 /// and nothing written, when there is none (BA statuses need a template; a
 /// downtime neither starting nor ending).
-pub fn write_message(cfg: &FormatConfig, ev: &NebEvent, subj: &Subject, out: &mut Vec<u8>) -> bool {
+pub fn write_message(
+    cfg: &FormatConfig,
+    settings: &Settings,
+    ev: &NebEvent,
+    subj: &Subject,
+    out: &mut Vec<u8>,
+) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let post = match ev {
-        NebEvent::Host(s) => status(cfg, s, subj, false),
-        NebEvent::Service(s) => status(cfg, s, subj, true),
+        NebEvent::Host(s) => status(cfg, s, subj, false, settings.buttons.as_ref(), now),
+        NebEvent::Service(s) => status(cfg, s, subj, true, settings.buttons.as_ref(), now),
         NebEvent::Ack(a) => ack(a, subj),
         NebEvent::Downtime(d) => match downtime(cfg, d, subj) {
             Some(post) => post,
@@ -134,7 +163,48 @@ fn field(title: &str, value: String) -> Value {
     json!({"short": true, "title": title, "value": value})
 }
 
-fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) -> Value {
+/// A problem: a host DOWN or UNREACHABLE, a service WARNING, CRITICAL or
+/// UNKNOWN.
+fn problem(service: bool, state: i64) -> bool {
+    match service {
+        true => (1..=3).contains(&state),
+        false => (1..=2).contains(&state),
+    }
+}
+
+/// The "Acknowledge" and "Acknowledge sticky" buttons for a problem, each
+/// with its signed context (Mattermost's interactive message buttons: the
+/// action's `integration` is POSTed to with `context` when clicked).
+fn ack_buttons(b: &Buttons, subj: &Subject, state: &str, now: u64) -> Value {
+    let expires = now + BUTTON_LIFETIME.as_secs();
+    let button = |id: &str, name: &str, sticky: bool| {
+        let target = Target {
+            host: subj.host_name.clone(),
+            service: subj.service.as_ref().map(|(_, d)| d.clone()),
+            host_id: subj.host_id,
+            service_id: subj.service.as_ref().map(|(id, _)| *id),
+            state: state.to_string(),
+            sticky,
+        };
+        let context = signature::sign(b.secret.expose().as_bytes(), target, expires);
+        // Mattermost action ids: letters and digits only.
+        json!({"id": id, "type": "button", "name": name,
+               "integration": {"url": b.url, "context": context}})
+    };
+    json!([
+        button("ack", "Acknowledge", false),
+        button("acksticky", "Acknowledge sticky", true)
+    ])
+}
+
+fn status(
+    cfg: &FormatConfig,
+    s: &StatusEvent,
+    subj: &Subject,
+    service: bool,
+    buttons: Option<&Buttons>,
+    now: u64,
+) -> Value {
     let state = s.state.unwrap_or(4);
     let name = state_name(service, state);
     let output = crate::sink::canopsis::format::short_output(cfg, s);
@@ -166,6 +236,9 @@ fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) ->
     });
     if let Some(url) = notes.as_deref().filter(|u| !u.trim().is_empty()) {
         attachment["title_link"] = url.trim().into();
+    }
+    if let Some(b) = buttons.filter(|_| problem(service, state) && !s.acknowledged) {
+        attachment["actions"] = ack_buttons(b, subj, name, now);
     }
     json!({ "attachments": [attachment] })
 }
@@ -415,6 +488,7 @@ mod tests {
             channel: Some("noc".into()),
             per_second: 4,
             summary_after: 3,
+            buttons: None,
         }
     }
 
@@ -425,7 +499,7 @@ mod tests {
         let subj = filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
         let mut out = Vec::new();
         assert!(write_envelope(&mut out, label(&ev), |o| {
-            write_message(&cfg.format, &ev, &subj, o)
+            write_message(&cfg.format, &settings(), &ev, &subj, o)
         }));
         let m = messages(&[b"[", out.as_slice(), b"]"].concat()).unwrap();
         assert_eq!(m[0].summary, "CRITICAL");
@@ -440,6 +514,43 @@ mod tests {
             (&json!("centreon"), &json!("noc"))
         );
         assert!(sent.get("icon_url").is_none());
+    }
+
+    #[test]
+    fn a_problem_carries_signed_acknowledge_buttons_and_a_recovery_none() {
+        let cfg = config::parse(&config::tests::minimal()).unwrap().config;
+        let mut s = settings();
+        s.buttons = Some(Buttons {
+            url: "http://10.0.0.5:8089/mattermost/acknowledge".into(),
+            secret: Secret::new("0123456789abcdef-s3cret"),
+        });
+        let message = |state: i64, acknowledged: bool| {
+            let ev = NebEvent::Service(service(state));
+            let subj = filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
+            let mut st = service(state);
+            st.acknowledged = acknowledged;
+            let ev = NebEvent::Service(st);
+            let mut out = Vec::new();
+            assert!(write_message(&cfg.format, &s, &ev, &subj, &mut out));
+            let post: Value = serde_json::from_slice(&out).unwrap();
+            post["attachments"][0]["actions"].clone()
+        };
+        let actions = message(2, false);
+        assert_eq!(actions[0]["name"], "Acknowledge");
+        assert_eq!(actions[1]["id"], "acksticky");
+        assert_eq!(
+            actions[0]["integration"]["url"],
+            "http://10.0.0.5:8089/mattermost/acknowledge"
+        );
+        let ctx: signature::Context =
+            serde_json::from_value(actions[1]["integration"]["context"].clone()).unwrap();
+        let now = ctx.expires - BUTTON_LIFETIME.as_secs();
+        let t = signature::verify(b"0123456789abcdef-s3cret", &ctx, now).unwrap();
+        assert_eq!((t.host_id, t.service_id, t.sticky), (12, Some(34), true));
+        assert_eq!(t.state, "CRITICAL");
+        assert!(!actions.to_string().contains("s3cret"));
+        assert!(message(0, false).is_null());
+        assert!(message(2, true).is_null());
     }
 
     #[test]
