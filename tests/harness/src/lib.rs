@@ -4,6 +4,7 @@
 //! that also plays a Mattermost incoming webhook and a Logstash input
 //! ([`receivers`]).
 
+pub mod actions;
 pub mod broker;
 pub mod events;
 pub mod mock;
