@@ -236,6 +236,19 @@ impl Sent {
 }
 
 #[cfg(test)]
+impl Sent {
+    /// What the connector does with a status whose event it queues:
+    /// [`check`](Sent::check), then [`record`](Sent::record). For tests
+    /// that need a state already sent.
+    pub(crate) fn queued(&mut self, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
+        if let Some(unsent) = self.check(s, service)? {
+            self.record(unsent);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -280,33 +293,26 @@ mod tests {
         assert!(reports_change(&s, Some(20)).is_err());
     }
 
-    /// What the connector does with a status it queues: check, then record.
-    fn queue(sent: &mut Sent, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
-        let unsent = sent.check(s, service)?;
-        sent.record(unsent.expect("the status has a host"));
-        Ok(())
-    }
-
     #[test]
     fn a_state_is_sent_once_per_change() {
         let mut sent = Sent::default();
         let change = status(101, 100, None);
-        assert_eq!(queue(&mut sent, &change, false), Ok(()));
+        assert_eq!(sent.queued(&change, false), Ok(()));
         // The next check, 15 s later, repeats the same change.
         assert!(matches!(
-            queue(&mut sent, &status(101, 115, None), false),
+            sent.queued(&status(101, 115, None), false),
             Err(Rejection::AlreadySent { .. })
         ));
         // Another object, or the same object as a service key, is apart.
         let mut other = change.clone();
         other.host_id = Some(4);
-        assert_eq!(queue(&mut sent, &other, false), Ok(()));
+        assert_eq!(sent.queued(&other, false), Ok(()));
         // A new change of the same host: new stamp.
-        assert_eq!(queue(&mut sent, &status(141, 140, None), false), Ok(()));
+        assert_eq!(sent.queued(&status(141, 140, None), false), Ok(()));
         // Back in the same second with another state (UNKNOWN then OK).
         let mut back = status(141, 140, None);
         back.state = Some(0);
-        assert_eq!(queue(&mut sent, &back, false), Ok(()));
+        assert_eq!(sent.queued(&back, false), Ok(()));
         assert_eq!(sent.len(), 2);
     }
 
@@ -336,10 +342,10 @@ mod tests {
         assert_eq!(path, dir.join("canopsis.sent-states"));
         assert!(Sent::load(&path).unwrap().is_empty(), "no file: nothing");
         let mut sent = Sent::default();
-        queue(&mut sent, &status(101, 100, None), false).unwrap();
+        sent.queued(&status(101, 100, None), false).unwrap();
         let mut svc = status(200, 200, None);
         svc.service_id = Some(34);
-        queue(&mut sent, &svc, true).unwrap();
+        sent.queued(&svc, true).unwrap();
         sent.save(&path).unwrap();
         std::fs::write(
             &path,

@@ -857,7 +857,7 @@ pub(crate) mod tests {
         let mut sent = dedup::Sent::default();
         let mut warning = service(1);
         warning.last_hard_state_change = Some(5);
-        sent.first_time(&warning, true).unwrap();
+        sent.queued(&warning, true).unwrap();
         let none: &[(&str, ParamValue)] = &[];
         for (extra, knowing) in [
             (&lax[..], false),
