@@ -562,6 +562,18 @@ fn deliver_soon(out: &mut canopsis_harness::broker::Output, events: Vec<Event>) 
     mux
 }
 
+/// The log line saying a route is missing and where downtimes go
+/// instead, which must be said once however many lanes learn it.
+fn the_missing_route_line(lab: &Lab) -> String {
+    let log = lab.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("is not a route of this Canopsis"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    lines[0].to_string()
+}
+
 /// As the newest Lua connector, downtimes go to the bulk route unless
 /// told otherwise.
 #[test]
@@ -601,17 +613,11 @@ fn a_canopsis_without_the_bulk_route_gets_the_single_route() {
     deliver_soon(&mut out, ends);
     out.close();
     assert!(lab.mock.state().pbehaviors.is_empty());
-    let log = lab.log();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("is not a route of this Canopsis"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{log}");
+    let line = the_missing_route_line(&lab);
     assert!(
-        lines[0].contains("/api/v4/bulk/pbehaviors")
-            && lines[0].contains("downtimes go through /api/v4/pbehaviors"),
-        "{}",
-        lines[0]
+        line.contains("/api/v4/bulk/pbehaviors")
+            && line.contains("downtimes go through /api/v4/pbehaviors"),
+        "{line}"
     );
     let single = requests_on(&lab, SINGLE);
     assert_eq!(
@@ -947,13 +953,11 @@ fn a_connector_route_answered_404_falls_back_to_the_bulk_route() {
     deliver_soon(&mut out, ends);
     out.close();
     assert!(lab.mock.state().pbehaviors.is_empty());
-    let log = lab.log();
-    let said: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("is not a route of this Canopsis"))
-        .collect();
-    assert_eq!(said.len(), 1, "{log}");
-    assert!(said[0].contains("downtimes go through /api/v4/bulk/pbehaviors from now on"));
+    let line = the_missing_route_line(&lab);
+    assert!(
+        line.contains("downtimes go through /api/v4/bulk/pbehaviors from now on"),
+        "{line}"
+    );
     assert!(requests_on(&lab, CONNECTOR).iter().all(|(_, s)| *s == 404));
     let bulk = requests_on(&lab, BULK);
     assert!(bulk.iter().any(|(m, _)| m == "POST"), "{bulk:?}");
