@@ -25,6 +25,7 @@
 use crate::cache::Ids;
 use crate::event::StatusEvent;
 use crate::filter::Rejection;
+use crate::replace::{self, Durability};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -207,21 +208,11 @@ impl Sent {
     /// Writes the memory to `path` (through a temporary file, so a crash
     /// leaves the previous one whole), readable by owner and group only.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
         let mut out = Vec::with_capacity(self.map.len() * 40);
         for ((host, service), (stamp, state, state_type)) in &self.map {
             writeln!(out, "{host} {service} {stamp} {state} {state_type}")?;
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        f.write_all(&out)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
+        replace::file(path, &out, 0o640, Durability::Synced)
     }
 
     /// How many objects are remembered.

@@ -34,6 +34,7 @@ pub mod progress;
 pub mod readback;
 pub mod refusal;
 pub mod render;
+pub mod replace;
 pub mod secret;
 pub mod seen;
 pub mod sender;
