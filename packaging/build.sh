@@ -39,7 +39,7 @@ done
 # build's target directory serves, its dependencies already built.
 plugin=centreon_canopsis_native_status
 cargo zigbuild -q --release --features lua53 --bin "$plugin" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-lua53
-cp "target/pkg-plugin/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
+cp "target/pkg-lua53/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
 strip --strip-unneeded "dist/build/$plugin"
 newest=$(objdump -T "dist/build/$plugin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
 if [ "$(printf '%s\n2.28\n' "$newest" | sort -V | tail -n1)" != "2.28" ]; then
