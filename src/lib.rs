@@ -35,6 +35,8 @@ pub mod readback;
 pub mod refusal;
 pub mod render;
 pub mod replace;
+#[cfg(test)]
+mod scratch;
 pub mod secret;
 pub mod seen;
 pub mod sender;

@@ -57,16 +57,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cn-replace-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn replaces_the_whole_file_with_its_mode_and_leaves_no_temporary() {
-        let dir = dir("whole");
+        let dir = crate::scratch::dir("replace-whole");
         let path = dir.join("c.sent-states");
         std::fs::write(&path, "a much longer old content\n").unwrap();
         for durability in [Durability::Synced, Durability::Unsynced] {
@@ -92,7 +85,7 @@ mod tests {
 
     #[test]
     fn a_failed_rewrite_says_so_and_removes_its_temporary() {
-        let dir = dir("failed");
+        let dir = crate::scratch::dir("replace-failed");
         // The rename fails: the path is a directory's, which is not empty.
         let blocked = dir.join("c.status.json");
         std::fs::create_dir_all(blocked.join("inside")).unwrap();

@@ -230,9 +230,7 @@ mod tests {
 
     #[test]
     fn it_is_replaced_whole_and_a_failure_is_logged_once() {
-        let dir = std::env::temp_dir().join(format!("cn-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::dir("status");
         let log = Logger::memory(log::LevelFilter::Info);
         let mut f = StatusFile::new(path_for(&dir.join("c.log")), Duration::from_secs(60));
         let mut st = sample();

@@ -235,10 +235,7 @@ mod tests {
     }
 
     fn journal(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cn-unsent-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("c.unsent-downtimes")
+        crate::scratch::dir(&format!("unsent-{name}")).join("c.unsent-downtimes")
     }
 
     #[test]
