@@ -18,16 +18,22 @@ VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 export VERSION
 rm -rf dist && mkdir -p dist/build
 
+# Copies the binary built at $1 to $2, stripped, and checks that it needs
+# no glibc newer than EL8's 2.28: sets $newest, the newest it needs.
+ship() {
+  cp "$1" "$2"
+  strip --strip-unneeded "$2"
+  newest=$(objdump -T "$2" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
+  if [ "$(printf '%s\n2.28\n' "$newest" | sort -V | tail -n1)" != "2.28" ]; then
+    echo "$2 needs GLIBC_$newest, newer than EL8's 2.28" >&2
+    exit 1
+  fi
+}
+
 for tag in 53 54; do
   cargo zigbuild -q --release --features "lua$tag" --target x86_64-unknown-linux-gnu.2.28 --target-dir "target/pkg-lua$tag"
   so="dist/build/canopsis_native_$tag.so"
-  cp "target/pkg-lua$tag/x86_64-unknown-linux-gnu/release/libcanopsis_native.so" "$so"
-  strip --strip-unneeded "$so"
-  newest=$(objdump -T "$so" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
-  if [ "$(printf '%s\n2.28\n' "$newest" | sort -V | tail -n1)" != "2.28" ]; then
-    echo "$so needs GLIBC_$newest, newer than EL8's 2.28" >&2
-    exit 1
-  fi
+  ship "target/pkg-lua$tag/x86_64-unknown-linux-gnu/release/libcanopsis_native.so" "$so"
   readelf -d "$so" | grep -q NODELETE || { echo "$so lost -z nodelete" >&2; exit 1; }
   # The test-only `fault-injection` feature (panics on request) never ships.
   if grep -qa "fault injected in" "$so"; then echo "$so was built with fault-injection" >&2; exit 1; fi
@@ -39,13 +45,7 @@ done
 # build's target directory serves, its dependencies already built.
 plugin=centreon_canopsis_native_status
 cargo zigbuild -q --release --features lua53 --bin "$plugin" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-lua53
-cp "target/pkg-plugin/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
-strip --strip-unneeded "dist/build/$plugin"
-newest=$(objdump -T "dist/build/$plugin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
-if [ "$(printf '%s\n2.28\n' "$newest" | sort -V | tail -n1)" != "2.28" ]; then
-  echo "dist/build/$plugin needs GLIBC_$newest, newer than EL8's 2.28" >&2
-  exit 1
-fi
+ship "target/pkg-lua53/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
 echo "built dist/build/$plugin (newest glibc symbol: $newest)"
 
 gzip -9nc debian/changelog > dist/build/changelog.Debian.gz

@@ -25,6 +25,7 @@
 use crate::cache::Ids;
 use crate::event::StatusEvent;
 use crate::filter::Rejection;
+use crate::replace::{self, Durability};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -176,17 +177,6 @@ impl Sent {
         self.map.insert(state.key, state.reported);
     }
 
-    /// [`check`](Self::check) then [`record`](Self::record), as the
-    /// connector does for an event it queues: for tests of the rules
-    /// that read the memory.
-    #[cfg(test)]
-    pub(crate) fn sent_now(&mut self, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
-        if let Some(state) = self.check(s, service)? {
-            self.record(state);
-        }
-        Ok(())
-    }
-
     /// The state last sent for an object (host id, service id or 0):
     /// the engine's stamp of its change, the state, the state type.
     pub fn last(&self, object: (u64, u64)) -> Option<(i64, i64, i64)> {
@@ -218,21 +208,11 @@ impl Sent {
     /// Writes the memory to `path` (through a temporary file, so a crash
     /// leaves the previous one whole), readable by owner and group only.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
         let mut out = Vec::with_capacity(self.map.len() * 40);
         for ((host, service), (stamp, state, state_type)) in &self.map {
             writeln!(out, "{host} {service} {stamp} {state} {state_type}")?;
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        f.write_all(&out)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
+        replace::file(path, &out, 0o640, Durability::Synced)
     }
 
     /// How many objects are remembered.
@@ -243,6 +223,19 @@ impl Sent {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+impl Sent {
+    /// What the connector does with a status whose event it queues:
+    /// [`check`](Sent::check), then [`record`](Sent::record). For tests
+    /// that need a state already sent.
+    pub(crate) fn queued(&mut self, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
+        if let Some(unsent) = self.check(s, service)? {
+            self.record(unsent);
+        }
+        Ok(())
     }
 }
 
@@ -291,33 +284,26 @@ mod tests {
         assert!(reports_change(&s, Some(20)).is_err());
     }
 
-    /// What the connector does with a status it queues: check, then record.
-    fn queue(sent: &mut Sent, s: &StatusEvent, service: bool) -> Result<(), Rejection> {
-        let unsent = sent.check(s, service)?;
-        sent.record(unsent.expect("the status has a host"));
-        Ok(())
-    }
-
     #[test]
     fn a_state_is_sent_once_per_change() {
         let mut sent = Sent::default();
         let change = status(101, 100, None);
-        assert_eq!(queue(&mut sent, &change, false), Ok(()));
+        assert_eq!(sent.queued(&change, false), Ok(()));
         // The next check, 15 s later, repeats the same change.
         assert!(matches!(
-            queue(&mut sent, &status(101, 115, None), false),
+            sent.queued(&status(101, 115, None), false),
             Err(Rejection::AlreadySent { .. })
         ));
         // Another object, or the same object as a service key, is apart.
         let mut other = change.clone();
         other.host_id = Some(4);
-        assert_eq!(queue(&mut sent, &other, false), Ok(()));
+        assert_eq!(sent.queued(&other, false), Ok(()));
         // A new change of the same host: new stamp.
-        assert_eq!(queue(&mut sent, &status(141, 140, None), false), Ok(()));
+        assert_eq!(sent.queued(&status(141, 140, None), false), Ok(()));
         // Back in the same second with another state (UNKNOWN then OK).
         let mut back = status(141, 140, None);
         back.state = Some(0);
-        assert_eq!(queue(&mut sent, &back, false), Ok(()));
+        assert_eq!(sent.queued(&back, false), Ok(()));
         assert_eq!(sent.len(), 2);
     }
 
@@ -347,10 +333,10 @@ mod tests {
         assert_eq!(path, dir.join("canopsis.sent-states"));
         assert!(Sent::load(&path).unwrap().is_empty(), "no file: nothing");
         let mut sent = Sent::default();
-        queue(&mut sent, &status(101, 100, None), false).unwrap();
+        sent.queued(&status(101, 100, None), false).unwrap();
         let mut svc = status(200, 200, None);
         svc.service_id = Some(34);
-        queue(&mut sent, &svc, true).unwrap();
+        sent.queued(&svc, true).unwrap();
         sent.save(&path).unwrap();
         std::fs::write(
             &path,

@@ -857,7 +857,7 @@ pub(crate) mod tests {
         let mut sent = dedup::Sent::default();
         let mut warning = service(1);
         warning.last_hard_state_change = Some(5);
-        sent.sent_now(&warning, true).unwrap();
+        sent.queued(&warning, true).unwrap();
         let none: &[(&str, ParamValue)] = &[];
         for (extra, knowing) in [
             (&lax[..], false),
@@ -1008,16 +1008,11 @@ pub(crate) mod tests {
         let nothing = dedup::Sent::default();
         let mut unknown = service(2);
         unknown.host_id = Some(99);
-        let ev = || NebEvent::Service(unknown.clone());
-        let anonymous = verdicts.check_status(
-            &c.filter,
-            &c.format,
-            &ev(),
-            &mut memo,
-            &mut real,
-            now,
-            &nothing,
-        );
+        let ev = NebEvent::Service(unknown);
+        let mut check_status = |real: &mut MemoryCache| {
+            verdicts.check_status(&c.filter, &c.format, &ev, &mut memo, real, now, &nothing)
+        };
+        let anonymous = check_status(&mut real);
         assert_eq!(anonymous.unwrap().host_name, "99");
         real.hosts.insert(
             99,
@@ -1026,15 +1021,7 @@ pub(crate) mod tests {
                 ..HostInfo::default()
             },
         );
-        let known = verdicts.check_status(
-            &c.filter,
-            &c.format,
-            &ev(),
-            &mut memo,
-            &mut real,
-            now,
-            &nothing,
-        );
+        let known = check_status(&mut real);
         assert_eq!(known.unwrap().host_name, "new-host");
     }
 

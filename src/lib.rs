@@ -35,6 +35,9 @@ pub mod progress;
 pub mod readback;
 pub mod refusal;
 pub mod render;
+pub mod replace;
+#[cfg(test)]
+mod scratch;
 pub mod secret;
 pub mod seen;
 pub mod sender;

@@ -121,14 +121,6 @@ mod tests {
         })
     }
 
-    /// A fresh directory for one test's files.
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cn-seen-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn quiet() -> Logger {
         Logger::memory(log::LevelFilter::Debug)
     }
@@ -143,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_downtime_start_takes_the_state_the_connector_saw() {
-        let dir = scratch("saw");
+        let dir = crate::scratch::dir("seen-saw");
         let mut seen = Seen::load(&dir.join("c.log"), &quiet());
         let c = cfg(&[("dt_service_status", "0")]);
         // broker's cache says pending (BBDO 2, the configuration's value).
@@ -165,7 +157,7 @@ mod tests {
 
     #[test]
     fn the_cache_s_state_serves_when_real_and_not_on_bbdo2() {
-        let dir = scratch("cache");
+        let dir = crate::scratch::dir("seen-cache");
         let mut seen = Seen::load(&dir.join("c.log"), &quiet());
         let c = cfg(&[("dt_service_status", "0")]);
         let start = downtime(12, 34, true, false);
@@ -188,7 +180,7 @@ mod tests {
 
     #[test]
     fn the_end_of_a_downtime_whose_start_was_refused_deletes_nothing_even_after_a_restart() {
-        let logfile = scratch("restart").join("c.log");
+        let logfile = crate::scratch::dir("seen-restart").join("c.log");
         let c = cfg(&[("dt_service_status", "0")]);
         let mut seen = Seen::load(&logfile, &quiet());
         seen.status(&hard(2, false));

@@ -9,8 +9,8 @@
 pub mod check;
 
 use crate::logger::Logger;
+use crate::replace::{self, Durability};
 use serde::Serialize;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -137,9 +137,13 @@ impl StatusFile {
     }
 
     /// Replaces the file with `status`: a reader sees the old document or
-    /// the new one, never part of one.
+    /// the new one, never part of one. Readable by the monitoring user
+    /// (centreon-engine): figures only. Not synced to disk: the file is
+    /// rewritten every period, and after a crash a stale or empty file is
+    /// what a monitor should see anyway.
     pub fn write(&mut self, status: &Status, log: &Logger) {
-        match replace(&self.path, &status.to_json()) {
+        let written = replace::file(&self.path, &status.to_json(), 0o644, Durability::Unsynced);
+        match written {
             Ok(()) => {
                 if self.quiet_until.take().is_some() {
                     log.info(format_args!("{} is written again", self.path.display()));
@@ -157,29 +161,6 @@ impl StatusFile {
             }
         }
     }
-}
-
-/// Writes `bytes` to a temporary file in `path`'s directory and renames it
-/// over `path`. Not synced to disk: the file is rewritten every period, and
-/// after a crash a stale or empty file is what a monitor should see anyway.
-fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    let result = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        // Read by the monitoring user (centreon-engine): figures only.
-        .mode(0o644)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -249,9 +230,7 @@ mod tests {
 
     #[test]
     fn it_is_replaced_whole_and_a_failure_is_logged_once() {
-        let dir = std::env::temp_dir().join(format!("cn-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::scratch::dir("status");
         let log = Logger::memory(log::LevelFilter::Info);
         let mut f = StatusFile::new(path_for(&dir.join("c.log")), Duration::from_secs(60));
         let mut st = sample();

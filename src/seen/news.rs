@@ -65,17 +65,17 @@ mod tests {
         // Never sent: the first HARD status is news, stamped or not.
         let first = hard(0, 0, 100);
         assert!(is_news(&sent, &first, true));
-        sent.sent_now(&first, true).unwrap();
+        sent.queued(&first, true).unwrap();
         assert!(!is_news(&sent, &hard(0, 0, 115), true));
         // The engine stamps that first state later: the same report.
         let stamped = hard(0, 101, 130);
         assert!(!is_news(&sent, &stamped, true));
-        assert!(sent.sent_now(&stamped, true).is_err(), "not sent twice");
+        assert!(sent.queued(&stamped, true).is_err(), "not sent twice");
         // A change hidden by a downtime: its later repeats are news until
         // one of them is sent.
         let hidden = hard(2, 140, 150);
         assert!(is_news(&sent, &hidden, true));
-        sent.sent_now(&hidden, true).unwrap();
+        sent.queued(&hidden, true).unwrap();
         assert!(!is_news(&sent, &hard(2, 140, 160), true));
         // SOFT statuses never are; a host is apart from its services.
         let mut soft = hard(1, 140, 170);
@@ -143,7 +143,7 @@ mod tests {
         // Never sent: news, although unstamped.
         assert_eq!(screened(&sent, &s), None);
         assert_eq!(check(&sent, &s), Ok(()));
-        sent.sent_now(&s, true).unwrap();
+        sent.queued(&s, true).unwrap();
         // Sent: a repeat, stopped once its service id is read.
         let again = StatusEvent {
             last_check: Some(115),

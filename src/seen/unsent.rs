@@ -13,10 +13,10 @@
 use crate::cache::Ids;
 use crate::event::DowntimeEvent;
 use crate::logger::Logger;
+use crate::replace::{self, Durability};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Downtimes remembered at most; beyond, the oldest are forgotten.
@@ -212,19 +212,11 @@ impl Journal {
 /// Rewrites the journal with what is remembered (through a temporary file,
 /// so a crash leaves the previous one whole) and opens it for appending.
 fn compact(path: &Path, u: &UnsentStarts) -> io::Result<File> {
-    let tmp = path.with_extension("tmp");
     let mut out = Vec::with_capacity(u.set.len() * 32);
     for k in u.order.iter().filter(|k| u.set.contains_key(*k)) {
         writeln!(out, "+ {} {} {} {}", k.0, k.1, k.2, k.3)?;
     }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&tmp)?;
-    f.write_all(&out)?;
-    std::fs::rename(&tmp, path)?;
+    replace::file(path, &out, 0o640, Durability::Unsynced)?;
     OpenOptions::new().append(true).open(path)
 }
 
@@ -243,10 +235,7 @@ mod tests {
     }
 
     fn journal(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cn-unsent-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("c.unsent-downtimes")
+        crate::scratch::dir(&format!("unsent-{name}")).join("c.unsent-downtimes")
     }
 
     #[test]

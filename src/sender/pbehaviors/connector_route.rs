@@ -7,7 +7,7 @@
 use super::{BulkItem, BulkState, Created};
 use crate::sender::worker::Worker;
 use crate::sink::canopsis::pbehavior::route::Kind;
-use crate::sink::canopsis::pbehavior::{self, connector, Action, Outcome};
+use crate::sink::canopsis::pbehavior::{self, connector, Action, ItemAnswer, Outcome};
 use crate::transport::Method;
 use serde_json::Value;
 
@@ -96,15 +96,7 @@ impl Worker {
                 _ => None,
             })
             .collect();
-        let path = self.downtime_path(Kind::Connector);
-        let right = "create on pbehaviors (api_pbehavior)";
-        let answers = match self.array_send(
-            Method::Post,
-            &path,
-            &connector::body(&body),
-            run.len(),
-            right,
-        ) {
+        let answers = match self.connector_send(Method::Post, &body) {
             Ok(a) => a,
             Err(o) => return Some(o),
         };
@@ -149,15 +141,7 @@ impl Worker {
                 _ => None,
             })
             .collect();
-        let path = self.downtime_path(Kind::Connector);
-        let right = "delete on pbehaviors (api_pbehavior)";
-        let answers = match self.array_send(
-            Method::Delete,
-            &path,
-            &connector::body(&body),
-            run.len(),
-            right,
-        ) {
+        let answers = match self.connector_send(Method::Delete, &body) {
             Ok(a) => a,
             Err(o) => return Some(o),
         };
@@ -193,6 +177,23 @@ impl Worker {
             };
         }
         failure
+    }
+
+    /// Sends `items` (creations with `Post`, deletions with `Delete`) in
+    /// one request to the connector route: the answer to each, in order.
+    /// Callers give one item per change (creations, and ends that tell
+    /// their window), so the answers line up with their changes.
+    fn connector_send(
+        &mut self,
+        method: Method,
+        items: &[Value],
+    ) -> Result<Vec<ItemAnswer>, Outcome> {
+        let right = match method {
+            Method::Post => "create on pbehaviors (api_pbehavior)",
+            _ => "delete on pbehaviors (api_pbehavior)",
+        };
+        let path = self.downtime_path(Kind::Connector);
+        self.array_send(method, &path, &connector::body(items), items.len(), right)
     }
 
     /// One try at a change on the single route, within a bulk delivery:
@@ -240,15 +241,7 @@ impl Worker {
             .iter()
             .filter_map(|e| connector::delete_item(e, origin))
             .collect();
-        let path = self.downtime_path(Kind::Connector);
-        let right = "delete on pbehaviors (api_pbehavior)";
-        let answers = match self.array_send(
-            Method::Delete,
-            &path,
-            &connector::body(&body),
-            body.len(),
-            right,
-        ) {
+        let answers = match self.connector_send(Method::Delete, &body) {
             Ok(a) => a,
             Err(Outcome::RouteMissing(_)) => return Ok(none),
             Err(o) => return Err(o),

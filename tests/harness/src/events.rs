@@ -166,6 +166,27 @@ impl Status {
         }
     }
 
+    /// The `i`th HARD state change of each object of the emulator's small
+    /// estate ([`CacheData::sample`](crate::broker::CacheData::sample)):
+    /// host-a (12), host-b (13), then host-a's services 34 and 35, in the
+    /// order broker sends them; checked at `t0 + 60 i`, UP/OK when `i` is
+    /// even, DOWN/CRITICAL when odd, with output `change <i>` (so each
+    /// object's order can be read back from what Canopsis got).
+    pub fn sample_changes(i: i64, t0: i64) -> Vec<Status> {
+        let t = t0 + 60 * i;
+        let up = i % 2;
+        let mut objects = vec![
+            Status::host(12, up, t),
+            Status::host(13, up, t),
+            Status::service(12, 34, 2 * up, t),
+            Status::service(12, 35, 2 * up, t),
+        ];
+        for s in &mut objects {
+            s.output = format!("change {i}");
+        }
+        objects
+    }
+
     /// The same object checked again at `t` without a change: the engine
     /// repeats the stamp of the change.
     pub fn again(&self, t: i64) -> Status {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod mock;
 pub mod pbh;
 pub mod receivers;
+pub mod spread;
 pub mod trace;
 
 use broker::{install_connector, module_name, CacheData, Muxer, Output, OutputConfig, Param};

@@ -368,6 +368,34 @@ fn valid_pattern(p: &Value) -> bool {
         })
 }
 
+/// The type and the reason a pbehavior names, as stored (its document
+/// embeds both); an id given that names none is a validation error
+/// (`Type doesn't exist.`), on the single, bulk and connector routes alike.
+fn type_and_reason(
+    st: &State,
+    type_id: &str,
+    reason_id: &str,
+    errs: &mut Map<String, Value>,
+) -> (Option<Value>, Option<Value>) {
+    let ty = st
+        .types
+        .iter()
+        .find(|t| t["_id"] == json!(type_id))
+        .cloned();
+    if !type_id.is_empty() && ty.is_none() {
+        errs.insert("type".into(), json!("Type doesn't exist."));
+    }
+    let reason = st
+        .reasons
+        .iter()
+        .find(|r| r["_id"] == json!(reason_id))
+        .cloned();
+    if !reason_id.is_empty() && reason.is_none() {
+        errs.insert("reason".into(), json!("Reason doesn't exist."));
+    }
+    (ty, reason)
+}
+
 fn create_pbehavior(st: &mut State, body: &[u8]) -> (u16, String) {
     let o = match parse_object(st, body) {
         Ok(o) => o,
@@ -434,22 +462,7 @@ fn create_pbehavior(st: &mut State, body: &[u8]) -> (u16, String) {
     if name.chars().count() > 255 {
         errs.insert("name".into(), json!("Name should be 255 or less."));
     }
-    let ty = st
-        .types
-        .iter()
-        .find(|t| t["_id"] == json!(type_id))
-        .cloned();
-    if !type_id.is_empty() && ty.is_none() {
-        errs.insert("type".into(), json!("Type doesn't exist."));
-    }
-    let reason = st
-        .reasons
-        .iter()
-        .find(|r| r["_id"] == json!(reason_id))
-        .cloned();
-    if !reason_id.is_empty() && reason.is_none() {
-        errs.insert("reason".into(), json!("Reason doesn't exist."));
-    }
+    let (ty, reason) = type_and_reason(st, type_id, reason_id, &mut errs);
     let tstart = o.get("tstart").and_then(Value::as_f64);
     match o.get("tstop").and_then(Value::as_f64) {
         None if ty.as_ref().is_some_and(|t| t["type"] != "pause") => {
@@ -688,22 +701,7 @@ fn connector_create_item(st: &mut State, raw: &Value) -> (u16, Option<String>, V
         errs.insert("color".into(), json!("Color is not valid."));
     }
     // ValidateConnectorCreateRequest
-    let ty = st
-        .types
-        .iter()
-        .find(|t| t["_id"] == json!(it.kind))
-        .cloned();
-    if !it.kind.is_empty() && ty.is_none() {
-        errs.insert("type".into(), json!("Type doesn't exist."));
-    }
-    let reason = st
-        .reasons
-        .iter()
-        .find(|r| r["_id"] == json!(it.reason))
-        .cloned();
-    if !it.reason.is_empty() && reason.is_none() {
-        errs.insert("reason".into(), json!("Reason doesn't exist."));
-    }
+    let (ty, reason) = type_and_reason(st, &it.kind, &it.reason, &mut errs);
     if let (Some(start), Some(stop)) = (it.tstart, it.tstop) {
         if stop < start {
             errs.insert("tstop".into(), json!("Stop should be greater than Start."));

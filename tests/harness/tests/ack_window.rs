@@ -5,41 +5,15 @@
 //! unacknowledged: broker then stops calling `write` and calls `flush`
 //! once a second only.
 
-use canopsis_harness::broker::{CachedHost, CachedService, Muxer, Output, Param};
-use canopsis_harness::events::{Bbdo, Status};
-use canopsis_harness::Lab;
+use canopsis_harness::broker::{Muxer, Output, Param};
+use canopsis_harness::events::{Bbdo, Event};
+use canopsis_harness::{spread, Lab};
 use std::time::Duration;
 
 const T: i64 = 1_763_000_000;
 
 /// broker's default `event_queue_max_size`.
 const BROKER_QUEUE: u64 = 10_000;
-
-/// Services the statuses are about, spread over the lanes.
-const OBJECTS: i64 = 400;
-
-fn add_objects(out: &Output) {
-    let cache = out.cache();
-    let mut c = cache.borrow_mut();
-    for h in 0..OBJECTS {
-        let id = 1000 + h;
-        c.hosts.insert(
-            id,
-            CachedHost {
-                name: format!("host-{id}"),
-                instance_id: 1,
-                ..CachedHost::default()
-            },
-        );
-        c.services.insert(
-            (id, 1),
-            CachedService {
-                description: "Ping".into(),
-                ..CachedService::default()
-            },
-        );
-    }
-}
 
 fn sixteen_lanes_of_100(lab: &Lab) -> Output {
     let out = lab.open(
@@ -52,15 +26,13 @@ fn sixteen_lanes_of_100(lab: &Lab) -> Output {
         Bbdo::V3,
     );
     lab.mock.state().record = false;
-    add_objects(&out);
+    spread::add_to_cache(&out);
     out
 }
 
-/// The `i`th status: HARD changes of [`OBJECTS`] services in turn.
-fn status(i: i64) -> canopsis_harness::events::Event {
-    let object = 1000 + i % OBJECTS;
-    let round = i / OBJECTS;
-    Status::service(object, 1, 2 * (round % 2), T + 60 * round).event(Bbdo::V3)
+/// The `i`th status: HARD changes of the spread services in turn.
+fn status(i: i64) -> Event {
+    spread::status(i, T).event(Bbdo::V3)
 }
 
 #[test]
@@ -74,10 +46,7 @@ fn sixteen_lanes_of_100_are_acknowledged_every_five_rounds_within_brokers_queue(
             unacked < BROKER_QUEUE,
             "broker's queue is all handed over and unacknowledged after event {i}: broker stops calling write"
         );
-        let object = 1000 + i % OBJECTS;
-        let round = i / OBJECTS;
-        let n =
-            out.write(&Status::service(object, 1, 2 * (round % 2), T + 60 * round).event(Bbdo::V3));
+        let n = out.write(&status(i));
         unacked += 1;
         if n > 0 {
             assert_eq!(n, unacked, "broker's true acknowledges all written so far");

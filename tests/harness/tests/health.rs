@@ -12,25 +12,16 @@ use std::time::{Duration, Instant};
 
 const T: i64 = 1_763_000_000;
 
+/// host-b's id.
+const HOST_B: i64 = 13;
+
 /// The `i`th HARD state change of each of the sample's objects (host-a,
 /// its two services, and host-b when `with_b`), as broker would send them.
 fn change(i: i64, with_b: bool) -> Vec<Event> {
-    let t = T + 60 * i;
-    let up = i % 2;
-    let mut objects = vec![
-        Status::host(12, up, t),
-        Status::service(12, 34, 2 * up, t),
-        Status::service(12, 35, 2 * up, t),
-    ];
-    if with_b {
-        objects.insert(1, Status::host(13, up, t));
-    }
-    objects
+    Status::sample_changes(i, T)
         .into_iter()
-        .map(|mut s| {
-            s.output = format!("change {i}");
-            s.event(Bbdo::V3)
-        })
+        .filter(|s| with_b || s.host_id != HOST_B)
+        .map(|s| s.event(Bbdo::V3))
         .collect()
 }
 

@@ -106,46 +106,49 @@ fn a_change_made_during_a_downtime_is_sent_once_when_it_ends() {
     }
 }
 
-#[test]
-fn a_change_made_during_a_downtime_is_sent_when_it_ends_after_a_broker_restart() {
+/// How broker's first run ends, between the downtime's start and its end.
+#[derive(Debug, Clone, Copy)]
+enum FirstRun {
+    /// Stopped: the memory of what was sent is written.
+    Stopped,
+    /// Killed: that memory was never written.
+    Killed,
+}
+
+/// The downtime starts and the change is made in a first run of broker,
+/// the downtime ends in a second one: the change reaches Canopsis then.
+fn sent_when_it_ends_in_a_second_run(name: &str, first_run: FirstRun) {
     for bbdo in [Bbdo::V2, Bbdo::V3] {
-        let lab = Lab::new("hidden-downtime-restart");
+        let lab = Lab::new(name);
         let (evs, crit, dt) = before_the_end(bbdo);
         let mut out = lab.open(lab.params(&[]), bbdo);
         deliver(&mut out, evs);
         out.close();
         assert_eq!(checks(&lab), vec![("Ping".into(), 0, T)], "{bbdo:?}");
+        if let FirstRun::Killed = first_run {
+            // The run was stopped; a kill is that stop without its memory.
+            let memory = lab.logfile().with_extension("sent-states");
+            std::fs::remove_file(&memory).expect("written at the clean stop");
+        }
         let mut out = lab.open(lab.params(&[]), bbdo);
         deliver(&mut out, the_end(bbdo, &crit, &dt));
         out.close();
         assert_eq!(
             checks(&lab),
             vec![("Ping".into(), 0, T), ("Ping".into(), 3, T + 30)],
-            "{bbdo:?}"
+            "{bbdo:?} {first_run:?}"
         );
     }
 }
 
 #[test]
+fn a_change_made_during_a_downtime_is_sent_when_it_ends_after_a_broker_restart() {
+    sent_when_it_ends_in_a_second_run("hidden-downtime-restart", FirstRun::Stopped);
+}
+
+#[test]
 fn a_change_made_during_a_downtime_is_sent_when_it_ends_after_a_broker_crash() {
-    for bbdo in [Bbdo::V2, Bbdo::V3] {
-        let lab = Lab::new("hidden-downtime-crash");
-        let (evs, crit, dt) = before_the_end(bbdo);
-        let mut out = lab.open(lab.params(&[]), bbdo);
-        deliver(&mut out, evs);
-        out.close();
-        // Killed instead: the memory of what was sent was never written.
-        let memory = lab.logfile().with_extension("sent-states");
-        std::fs::remove_file(&memory).expect("written at the clean stop");
-        let mut out = lab.open(lab.params(&[]), bbdo);
-        deliver(&mut out, the_end(bbdo, &crit, &dt));
-        out.close();
-        assert_eq!(
-            checks(&lab),
-            vec![("Ping".into(), 0, T), ("Ping".into(), 3, T + 30)],
-            "{bbdo:?}"
-        );
-    }
+    sent_when_it_ends_in_a_second_run("hidden-downtime-crash", FirstRun::Killed);
 }
 
 #[test]

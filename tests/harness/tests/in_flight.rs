@@ -12,22 +12,10 @@ const T: i64 = 1_763_000_000;
 /// `n` HARD state changes of each of the sample's four objects (two
 /// hosts, two services), interleaved as broker would send them.
 fn changes(n: i64, bbdo: Bbdo) -> Vec<canopsis_harness::events::Event> {
-    let mut out = Vec::new();
-    for i in 0..n {
-        let t = T + 60 * i;
-        let up = i % 2;
-        let mut objects = vec![
-            Status::host(12, up, t),
-            Status::host(13, up, t),
-            Status::service(12, 34, 2 * up, t),
-            Status::service(12, 35, 2 * up, t),
-        ];
-        for s in &mut objects {
-            s.output = format!("change {i}");
-            out.push(s.event(bbdo));
-        }
-    }
-    out
+    (0..n)
+        .flat_map(|i| Status::sample_changes(i, T))
+        .map(|s| s.event(bbdo))
+        .collect()
 }
 
 /// Each object's outputs, in the order Canopsis took them.

@@ -1,6 +1,6 @@
 //! Downtimes to pbehaviors, end to end through the emulator and the mock.
 
-use canopsis_harness::broker::{Muxer, Param};
+use canopsis_harness::broker::{Muxer, Output, Param};
 use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
 use canopsis_harness::{deliver, drain, run_for, Lab};
 use serde_json::{json, Value};
@@ -549,7 +549,7 @@ fn starts_then_ends(dts: &[Downtime], bbdo: Bbdo) -> (Vec<Event>, Vec<Event>) {
 
 /// Delivers `events`, at most 20 s: on a connector that never gets there,
 /// the test fails rather than waits.
-fn deliver_soon(out: &mut canopsis_harness::broker::Output, events: Vec<Event>) -> Muxer {
+fn deliver_soon(out: &mut Output, events: Vec<Event>) -> Muxer {
     let mut mux = Muxer::new();
     for e in events {
         mux.push(e);
@@ -562,18 +562,36 @@ fn deliver_soon(out: &mut canopsis_harness::broker::Output, events: Vec<Event>) 
     mux
 }
 
+/// Delivers the starts of `dts`, a pbehavior each, then their ends, and
+/// closes `out`: no pbehavior is left.
+fn start_and_end_each(lab: &Lab, mut out: Output, dts: &[Downtime]) {
+    let (starts, ends) = starts_then_ends(dts, Bbdo::V3);
+    deliver_soon(&mut out, starts);
+    assert_eq!(lab.mock.state().pbehaviors.len(), dts.len());
+    deliver_soon(&mut out, ends);
+    out.close();
+    assert!(lab.mock.state().pbehaviors.is_empty());
+}
+
+/// The log line saying a route is missing and where downtimes go
+/// instead, which must be said once however many lanes learn it.
+fn the_missing_route_line(lab: &Lab) -> String {
+    let log = lab.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("is not a route of this Canopsis"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    lines[0].to_string()
+}
+
 /// As the newest Lua connector, downtimes go to the bulk route unless
 /// told otherwise.
 #[test]
 fn the_default_route_is_the_bulk_route() {
     let lab = Lab::new("default-route");
-    let mut out = lab.open(lab.params(&[]), Bbdo::V3);
-    let (starts, ends) = starts_then_ends(&[Downtime::started(7, 12, 34, T, T + 3600)], Bbdo::V3);
-    deliver_soon(&mut out, starts);
-    assert_eq!(lab.mock.state().pbehaviors.len(), 1);
-    deliver_soon(&mut out, ends);
-    out.close();
-    assert!(lab.mock.state().pbehaviors.is_empty());
+    let out = lab.open(lab.params(&[]), Bbdo::V3);
+    start_and_end_each(&lab, out, &[Downtime::started(7, 12, 34, T, T + 3600)]);
     assert_eq!(
         requests_on(&lab, BULK),
         vec![("POST".into(), 207), ("DELETE".into(), 207)]
@@ -601,17 +619,11 @@ fn a_canopsis_without_the_bulk_route_gets_the_single_route() {
     deliver_soon(&mut out, ends);
     out.close();
     assert!(lab.mock.state().pbehaviors.is_empty());
-    let log = lab.log();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("is not a route of this Canopsis"))
-        .collect();
-    assert_eq!(lines.len(), 1, "{log}");
+    let line = the_missing_route_line(&lab);
     assert!(
-        lines[0].contains("/api/v4/bulk/pbehaviors")
-            && lines[0].contains("downtimes go through /api/v4/pbehaviors"),
-        "{}",
-        lines[0]
+        line.contains("/api/v4/bulk/pbehaviors")
+            && line.contains("downtimes go through /api/v4/pbehaviors"),
+        "{line}"
     );
     let single = requests_on(&lab, SINGLE);
     assert_eq!(
@@ -742,12 +754,7 @@ fn the_connector_route_is_refused_on_an_older_canopsis() {
     let dts: Vec<Downtime> = (0..4)
         .map(|i| Downtime::started(60 + i, 12, 34, T, T + 3600))
         .collect();
-    let (starts, ends) = starts_then_ends(&dts, Bbdo::V3);
-    deliver_soon(&mut out, starts);
-    assert_eq!(lab.mock.state().pbehaviors.len(), 4);
-    deliver_soon(&mut out, ends);
-    out.close();
-    assert!(lab.mock.state().pbehaviors.is_empty());
+    start_and_end_each(&lab, out, &dts);
     assert!(requests_on(&lab, CONNECTOR).is_empty());
     assert_eq!(said(&lab.log()), 1);
 }
@@ -937,23 +944,16 @@ fn a_connector_route_answered_404_falls_back_to_the_bulk_route() {
         st.version = "development".into();
         st.missing_routes.push(CONNECTOR.into());
     }
-    let mut out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
+    let out = lab.open(lab.params(&[route(CONNECTOR)]), Bbdo::V3);
     let dts: Vec<Downtime> = (0..4)
         .map(|i| Downtime::started(95 + i, 12, 34 + i % 2, T, T + 3600))
         .collect();
-    let (starts, ends) = starts_then_ends(&dts, Bbdo::V3);
-    deliver_soon(&mut out, starts);
-    assert_eq!(lab.mock.state().pbehaviors.len(), 4);
-    deliver_soon(&mut out, ends);
-    out.close();
-    assert!(lab.mock.state().pbehaviors.is_empty());
-    let log = lab.log();
-    let said: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("is not a route of this Canopsis"))
-        .collect();
-    assert_eq!(said.len(), 1, "{log}");
-    assert!(said[0].contains("downtimes go through /api/v4/bulk/pbehaviors from now on"));
+    start_and_end_each(&lab, out, &dts);
+    let line = the_missing_route_line(&lab);
+    assert!(
+        line.contains("downtimes go through /api/v4/bulk/pbehaviors from now on"),
+        "{line}"
+    );
     assert!(requests_on(&lab, CONNECTOR).iter().all(|(_, s)| *s == 404));
     let bulk = requests_on(&lab, BULK);
     assert!(bulk.iter().any(|(m, _)| m == "POST"), "{bulk:?}");

@@ -28,7 +28,7 @@
 //!   no pbehavior, and no DELETE either.
 
 use canopsis_harness::broker::Param;
-use canopsis_harness::mock::Recorded;
+use canopsis_harness::mock::{Recorded, State};
 use canopsis_harness::trace::{self, Step, Trace};
 use canopsis_harness::Lab;
 use serde_json::{Map, Value};
@@ -493,6 +493,32 @@ fn acknowledgements(t: &Trace, lab: &Lab, names: &Names) {
     assert_same(&got, &expected, "acknowledgements");
 }
 
+/// The pbehaviors the mock was asked, on the single route
+/// (`/api/v4/pbehaviors`), to create (by their `_id`) and to delete (by
+/// name), in the order asked.
+fn single_route_pbehaviors(st: &State) -> (Vec<String>, Vec<String>) {
+    let asked = |method: &str| -> Vec<&Recorded> {
+        st.requests
+            .iter()
+            .filter(|r| r.method == method && r.path == "/api/v4/pbehaviors")
+            .collect()
+    };
+    let created = asked("POST")
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let deleted = asked("DELETE")
+        .iter()
+        .map(|r| canopsis_harness::pbh::decode(r.query.trim_start_matches("name=")))
+        .collect();
+    (created, deleted)
+}
+
 /// One create per downtime that started, one delete per such downtime
 /// that ended (expired or cancelled), nothing for one deleted before it
 /// started.
@@ -530,25 +556,7 @@ fn downtimes(t: &Trace, lab: &Lab) {
         .collect();
     assert!(started.len() >= 4 && seen.len() > started.len());
     let st = lab.mock.state();
-    let requests = |method: &str| -> Vec<&Recorded> {
-        st.requests
-            .iter()
-            .filter(|r| r.method == method && r.path == "/api/v4/pbehaviors")
-            .collect()
-    };
-    let created: Vec<String> = requests("POST")
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.body).unwrap()["_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let deleted: Vec<String> = requests("DELETE")
-        .iter()
-        .map(|r| canopsis_harness::pbh::decode(r.query.trim_start_matches("name=")))
-        .collect();
+    let (created, deleted) = single_route_pbehaviors(&st);
     assert_same(&created, &started, "pbehaviors created");
     assert_same(&deleted, &ended, "pbehaviors deleted");
     assert!(
@@ -627,27 +635,8 @@ fn downtimes_state_filtered(name: &str, api: i64, refused_at_least: usize) {
         starts.len()
     );
     let st = lab.mock.state();
-    let on_route = |method: &str| -> Vec<&Recorded> {
-        st.requests
-            .iter()
-            .filter(|r| r.method == method && r.path == "/api/v4/pbehaviors")
-            .collect()
-    };
-    let created: Vec<String> = on_route("POST")
-        .iter()
-        .map(|r| {
-            serde_json::from_str::<Value>(&r.body).unwrap()["_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let (created, deleted) = single_route_pbehaviors(&st);
     assert_same(&created, &accepted, &format!("{name} api {api}: created"));
-    let deletes = on_route("DELETE");
-    let deleted: Vec<String> = deletes
-        .iter()
-        .map(|r| canopsis_harness::pbh::decode(r.query.trim_start_matches("name=")))
-        .collect();
     assert_same(
         &deleted,
         &accepted,

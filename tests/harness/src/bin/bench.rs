@@ -52,10 +52,10 @@
 //! `--soak 600`: events at full speed for ten minutes (no spool), RSS read
 //!     every minute: growth from the first minute to the last.
 
-use canopsis_harness::broker::{CachedHost, CachedService, Muxer, Output, Param};
+use canopsis_harness::broker::{Muxer, Output, Param};
 use canopsis_harness::events::{Bbdo, Downtime, Event, Status};
 use canopsis_harness::mock::State;
-use canopsis_harness::Lab;
+use canopsis_harness::{spread, Lab};
 use std::time::{Duration, Instant};
 
 const T: i64 = 1_763_000_000;
@@ -213,35 +213,8 @@ fn events_per_second(lab: &Lab, mut out: Output, n: i64, delivered: impl Fn(&Sta
     n as f64 / spent.as_secs_f64()
 }
 
-/// Hosts and services added to the emulated cache for (f): events of many
-/// objects, as a real estate sends them, spread over the lanes.
-const OBJECTS: i64 = 400;
-
-fn many_objects(out: &Output) {
-    let cache = out.cache();
-    let mut c = cache.borrow_mut();
-    for h in 0..OBJECTS {
-        let id = 1000 + h;
-        c.hosts.insert(
-            id,
-            CachedHost {
-                name: format!("host-{id}"),
-                instance_id: 1,
-                ..CachedHost::default()
-            },
-        );
-        c.services.insert(
-            (id, 1),
-            CachedService {
-                description: "Ping".into(),
-                ..CachedService::default()
-            },
-        );
-    }
-}
-
 /// (f): events/s to a mock answering after `latency`, failing `fail_rate`
-/// of its requests with a 500, statuses of [`OBJECTS`] services.
+/// of its requests with a 500, statuses of [`spread::SERVICES`] services.
 fn over_network(latency: Duration, fail_rate: f64, n: i64, spool: bool) -> f64 {
     let lab = Lab::new("bench-net");
     let mut out = open(&lab, 100, spool);
@@ -250,13 +223,10 @@ fn over_network(latency: Duration, fail_rate: f64, n: i64, spool: bool) -> f64 {
         st.latency = latency;
         st.fail_rate = fail_rate;
     }
-    many_objects(&out);
+    spread::add_to_cache(&out);
     let start = Instant::now();
     for i in 0..n {
-        let object = 1000 + i % OBJECTS;
-        let round = i / OBJECTS;
-        let s = Status::service(object, 1, 2 * (round % 2), T + 60 * round);
-        out.write(&s.event(Bbdo::V3));
+        out.write(&spread::status(i, T).event(Bbdo::V3));
     }
     out.flush();
     while lab.mock.state().published < n as u64 {
@@ -391,7 +361,7 @@ struct PeerRun {
     echo: bool,
 }
 
-/// (h): `n` HARD statuses of [`OBJECTS`] services queued at once in an
+/// (h): `n` HARD statuses of [`spread::SERVICES`] services queued at once in an
 /// emulated muxer and fed through broker's failover loop, Canopsis
 /// answering after `latency`, 16 lanes of 100; events/s from the first
 /// `write` to broker's last acknowledgement.
@@ -419,13 +389,11 @@ fn through_muxer(run: PeerRun, at: PeerAt) -> f64 {
         }
     }
     let mut out = lab.open(lab.params(&extra), Bbdo::V3);
-    many_objects(&out);
+    spread::add_to_cache(&out);
     let mut mux = Muxer::new();
     mux.max_size = run.queue;
     for i in 0..n {
-        let object = 1000 + i % OBJECTS;
-        let round = i / OBJECTS;
-        mux.push(Status::service(object, 1, 2 * (round % 2), T + 60 * round).event(Bbdo::V3));
+        mux.push(spread::status(i, T).event(Bbdo::V3));
     }
     let start = Instant::now();
     let done = mux.run(
@@ -516,7 +484,7 @@ fn show_stats(lab: &Lab) {
     }
 }
 
-/// (f): seconds until `n` downtimes (over [`OBJECTS`] services), started
+/// (f): seconds until `n` downtimes (over [`spread::SERVICES`] services), started
 /// and then ended, have had their pbehaviors created, commented and
 /// deleted, with Canopsis answering after `latency`, through `route`
 /// (`None`: the default settings).
@@ -532,15 +500,15 @@ fn downtimes(latency: Duration, n: i64, route: Option<&str>) -> f64 {
     let mut out = lab.open(lab.params(&params), Bbdo::V3);
     lab.mock.state().record = false;
     lab.mock.state().latency = latency;
-    many_objects(&out);
+    spread::add_to_cache(&out);
     let dts: Vec<Downtime> = (0..n)
         // One downtime per service and round, each round ending a second
         // later: on the connector route a round is one pbehavior (as a
         // host group's downtime), and no two downtimes of one service
         // share one (the first to end would take the service out).
         .map(|i| {
-            let round = i / OBJECTS;
-            Downtime::started(10_000 + i, 1000 + i % OBJECTS, 1, T, T + 3600 + round)
+            let (host, round) = spread::nth(i);
+            Downtime::started(10_000 + i, host, 1, T, T + 3600 + round)
         })
         .collect();
     let start = Instant::now();
