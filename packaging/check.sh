@@ -4,12 +4,14 @@
 # the el9 RPM (rpm --root) into throwaway roots, where the installed loader
 # and module are loaded by the broker emulator (Lua 5.3 and 5.4) and send
 # sample events to the mock Canopsis, and the installed monitoring plugin
-# reads the status file they left.
+# reads the status file they left, and the installed action service is run
+# briefly against a mock Centreon (one click, then stopped; loopback only).
 # Needs: binutils lintian rpm rpmlint (Debian), python3 with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkg=centreon-stream-connector-canopsis-native
 plugin=centreon_canopsis_native_status
+actions=centreon-canopsis-native-actions
 
 missing=()
 for cmd in objdump lintian rpm rpmlint dpkg-deb; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
@@ -61,42 +63,64 @@ same() { # $1 what, $2 expected, $3 actual
 }
 
 echo "== contents"
-deb_files=$(cat <<LIST
+deb_files=$(sort <<LIST
+./etc/centreon-canopsis-native/actions.conf
 ./etc/logrotate.d/$pkg
 ./usr/lib/centreon/plugins/$plugin
+./usr/lib/systemd/system/$actions.service
 ./usr/lib/x86_64-linux-gnu/lua/5.3/canopsis_native_53.so
 ./usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
 ./usr/share/centreon-broker/lua/webhook-native-events.lua
 ./usr/share/doc/$pkg/README.md
 ./usr/share/doc/$pkg/changelog.Debian.gz
 ./usr/share/doc/$pkg/copyright
+./usr/share/lintian/overrides/$pkg
+./usr/sbin/$actions
 LIST
 )
 same "DEB file list" "$deb_files" "$(dpkg-deb --contents "$deb" | awk '{print $6}' | grep -v '/$' | sort)"
 for el in "el8 5.3 53" "el9 5.4 54"; do
   read -r dist lua tag <<<"$el"
   file=$(ls dist/*."$dist".x86_64.rpm)
-  same "$dist RPM file list" "$(cat <<LIST
+  same "$dist RPM file list" "$(sort <<LIST
+/etc/centreon-canopsis-native/actions.conf
 /etc/logrotate.d/$pkg
 /usr/lib/centreon/plugins/$plugin
+/usr/lib/systemd/system/$actions.service
 /usr/lib64/lua/$lua/canopsis_native_$tag.so
 /usr/share/centreon-broker/lua/canopsis-native-events-apiv2.lua
 /usr/share/centreon-broker/lua/webhook-native-events.lua
 /usr/share/doc/$pkg/CHANGELOG.md
 /usr/share/doc/$pkg/README.md
+/usr/sbin/$actions
 /usr/share/licenses/$pkg/LICENSE
 LIST
 )" "$(rpm -qlp "$file" | sort)"
+  rpm -qp --qf '[%{FILENAMES} %{FILEMODES:perms} %{FILEFLAGS:fflags}\n]' "$file" | grep -qx "/etc/centreon-canopsis-native/actions.conf -rw-r----- cn" \
+    || fail "$dist RPM: actions.conf is not 0640 %config(noreplace)"
   reqs=$(rpm -qpR "$file")
   grep -qx "lua >= $lua" <<<"$reqs" || fail "$dist RPM does not require lua >= $lua"
   grep -qi curl <<<"$reqs" && fail "$dist RPM depends on curl"
 done
+dpkg-deb --ctrl-tarfile "$deb" | tar -xOf - ./conffiles | grep -qx /etc/centreon-canopsis-native/actions.conf \
+  || fail "DEB: actions.conf is not a conffile"
 deps=$(dpkg-deb -f "$deb" Depends)
 grep -q 'lua5.3' <<<"$deps" || fail "DEB does not depend on lua5.3"
 grep -qi curl <<<"$deps" && fail "DEB depends on curl"
 
 echo "== emulator builds"
 (cd tests/harness && cargo build -q --release --features lua53 && cargo build -q --release --features lua54 --target-dir target/lua54)
+
+# The installed action service ($1) and its files: unit disabled (nothing
+# enables it), config 0640; then one click against the mock Centreon.
+check_actions() {
+  local root=$1 unit
+  unit="$root/usr/lib/systemd/system/$actions.service"
+  grep -qx "ExecStart=/usr/sbin/$actions --config -" "$unit" || fail "$unit: ExecStart"
+  [ -z "$(find "$root/etc" -path '*wants*' -name "$actions.service")" ] || fail "$actions enabled at install"
+  [ "$(stat -c %a "$root/etc/centreon-canopsis-native/actions.conf")" = 640 ] || fail "actions.conf is not 0640"
+  timeout 120 tests/harness/target/release/actions-check --service "$root/usr/sbin/$actions" || fail "action service from $root"
+}
 
 roots=$(mktemp -d)
 trap 'rm -rf "$roots"' EXIT
@@ -118,6 +142,9 @@ check_plugin "$root/usr/lib/centreon/plugins/$plugin" "$(sed -n 's/^kept //p' <<
 LUA_CPATH_5_3="$root/usr/lib/x86_64-linux-gnu/lua/5.3/?.so;;" \
   tests/harness/target/release/broker-emulator webhook --script "$root/usr/share/centreon-broker/lua/webhook-native-events.lua"
 
+echo "== action service from the DEB"
+check_actions "$root"
+
 echo "== el9 RPM installed with rpm --root, loaded by Lua 5.4"
 root="$roots/rpm"
 mkdir -p "$root"
@@ -131,4 +158,6 @@ echo "== monitoring plugin from the el9 RPM"
 check_plugin "$root/usr/lib/centreon/plugins/$plugin" "$(sed -n 's/^kept //p' <<<"$emulated")"
 LUA_CPATH_5_4="$root/usr/lib64/lua/5.4/?.so;;" \
   tests/harness/target/lua54/release/broker-emulator webhook ndjson --script "$root/usr/share/centreon-broker/lua/webhook-native-events.lua"
+echo "== action service from the el9 RPM"
+check_actions "$root"
 echo "packaging check: ok"

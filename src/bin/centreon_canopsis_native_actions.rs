@@ -2,8 +2,10 @@
 //! "Acknowledge" buttons call (see `canopsis_native::actions`).
 //!
 //! Usage: `centreon_canopsis_native_actions [--config PATH]` (default
-//! `/etc/centreon-canopsis-native/actions.conf`). Logs go to stderr
-//! (journald under systemd); no line holds a secret.
+//! `/etc/centreon-canopsis-native/actions.conf`; `-` reads standard input,
+//! which is how the systemd unit hands over the root-only file to a
+//! service running as `centreon-engine`). Logs go to stderr (journald
+//! under systemd); no line holds a secret.
 
 use canopsis_native::actions::acknowledge::Acknowledger;
 use canopsis_native::actions::centreon_api::CentreonApi;
@@ -11,6 +13,7 @@ use canopsis_native::actions::command_file::CommandFile;
 use canopsis_native::actions::config::{self, Via};
 use canopsis_native::actions::handler::Handler;
 use canopsis_native::actions::server::Service;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
 
@@ -32,7 +35,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let text = match std::fs::read_to_string(&path) {
+    let read = if path == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(&path)
+    };
+    let text = match read {
         Ok(t) => t,
         Err(e) => {
             log::error!("cannot read {path}: {e}");
@@ -40,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     if let Ok(meta) = std::fs::metadata(&path) {
-        if meta.permissions().mode() & 0o004 != 0 {
+        if path != "-" && meta.permissions().mode() & 0o004 != 0 {
             log::warn!("{path} is readable by every user: it holds secrets (chmod 0640)");
         }
     }
