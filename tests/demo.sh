@@ -4,9 +4,15 @@
 #   bash tests/demo.sh webhook [mattermost|json|ndjson]: the webhook output
 #   into a mock Mattermost (messages printed as the channel shows them) or
 #   Logstash input.
+#   bash tests/demo.sh mattermost-actions: a problem message with its
+#   Acknowledge buttons, clicked through the action service into a mock
+#   Centreon API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
 bash tests/build-modules.sh
 cd tests/harness
+if [ "${1:-}" = mattermost-actions ]; then
+  exec cargo run -q --release --features lua53 --bin actions-demo
+fi
 cargo run -q --release --features lua53 --bin broker-emulator -- "$@"

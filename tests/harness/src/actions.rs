@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -471,6 +472,8 @@ impl ActionService {
             format!("listen = 127.0.0.1:0\nroute = {ROUTE}\n{config}"),
         )
         .unwrap();
+        // As installed: it holds secrets.
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
         let log_path = dir.join("actions.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(binary)
