@@ -55,6 +55,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long a request (reading it, acknowledging, answering) may take.
     pub request_timeout: Duration,
+    /// Where used buttons are remembered across restarts; `None`: in
+    /// memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 /// A line of the file that cannot be taken.
@@ -123,6 +126,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut persistent = true;
     let mut max_body_bytes = 16 * 1024;
     let mut timeout = 10;
+    let mut state_file = None;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.trim();
@@ -153,6 +157,14 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             "persistent" => persistent = boolean(n, key, value)?,
             "max_body_bytes" => max_body_bytes = number(n, key, value, 1024, 1 << 20)? as usize,
             "request_timeout" => timeout = number(n, key, value, 1, 300)?,
+            "state_file" if value.is_empty() => state_file = None,
+            "state_file" if value.starts_with('/') => state_file = Some(PathBuf::from(value)),
+            "state_file" => {
+                return Err(error(
+                    n,
+                    format!("state_file must be an absolute path, got '{value}'"),
+                ))
+            }
             _ => return Err(error(n, format!("unknown key '{key}'"))),
         }
     }
@@ -201,6 +213,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         persistent,
         max_body_bytes,
         request_timeout: Duration::from_secs(timeout),
+        state_file,
     })
 }
 
@@ -235,6 +248,9 @@ mod tests {
         assert!(e.message.contains("centreon_token"), "{e}");
         let c = parse("secret = 0123456789abcdef0\nacknowledge_with = command_file").unwrap();
         assert_eq!(c.via, Via::CommandFile(DEFAULT_COMMAND_FILE.into()));
+        assert_eq!(c.state_file, None);
+        let e = parse("secret = 0123456789abcdef0\nstate_file = used").unwrap_err();
+        assert!(e.message.contains("absolute"), "{e}");
         assert!(parse("bogus = 1")
             .unwrap_err()
             .message

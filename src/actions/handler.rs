@@ -93,11 +93,12 @@ fn acknowledged_post(t: &Target, user: &str) -> Value {
 }
 
 impl Handler {
-    /// A handler for `route`, checking with `secret`, acknowledging with
-    /// `acknowledger`.
+    /// A handler for `route`, checking with `secret`, remembering used
+    /// buttons in `replay`, acknowledging with `acknowledger`.
     pub fn new(
         route: &str,
         secret: Secret,
+        replay: Replay,
         acknowledger: Box<dyn Acknowledger>,
         notify: bool,
         persistent: bool,
@@ -105,7 +106,7 @@ impl Handler {
         Handler {
             route: route.to_string(),
             secret,
-            replay: Replay::new(100_000),
+            replay,
             acknowledger,
             notify,
             persistent,
@@ -213,6 +214,16 @@ impl Handler {
                     json!({"error": "busy"}),
                 )
             }
+            Use::Unrecorded(why) => {
+                return answer(
+                    503,
+                    Level::Error,
+                    format!(
+                        "refused a click by {who} on {object}: its use could not be recorded in the state file ({why})"
+                    ),
+                    json!({"error": "cannot record"}),
+                )
+            }
         }
         let ack = Ack {
             comment: format!("Acknowledged by @{user} from Mattermost"),
@@ -234,11 +245,16 @@ impl Handler {
                 acknowledged_post(&ack.target, &user),
             ),
             Err(e) => {
-                self.replay.release(&ctx.sig);
+                let kept = match self.replay.release(&ctx.sig) {
+                    Ok(()) => String::new(),
+                    Err(io) => format!(
+                        " (and the state file could not record that the button is free again: {io})"
+                    ),
+                };
                 answer(
                     200,
                     Level::Error,
-                    format!("the acknowledgement of {object} by {who} failed: {e}"),
+                    format!("the acknowledgement of {object} by {who} failed: {e}{kept}"),
                     json!({"ephemeral_text": format!(
                         "Centreon did not take the acknowledgement of {object}: {e}. Try again, or acknowledge in Centreon."
                     )}),
@@ -278,6 +294,7 @@ mod tests {
         let h = Handler::new(
             "/mattermost/acknowledge",
             Secret::new(SECRET),
+            Replay::new(100),
             Box::new(r.clone()),
             true,
             true,

@@ -279,7 +279,14 @@ mod tests {
              request_timeout = 1\nmax_body_bytes = 1024",
         )
         .unwrap();
-        let h = Handler::new(&cfg.route, cfg.secret.clone(), Box::new(Never), true, true);
+        let h = Handler::new(
+            &cfg.route,
+            cfg.secret.clone(),
+            crate::actions::replay::Replay::new(10),
+            Box::new(Never),
+            true,
+            true,
+        );
         let s = Service::bind(&cfg, h).unwrap();
         let addr = s.local_addr().unwrap();
         std::thread::spawn(move || s.run());

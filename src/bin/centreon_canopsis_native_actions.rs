@@ -12,10 +12,14 @@ use canopsis_native::actions::centreon_api::CentreonApi;
 use canopsis_native::actions::command_file::CommandFile;
 use canopsis_native::actions::config::{self, Via};
 use canopsis_native::actions::handler::Handler;
+use canopsis_native::actions::replay::Replay;
 use canopsis_native::actions::server::Service;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
+
+/// The most used, unexpired buttons remembered.
+const REMEMBERED: usize = 100_000;
 
 fn main() -> ExitCode {
     let _ = simplelog::WriteLogger::init(
@@ -79,9 +83,26 @@ fn main() -> ExitCode {
             format!("the command file {}", p.display()),
         ),
     };
+    let replay = match &cfg.state_file {
+        None => Replay::new(REMEMBERED),
+        Some(p) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            match Replay::open(p, REMEMBERED, now) {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("cannot use the state file {}: {e}", p.display());
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
     let handler = Handler::new(
         &cfg.route,
         cfg.secret.clone(),
+        replay,
         acknowledger,
         cfg.notify,
         cfg.persistent,

@@ -295,3 +295,29 @@ fn the_command_file_gets_the_engines_acknowledge_commands_and_no_reader_is_told(
     drop(fifo);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(feature = "lua53")]
+#[test]
+fn a_used_button_stays_used_across_a_restart_of_the_service() {
+    let centreon = MockCentreon::start();
+    let dir = std::env::temp_dir().join(format!("canopsis-actions-{}-restart", std::process::id()));
+    let config = format!(
+        "{}state_file = {}\n",
+        api_config(&centreon, canopsis_harness::actions::CENTREON_TOKEN),
+        dir.join("used-buttons").display()
+    );
+    let used = context(SECRET, true, false, now() + 3600);
+    let fresh = context(SECRET, false, false, now() + 3600);
+    let service = ActionService::start(&dir, &config);
+    let (status, body) = request(service.addr, "POST", ROUTE, &action_body("alice", &used));
+    assert_eq!(status, 200, "{body}");
+    drop(service);
+    let service = ActionService::start(&dir, &config);
+    let (replayed, body) = request(service.addr, "POST", ROUTE, &action_body("alice", &used));
+    assert_eq!(replayed, 409, "{body}");
+    let (status, body) = request(service.addr, "POST", ROUTE, &action_body("bob", &fresh));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(centreon.taken().len(), 2);
+    drop(service);
+    let _ = std::fs::remove_dir_all(&dir);
+}
