@@ -53,6 +53,7 @@ use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
 use crate::custom::{Hook, Snapshot, Verdict};
 use crate::dedup;
+use crate::downtime;
 use crate::event::{ElementKind, EventError, FieldSource, NebEvent, BAM, NEB};
 use crate::filter;
 use crate::lanes::{downtime_cost, Key, Router};
@@ -1055,7 +1056,7 @@ impl Connector {
         if !pbehaviors {
             // A webhook gets a downtime's start and end as events of their
             // own, in its object's order.
-            return match pbehavior::phase(d) {
+            return match downtime::phase(d) {
                 Ok(_) => Some(Accepted::Event(ev, subject, snapshot)),
                 Err(skip) => {
                     self.counters.filtered += 1;
@@ -1080,9 +1081,9 @@ impl Connector {
         // The template shapes the pbehavior; its lifecycle (create at the
         // start, delete at the end) stays.
         let phase = if action.creates() {
-            pbehavior::Phase::Start
+            downtime::Phase::Start
         } else {
-            pbehavior::Phase::End
+            downtime::Phase::End
         };
         let mut json = Vec::with_capacity(512);
         t.render(

@@ -11,11 +11,11 @@
 use crate::cache::{BaInfo, Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
 use crate::dedup::{self, Stamps};
+use crate::downtime::{self, Phase};
 use crate::event::{
     AckEvent, BaEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent,
 };
 use crate::luapattern::Pattern;
-use crate::sink::canopsis::pbehavior::{self, Phase};
 use std::cell::OnceCell;
 use std::fmt;
 use std::rc::Rc;
@@ -542,7 +542,7 @@ impl Lookup<'_> {
     /// State lists apply to downtime starts only: the end of a downtime
     /// whose start was sent must always remove its pbehavior.
     fn downtime(&mut self, d: &DowntimeEvent) -> Result<Subject, Rejection> {
-        let starting = pbehavior::phase(d) == Ok(Phase::Start);
+        let starting = downtime::phase(d) == Ok(Phase::Start);
         let mut subj = match self.host(d.host_id) {
             // Deleting needs only the ids: an end must remove the
             // pbehavior even when the host has left broker's cache.

@@ -25,6 +25,7 @@ pub mod connector;
 pub mod custom;
 pub mod deadletter;
 pub mod dedup;
+pub mod downtime;
 pub mod event;
 pub mod filter;
 pub mod lanes;

@@ -15,9 +15,9 @@
 
 use super::Verdict;
 use crate::config::FormatConfig;
+use crate::downtime::{self, Phase};
 use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
 use crate::filter::Subject;
-use crate::sink::canopsis::pbehavior::{self, Phase};
 use crate::transport::Response;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -191,7 +191,7 @@ fn ack(a: &AckEvent, subj: &Subject) -> Value {
 }
 
 fn downtime(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> Option<Value> {
-    let title = match pbehavior::phase(d).ok()? {
+    let title = match downtime::phase(d).ok()? {
         Phase::Start => {
             let until = d
                 .end_time

@@ -8,10 +8,10 @@
 
 use super::Verdict;
 use crate::config::FormatConfig;
+use crate::downtime::{self, Phase};
 use crate::event::{DowntimeEvent, NebEvent};
 use crate::filter::Subject;
 use crate::sink::canopsis::format;
-use crate::sink::canopsis::pbehavior::{self, Phase};
 use crate::transport::Response;
 
 /// Writes the built-in document of an accepted event to `out`: the fields
@@ -64,7 +64,7 @@ pub fn write_document(
 /// events of its life (scheduled, ended before its deletion), which say
 /// nothing a receiver needs.
 fn downtime_document(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> Option<Vec<u8>> {
-    let phase = pbehavior::phase(d).ok()?;
+    let phase = downtime::phase(d).ok()?;
     let mut doc = serde_json::json!({
         "event_type": "downtime",
         "phase": match phase { Phase::Start => "start", Phase::End => "end" },
