@@ -348,7 +348,7 @@ enum Queue {
 enum Accepted {
     /// For the event route; with custom code and a template, what the
     /// template reads.
-    Event(NebEvent, Rc<filter::Subject>, Option<Box<Snapshot>>),
+    Event(NebEvent, Rc<crate::subject::Subject>, Option<Box<Snapshot>>),
     /// A pbehavior change.
     Downtime(pbehavior::Action),
 }
@@ -873,7 +873,7 @@ impl Connector {
         let sink = &self.cfg.sink;
         // Straight into the request body (or the spool record).
         let mut write = |ev: &NebEvent,
-                         subject: &filter::Subject,
+                         subject: &crate::subject::Subject,
                          snapshot: Option<&Snapshot>,
                          body: &mut Vec<u8>| {
             sink.write_item(ev, body, |body| match formats.choice(ev.kind()) {

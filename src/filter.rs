@@ -16,7 +16,7 @@ use crate::event::{
     AckEvent, BaEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent,
 };
 use crate::luapattern::Pattern;
-use std::cell::OnceCell;
+use crate::subject::Subject;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
@@ -117,85 +117,6 @@ impl fmt::Display for Rejection {
 /// accepts every name.
 fn accepted_name(patterns: &[Pattern], name: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.is_match(name.as_bytes()))
-}
-
-/// What the formatter needs about an accepted event's objects.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Subject {
-    /// The host id.
-    pub host_id: u64,
-    /// The host name (its id when the cache has no name).
-    pub host_name: String,
-    /// Cached host fields.
-    pub host: HostInfo,
-    /// The service id and description (description = id when unknown).
-    pub service: Option<(u64, String)>,
-    /// Cached service fields.
-    pub service_info: ServiceInfo,
-    /// Host group names.
-    pub hostgroups: Vec<String>,
-    /// Service group names.
-    pub servicegroups: Vec<String>,
-    /// The poller's name.
-    pub poller: Option<String>,
-    /// The object's severity.
-    pub severity: Option<i64>,
-    /// A BA's id and cached fields.
-    pub ba: Option<(u64, BaInfo)>,
-    /// A BA's business views (when `accepted_bvs` or `rejected_bvs` is
-    /// set).
-    pub bvs: Vec<String>,
-    /// Cache answers only a template reads, fetched when it first renders.
-    pub objects: Kept<crate::render::ObjectFields>,
-    /// The formatter's rendering of what a status's JSON takes from this
-    /// subject alone, a head and a tail (made once per remembered subject,
-    /// for the connector's format and the object's kind).
-    pub rendered: Kept<HeadTail>,
-}
-
-/// A head and a tail of JSON.
-type HeadTail = (Box<[u8]>, Box<[u8]>);
-
-impl Subject {
-    /// The status's object's `notes_url` and `action_url`: the service's
-    /// for a service status, else the host's.
-    pub fn urls(&self, service: bool) -> (&Option<String>, &Option<String>) {
-        if service {
-            (&self.service_info.notes_url, &self.service_info.action_url)
-        } else {
-            (&self.host.notes_url, &self.host.action_url)
-        }
-    }
-}
-
-/// A value derived from a subject once, when first needed: not part of the
-/// subject's value.
-#[derive(Clone)]
-pub struct Kept<T>(OnceCell<T>);
-
-impl<T> Default for Kept<T> {
-    fn default() -> Self {
-        Kept(OnceCell::new())
-    }
-}
-
-impl<T> Kept<T> {
-    /// The value, made by `make` the first time.
-    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
-        self.0.get_or_init(make)
-    }
-}
-
-impl<T> PartialEq for Kept<T> {
-    fn eq(&self, _: &Kept<T>) -> bool {
-        true
-    }
-}
-
-impl<T> fmt::Debug for Kept<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Kept")
-    }
 }
 
 /// Checks `ev` against the filters, gathering from `cache` what the

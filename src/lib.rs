@@ -44,6 +44,7 @@ pub mod sender;
 pub mod sink;
 pub mod spool;
 pub mod status;
+pub mod subject;
 pub mod template;
 pub mod transport;
 

@@ -26,8 +26,9 @@ use crate::cache::Cache;
 use crate::config::{FilterConfig, FormatConfig};
 use crate::downtime::{self, Phase};
 use crate::event::NebEvent;
-use crate::filter::{self, Rejection, Subject};
+use crate::filter::{self, Rejection};
 use crate::logger::Logger;
+use crate::subject::Subject;
 use std::path::{Path, PathBuf};
 
 /// Where the downtime starts not sent are kept between runs: next to the

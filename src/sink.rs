@@ -17,8 +17,8 @@ pub mod webhook;
 use crate::batch::Framing;
 use crate::config::FormatConfig;
 use crate::event::NebEvent;
-use crate::filter::Subject;
 use crate::sink::canopsis::format;
+use crate::subject::Subject;
 use crate::transport::Response;
 use std::time::Duration;
 

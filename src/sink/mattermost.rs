@@ -17,7 +17,7 @@ use super::Verdict;
 use crate::config::FormatConfig;
 use crate::downtime::{self, Phase};
 use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
-use crate::filter::Subject;
+use crate::subject::Subject;
 use crate::transport::Response;
 use serde_json::{json, Map, Value};
 use std::time::Duration;

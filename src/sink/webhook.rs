@@ -10,8 +10,8 @@ use super::Verdict;
 use crate::config::FormatConfig;
 use crate::downtime::{self, Phase};
 use crate::event::{DowntimeEvent, NebEvent};
-use crate::filter::Subject;
 use crate::sink::canopsis::format;
+use crate::subject::Subject;
 use crate::transport::Response;
 
 /// Writes the built-in document of an accepted event to `out`: the fields

@@ -7,7 +7,7 @@
 
 use crate::config::{ConnectorNameType, FormatConfig};
 use crate::event::{AckEvent, NebEvent, StatusEvent};
-use crate::filter::Subject;
+use crate::subject::Subject;
 use serde::Serialize;
 
 /// One event for `POST /api/v4/event`.
