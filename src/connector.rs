@@ -629,7 +629,11 @@ impl Connector {
 
     /// broker's `write(event)` for an event its [`screen`](Self::screen)
     /// rejected while it was being read.
-    pub fn write_screened_out(&mut self, kind: ElementKind, why: filter::Rejection) -> bool {
+    pub fn write_screened_out(
+        &mut self,
+        kind: ElementKind,
+        why: crate::rejection::Rejection,
+    ) -> bool {
         self.count_received();
         let now = self.time_for_nothing_new();
         self.counters.filtered += 1;

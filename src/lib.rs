@@ -34,6 +34,7 @@ pub mod luapattern;
 pub mod progress;
 pub mod readback;
 pub mod refusal;
+pub mod rejection;
 pub mod render;
 pub mod replace;
 #[cfg(test)]

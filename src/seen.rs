@@ -26,8 +26,9 @@ use crate::cache::Cache;
 use crate::config::{FilterConfig, FormatConfig};
 use crate::downtime::{self, Phase};
 use crate::event::NebEvent;
-use crate::filter::{self, Rejection};
+use crate::filter;
 use crate::logger::Logger;
+use crate::rejection::Rejection;
 use crate::subject::Subject;
 use std::path::{Path, PathBuf};
 
