@@ -47,6 +47,7 @@ pub mod spool;
 pub mod status;
 pub mod subject;
 pub mod template;
+pub mod text;
 pub mod transport;
 
 #[cfg(all(feature = "lua53", feature = "lua54"))]

@@ -141,7 +141,7 @@ struct Values<'a> {
 
 /// `s` cut at `output_size_limit`, as the built-in format cuts it.
 fn cut(s: &mut Vec<u8>, limit: Option<usize>) {
-    s.truncate(crate::sink::canopsis::format::limited_len(s, limit));
+    s.truncate(crate::text::limited_len(s, limit));
 }
 
 impl Values<'_> {

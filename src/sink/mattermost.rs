@@ -137,7 +137,7 @@ fn field(title: &str, value: String) -> Value {
 fn status(cfg: &FormatConfig, s: &StatusEvent, subj: &Subject, service: bool) -> Value {
     let state = s.state.unwrap_or(4);
     let name = state_name(service, state);
-    let output = crate::sink::canopsis::format::short_output(cfg, s);
+    let output = crate::text::short_output(cfg, s);
     let (notes, action) = subj.urls(service);
     let mut fields = vec![field("State", name.to_string())];
     if let Some(t) = s
