@@ -8,7 +8,6 @@
 
 use crate::event::{Category, ElementKind};
 use crate::secret::Secret;
-use crate::sink::Sink;
 use crate::template::values::DateFormat;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,10 +16,12 @@ use std::time::Duration;
 
 mod canopsis;
 mod filters;
+mod output;
 mod reader;
 mod webhook;
 
 pub use filters::FilterConfig;
+pub use output::{Framing, MattermostSettings, Sink};
 
 use reader::{int_of, Reader};
 
@@ -299,6 +300,16 @@ impl Default for DowntimeConfig {
     }
 }
 
+/// The durable spool's parameters: where and how big (what it does with
+/// them is [`crate::spool`]'s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolConfig {
+    /// The spool directory.
+    pub dir: PathBuf,
+    /// Size cap of all segment files together.
+    pub max_bytes: u64,
+}
+
 /// The whole, validated configuration of one connector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -329,7 +340,7 @@ pub struct Config {
     pub deadletter_file: PathBuf,
     /// `use_spool=1`: the durable spool, with `spool_directory` and
     /// `spool_max_size_mb`.
-    pub spool: Option<crate::spool::SpoolConfig>,
+    pub spool: Option<SpoolConfig>,
     /// `log_level`, 1 to 3.
     pub log_level: i64,
     /// `send_data_test`: write payloads to the log instead of sending them.
@@ -569,12 +580,10 @@ impl Reader<'_> {
             1 << 20,
             "a size in MiB between 1 and 1048576",
         ) as u64;
-        let spool = self
-            .flag("use_spool", false)
-            .then_some(crate::spool::SpoolConfig {
-                dir: spool_dir,
-                max_bytes: spool_mb << 20,
-            });
+        let spool = self.flag("use_spool", false).then_some(SpoolConfig {
+            dir: spool_dir,
+            max_bytes: spool_mb << 20,
+        });
         let log_level = self
             .int("log_level", 1, 0, 3, "1 (errors), 2 (notices) or 3 (debug)")
             .max(1);

@@ -48,9 +48,10 @@
 //! wait in memory and nothing is acknowledged until the sender frees room,
 //! so broker's own retention takes the rest: never a silent drop.
 
-use crate::batch::{Batcher, Framing, MAX_BODY_BYTES};
+use crate::batch::{Batcher, MAX_BODY_BYTES};
 use crate::cache::{self, Cache, Memo};
 use crate::config::Config;
+use crate::config::Framing;
 use crate::custom::{Hook, Snapshot, Verdict};
 use crate::dedup;
 use crate::downtime;

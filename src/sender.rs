@@ -19,8 +19,9 @@ mod worker;
 pub use worker::BREAKER;
 
 use crate::backoff::Backoff;
-use crate::batch::{Batch, Framing};
+use crate::batch::Batch;
 use crate::config::DowntimeConfig;
+use crate::config::Framing;
 use crate::deadletter::DeadLetter;
 use crate::logger::{panic_message, Logger};
 use crate::progress::Progress;
@@ -916,7 +917,7 @@ mod tests {
     fn closing_hands_back_paced_mattermost_messages_instead_of_posting_them() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut r = routes_named("paced", PERMANENT_AFTER);
-        r.sink = Sink::Mattermost(crate::sink::mattermost::Settings {
+        r.sink = Sink::Mattermost(crate::config::MattermostSettings {
             username: None,
             icon_url: None,
             channel: None,
@@ -1211,7 +1212,7 @@ mod tests {
     fn the_spool_is_read_back_through_the_lanes_and_older_records_in_order() {
         let dir = std::env::temp_dir().join(format!("cn-readback-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg = spool::SpoolConfig {
+        let cfg = crate::config::SpoolConfig {
             dir: dir.clone(),
             max_bytes: 1 << 20,
         };

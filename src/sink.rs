@@ -14,8 +14,9 @@ pub mod canopsis;
 pub mod mattermost;
 pub mod webhook;
 
-use crate::batch::Framing;
-use crate::config::FormatConfig;
+pub use crate::config::Sink;
+
+use crate::config::{FormatConfig, Framing};
 use crate::event::NebEvent;
 use crate::sink::canopsis::format;
 use crate::subject::Subject;
@@ -53,17 +54,6 @@ pub enum Verdict {
         /// Server-requested delay.
         retry_after: Option<Duration>,
     },
-}
-
-/// Which peer the sender talks to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Sink {
-    /// Canopsis's event route (downtimes go to its pbehavior routes).
-    Canopsis,
-    /// Any HTTP endpoint taking JSON documents, framed as said.
-    Documents(Framing),
-    /// A Mattermost incoming webhook: one message per request.
-    Mattermost(mattermost::Settings),
 }
 
 impl Sink {

@@ -31,6 +31,7 @@
 //! cut may roll it back, which only means events sent again. Duplicates are
 //! possible, losses are not.
 
+use crate::config::SpoolConfig;
 use crate::logger::Logger;
 use crate::sink::canopsis::pbehavior::{self, Action};
 use crossbeam_channel::{Receiver, Sender as ChannelSender};
@@ -98,15 +99,6 @@ impl Record {
             k => Err(format!("unknown record kind {k}")),
         }
     }
-}
-
-/// Where and how big.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpoolConfig {
-    /// The spool directory.
-    pub dir: PathBuf,
-    /// Size cap of all segment files together.
-    pub max_bytes: u64,
 }
 
 impl SpoolConfig {

@@ -4,8 +4,8 @@
 //! Mattermost takes one message per request and limits requests per
 //! second per client, answering 429 with `Retry-After` past it. So the
 //! Mattermost output runs one lane, paces its requests
-//! ([`Settings::per_second`]) and, when more messages wait than a channel
-//! can usefully show ([`Settings::summary_after`]), posts the first ones
+//! ([`MattermostSettings::per_second`]) and, when more messages wait than a channel
+//! can usefully show ([`MattermostSettings::summary_after`]), posts the first ones
 //! and one summary for the rest ("37 more state changes: 12 CRITICAL, ...").
 //!
 //! Between the connector and the sender (and in the spool) each event is an
@@ -14,7 +14,7 @@
 //! user's template does not have to provide.
 
 use super::Verdict;
-use crate::config::FormatConfig;
+use crate::config::{FormatConfig, MattermostSettings};
 use crate::downtime::{self, Phase};
 use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
 use crate::subject::Subject;
@@ -22,23 +22,7 @@ use crate::transport::Response;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
 
-/// The Mattermost output's own parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// `username`: overrides the webhook's display name.
-    pub username: Option<String>,
-    /// `icon_url`: overrides the webhook's picture.
-    pub icon_url: Option<String>,
-    /// `channel`: overrides the webhook's channel.
-    pub channel: Option<String>,
-    /// `max_messages_per_second`.
-    pub per_second: u32,
-    /// `max_waiting_messages`: more waiting than this, and the rest go in
-    /// one summary.
-    pub summary_after: usize,
-}
-
-impl Settings {
+impl MattermostSettings {
     /// The shortest time between two requests: a hair more than a
     /// second's share, as requests that leave evenly spaced may arrive
     /// closer, and a server counting a strict second must not see one too
@@ -240,7 +224,7 @@ pub fn messages(body: &[u8]) -> Option<Vec<Message>> {
 
 /// The request body for `post`: the message with `username`, `icon_url`
 /// and `channel` set where the parameters say so and the message does not.
-pub fn request_body(post: &[u8], s: &Settings) -> Vec<u8> {
+pub fn request_body(post: &[u8], s: &MattermostSettings) -> Vec<u8> {
     let Ok(mut map) = serde_json::from_slice::<Map<String, Value>>(post) else {
         // Not an object: Mattermost will say what is wrong with it.
         return post.to_vec();
@@ -259,7 +243,7 @@ pub fn request_body(post: &[u8], s: &Settings) -> Vec<u8> {
 
 /// One message standing for `rest`: how many, and how many of each kind,
 /// in the order they first came.
-pub fn summary(rest: &[Message], s: &Settings) -> Vec<u8> {
+pub fn summary(rest: &[Message], s: &MattermostSettings) -> Vec<u8> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for m in rest {
         match counts.iter_mut().find(|(l, _)| *l == m.summary) {
@@ -408,8 +392,8 @@ mod tests {
     };
     use crate::transport::tests::resp;
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> MattermostSettings {
+        MattermostSettings {
             username: Some("centreon".into()),
             icon_url: None,
             channel: Some("noc".into()),
