@@ -61,12 +61,13 @@ use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::progress::Progress;
 use crate::render::{Choice, Formats};
-use crate::sender::{Closed, Ending, Routes, Sender, Source, Work};
+use crate::sender::{Closed, Ending, Routes, Sender, Source, CLOSE_BUDGET};
 use crate::sink::canopsis::pbehavior;
 use crate::sink::Sink;
 use crate::spool::{self, AppendError, Record};
 use crate::status::{self, Status, StatusFile};
 use crate::transport::{DryRun, Http, Transport};
+use crate::work::Work;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -181,18 +182,6 @@ pub const ACK_WAIT: Duration = Duration::from_secs(5);
 /// calls it again about every second; at stop it is the first part of an
 /// output's close (see [`CLOSE_BUDGET`]).
 pub const FLUSH_WAIT: Duration = Duration::from_millis(500);
-
-/// Time the sender gets to deliver what it holds when the Lua state closes
-/// (none while it is failing; less when nothing moves for
-/// [`crate::sender::STALL`]). Broker closes its outputs one after another,
-/// and cbwd kills cbd 15 s after SIGTERM: with the final flush's
-/// [`FLUSH_WAIT`] and [`crate::sender::JOIN_GRACE`], an output closes
-/// within 1 s whatever its peer does, so five stop within 5 s. The final
-/// flush gets the larger share, as only what it sees delivered is
-/// acknowledged (what is delivered after it is sent again at the next
-/// start). What is left (a paced Mattermost queue, a peer too slow) was
-/// never acknowledged, and stays in broker's retention (or the spool).
-pub const CLOSE_BUDGET: Duration = Duration::from_millis(300);
 
 /// Filtered events (with nothing queued) per reading of the clock.
 const CLOCK_EVERY: u32 = 64;

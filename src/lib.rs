@@ -49,6 +49,7 @@ pub mod subject;
 pub mod template;
 pub mod text;
 pub mod transport;
+pub mod work;
 
 #[cfg(all(feature = "lua53", feature = "lua54"))]
 compile_error!("build with exactly one of the features lua53 and lua54");

@@ -15,8 +15,8 @@ use crate::config::Framing;
 use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::progress::Progress;
-use crate::sender::Work;
 use crate::spool::{self, Record};
+use crate::work::Work;
 use crossbeam_channel::Sender as ChannelSender;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -249,7 +249,7 @@ impl Readback {
     fn send(&mut self, work: Work) {
         let (first, last) = (work.first_seq(), work.last_seq());
         let bytes = work.held_bytes();
-        if !crate::sender::hand(&self.lanes, &self.progress, work) {
+        if !crate::work::hand(&self.lanes, &self.progress, work) {
             // Once: the lanes stop together (the connector closing), and
             // every later record is left in the spool as well.
             if !self.lanes_gone {
