@@ -11,6 +11,7 @@
 //! [`mattermost`], which also builds its messages and summaries.
 
 pub mod canopsis;
+pub mod event_json;
 pub mod mattermost;
 pub mod webhook;
 
@@ -18,7 +19,6 @@ pub use crate::config::Sink;
 
 use crate::config::{FormatConfig, Framing};
 use crate::event::NebEvent;
-use crate::sink::canopsis::format;
 use crate::subject::Subject;
 use crate::transport::Response;
 use std::time::Duration;
@@ -67,7 +67,7 @@ impl Sink {
         out: &mut Vec<u8>,
     ) -> bool {
         match self {
-            Sink::Canopsis => format::write_event_json(cfg, ev, subj, out),
+            Sink::Canopsis => event_json::write_event_json(cfg, ev, subj, out),
             Sink::Documents(_) => webhook::write_document(cfg, ev, subj, out),
             Sink::Mattermost(_) => mattermost::write_message(cfg, ev, subj, out),
         }

@@ -10,7 +10,7 @@ use super::Verdict;
 use crate::config::FormatConfig;
 use crate::downtime::{self, Phase};
 use crate::event::{DowntimeEvent, NebEvent};
-use crate::sink::canopsis::format;
+use crate::sink::event_json;
 use crate::subject::Subject;
 use crate::transport::Response;
 
@@ -37,7 +37,7 @@ pub fn write_document(
         };
     }
     let start = out.len();
-    if !format::write_event_json(cfg, ev, subj, out) || out.last() != Some(&b'}') {
+    if !event_json::write_event_json(cfg, ev, subj, out) || out.last() != Some(&b'}') {
         out.truncate(start);
         return false;
     }
@@ -129,7 +129,7 @@ mod tests {
         let ev = NebEvent::Service(service(2));
         let subject = crate::filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
         let mut canopsis = Vec::new();
-        assert!(format::write_event_json(
+        assert!(event_json::write_event_json(
             &cfg.format,
             &ev,
             &subject,

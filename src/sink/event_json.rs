@@ -1,4 +1,6 @@
-//! Canopsis events, as the Lua connector writes them.
+//! Canopsis events as JSON, as the Lua connector writes them: the Canopsis
+//! output's events, and the fields the webhook output's documents start
+//! from. Below both sinks, so neither knows the other.
 //!
 //! Field names, types and the state mapping follow
 //! `canopsis2x-events-apiv2.lua`; ids are strings, groups are arrays,
