@@ -6,9 +6,9 @@
 //! UI as `string` arrives as text even when it holds digits), so every
 //! numeric parameter accepts both forms.
 
+use crate::dates::DateFormat;
 use crate::event::{Category, ElementKind};
 use crate::secret::Secret;
-use crate::template::values::DateFormat;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -23,6 +23,7 @@ pub mod cache;
 pub mod config;
 pub mod connector;
 pub mod custom;
+pub mod dates;
 pub mod deadletter;
 pub mod dedup;
 pub mod downtime;

@@ -1074,8 +1074,8 @@ fn write_int(out: &mut Vec<u8>, i: i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::values::DateFormat;
     use super::*;
+    use crate::dates::DateFormat;
     use serde_json::{json, Value as J};
 
     /// host_id=12, cache.host.name="srv01", output="o\nl1\nl2",
