@@ -442,6 +442,12 @@ pub fn log_settings(kind: OutputKind, params: &Params) -> (PathBuf, i64) {
     (file, level)
 }
 
+/// The default dead-letter file: next to the log,
+/// `<logfile stem>.deadletter.jsonl`.
+pub fn deadletter_path_for(logfile: &Path) -> PathBuf {
+    crate::logger::beside(logfile, ".deadletter.jsonl")
+}
+
 /// The default spool directory: one per log file, so two outputs with their
 /// own logs never share a spool.
 pub fn spool_dir_for(logfile: &Path) -> PathBuf {
@@ -566,7 +572,7 @@ impl Reader<'_> {
         };
         let (logfile, _) = log_settings(kind, self.params);
         let deadletter_file = match self.string("deadletter_file", "").trim() {
-            "" => crate::deadletter::path_for(&logfile),
+            "" => deadletter_path_for(&logfile),
             path => PathBuf::from(path),
         };
         let spool_dir = match self.string("spool_directory", "").trim() {
