@@ -49,14 +49,17 @@ use crate::event::{ElementKind, EventError, FieldSource, NebEvent, NEB};
 use crate::filter;
 use crate::lanes::{downtime_cost, Key};
 use crate::logger::Logger;
+use crate::rejection::Rejection;
 use crate::render::{Choice, Formats};
 use crate::sink::canopsis::pbehavior;
 use crate::spool::Record;
 use crate::status::StatusFile;
+use crate::subject::Subject;
 use crate::work::Work;
 use outlet::{sender_gone, Outlet};
 use queue::{hand_over, hand_over_due, object_of, Queue};
 use stats::Counters;
+use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use window::Window;
@@ -156,7 +159,7 @@ pub struct Connector {
 enum Accepted {
     /// For the event route; with custom code and a template, what the
     /// template reads.
-    Event(NebEvent, Rc<crate::subject::Subject>, Option<Box<Snapshot>>),
+    Event(NebEvent, Rc<Subject>, Option<Box<Snapshot>>),
     /// A pbehavior change.
     Downtime(pbehavior::Action),
 }
@@ -194,11 +197,7 @@ impl Connector {
 
     /// broker's `write(event)` for an event its [`screen`](Self::screen)
     /// rejected while it was being read.
-    pub fn write_screened_out(
-        &mut self,
-        kind: ElementKind,
-        why: crate::rejection::Rejection,
-    ) -> bool {
+    pub fn write_screened_out(&mut self, kind: ElementKind, why: Rejection) -> bool {
         self.count_received();
         let now = self.time_for_nothing_new();
         self.counters.filtered += 1;
@@ -534,78 +533,22 @@ impl Connector {
         let kind = ev.kind();
         let pbehaviors = self.cfg.sink.pbehaviors();
         if kind == ElementKind::Downtime && pbehaviors && !self.cfg.downtime.send_pbh {
-            self.counters.filtered += 1;
-            self.log.debug(format_args!(
-                "downtime event not sent: canopsis_downtime_send_pbh=0"
-            ));
-            return None;
+            return not_sent(
+                &mut self.counters,
+                &self.log,
+                kind,
+                "canopsis_downtime_send_pbh=0",
+            );
         }
         self.seen.status(&ev);
-        // Downtime starts read the object's current state (`crate::seen`).
-        let checked = if kind == ElementKind::Downtime {
-            (self.seen)
-                .check_downtime(&self.cfg.filter, &self.cfg.format, &ev, cache)
-                .map(Rc::new)
-        } else {
-            self.verdicts.check_status(
-                &self.cfg.filter,
-                &self.cfg.format,
-                &ev,
-                &mut self.memo,
-                cache,
-                now,
-                &self.sent,
-            )
-        };
-        // Repeats of a change already sent stop here, before custom code
-        // and formatting; the change itself is remembered by `take`, once
-        // queued: one held back (in downtime, acknowledged), dropped or
-        // unformattable goes out with its next status that gets through.
-        let service = kind == ElementKind::ServiceStatus;
-        let checked = checked.and_then(|subject| match &ev {
-            NebEvent::Host(s) | NebEvent::Service(s)
-                if filter::dedup_enabled(&self.cfg.filter, service) =>
-            {
-                *unsent = self.sent.check(s, service)?;
-                Ok(subject)
-            }
-            _ => Ok(subject),
-        });
-        let subject = match checked {
+        let subject = match self.verdict(&ev, cache, now, unsent) {
             Ok(subject) => subject,
-            Err(why) => {
-                self.counters.filtered += 1;
-                self.log
-                    .debug(format_args!("{} event not sent: {why}", kind.name()));
-                return None;
-            }
+            Err(why) => return not_sent(&mut self.counters, &self.log, kind, why),
         };
         // The library runs custom code (the hook, when there is some) once
         // the filters accepted the event, before choosing its format.
         let choice = self.formats.choice(kind);
-        let needs = match &choice {
-            Choice::Render(t) => Some(&t.template.needs),
-            _ => None,
-        };
-        let snapshot = match hook.run(kind, needs) {
-            Verdict::Keep(s) => s,
-            Verdict::Drop => {
-                self.counters.filtered += 1;
-                self.log.debug(format_args!(
-                    "{} event not sent: custom code answered false",
-                    kind.name()
-                ));
-                return None;
-            }
-            Verdict::Failed(e) => {
-                self.counters.filtered += 1;
-                self.log.error(format_args!(
-                    "custom code failed ({} event, not sent): {e}",
-                    kind.name()
-                ));
-                return None;
-            }
-        };
+        let snapshot = custom_code(&mut self.counters, &self.log, kind, &choice, hook)?;
         let unformatted = match choice {
             Choice::Mute => Some("its template is empty"),
             Choice::BuiltIn if kind == ElementKind::BaStatus => {
@@ -614,10 +557,7 @@ impl Connector {
             _ => None,
         };
         if let Some(why) = unformatted {
-            self.counters.filtered += 1;
-            self.log
-                .debug(format_args!("{} event not sent: {why}", kind.name()));
-            return None;
+            return not_sent(&mut self.counters, &self.log, kind, why);
         }
         let NebEvent::Downtime(d) = &ev else {
             return Some(Accepted::Event(ev, subject, snapshot));
@@ -627,22 +567,12 @@ impl Connector {
             // own, in its object's order.
             return match downtime::phase(d) {
                 Ok(_) => Some(Accepted::Event(ev, subject, snapshot)),
-                Err(skip) => {
-                    self.counters.filtered += 1;
-                    self.log
-                        .debug(format_args!("downtime event not sent: {skip}"));
-                    None
-                }
+                Err(skip) => not_sent(&mut self.counters, &self.log, kind, skip),
             };
         }
         let action = match pbehavior::action(d, &subject) {
             Ok(action) => action,
-            Err(skip) => {
-                self.counters.filtered += 1;
-                self.log
-                    .debug(format_args!("downtime event not sent: {skip}"));
-                return None;
-            }
+            Err(skip) => return not_sent(&mut self.counters, &self.log, kind, skip),
         };
         let Choice::Render(t) = choice else {
             return Some(Accepted::Downtime(action));
@@ -674,6 +604,87 @@ impl Connector {
                 ));
                 None
             }
+        }
+    }
+
+    /// The filters' and dedup's verdict on `ev`: its subject, or why not.
+    fn verdict(
+        &mut self,
+        ev: &NebEvent,
+        cache: &mut dyn Cache,
+        now: Instant,
+        unsent: &mut Option<dedup::Unsent>,
+    ) -> Result<Rc<Subject>, Rejection> {
+        let kind = ev.kind();
+        // Downtime starts read the object's current state (`crate::seen`).
+        let subject = if kind == ElementKind::Downtime {
+            (self.seen)
+                .check_downtime(&self.cfg.filter, &self.cfg.format, ev, cache)
+                .map(Rc::new)
+        } else {
+            self.verdicts.check_status(
+                &self.cfg.filter,
+                &self.cfg.format,
+                ev,
+                &mut self.memo,
+                cache,
+                now,
+                &self.sent,
+            )
+        }?;
+        // Repeats of a change already sent stop here, before custom code
+        // and formatting; the change itself is remembered by `take`, once
+        // queued: one held back (in downtime, acknowledged), dropped or
+        // unformattable goes out with its next status that gets through.
+        let service = kind == ElementKind::ServiceStatus;
+        if let NebEvent::Host(s) | NebEvent::Service(s) = ev {
+            if filter::dedup_enabled(&self.cfg.filter, service) {
+                *unsent = self.sent.check(s, service)?;
+            }
+        }
+        Ok(subject)
+    }
+}
+
+/// An event the filters, dedup, custom code or its format kept back:
+/// counted as filtered, and why said in the debug log.
+fn not_sent(
+    counters: &mut Counters,
+    log: &Logger,
+    kind: ElementKind,
+    why: impl fmt::Display,
+) -> Option<Accepted> {
+    counters.filtered += 1;
+    log.debug(format_args!("{} event not sent: {why}", kind.name()));
+    None
+}
+
+/// Runs custom code on an accepted event: what the template reads of it,
+/// or `None` when the code dropped the event or failed.
+fn custom_code(
+    counters: &mut Counters,
+    log: &Logger,
+    kind: ElementKind,
+    choice: &Choice<'_>,
+    hook: &mut dyn Hook,
+) -> Option<Option<Box<Snapshot>>> {
+    let needs = match choice {
+        Choice::Render(t) => Some(&t.template.needs),
+        _ => None,
+    };
+    match hook.run(kind, needs) {
+        Verdict::Keep(s) => Some(s),
+        Verdict::Drop => {
+            not_sent(counters, log, kind, "custom code answered false");
+            None
+        }
+        Verdict::Failed(e) => {
+            counters.filtered += 1;
+            log.error(format_args!(
+                "custom code failed ({} event, not sent): {e}",
+                kind.name()
+            ));
+            None
         }
     }
 }
