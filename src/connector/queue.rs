@@ -4,7 +4,8 @@
 
 use super::outlet::{sender_gone, Outlet};
 use super::{SPOOL_SYNC_BYTES, SPOOL_SYNC_INTERVAL};
-use crate::batch::Batcher;
+use crate::batch::{Batcher, MAX_BODY_BYTES};
+use crate::config::Config;
 use crate::event::NebEvent;
 use crate::lanes::Router;
 use crate::logger::Logger;
@@ -74,6 +75,34 @@ pub(super) fn object_of(ev: &NebEvent) -> (u64, u64) {
         NebEvent::Ba(b) => (Some(u64::MAX), b.ba_id),
     };
     (host.unwrap_or(0), service.unwrap_or(0))
+}
+
+impl Queue {
+    /// Per-lane batches, or the spool (opened once the outlet starts).
+    pub(super) fn new(cfg: &Config) -> Queue {
+        let framing = cfg.sink.framing();
+        match &cfg.spool {
+            None => Queue::Handover(Handover {
+                batchers: (0..cfg.max_in_flight)
+                    .map(|lane| {
+                        Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age)
+                            .for_lane(lane)
+                            .framed(framing)
+                    })
+                    .collect(),
+                router: Router::new(cfg.max_in_flight),
+                last_seq: 0,
+                wait_gate: None,
+            }),
+            Some(_) => Queue::Spool(Spooled {
+                writer: None,
+                waiting: VecDeque::new(),
+                full_waits: 0,
+                full: false,
+                broken: false,
+            }),
+        }
+    }
 }
 
 impl Handover {

@@ -2,15 +2,13 @@
 //! spool, templates, memories), and reviving what could not start yet.
 
 use super::outlet::{sender_gone, Outlet, Starting};
-use super::queue::{Handover, Queue, Spooled};
+use super::queue::Queue;
 use super::stats::Counters;
-use super::window::{ack_window, Window};
-use super::{Connector, REMINDER, SPOOL_SYNC_EVENTS, START_RETRY};
-use crate::batch::{Batcher, MAX_BODY_BYTES};
+use super::window::Window;
+use super::{Connector, REMINDER, START_RETRY};
 use crate::cache::Memo;
 use crate::config::{Config, Framing};
 use crate::event::{ElementKind, BAM, NEB};
-use crate::lanes::Router;
 use crate::logger::Logger;
 use crate::progress::Progress;
 use crate::render::{Choice, Formats};
@@ -51,6 +49,37 @@ pub(super) fn load_sent(cfg: &Config, log: &Logger) -> dedup::Sent {
     }
 }
 
+/// The start's line: where events go, how they are bulked or paced.
+fn log_started(cfg: &Config, log: &Logger) {
+    let how = match &cfg.sink {
+        Sink::Mattermost(m) => format!(
+            "Mattermost at {}, one message per request, at most {} per second, a summary when more than {} wait",
+            cfg.http.shown_url(),
+            m.per_second,
+            m.summary_after
+        ),
+        sink => format!(
+            "{} in batches of up to {} events or {}s{}",
+            cfg.http.shown_url(),
+            cfg.max_buffer_size,
+            cfg.max_buffer_age.as_secs(),
+            match sink {
+                Sink::Documents(Framing::Array) => ", one JSON array per request",
+                Sink::Documents(Framing::Lines) => ", one JSON document per line",
+                _ => "",
+            }
+        ),
+    };
+    log.info(format_args!(
+        "connector started: sending to {how}{}",
+        if cfg.send_data_test {
+            " (send_data_test=1: payloads go to this log only)"
+        } else {
+            ""
+        }
+    ));
+}
+
 impl Connector {
     /// Starts a connector sending over HTTP (or to the log with
     /// `send_data_test=1`).
@@ -69,7 +98,6 @@ impl Connector {
         log: Logger,
         transport: Box<dyn Transport>,
     ) -> Result<Connector, String> {
-        let framing = cfg.sink.framing();
         let routes = Routes {
             sink: cfg.sink.clone(),
             event_route: cfg.http.event_route.clone(),
@@ -79,54 +107,8 @@ impl Connector {
             permanent_after: crate::sender::PERMANENT_AFTER,
             bulk: pbehavior::is_bulk_route(&cfg.downtime.route),
         };
-        let queue = match &cfg.spool {
-            None => Queue::Handover(Handover {
-                batchers: (0..cfg.max_in_flight)
-                    .map(|lane| {
-                        Batcher::new(cfg.max_buffer_size, MAX_BODY_BYTES, cfg.max_buffer_age)
-                            .for_lane(lane)
-                            .framed(framing)
-                    })
-                    .collect(),
-                router: Router::new(cfg.max_in_flight),
-                last_seq: 0,
-                wait_gate: None,
-            }),
-            Some(_) => Queue::Spool(Spooled {
-                writer: None,
-                waiting: VecDeque::new(),
-                full_waits: 0,
-                full: false,
-                broken: false,
-            }),
-        };
-        let how = match &cfg.sink {
-            Sink::Mattermost(m) => format!(
-                "Mattermost at {}, one message per request, at most {} per second, a summary when more than {} wait",
-                cfg.http.shown_url(),
-                m.per_second,
-                m.summary_after
-            ),
-            sink => format!(
-                "{} in batches of up to {} events or {}s{}",
-                cfg.http.shown_url(),
-                cfg.max_buffer_size,
-                cfg.max_buffer_age.as_secs(),
-                match sink {
-                    Sink::Documents(Framing::Array) => ", one JSON array per request",
-                    Sink::Documents(Framing::Lines) => ", one JSON document per line",
-                    _ => "",
-                }
-            ),
-        };
-        log.info(format_args!(
-            "connector started: sending to {how}{}",
-            if cfg.send_data_test {
-                " (send_data_test=1: payloads go to this log only)"
-            } else {
-                ""
-            }
-        ));
+        let queue = Queue::new(&cfg);
+        log_started(&cfg, &log);
         let neb = cfg.categories.iter().any(|c| c.id() == NEB);
         let kinds = std::array::from_fn(|element| {
             ElementKind::from_element(element as u32).filter(|k| neb && cfg.elements.contains(k))
@@ -141,18 +123,7 @@ impl Connector {
         }
         let sent = load_sent(&cfg, &log);
         let seen = crate::seen::Seen::load(&cfg.logfile, &log);
-        let window = match &cfg.spool {
-            None => Window {
-                size: ack_window(cfg.max_in_flight, cfg.max_buffer_size),
-                round: Some((cfg.max_in_flight * cfg.max_buffer_size) as u64),
-                short_flush: None,
-            },
-            Some(_) => Window {
-                size: SPOOL_SYNC_EVENTS,
-                round: None,
-                short_flush: None,
-            },
-        };
+        let window = Window::new(&cfg);
         let now = Instant::now();
         let next_stats = now + cfg.stats_interval;
         let status_file = StatusFile::new(status::path_for(&cfg.logfile), REMINDER);

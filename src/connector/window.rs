@@ -26,6 +26,8 @@
 //! fits it the same way. `flush` (broker idle) needs no window: it sends
 //! what waits and waits for it at once ([`super::FLUSH_WAIT`]).
 
+use super::SPOOL_SYNC_EVENTS;
+use crate::config::Config;
 use std::time::{Duration, Instant};
 
 /// broker's default `event_queue_max_size`: the events of an output its
@@ -92,6 +94,23 @@ pub(super) struct Window {
 }
 
 impl Window {
+    /// The window for the configured lanes and batches, or the spool's
+    /// group commit.
+    pub(super) fn new(cfg: &Config) -> Window {
+        match &cfg.spool {
+            None => Window {
+                size: ack_window(cfg.max_in_flight, cfg.max_buffer_size),
+                round: Some((cfg.max_in_flight * cfg.max_buffer_size) as u64),
+                short_flush: None,
+            },
+            Some(_) => Window {
+                size: SPOOL_SYNC_EVENTS,
+                round: None,
+                short_flush: None,
+            },
+        }
+    }
+
     /// Broker's `flush` acknowledged `unacked` events at `now`. Broker calls
     /// it when no event is ready: at the end of a burst, or when its whole
     /// memory queue (`event_queue_max_size`) is handed over
