@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::sink::canopsis::pbehavior::Action;
 use crossbeam_channel::Sender as ChannelSender;
 
-/// What a pbehavior change counts for in [`Work::held_bytes`] (its fields
+/// What a pbehavior change counts for in `Work::held_bytes` (its fields
 /// are a few names, dates and a comment).
 pub const DOWNTIME_BYTES: usize = 1024;
 
