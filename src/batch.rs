@@ -1,5 +1,6 @@
 //! Bulking: events wait here until a POST is worth it.
 
+use crate::config::Framing;
 use std::time::{Duration, Instant};
 
 /// Bodies stay under nginx's stock `client_max_body_size` (7 MiB in the
@@ -8,18 +9,6 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// A body of documents and how many it holds.
 pub type Part = (Vec<u8>, usize);
-
-/// How a request body holds several documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Framing {
-    /// A JSON array, `[a,b]`: Canopsis's event route, Logstash's `json`
-    /// codec (which splits an array into events).
-    #[default]
-    Array,
-    /// One document per line, each ended by a line feed: NDJSON, Logstash's
-    /// `json_lines` codec.
-    Lines,
-}
 
 impl Framing {
     /// What a body starts with.

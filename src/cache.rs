@@ -322,7 +322,7 @@ fn remember<K: std::hash::Hash + Eq, V: Clone>(
 
 impl Cache for Memoized<'_> {
     // Objects' fields for templates are remembered with the subject they
-    // describe (see `crate::filter::Subject`), not here.
+    // describe (see `crate::subject::Subject`), not here.
     fn host_fields(&mut self, host_id: u64, names: &[String]) -> Option<Vec<Option<Field>>> {
         let found = self.inner.host_fields(host_id, names);
         self.note(found)

@@ -6,10 +6,9 @@
 //! UI as `string` arrives as text even when it holds digits), so every
 //! numeric parameter accepts both forms.
 
+use crate::dates::DateFormat;
 use crate::event::{Category, ElementKind};
 use crate::secret::Secret;
-use crate::sink::Sink;
-use crate::template::values::DateFormat;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,10 +16,12 @@ use std::time::Duration;
 
 mod canopsis;
 mod filters;
+mod output;
 mod reader;
 mod webhook;
 
 pub use filters::FilterConfig;
+pub use output::{Buttons, Framing, MattermostSettings, Sink};
 
 use reader::{int_of, Reader};
 
@@ -304,6 +305,16 @@ impl Default for DowntimeConfig {
     }
 }
 
+/// The durable spool's parameters: where and how big (what it does with
+/// them is [`crate::spool`]'s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpoolConfig {
+    /// The spool directory.
+    pub dir: PathBuf,
+    /// Size cap of all segment files together.
+    pub max_bytes: u64,
+}
+
 /// The whole, validated configuration of one connector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -334,7 +345,7 @@ pub struct Config {
     pub deadletter_file: PathBuf,
     /// `use_spool=1`: the durable spool, with `spool_directory` and
     /// `spool_max_size_mb`.
-    pub spool: Option<crate::spool::SpoolConfig>,
+    pub spool: Option<SpoolConfig>,
     /// `log_level`, 1 to 3.
     pub log_level: i64,
     /// `send_data_test`: write payloads to the log instead of sending them.
@@ -434,6 +445,12 @@ pub fn log_settings(kind: OutputKind, params: &Params) -> (PathBuf, i64) {
         .unwrap_or(1)
         .clamp(1, 3);
     (file, level)
+}
+
+/// The default dead-letter file: next to the log,
+/// `<logfile stem>.deadletter.jsonl`.
+pub fn deadletter_path_for(logfile: &Path) -> PathBuf {
+    crate::logger::beside(logfile, ".deadletter.jsonl")
 }
 
 /// The default spool directory: one per log file, so two outputs with their
@@ -560,7 +577,7 @@ impl Reader<'_> {
         };
         let (logfile, _) = log_settings(kind, self.params);
         let deadletter_file = match self.string("deadletter_file", "").trim() {
-            "" => crate::deadletter::path_for(&logfile),
+            "" => deadletter_path_for(&logfile),
             path => PathBuf::from(path),
         };
         let spool_dir = match self.string("spool_directory", "").trim() {
@@ -574,12 +591,10 @@ impl Reader<'_> {
             1 << 20,
             "a size in MiB between 1 and 1048576",
         ) as u64;
-        let spool = self
-            .flag("use_spool", false)
-            .then_some(crate::spool::SpoolConfig {
-                dir: spool_dir,
-                max_bytes: spool_mb << 20,
-            });
+        let spool = self.flag("use_spool", false).then_some(SpoolConfig {
+            dir: spool_dir,
+            max_bytes: spool_mb << 20,
+        });
         let log_level = self
             .int("log_level", 1, 0, 3, "1 (errors), 2 (notices) or 3 (debug)")
             .max(1);

@@ -8,16 +8,11 @@ use crate::logger::Logger;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Size cap of the dead-letter file.
 pub const MAX_BYTES: u64 = 100 * 1024 * 1024;
-
-/// The dead-letter file: next to the log, `<logfile stem>.deadletter.jsonl`.
-pub fn path_for(logfile: &Path) -> PathBuf {
-    crate::logger::beside(logfile, ".deadletter.jsonl")
-}
 
 /// Appends refused events to the dead-letter file.
 pub struct DeadLetter {
@@ -98,7 +93,7 @@ mod tests {
     fn one_json_line_per_event_next_to_the_log() {
         let dir = std::env::temp_dir().join(format!("cn-dl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = path_for(&dir.join("canopsis-events-apiv2.log"));
+        let path = crate::config::deadletter_path_for(&dir.join("canopsis-events-apiv2.log"));
         assert_eq!(path, dir.join("canopsis-events-apiv2.deadletter.jsonl"));
         let _ = std::fs::remove_file(&path);
         let log = Logger::memory(log::LevelFilter::Error);

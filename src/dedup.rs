@@ -24,55 +24,10 @@
 
 use crate::cache::Ids;
 use crate::event::StatusEvent;
-use crate::filter::Rejection;
+use crate::rejection::{Rejection, Stamps};
 use crate::replace::{self, Durability};
-use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// The stamps a dedup decision looked at, for the debug log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamps {
-    /// `last_hard_state_change`.
-    pub last_hard_state_change: Option<i64>,
-    /// `last_check`.
-    pub last_check: Option<i64>,
-    /// `last_update` (BBDO 2).
-    pub last_update: Option<i64>,
-    /// The allowed gap: `Some` for hosts, `None` (exact match) for services.
-    pub delta: Option<i64>,
-}
-
-impl Stamps {
-    fn of(s: &StatusEvent, delta: Option<i64>) -> Stamps {
-        Stamps {
-            last_hard_state_change: s.last_hard_state_change,
-            last_check: s.last_check,
-            last_update: s.last_update,
-            delta,
-        }
-    }
-}
-
-impl fmt::Display for Stamps {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = |v: Option<i64>| v.map_or("unset".to_string(), |v| v.to_string());
-        write!(
-            f,
-            "last_hard_state_change={} last_check={} last_update={}",
-            t(self.last_hard_state_change),
-            t(self.last_check),
-            t(self.last_update)
-        )?;
-        match self.delta {
-            Some(d) => write!(
-                f,
-                " (more than {d} s apart; delta_host_status_change_allow)"
-            ),
-            None => write!(f, " (not equal)"),
-        }
-    }
-}
 
 /// The Lua library's test: whether `s` carries its hard state change, as
 /// the engine stamped it. `host_delta` is `Some` for a host status.

@@ -10,192 +10,22 @@
 
 use crate::cache::{BaInfo, Cache, HostInfo, Ids, Memo, ServiceInfo};
 use crate::config::{ConnectorNameType, FilterConfig, FormatConfig, NameList};
-use crate::dedup::{self, Stamps};
+use crate::dedup;
+use crate::downtime::{self, Phase};
 use crate::event::{
     AckEvent, BaEvent, DowntimeEvent, ElementKind, NebEvent, StatusBuilder, StatusEvent,
 };
 use crate::luapattern::Pattern;
-use crate::sink::canopsis::pbehavior::{self, Phase};
-use std::cell::OnceCell;
-use std::fmt;
+use crate::rejection::Rejection;
+use crate::subject::Subject;
 use std::rc::Rc;
 use std::time::Instant;
-
-/// Why an event is not sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    /// No host (or service) id and `skip_nil_id=1`, or no id at all.
-    NilId(&'static str),
-    /// The cache does not know the object and `skip_anon_events=1`.
-    Anonymous(&'static str, u64),
-    /// A BAM pseudo host (`_Module_BAM_*`).
-    BamHost,
-    /// The state is not in the accepted list.
-    State(Option<i64>),
-    /// The status does not carry a state change, by the engine's stamps
-    /// (`enable_*_status_dedup=1`).
-    Duplicate(Stamps),
-    /// The state change it reports was sent already
-    /// (`enable_*_status_dedup=1`).
-    AlreadySent {
-        /// The state.
-        state: Option<i64>,
-        /// The engine's stamp of the change.
-        last_hard_state_change: Option<i64>,
-    },
-    /// A SOFT state with `hard_only=1`.
-    Soft,
-    /// Acknowledged with `acknowledged=0`.
-    Acknowledged,
-    /// In downtime with `in_downtime=0`.
-    InDowntime,
-    /// Flapping with `flapping=0`.
-    Flapping,
-    /// The end of a downtime whose start was not sent: there is no
-    /// pbehavior to delete.
-    StartNotSent,
-    /// Not from an accepted poller.
-    Poller(Option<String>),
-    /// Severity outside the threshold.
-    Severity(&'static str, Option<i64>),
-    /// Not in an accepted (or in a rejected) group.
-    Group(&'static str),
-    /// Author not accepted.
-    Author(String),
-    /// Host name matching none of `accepted_hosts`.
-    HostName(String),
-    /// Service description matching none of `accepted_services`.
-    ServiceName(String),
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Rejection::NilId(what) => write!(f, "no {what} id"),
-            Rejection::Anonymous(what, id) => {
-                write!(
-                    f,
-                    "{what} {id} is not in broker's cache and skip_anon_events=1"
-                )
-            }
-            Rejection::BamHost => write!(f, "BAM pseudo host"),
-            Rejection::State(s) => write!(f, "state {s:?} is not accepted"),
-            Rejection::Duplicate(stamps) => {
-                write!(f, "state did not change (dedup enabled): {stamps}")
-            }
-            Rejection::AlreadySent {
-                state,
-                last_hard_state_change,
-            } => write!(
-                f,
-                "state {} of the change at last_hard_state_change={} was sent already (dedup enabled)",
-                state.map_or("unset".into(), |s| s.to_string()),
-                last_hard_state_change.map_or("unset".into(), |t| t.to_string()),
-            ),
-            Rejection::Soft => write!(f, "SOFT state and hard_only=1"),
-            Rejection::Acknowledged => write!(f, "acknowledged and acknowledged=0"),
-            Rejection::InDowntime => write!(f, "in downtime and in_downtime=0"),
-            Rejection::Flapping => write!(f, "flapping and flapping=0"),
-            Rejection::StartNotSent => write!(
-                f,
-                "its start was not sent, so there is no pbehavior to delete"
-            ),
-            Rejection::Poller(p) => write!(f, "poller {p:?} is not accepted"),
-            Rejection::Severity(what, s) => write!(f, "{what} severity {s:?} is not accepted"),
-            Rejection::Group(what) => write!(f, "{what} groups are not accepted"),
-            Rejection::Author(a) => write!(f, "author '{a}' is not accepted"),
-            Rejection::HostName(n) => write!(f, "host '{n}' matches no accepted_hosts pattern"),
-            Rejection::ServiceName(n) => {
-                write!(f, "service '{n}' matches no accepted_services pattern")
-            }
-        }
-    }
-}
 
 /// Whether `name` matches one of `patterns` (`accepted_hosts`,
 /// `accepted_services`), unanchored as `string.match` is; no pattern
 /// accepts every name.
 fn accepted_name(patterns: &[Pattern], name: &str) -> bool {
     patterns.is_empty() || patterns.iter().any(|p| p.is_match(name.as_bytes()))
-}
-
-/// What the formatter needs about an accepted event's objects.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Subject {
-    /// The host id.
-    pub host_id: u64,
-    /// The host name (its id when the cache has no name).
-    pub host_name: String,
-    /// Cached host fields.
-    pub host: HostInfo,
-    /// The service id and description (description = id when unknown).
-    pub service: Option<(u64, String)>,
-    /// Cached service fields.
-    pub service_info: ServiceInfo,
-    /// Host group names.
-    pub hostgroups: Vec<String>,
-    /// Service group names.
-    pub servicegroups: Vec<String>,
-    /// The poller's name.
-    pub poller: Option<String>,
-    /// The object's severity.
-    pub severity: Option<i64>,
-    /// A BA's id and cached fields.
-    pub ba: Option<(u64, BaInfo)>,
-    /// A BA's business views (when `accepted_bvs` or `rejected_bvs` is
-    /// set).
-    pub bvs: Vec<String>,
-    /// Cache answers only a template reads, fetched when it first renders.
-    pub objects: Kept<crate::render::ObjectFields>,
-    /// The formatter's rendering of what a status's JSON takes from this
-    /// subject alone, a head and a tail (made once per remembered subject,
-    /// for the connector's format and the object's kind).
-    pub rendered: Kept<HeadTail>,
-}
-
-/// A head and a tail of JSON.
-type HeadTail = (Box<[u8]>, Box<[u8]>);
-
-impl Subject {
-    /// The status's object's `notes_url` and `action_url`: the service's
-    /// for a service status, else the host's.
-    pub fn urls(&self, service: bool) -> (&Option<String>, &Option<String>) {
-        if service {
-            (&self.service_info.notes_url, &self.service_info.action_url)
-        } else {
-            (&self.host.notes_url, &self.host.action_url)
-        }
-    }
-}
-
-/// A value derived from a subject once, when first needed: not part of the
-/// subject's value.
-#[derive(Clone)]
-pub struct Kept<T>(OnceCell<T>);
-
-impl<T> Default for Kept<T> {
-    fn default() -> Self {
-        Kept(OnceCell::new())
-    }
-}
-
-impl<T> Kept<T> {
-    /// The value, made by `make` the first time.
-    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
-        self.0.get_or_init(make)
-    }
-}
-
-impl<T> PartialEq for Kept<T> {
-    fn eq(&self, _: &Kept<T>) -> bool {
-        true
-    }
-}
-
-impl<T> fmt::Debug for Kept<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Kept")
-    }
 }
 
 /// Checks `ev` against the filters, gathering from `cache` what the
@@ -542,7 +372,7 @@ impl Lookup<'_> {
     /// State lists apply to downtime starts only: the end of a downtime
     /// whose start was sent must always remove its pbehavior.
     fn downtime(&mut self, d: &DowntimeEvent) -> Result<Subject, Rejection> {
-        let starting = pbehavior::phase(d) == Ok(Phase::Start);
+        let starting = downtime::phase(d) == Ok(Phase::Start);
         let mut subj = match self.host(d.host_id) {
             // Deleting needs only the ids: an end must remove the
             // pbehavior even when the host has left broker's cache.

@@ -18,7 +18,7 @@ use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
-use crate::sender::MAX_BULK;
+use crate::work::MAX_BULK;
 
 /// What keeps its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,12 +10,13 @@
 //! through one lane, in order, and the lanes are emptied before and after
 //! them, so no object's events overtake each other across the change.
 
-use crate::batch::{Batcher, Framing, MAX_BODY_BYTES};
+use crate::batch::{Batcher, MAX_BODY_BYTES};
+use crate::config::Framing;
 use crate::lanes::{downtime_cost, Key, Router};
 use crate::logger::Logger;
 use crate::progress::Progress;
-use crate::sender::Work;
 use crate::spool::{self, Record};
+use crate::work::Work;
 use crossbeam_channel::Sender as ChannelSender;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -248,7 +249,7 @@ impl Readback {
     fn send(&mut self, work: Work) {
         let (first, last) = (work.first_seq(), work.last_seq());
         let bytes = work.held_bytes();
-        if !crate::sender::hand(&self.lanes, &self.progress, work) {
+        if !crate::work::hand(&self.lanes, &self.progress, work) {
             // Once: the lanes stop together (the connector closing), and
             // every later record is left in the spool as well.
             if !self.lanes_gone {
@@ -311,7 +312,7 @@ mod tests {
     fn read_back_holds_at_most_its_bytes_whatever_the_batch_size_and_lanes() {
         let dir = std::env::temp_dir().join(format!("cn-readback-bound-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg = spool::SpoolConfig {
+        let cfg = crate::config::SpoolConfig {
             dir: dir.clone(),
             max_bytes: 1 << 30,
         };
@@ -340,7 +341,7 @@ mod tests {
             (
                 10_000,
                 Duration::from_secs(3600),
-                crate::batch::Framing::Array,
+                crate::config::Framing::Array,
             ),
             false,
             log,

@@ -12,8 +12,9 @@ use crate::cache::Cache;
 use crate::config::FormatConfig;
 use crate::custom::{Snapshot, SnapshotValues};
 use crate::event::{ElementKind, Field, FieldSource, NebEvent};
-use crate::filter::Subject;
 use crate::logger::Logger;
+use crate::subject::Subject;
+use crate::subject::{Fields, ObjectFields};
 use crate::template::values::FlagEnv;
 use crate::template::{CacheType, Env, GroupOf, Needs, Resolve, Template, Templates};
 
@@ -55,22 +56,6 @@ pub fn prefetched_fields(kind: ElementKind, needs: &Needs) -> Vec<String> {
     out
 }
 
-/// Cache answers only templates need, kept with the subject they describe,
-/// and what the template writes from them alone.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObjectFields {
-    host: Fields,
-    service: Fields,
-    severity_host: Option<i64>,
-    severity_service: Option<i64>,
-    poller: Option<String>,
-    bvs: Option<Vec<String>>,
-    /// `{groups(hgalias,...)}`: empty on a broker without aliases.
-    hostgroup_aliases: Vec<String>,
-    /// [`Template::render_objects`].
-    written: Vec<Box<[u8]>>,
-}
-
 /// Fields of the cached host and service that change with each check,
 /// read for one event.
 #[derive(Debug, Default)]
@@ -78,9 +63,6 @@ struct Live {
     host: Fields,
     service: Fields,
 }
-
-/// Cached host and service fields.
-type Fields = Option<Vec<Option<Field>>>;
 
 /// The subject's host fields `host` and service fields `service` from
 /// broker's cache (nothing asked for none).
@@ -159,7 +141,7 @@ struct Values<'a> {
 
 /// `s` cut at `output_size_limit`, as the built-in format cuts it.
 fn cut(s: &mut Vec<u8>, limit: Option<usize>) {
-    s.truncate(crate::sink::canopsis::format::limited_len(s, limit));
+    s.truncate(crate::text::limited_len(s, limit));
 }
 
 impl Values<'_> {

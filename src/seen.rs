@@ -24,10 +24,12 @@ pub use unsent::{UnsentStarts, MAX_REMEMBERED};
 
 use crate::cache::Cache;
 use crate::config::{FilterConfig, FormatConfig};
+use crate::downtime::{self, Phase};
 use crate::event::NebEvent;
-use crate::filter::{self, Rejection, Subject};
+use crate::filter;
 use crate::logger::Logger;
-use crate::sink::canopsis::pbehavior::{self, Phase};
+use crate::rejection::Rejection;
+use crate::subject::Subject;
 use std::path::{Path, PathBuf};
 
 /// Where the downtime starts not sent are kept between runs: next to the
@@ -74,7 +76,7 @@ impl Seen {
         let NebEvent::Downtime(d) = ev else {
             return filter::check(cfg, fmt, ev, cache);
         };
-        let phase = pbehavior::phase(d).ok();
+        let phase = downtime::phase(d).ok();
         if phase == Some(Phase::End) && self.unsent.forget(d) {
             return Err(Rejection::StartNotSent);
         }

@@ -19,16 +19,17 @@ mod worker;
 pub use worker::BREAKER;
 
 use crate::backoff::Backoff;
-use crate::batch::{Batch, Framing};
 use crate::config::DowntimeConfig;
+use crate::config::Framing;
 use crate::deadletter::DeadLetter;
 use crate::logger::{panic_message, Logger};
 use crate::progress::Progress;
 use crate::readback::Readback;
-use crate::sink::canopsis::pbehavior::{Action, Resolver};
+use crate::sink::canopsis::pbehavior::Resolver;
 use crate::sink::Sink;
 use crate::spool;
 use crate::transport::{Interrupt, Request, Response, Transport, TransportError};
+use crate::work::{hand, Work, MAX_BULK};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender as ChannelSender};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -47,77 +48,6 @@ pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
 
 /// See [`MAX_PARTIAL_ATTEMPTS`].
 pub const PERMANENT_AFTER: Duration = Duration::from_secs(300);
-
-/// What a pbehavior change counts for in [`Work::held_bytes`] (its fields
-/// are a few names, dates and a comment).
-pub const DOWNTIME_BYTES: usize = 1024;
-
-/// Work for the sender thread.
-#[derive(Debug)]
-pub enum Work {
-    /// A JSON array for the event route.
-    Events(Batch),
-    /// A pbehavior change for one downtime event.
-    Downtime {
-        /// The event's sequence number.
-        seq: u64,
-        /// What to do.
-        action: Action,
-        /// Its lane (see [`crate::lanes`]).
-        lane: usize,
-    },
-    /// Consecutive pbehavior changes sent through the bulk route.
-    Pbehaviors {
-        /// The last one's sequence number.
-        seq: u64,
-        /// In broker's order.
-        actions: Vec<Action>,
-    },
-    /// A spool record that cannot be read back (kept aside, then skipped).
-    Unreadable {
-        /// Its sequence number.
-        seq: u64,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Work {
-    pub(crate) fn first_seq(&self) -> u64 {
-        match self {
-            Work::Events(b) => b.first_seq,
-            other => other.last_seq(),
-        }
-    }
-
-    fn lane(&self) -> usize {
-        match self {
-            Work::Events(b) => b.lane,
-            Work::Downtime { lane, .. } => *lane,
-            Work::Pbehaviors { .. } | Work::Unreadable { .. } => 0,
-        }
-    }
-
-    /// About what it holds in memory, for the read-back's bound: a body's
-    /// bytes; a pbehavior change, small, counts [`DOWNTIME_BYTES`].
-    pub(crate) fn held_bytes(&self) -> usize {
-        match self {
-            Work::Events(b) => b.body.len(),
-            Work::Downtime { .. } => DOWNTIME_BYTES,
-            Work::Pbehaviors { actions, .. } => actions.len() * DOWNTIME_BYTES,
-            Work::Unreadable { reason, .. } => reason.len(),
-        }
-    }
-
-    pub(crate) fn last_seq(&self) -> u64 {
-        match self {
-            Work::Events(b) => b.last_seq,
-            Work::Downtime { seq, .. }
-            | Work::Pbehaviors { seq, .. }
-            | Work::Unreadable { seq, .. } => *seq,
-        }
-    }
-}
 
 /// Where the sender's work comes from.
 pub enum Source {
@@ -142,9 +72,6 @@ struct Feed {
     /// Work received while gathering, not part of it: delivered next.
     ahead: Option<Work>,
 }
-
-/// Downtimes sent in one bulk request at most.
-pub const MAX_BULK: usize = 100;
 
 /// Events gathered for one Mattermost delivery at most.
 pub const MAX_GATHERED: usize = 10_000;
@@ -205,17 +132,6 @@ impl Feed {
             self.ahead = join(work);
         }
     }
-}
-
-/// Queues `work` on its lane and notes it in `progress`; `false` if the
-/// lane's thread is gone.
-pub(crate) fn hand(lanes: &[ChannelSender<Work>], progress: &Progress, work: Work) -> bool {
-    if lanes.is_empty() {
-        return false;
-    }
-    let lane = work.lane() % lanes.len();
-    progress.handed(lane, work.first_seq(), work.last_seq());
-    lanes[lane].send(work).is_ok()
 }
 
 /// Where the sender sends.
@@ -289,6 +205,18 @@ pub const STALL: Duration = Duration::from_millis(250);
 /// (the library is linked `-z nodelete`, so its code stays mapped) rather
 /// than hold broker's stop.
 pub const JOIN_GRACE: Duration = Duration::from_millis(200);
+
+/// Time the sender gets to deliver what it holds when the Lua state closes
+/// (none while it is failing; less when nothing moves for
+/// [`STALL`]). Broker closes its outputs one after another,
+/// and cbwd kills cbd 15 s after SIGTERM: with the final flush's
+/// [`crate::connector::FLUSH_WAIT`] and [`JOIN_GRACE`], an output closes
+/// within 1 s whatever its peer does, so five stop within 5 s. The final
+/// flush gets the larger share, as only what it sees delivered is
+/// acknowledged (what is delivered after it is sent again at the next
+/// start). What is left (a paced Mattermost queue, a peer too slow) was
+/// never acknowledged, and stays in broker's retention (or the spool).
+pub const CLOSE_BUDGET: Duration = Duration::from_millis(300);
 
 /// How often the closing connector looks at the threads.
 const CLOSE_TICK: Duration = Duration::from_millis(10);
@@ -567,7 +495,7 @@ impl Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.close(crate::connector::CLOSE_BUDGET);
+        self.close(CLOSE_BUDGET);
     }
 }
 
@@ -594,7 +522,7 @@ fn read_back(rb: &mut Readback, shared: &Shared, log: &Logger) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{Batcher, MAX_BODY_BYTES};
+    use crate::batch::{Batch, Batcher, MAX_BODY_BYTES};
     use crate::config::ParamValue;
     use crate::transport::tests::resp;
     use std::collections::VecDeque;
@@ -916,7 +844,7 @@ mod tests {
     fn closing_hands_back_paced_mattermost_messages_instead_of_posting_them() {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let mut r = routes_named("paced", PERMANENT_AFTER);
-        r.sink = Sink::Mattermost(crate::sink::mattermost::Settings {
+        r.sink = Sink::Mattermost(crate::config::MattermostSettings {
             username: None,
             icon_url: None,
             channel: None,
@@ -1212,7 +1140,7 @@ mod tests {
     fn the_spool_is_read_back_through_the_lanes_and_older_records_in_order() {
         let dir = std::env::temp_dir().join(format!("cn-readback-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let cfg = spool::SpoolConfig {
+        let cfg = crate::config::SpoolConfig {
             dir: dir.clone(),
             max_bytes: 1 << 20,
         };

@@ -11,14 +11,15 @@
 //! [`mattermost`], which also builds its messages and summaries.
 
 pub mod canopsis;
+pub mod event_json;
 pub mod mattermost;
 pub mod webhook;
 
-use crate::batch::Framing;
-use crate::config::FormatConfig;
+pub use crate::config::Sink;
+
+use crate::config::{FormatConfig, Framing};
 use crate::event::NebEvent;
-use crate::filter::Subject;
-use crate::sink::canopsis::format;
+use crate::subject::Subject;
 use crate::transport::Response;
 use std::time::Duration;
 
@@ -55,17 +56,6 @@ pub enum Verdict {
     },
 }
 
-/// Which peer the sender talks to.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Sink {
-    /// Canopsis's event route (downtimes go to its pbehavior routes).
-    Canopsis,
-    /// Any HTTP endpoint taking JSON documents, framed as said.
-    Documents(Framing),
-    /// A Mattermost incoming webhook: one message per request.
-    Mattermost(mattermost::Settings),
-}
-
 impl Sink {
     /// Writes an event's built-in document (for Mattermost, its message) to
     /// `out`; `false`, and nothing written, when there is none.
@@ -77,7 +67,7 @@ impl Sink {
         out: &mut Vec<u8>,
     ) -> bool {
         match self {
-            Sink::Canopsis => format::write_event_json(cfg, ev, subj, out),
+            Sink::Canopsis => event_json::write_event_json(cfg, ev, subj, out),
             Sink::Documents(_) => webhook::write_document(cfg, ev, subj, out),
             Sink::Mattermost(m) => mattermost::write_message(cfg, m, ev, subj, out),
         }

@@ -8,6 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
 
+echo "== import circles (the layers' imports run one way: README, Layout)"
+circles=$(python3 ../shared/tools/import-circles.py src)
+echo "$circles" | tail -n 1
+if ! echo "$circles" | tail -n 1 | grep -q '^0 import circle(s)'; then
+  echo "$circles"
+  echo "import circle(s) in src: move what both sides need below them" >&2
+  exit 1
+fi
+
 echo "== format and lint"
 cargo fmt --all -- --check
 (cd tests/harness && cargo fmt --all -- --check)

@@ -8,7 +8,8 @@ use canopsis_native::config::{self, ParamValue, Params};
 use canopsis_native::event::{ElementKind, Field, MapSource, NebEvent};
 use canopsis_native::filter;
 use canopsis_native::render::Prepared;
-use canopsis_native::sink::canopsis::{format, pbehavior};
+use canopsis_native::sink::canopsis::pbehavior;
+use canopsis_native::sink::event_json;
 use canopsis_native::template::Templates;
 use libfuzzer_sys::fuzz_target;
 
@@ -125,7 +126,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let json = format::event_json(&cfg.format, &ev, &subject).expect("events format");
+            let json = event_json::event_json(&cfg.format, &ev, &subject).expect("events format");
             serde_json::from_slice::<serde_json::Value>(&json).expect("valid JSON");
         }
     }

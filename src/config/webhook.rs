@@ -1,11 +1,8 @@
 //! The webhook output's destination: `http_server_url`, `http_headers`,
 //! `webhook_format` and Mattermost's own settings.
 
-use super::{Destination, ParamValue, Reader};
-use crate::batch::Framing;
+use super::{Buttons, Destination, Framing, MattermostSettings, ParamValue, Reader, Sink};
 use crate::secret::Secret;
-use crate::sink::mattermost::{Buttons, Settings};
-use crate::sink::Sink;
 
 /// Mattermost's own default is 10 requests per second per client; half
 /// of it leaves room for other integrations posting from the same host.
@@ -65,11 +62,11 @@ impl Reader<'_> {
         (destination, sink)
     }
 
-    fn mattermost(&mut self) -> Settings {
+    fn mattermost(&mut self) -> MattermostSettings {
         let text = |r: &mut Self, name: &str| {
             Some(r.string(name, "").trim().to_string()).filter(|s| !s.is_empty())
         };
-        Settings {
+        MattermostSettings {
             username: text(self, "username"),
             icon_url: text(self, "icon_url"),
             channel: text(self, "channel"),

@@ -14,7 +14,8 @@
 use crate::cache::{BaInfo, Cache, HostInfo, ServiceInfo};
 use crate::config::ParamValue;
 use crate::event::{ElementKind, EventError, Field, FieldSource, StatusBuilder};
-use crate::filter::{Rejection, Screen};
+use crate::filter::Screen;
+use crate::rejection::Rejection;
 use mlua::ffi;
 use std::ffi::c_void;
 use std::os::raw::c_int;

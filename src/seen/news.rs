@@ -89,7 +89,7 @@ mod tests {
 
     /// Reads `s` through a screen knowing `sent`, as the Lua readers do:
     /// its rejection, if any.
-    fn screened(sent: &Sent, s: &StatusEvent) -> Option<crate::filter::Rejection> {
+    fn screened(sent: &Sent, s: &StatusEvent) -> Option<crate::rejection::Rejection> {
         use crate::event::{ElementKind, Field, StatusBuilder};
         let c = crate::config::parse(&crate::config::tests::minimal())
             .unwrap()
@@ -119,7 +119,8 @@ mod tests {
 
     #[test]
     fn the_screen_lets_news_through_once_the_object_is_read_and_check_agrees() {
-        use crate::filter::{Rejection, Verdicts};
+        use crate::filter::Verdicts;
+        use crate::rejection::Rejection;
         let c = crate::config::parse(&crate::config::tests::minimal())
             .unwrap()
             .config;

@@ -28,7 +28,8 @@
 //! [`Worker`]: super::worker::Worker
 //! [`rules`]: crate::sink::canopsis::rules
 
-use crate::batch::{Framing, Part};
+use crate::batch::Part;
+use crate::config::Framing;
 use crate::sink::canopsis::rules;
 use crate::sink::{Sink, Verdict};
 use crate::transport::one_line;
@@ -654,7 +655,7 @@ mod tests {
     #[test]
     fn mattermost_words_dead_letter_at_once_and_a_proxy_refusal_is_retried() {
         let now = Instant::now();
-        let peer = Peer::of(&Sink::Mattermost(crate::sink::mattermost::Settings {
+        let peer = Peer::of(&Sink::Mattermost(crate::config::MattermostSettings {
             username: None,
             icon_url: None,
             channel: None,

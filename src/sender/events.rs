@@ -8,7 +8,8 @@
 use super::delivery::{Answer, Delivery, Peer, Step};
 use super::worker::Worker;
 use crate::batch::Batch;
-use crate::sink::mattermost::{self, Settings};
+use crate::config::MattermostSettings;
+use crate::sink::mattermost;
 use crate::sink::{Sink, Verdict};
 use crate::transport::{Method, Request, Transport};
 use std::collections::VecDeque;
@@ -22,7 +23,7 @@ impl Worker {
     /// the spool). See [`super::delivery`] for the rules.
     ///
     /// For Mattermost each event is a request of its own, paced, and what
-    /// waits beyond [`Settings::summary_after`] is one summary request.
+    /// waits beyond [`MattermostSettings::summary_after`] is one summary request.
     pub(super) fn deliver_events(&mut self, batch: &Batch) -> bool {
         let requests = match &self.routes.sink {
             Sink::Mattermost(settings) => match mattermost_requests(batch, settings) {
@@ -137,9 +138,12 @@ impl Worker {
 }
 
 /// What goes to Mattermost for a batch: a request per message, and when
-/// more than [`Settings::summary_after`] wait, the first ones and one
+/// more than [`MattermostSettings::summary_after`] wait, the first ones and one
 /// summary for the rest. `None` if the batch is not envelopes.
-fn mattermost_requests(batch: &Batch, settings: &Settings) -> Option<VecDeque<(Vec<u8>, usize)>> {
+fn mattermost_requests(
+    batch: &Batch,
+    settings: &MattermostSettings,
+) -> Option<VecDeque<(Vec<u8>, usize)>> {
     let messages = mattermost::messages(&batch.body)?;
     let shown = if messages.len() > settings.summary_after {
         settings.summary_after.saturating_sub(1).max(1)
@@ -177,7 +181,7 @@ mod tests {
 
     #[test]
     fn more_waiting_than_allowed_is_the_first_ones_and_one_summary_in_as_many_requests() {
-        let s = Settings {
+        let s = MattermostSettings {
             username: None,
             icon_url: None,
             channel: None,

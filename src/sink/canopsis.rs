@@ -1,9 +1,9 @@
-//! The Canopsis sink: its event JSON ([`mod@format`]), what its answers mean
-//! (the event route's here, who answered in [`answer`]) and downtimes as
-//! pbehaviors ([`pbehavior`]).
+//! The Canopsis sink: what its answers mean (the event route's here, who
+//! answered in [`answer`]) and downtimes as pbehaviors ([`pbehavior`]). Its
+//! event JSON is [`super::event_json`], which the webhook output's documents
+//! extend.
 
 pub mod answer;
-pub mod format;
 pub mod pbehavior;
 pub mod rules;
 

@@ -4,8 +4,8 @@
 //! Mattermost takes one message per request and limits requests per
 //! second per client, answering 429 with `Retry-After` past it. So the
 //! Mattermost output runs one lane, paces its requests
-//! ([`Settings::per_second`]) and, when more messages wait than a channel
-//! can usefully show ([`Settings::summary_after`]), posts the first ones
+//! ([`MattermostSettings::per_second`]) and, when more messages wait than a channel
+//! can usefully show ([`MattermostSettings::summary_after`]), posts the first ones
 //! and one summary for the rest ("37 more state changes: 12 CRITICAL, ...").
 //!
 //! Between the connector and the sender (and in the spool) each event is an
@@ -15,11 +15,10 @@
 
 use super::Verdict;
 use crate::actions::signature::{self, Target};
-use crate::config::FormatConfig;
+use crate::config::{Buttons, FormatConfig, MattermostSettings};
+use crate::downtime::{self, Phase};
 use crate::event::{AckEvent, DowntimeEvent, NebEvent, StatusEvent};
-use crate::filter::Subject;
-use crate::secret::Secret;
-use crate::sink::canopsis::pbehavior::{self, Phase};
+use crate::subject::Subject;
 use crate::transport::Response;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,36 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// call to see it, and short enough that a copied button is soon worthless.
 pub const BUTTON_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// Where problem messages' "Acknowledge" buttons lead, and the secret
-/// that signs them (shared with the action service, `crate::actions`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Buttons {
-    /// `mattermost_actions_url`: the action service's route, as Mattermost
-    /// reaches it.
-    pub url: String,
-    /// `mattermost_actions_secret`.
-    pub secret: Secret,
-}
-
-/// The Mattermost output's own parameters.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// `username`: overrides the webhook's display name.
-    pub username: Option<String>,
-    /// `icon_url`: overrides the webhook's picture.
-    pub icon_url: Option<String>,
-    /// `channel`: overrides the webhook's channel.
-    pub channel: Option<String>,
-    /// `max_messages_per_second`.
-    pub per_second: u32,
-    /// `max_waiting_messages`: more waiting than this, and the rest go in
-    /// one summary.
-    pub summary_after: usize,
-    /// Acknowledge buttons on problem messages, when configured.
-    pub buttons: Option<Buttons>,
-}
-
-impl Settings {
+impl MattermostSettings {
     /// The shortest time between two requests: a hair more than a
     /// second's share, as requests that leave evenly spaced may arrive
     /// closer, and a server counting a strict second must not see one too
@@ -129,7 +99,7 @@ pub fn write_envelope(
 /// downtime neither starting nor ending).
 pub fn write_message(
     cfg: &FormatConfig,
-    settings: &Settings,
+    settings: &MattermostSettings,
     ev: &NebEvent,
     subj: &Subject,
     out: &mut Vec<u8>,
@@ -207,7 +177,7 @@ fn status(
 ) -> Value {
     let state = s.state.unwrap_or(4);
     let name = state_name(service, state);
-    let output = crate::sink::canopsis::format::short_output(cfg, s);
+    let output = crate::text::short_output(cfg, s);
     let (notes, action) = subj.urls(service);
     let mut fields = vec![field("State", name.to_string())];
     if let Some(t) = s
@@ -264,7 +234,7 @@ fn ack(a: &AckEvent, subj: &Subject) -> Value {
 }
 
 fn downtime(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> Option<Value> {
-    let title = match pbehavior::phase(d).ok()? {
+    let title = match downtime::phase(d).ok()? {
         Phase::Start => {
             let until = d
                 .end_time
@@ -313,7 +283,7 @@ pub fn messages(body: &[u8]) -> Option<Vec<Message>> {
 
 /// The request body for `post`: the message with `username`, `icon_url`
 /// and `channel` set where the parameters say so and the message does not.
-pub fn request_body(post: &[u8], s: &Settings) -> Vec<u8> {
+pub fn request_body(post: &[u8], s: &MattermostSettings) -> Vec<u8> {
     let Ok(mut map) = serde_json::from_slice::<Map<String, Value>>(post) else {
         // Not an object: Mattermost will say what is wrong with it.
         return post.to_vec();
@@ -332,7 +302,7 @@ pub fn request_body(post: &[u8], s: &Settings) -> Vec<u8> {
 
 /// One message standing for `rest`: how many, and how many of each kind,
 /// in the order they first came.
-pub fn summary(rest: &[Message], s: &Settings) -> Vec<u8> {
+pub fn summary(rest: &[Message], s: &MattermostSettings) -> Vec<u8> {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for m in rest {
         match counts.iter_mut().find(|(l, _)| *l == m.summary) {
@@ -481,8 +451,8 @@ mod tests {
     };
     use crate::transport::tests::resp;
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> MattermostSettings {
+        MattermostSettings {
             username: Some("centreon".into()),
             icon_url: None,
             channel: Some("noc".into()),
@@ -522,7 +492,7 @@ mod tests {
         let mut s = settings();
         s.buttons = Some(Buttons {
             url: "http://10.0.0.5:8089/mattermost/acknowledge".into(),
-            secret: Secret::new("0123456789abcdef-s3cret"),
+            secret: crate::secret::Secret::new("0123456789abcdef-s3cret"),
         });
         let message = |state: i64, acknowledged: bool| {
             let ev = NebEvent::Service(service(state));

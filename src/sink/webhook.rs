@@ -8,10 +8,10 @@
 
 use super::Verdict;
 use crate::config::FormatConfig;
+use crate::downtime::{self, Phase};
 use crate::event::{DowntimeEvent, NebEvent};
-use crate::filter::Subject;
-use crate::sink::canopsis::format;
-use crate::sink::canopsis::pbehavior::{self, Phase};
+use crate::sink::event_json;
+use crate::subject::Subject;
 use crate::transport::Response;
 
 /// Writes the built-in document of an accepted event to `out`: the fields
@@ -37,7 +37,7 @@ pub fn write_document(
         };
     }
     let start = out.len();
-    if !format::write_event_json(cfg, ev, subj, out) || out.last() != Some(&b'}') {
+    if !event_json::write_event_json(cfg, ev, subj, out) || out.last() != Some(&b'}') {
         out.truncate(start);
         return false;
     }
@@ -64,7 +64,7 @@ pub fn write_document(
 /// events of its life (scheduled, ended before its deletion), which say
 /// nothing a receiver needs.
 fn downtime_document(cfg: &FormatConfig, d: &DowntimeEvent, subj: &Subject) -> Option<Vec<u8>> {
-    let phase = pbehavior::phase(d).ok()?;
+    let phase = downtime::phase(d).ok()?;
     let mut doc = serde_json::json!({
         "event_type": "downtime",
         "phase": match phase { Phase::Start => "start", Phase::End => "end" },
@@ -129,7 +129,7 @@ mod tests {
         let ev = NebEvent::Service(service(2));
         let subject = crate::filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
         let mut canopsis = Vec::new();
-        assert!(format::write_event_json(
+        assert!(event_json::write_event_json(
             &cfg.format,
             &ev,
             &subject,

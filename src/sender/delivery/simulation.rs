@@ -27,7 +27,8 @@
 
 use super::{Answer, Delivery, Kind, Peer, Step};
 use crate::backoff::MAX_BACKOFF;
-use crate::batch::{Framing, Part};
+use crate::batch::Part;
+use crate::config::Framing;
 use crate::sink::{canopsis, mattermost, webhook, Verdict};
 use crate::transport::Response;
 use serde_json::{json, Value};

@@ -9,17 +9,26 @@
 //! are learnt on the sender thread, never in `init` or broker's thread:
 //! [`Resolver`] walks every page of the lists, creates the reason when it is
 //! missing, caches the ids and forgets them when Canopsis says they are gone.
+//!
+//! Here: the changes a downtime makes ([`Action`]) and their request bodies;
+//! what Canopsis's answers mean is `outcome`, learning the ids `resolver`,
+//! the three routes `route` and the connector route's items `connector`.
 
 pub mod connector;
+mod outcome;
+mod resolver;
 pub mod route;
 
-use crate::config::DowntimeConfig;
+pub use outcome::{
+    judge_bulk, judge_comment, judge_create, judge_create_item, judge_delete, judge_delete_item,
+    ItemAnswer, Outcome,
+};
+pub use resolver::Resolver;
+
+use crate::downtime::{name, phase, Phase, Skip};
 use crate::event::DowntimeEvent;
-use crate::filter::Subject;
-use crate::logger::Logger;
-use crate::sink::canopsis::answer;
-use crate::transport::{Method, Request, Response, Transport};
-use route::{Kind, Learnt};
+use crate::subject::Subject;
+use route::Kind;
 use serde_json::{json, Value};
 
 /// The colour the Lua connector gives pbehaviors where Canopsis requires one.
@@ -27,51 +36,6 @@ pub const COLOR_2210: &str = "#73D8FF";
 
 /// Canopsis caps comments at 255 characters.
 pub const MAX_COMMENT_CHARS: usize = 255;
-
-/// What a downtime event means for Canopsis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The downtime has started: create the pbehavior.
-    Start,
-    /// It ended or was cancelled/deleted: delete the pbehavior.
-    End,
-}
-
-/// A real engine sends up to four events per downtime, all with the same
-/// id (shared/traces README, fact 4): scheduled, started, ended (or
-/// cancelled), deleted; a downtime deleted before it started sends only
-/// the first and the last. The start creates the pbehavior and the deletion,
-/// the one event every downtime ends with, removes it: one DELETE per
-/// downtime, and none for a downtime that never started (nothing was
-/// created).
-pub fn phase(d: &DowntimeEvent) -> Result<Phase, Skip> {
-    let started = d.started || d.actual_start_time.is_some();
-    if d.deletion_time.is_some() {
-        if started {
-            Ok(Phase::End)
-        } else {
-            Err(Skip::NeverStarted)
-        }
-    } else if d.actual_end_time.is_some() || d.cancelled {
-        Err(Skip::Ending)
-    } else if d.actual_start_time.is_some() {
-        Ok(Phase::Start)
-    } else {
-        Err(Skip::NotStarted)
-    }
-}
-
-/// The pbehavior name (and `_id`): stable for a given downtime, free of the
-/// characters Canopsis refuses in ids (`/ ? . $`).
-pub fn name(d: &DowntimeEvent) -> String {
-    format!(
-        "centreon-downtime-{}-{}-{}-{}",
-        d.host_id.unwrap_or(0),
-        d.service_id.unwrap_or(0),
-        d.id.unwrap_or(0),
-        d.entry_time.unwrap_or(0)
-    )
-}
 
 /// The name the Lua connector gave the same downtime's pbehavior
 /// (`centreon-downtime-<downtime id>-<entry time>`), read back from a name
@@ -199,36 +163,6 @@ pub fn templated(phase: Phase, rendered: &[u8], default_id: &str) -> Result<Acti
         comments: comments.iter().map(to_vec).collect(),
         id,
     }))
-}
-
-/// Why a downtime event does not become a pbehavior change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
-    /// Scheduled (or updated) but not started yet.
-    NotStarted,
-    /// Ended or cancelled: the deletion that follows removes the pbehavior.
-    Ending,
-    /// Deleted before it started: no pbehavior was created.
-    NeverStarted,
-    /// No planned start or end time, or the end is before the start.
-    BadWindow(Option<i64>, Option<i64>),
-}
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Skip::NotStarted => write!(f, "downtime scheduled, not started yet"),
-            Skip::Ending => write!(
-                f,
-                "downtime ended; its pbehavior is deleted with the downtime's deletion event"
-            ),
-            Skip::NeverStarted => write!(
-                f,
-                "downtime deleted before it started: no pbehavior was created"
-            ),
-            Skip::BadWindow(s, e) => write!(f, "unusable downtime window start={s:?} end={e:?}"),
-        }
-    }
 }
 
 /// The Canopsis entity id of a downtime's subject.
@@ -394,121 +328,6 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// How a step of pbehavior traffic ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The pbehavior was just created: its comment is still to post.
-    Created,
-    /// Done (already there, deleted, already gone, comment posted).
-    Done(&'static str),
-    /// Canopsis no longer knows the cached reason or type id.
-    StaleIds(String),
-    /// Try again later.
-    Retry {
-        /// For the log.
-        reason: String,
-        /// An admin must act (rights, missing type...).
-        config_fault: bool,
-    },
-    /// Canopsis refuses this request's content; retrying will not help.
-    Refused(String),
-    /// Canopsis has no such route (404 from Canopsis itself on a bulk
-    /// route): an older route must be used.
-    RouteMissing(String),
-}
-
-/// A redirect or a refusal that did not come from Canopsis: a
-/// configuration fault, whatever the request.
-fn foreign(resp: &Response) -> Option<Outcome> {
-    answer::foreign(resp).map(|f| Outcome::Retry {
-        reason: f.reason,
-        config_fault: true,
-    })
-}
-
-fn rights(resp: &Response, right: &str) -> Outcome {
-    if let Some(o) = foreign(resp) {
-        return o;
-    }
-    match resp.status {
-        401 => Outcome::Retry {
-            reason: format!(
-                "HTTP 401 {}: Canopsis refused canopsis_authkey",
-                resp.snippet()
-            ),
-            config_fault: true,
-        },
-        403 => Outcome::Retry {
-            reason: format!(
-                "HTTP 403 {}: the user of canopsis_authkey lacks the right {right}",
-                resp.snippet()
-            ),
-            config_fault: true,
-        },
-        s => Outcome::Retry {
-            reason: format!("HTTP {s}: {}", resp.snippet()),
-            config_fault: false,
-        },
-    }
-}
-
-/// Reads the answer to a pbehavior creation.
-pub fn judge_create(resp: &Response) -> Outcome {
-    if let Some(o) = foreign(resp) {
-        return o;
-    }
-    match resp.status {
-        200..=299 => Outcome::Created,
-        400 if resp.body.contains("ID already exists")
-            || resp
-                .body
-                .contains("Trying to insert PBehavior with already existing _id") =>
-        {
-            Outcome::Done("already exists")
-        }
-        400 if resp.body.contains("Reason doesn't exist")
-            || resp.body.contains("Type doesn't exist") =>
-        {
-            Outcome::StaleIds(format!("HTTP 400 {}", resp.snippet()))
-        }
-        400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
-        _ => rights(resp, "create on pbehaviors (api_pbehavior)"),
-    }
-}
-
-/// Reads the answer to a pbehavior deletion.
-pub fn judge_delete(resp: &Response) -> Outcome {
-    if let Some(o) = foreign(resp) {
-        return o;
-    }
-    match resp.status {
-        200..=299 => Outcome::Done("deleted"),
-        404 if answer::is_canopsis_error(&resp.body) && resp.body.contains("Not found") => {
-            Outcome::Done("already deleted")
-        }
-        400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
-        _ => rights(resp, "delete on pbehaviors (api_pbehavior)"),
-    }
-}
-
-/// Reads the answer to a comment.
-pub fn judge_comment(resp: &Response) -> Outcome {
-    if let Some(o) = foreign(resp) {
-        return o;
-    }
-    match resp.status {
-        200..=299 => Outcome::Done("comment posted"),
-        404 if answer::is_canopsis_error(&resp.body) => {
-            Outcome::Done("pbehavior gone before its comment")
-        }
-        400 => Outcome::Refused(format!("HTTP 400 {}", resp.snippet())),
-        _ => rights(
-            resp,
-            "update on pbehaviors (api_pbehavior), needed for comments",
-        ),
-    }
-}
-
 /// Whether `route` is one of Canopsis's bulk pbehavior routes (the bulk
 /// route or the connector route), which take arrays and answer 207 with
 /// one status per item: the sender joins the downtimes queued together.
@@ -547,374 +366,15 @@ pub fn bulk_delete_body<'a>(names: impl Iterator<Item = &'a str>) -> Vec<u8> {
     serde_json::to_vec(&items).expect("serializing plain data cannot fail")
 }
 
-/// Canopsis's answer for one item of a bulk request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ItemAnswer {
-    /// The item's own status: 200, 400, 404, 500.
-    pub status: u16,
-    /// Its `error` text or `errors` object, as text.
-    pub error: String,
-    /// The pbehavior's `_id` on success.
-    pub id: String,
-}
-
-impl ItemAnswer {
-    /// What `send_data_test=1` makes of every item: taken.
-    pub fn taken() -> ItemAnswer {
-        ItemAnswer {
-            status: 200,
-            error: String::new(),
-            id: String::new(),
-        }
-    }
-}
-
-/// Reads a bulk answer: one [`ItemAnswer`] per item sent, in order, or
-/// what the whole request's failure means.
-pub fn judge_bulk(resp: &Response, sent: usize, right: &str) -> Result<Vec<ItemAnswer>, Outcome> {
-    if let Some(o) = foreign(resp) {
-        return Err(o);
-    }
-    match resp.status {
-        207 | 200 => {}
-        404 if answer::is_canopsis_error(&resp.body) => {
-            return Err(Outcome::RouteMissing(format!(
-                "HTTP 404 {}",
-                resp.snippet()
-            )))
-        }
-        400 => return Err(Outcome::Refused(format!("HTTP 400 {}", resp.snippet()))),
-        _ => return Err(rights(resp, right)),
-    }
-    let items = match serde_json::from_str::<Value>(&resp.body) {
-        Ok(Value::Array(items)) if items.len() == sent => items,
-        _ => {
-            return Err(Outcome::Retry {
-                reason: format!(
-                    "HTTP {} {}: not one answer per pbehavior sent ({sent})",
-                    resp.status,
-                    resp.snippet()
-                ),
-                config_fault: false,
-            })
-        }
-    };
-    Ok(items
-        .iter()
-        .map(|item| ItemAnswer {
-            status: item
-                .get("status")
-                .and_then(Value::as_u64)
-                .and_then(|s| u16::try_from(s).ok())
-                .unwrap_or(500),
-            error: match item.get("errors").or_else(|| item.get("error")) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            },
-            id: item
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        })
-        .collect())
-}
-
-/// What one item's 401 or 403 means, as for a single request.
-fn item_rights(a: &ItemAnswer, right: &str) -> Outcome {
-    Outcome::Retry {
-        reason: format!(
-            "{} {}: the user of canopsis_authkey lacks the right {right}",
-            a.status, a.error
-        ),
-        config_fault: true,
-    }
-}
-
-/// What one created item's answer means (the single route's rules).
-pub fn judge_create_item(a: &ItemAnswer) -> Outcome {
-    match a.status {
-        401 | 403 => item_rights(a, "create on pbehaviors (api_pbehavior)"),
-        200..=299 => Outcome::Created,
-        400 if a.error.contains("ID already exists")
-            || a.error.contains("already existing _id") =>
-        {
-            Outcome::Done("already exists")
-        }
-        400 if a.error.contains("Reason doesn't exist")
-            || a.error.contains("Type doesn't exist") =>
-        {
-            Outcome::StaleIds(format!("400 {}", a.error))
-        }
-        400 => Outcome::Refused(format!("400 {}", a.error)),
-        s => Outcome::Retry {
-            reason: format!("{s} {}", a.error),
-            config_fault: false,
-        },
-    }
-}
-
-/// What one deleted item's answer means.
-pub fn judge_delete_item(a: &ItemAnswer) -> Outcome {
-    match a.status {
-        401 | 403 => item_rights(a, "delete on pbehaviors (api_pbehavior)"),
-        200..=299 => Outcome::Done("deleted"),
-        404 => Outcome::Done("already deleted"),
-        400 => Outcome::Refused(format!("400 {}", a.error)),
-        s => Outcome::Retry {
-            reason: format!("{s} {}", a.error),
-            config_fault: false,
-        },
-    }
-}
-
-/// Learns and caches reason and type ids, the Canopsis version and which
-/// downtime route Canopsis has.
-#[derive(Debug, Default)]
-pub struct Resolver {
-    ids: Option<Ids>,
-    placeholder: bool,
-    /// app-info's `version`, once read.
-    version: Option<String>,
-    /// Routes Canopsis turned out not to have.
-    learnt: Learnt,
-}
-
-/// Page size for list lookups.
-const PAGE: usize = 100;
-
-/// Pages read at most in one lookup: 10,000 reasons or types is far more
-/// than any Canopsis holds, and a server that keeps announcing more pages
-/// must not keep the sender (or a closing connector) busy.
-const MAX_PAGES: u64 = 100;
-
-impl Resolver {
-    /// A resolver; with `placeholder` (`send_data_test=1`) it answers fixed
-    /// ids without asking Canopsis, as the Lua connector does.
-    pub fn new(placeholder: bool) -> Resolver {
-        Resolver {
-            placeholder,
-            ..Resolver::default()
-        }
-    }
-
-    /// The kind of route downtimes take now (see [`route`]). Before the
-    /// first use of the connector route, app-info tells whether this
-    /// Canopsis has it (24.04 or later); when it does not, the bulk route
-    /// is used instead, said once in the log.
-    pub fn route(
-        &mut self,
-        t: &mut dyn Transport,
-        cfg: &DowntimeConfig,
-        log: &Logger,
-    ) -> Result<Kind, Outcome> {
-        let configured = Kind::of(&cfg.route);
-        if configured == Kind::Connector
-            && !self.placeholder
-            && !self.learnt.version_checked
-            && self.learnt.kind(configured) == Kind::Connector
-        {
-            let version = self.version(t)?;
-            self.learnt.version_checked = true;
-            if route::has_connector_route(&version) == Some(false) {
-                if let Some(older) = self.learnt.lacks(Kind::Connector) {
-                    log.error(format_args!(
-                        "canopsis_downtime_route={} needs Canopsis {}.{:02} or later and this one is {version} (app-info): refused; downtimes go through {} instead",
-                        cfg.route,
-                        route::CONNECTOR_SINCE.0,
-                        route::CONNECTOR_SINCE.1,
-                        route::path_for(&cfg.route, older)
-                    ));
-                }
-            }
-        }
-        Ok(self.learnt.kind(configured))
-    }
-
-    /// Canopsis answered 404 on `kind`'s route: the next older one from
-    /// now on, for every lane, said once in the log.
-    pub fn lacks(&mut self, kind: Kind, cfg: &DowntimeConfig, why: &str, log: &Logger) {
-        if let Some(older) = self.learnt.lacks(kind) {
-            log.warn(format_args!(
-                "{} is not a route of this Canopsis ({why}): downtimes go through {} from now on",
-                route::path_for(&cfg.route, kind),
-                route::path_for(&cfg.route, older)
-            ));
-        }
-    }
-
-    /// Whether this Canopsis has the connector route, as far as the
-    /// connector knows (app-info read once; a version it cannot read is
-    /// given the benefit of the doubt, a 404 met is not).
-    pub fn has_connector_route(&mut self, t: &mut dyn Transport) -> Result<bool, Outcome> {
-        if self.placeholder || self.learnt.kind(Kind::Connector) != Kind::Connector {
-            return Ok(false);
-        }
-        let version = self.version(t)?;
-        Ok(route::has_connector_route(&version) != Some(false))
-    }
-
-    /// app-info's `version`, read once.
-    fn version(&mut self, t: &mut dyn Transport) -> Result<String, Outcome> {
-        if let Some(v) = &self.version {
-            return Ok(v.clone());
-        }
-        let v = get_json(t, "/api/v4/app-info", "read on app-info")?;
-        let version = v["version"].as_str().unwrap_or("").to_string();
-        self.version = Some(version.clone());
-        Ok(version)
-    }
-
-    /// Forgets the cached ids (after Canopsis said they do not exist).
-    pub fn forget(&mut self) {
-        self.ids = None;
-    }
-
-    /// The ids, from the cache or from Canopsis.
-    pub fn ids(&mut self, t: &mut dyn Transport, cfg: &DowntimeConfig) -> Result<Ids, Outcome> {
-        if let Some(ids) = &self.ids {
-            return Ok(ids.clone());
-        }
-        let ids = if self.placeholder {
-            Ids {
-                reason: "send_data_test_reason".into(),
-                kind: "send_data_test_type".into(),
-                color_required: false,
-            }
-        } else {
-            let reason = match find(
-                t,
-                &cfg.reason_route,
-                &cfg.reason_name,
-                "read on pbehavior reasons (api_pbehaviorreason)",
-            )? {
-                Some(id) => id,
-                None => create_reason(t, cfg)?,
-            };
-            let kind = find(
-                t,
-                &cfg.type_route,
-                &cfg.type_name,
-                "read on pbehavior types (api_pbehaviortype)",
-            )?
-            .ok_or_else(|| Outcome::Retry {
-                reason: format!(
-                    "pbehavior type '{}' does not exist in Canopsis (canopsis_downtime_type_name)",
-                    cfg.type_name
-                ),
-                config_fault: true,
-            })?;
-            let version = self.version(t)?;
-            Ids {
-                reason,
-                kind,
-                color_required: version.starts_with("22.10") || version.starts_with("4."),
-            }
-        };
-        self.ids = Some(ids.clone());
-        Ok(ids)
-    }
-}
-
-fn get_json(t: &mut dyn Transport, path: &str, right: &str) -> Result<Value, Outcome> {
-    let resp = t
-        .send(Request {
-            method: Method::Get,
-            path,
-            body: b"",
-        })
-        .map_err(|e| Outcome::Retry {
-            reason: e.to_string(),
-            config_fault: false,
-        })?;
-    if !(200..=299).contains(&resp.status) {
-        return Err(rights(&resp, right));
-    }
-    serde_json::from_str(&resp.body).map_err(|_| Outcome::Retry {
-        reason: format!("GET {path}: answer is not JSON: {}", resp.snippet()),
-        config_fault: true,
-    })
-}
-
-/// Looks `name` up in a paginated list, page after page.
-fn find(
-    t: &mut dyn Transport,
-    route: &str,
-    name: &str,
-    right: &str,
-) -> Result<Option<String>, Outcome> {
-    let mut page = 1;
-    loop {
-        let path = format!("{route}?limit={PAGE}&page={page}");
-        let v = get_json(t, &path, right)?;
-        let data = v["data"].as_array().ok_or_else(|| Outcome::Retry {
-            reason: format!("GET {path}: no 'data' list in the answer"),
-            config_fault: true,
-        })?;
-        if let Some(item) = data.iter().find(|i| i["name"] == name) {
-            return Ok(item["_id"].as_str().map(str::to_string));
-        }
-        let pages = v["meta"]["page_count"].as_u64().unwrap_or(1);
-        if page >= pages || data.is_empty() {
-            return Ok(None);
-        }
-        if page >= MAX_PAGES {
-            return Err(Outcome::Retry {
-                reason: format!(
-                    "GET {route}: '{name}' not found in the first {MAX_PAGES} pages of {pages}"
-                ),
-                config_fault: true,
-            });
-        }
-        page += 1;
-    }
-}
-
-fn create_reason(t: &mut dyn Transport, cfg: &DowntimeConfig) -> Result<String, Outcome> {
-    let body = serde_json::to_vec(
-        &json!({"name": cfg.reason_name, "description": "Activation Maintenance Centreon"}),
-    )
-    .expect("serializing plain data cannot fail");
-    let resp = t
-        .send(Request {
-            method: Method::Post,
-            path: &cfg.reason_route,
-            body: &body,
-        })
-        .map_err(|e| Outcome::Retry {
-            reason: e.to_string(),
-            config_fault: false,
-        })?;
-    match resp.status {
-        200..=299 => serde_json::from_str::<Value>(&resp.body)
-            .ok()
-            .and_then(|v| v["_id"].as_str().map(str::to_string))
-            .ok_or_else(|| Outcome::Retry {
-                reason: format!(
-                    "created reason '{}' but the answer has no _id: {}",
-                    cfg.reason_name,
-                    resp.snippet()
-                ),
-                config_fault: true,
-            }),
-        // Created meanwhile by someone else: the next lookup finds it.
-        400 if resp.body.contains("already exists") => Err(Outcome::Retry {
-            reason: format!("reason '{}' was created concurrently", cfg.reason_name),
-            config_fault: false,
-        }),
-        _ => Err(rights(
-            &resp,
-            "create on pbehavior reasons (api_pbehaviorreason)",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::resolver::{find, MAX_PAGES};
     use super::*;
+    use crate::config::DowntimeConfig;
+    use crate::logger::Logger;
     use crate::transport::tests::resp;
     use crate::transport::TransportError;
+    use crate::transport::{Request, Response, Transport};
     use std::collections::VecDeque;
 
     fn dt() -> DowntimeEvent {

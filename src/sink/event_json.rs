@@ -1,4 +1,6 @@
-//! Canopsis events, as the Lua connector writes them.
+//! Canopsis events as JSON, as the Lua connector writes them: the Canopsis
+//! output's events, and the fields the webhook output's documents start
+//! from. Below both sinks, so neither knows the other.
 //!
 //! Field names, types and the state mapping follow
 //! `canopsis2x-events-apiv2.lua`; ids are strings, groups are arrays,
@@ -7,7 +9,8 @@
 
 use crate::config::{ConnectorNameType, FormatConfig};
 use crate::event::{AckEvent, NebEvent, StatusEvent};
-use crate::filter::Subject;
+use crate::subject::Subject;
+use crate::text::short_output;
 use serde::Serialize;
 
 /// One event for `POST /api/v4/event`.
@@ -80,33 +83,6 @@ fn long_output(s: &StatusEvent) -> std::borrow::Cow<'_, str> {
     match &s.long_output {
         Some(l) if !l.is_empty() => format!("{}\n{}", s.output, l).into(),
         _ => s.output.as_str().into(),
-    }
-}
-
-/// The first line of a plugin output, cut at `output_size_limit`: the
-/// Canopsis event's `output`.
-pub fn short_output<'a>(cfg: &FormatConfig, s: &'a StatusEvent) -> &'a str {
-    let first = s.output.split('\n').next().unwrap_or("");
-    truncate(first, cfg.output_size_limit)
-}
-
-fn truncate(text: &str, limit: Option<usize>) -> &str {
-    &text[..limited_len(text.as_bytes(), limit)]
-}
-
-/// How much of `bytes` `output_size_limit` keeps: at most `limit` bytes,
-/// cut before a UTF-8 continuation byte (on a character boundary for
-/// valid text).
-pub fn limited_len(bytes: &[u8], limit: Option<usize>) -> usize {
-    match limit {
-        Some(n) if bytes.len() > n => {
-            let mut end = n;
-            while end > 0 && (bytes[end] & 0xC0) == 0x80 {
-                end -= 1;
-            }
-            end
-        }
-        _ => bytes.len(),
     }
 }
 
@@ -668,11 +644,5 @@ mod tests {
                 NebEvent::Downtime(_) | NebEvent::Ba(_) => unreachable!(),
             }
         }
-    }
-
-    #[test]
-    fn output_limit_cuts_on_a_character_boundary() {
-        assert_eq!(truncate("héllo", Some(2)), "h");
-        assert_eq!(truncate("hello", None), "hello");
     }
 }
