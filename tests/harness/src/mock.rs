@@ -315,7 +315,11 @@ pub(crate) struct Req {
     pub(crate) method: String,
     pub(crate) path: String,
     pub(crate) query: String,
+    /// The first value of each header, as Go's `Header.Get` and Netty's
+    /// `headers().get()` read them.
     pub(crate) headers: HashMap<String, String>,
+    /// Every `Content-Type` value, in order (one is expected).
+    pub(crate) content_types: Vec<String>,
     pub(crate) body: Vec<u8>,
 }
 
@@ -350,6 +354,7 @@ fn read_request(
     let method = parts.next()?.to_string();
     let target = parts.next()?.to_string();
     let mut headers = HashMap::new();
+    let mut content_types = Vec::new();
     loop {
         let mut h = String::new();
         if r.read_line(&mut h).ok()? == 0 {
@@ -360,7 +365,11 @@ fn read_request(
             break;
         }
         let (k, v) = h.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        let name = k.trim().to_ascii_lowercase();
+        if name == "content-type" {
+            content_types.push(v.trim().to_string());
+        }
+        headers.entry(name).or_insert_with(|| v.trim().to_string());
     }
     let mut body = Vec::new();
     if headers
@@ -394,6 +403,7 @@ fn read_request(
         path,
         query,
         headers,
+        content_types,
         body,
     })
 }

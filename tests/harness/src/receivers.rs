@@ -39,6 +39,8 @@ pub struct Receivers {
     pub document_count: u64,
     /// The `Authorization` header the Logstash input requires, if any.
     pub logstash_auth: Option<String>,
+    /// The `Content-Type` headers of each request the Logstash input got.
+    pub content_types: Vec<Vec<String>>,
 }
 
 impl Default for Receivers {
@@ -54,6 +56,7 @@ impl Default for Receivers {
             documents: Vec::new(),
             document_count: 0,
             logstash_auth: None,
+            content_types: Vec::new(),
         }
     }
 }
@@ -221,6 +224,7 @@ fn logstash(st: &mut State, req: &Req) -> (u16, String) {
             return (401, "unauthorized".into());
         }
     }
+    st.receivers.content_types.push(req.content_types.clone());
     let ndjson = req
         .headers
         .get("content-type")

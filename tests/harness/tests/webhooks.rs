@@ -97,6 +97,31 @@ fn json_and_ndjson_receivers_get_one_document_per_event_with_the_headers_set() {
     }
 }
 
+/// A `Content-Type` set in `http_headers` is the only one sent: a
+/// receiver reads the first of two (Go's `Header.Get`, Netty's `get`), so
+/// the one the administrator set would be ignored.
+#[test]
+fn a_content_type_from_http_headers_is_the_only_one_the_receiver_gets() {
+    let lab = Lab::webhook("ndjson");
+    let mine = "application/x-ndjson; charset=utf-8";
+    let params = lab.webhook_params(
+        "ndjson",
+        &[("http_headers", text(&format!("content-type: {mine}")))],
+    );
+    let mut out = lab.open(params, Bbdo::V3);
+    deliver(&mut out, sample(Bbdo::V3));
+    drop(out);
+    let st = lab.mock.state();
+    assert!(!st.receivers.content_types.is_empty(), "no request");
+    for seen in &st.receivers.content_types {
+        assert_eq!(seen, &[mine.to_string()], "Content-Type headers sent");
+    }
+    assert_eq!(
+        by_object(st.receivers.documents.clone()),
+        by_object(expected_documents())
+    );
+}
+
 #[test]
 fn mattermost_gets_a_message_per_event_in_its_own_words() {
     for bbdo in [Bbdo::V2, Bbdo::V3] {
