@@ -38,17 +38,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use worker::Worker;
 
-/// A pbehavior change Canopsis keeps refusing (while taking others) is
-/// tried at least this many times, over at least [`PERMANENT_AFTER`],
-/// before it goes to the dead-letter file and counts as handled: one change
-/// Canopsis will never take must not block every one behind it, but a
-/// Canopsis whose backend restarts must not see changes diverted either.
-/// (Events are never judged by time: see the `delivery` module.)
-pub const MAX_PARTIAL_ATTEMPTS: u32 = 5;
-
-/// See [`MAX_PARTIAL_ATTEMPTS`].
-pub const PERMANENT_AFTER: Duration = Duration::from_secs(300);
-
 /// Where the sender's work comes from.
 pub enum Source {
     /// Batches the connector hands over with [`Sender::send`].
@@ -147,9 +136,6 @@ pub struct Routes {
     pub placeholder_ids: bool,
     /// Where refused events are kept.
     pub deadletter: std::path::PathBuf,
-    /// How long Canopsis must go on refusing a pbehavior change before it
-    /// is judged permanent ([`PERMANENT_AFTER`]; shorter in tests).
-    pub permanent_after: Duration,
     /// `canopsis_downtime_route` is the bulk route: consecutive downtimes
     /// go in one request.
     pub bulk: bool,
@@ -555,7 +541,6 @@ mod tests {
             placeholder_ids: false,
             deadletter: std::env::temp_dir()
                 .join(format!("cn-sender-{}.deadletter.jsonl", std::process::id())),
-            permanent_after: PERMANENT_AFTER,
             bulk: false,
         }
     }
@@ -639,7 +624,7 @@ mod tests {
     #[test]
     fn refused_batches_are_split_and_only_the_bad_event_is_dead_lettered() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
-        let mut r = routes_named("picky", PERMANENT_AFTER);
+        let mut r = routes_named("picky");
         r.sink = Sink::Documents(Framing::Array);
         let _ = std::fs::remove_file(&r.deadletter);
         let mut s = Sender::spawn(
@@ -698,13 +683,12 @@ mod tests {
         (s, log)
     }
 
-    fn routes_named(name: &str, permanent_after: Duration) -> Routes {
+    fn routes_named(name: &str) -> Routes {
         let mut r = routes();
         r.deadletter = std::env::temp_dir().join(format!(
             "cn-sender-{}-{name}.deadletter.jsonl",
             std::process::id()
         ));
-        r.permanent_after = permanent_after;
         r
     }
 
@@ -715,7 +699,7 @@ mod tests {
         let script = answers(&[(200, all_failed.as_str()); 8]);
         let (mut s, log) = spawn_with(
             Scripted(script, Default::default()),
-            routes_named("all-failed", Duration::ZERO),
+            routes_named("all-failed"),
         );
         s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#));
         wait_delivered(&s, 2, Duration::from_secs(20));
@@ -738,10 +722,7 @@ mod tests {
         let mut list = vec![(200, partial.as_str())];
         list.extend([(200, again.as_str()); 7]);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (mut s, log) = spawn_with(
-            Scripted(answers(&list), seen.clone()),
-            routes_named("span", Duration::ZERO),
-        );
+        let (mut s, log) = spawn_with(Scripted(answers(&list), seen.clone()), routes_named("span"));
         s.send(batch(1, 2, r#"[{"n":1},{"n":2}]"#));
         wait_delivered(&s, 2, Duration::from_secs(20));
         assert!(s.shutdown(Duration::from_secs(1)));
@@ -768,7 +749,7 @@ mod tests {
     #[test]
     fn when_every_single_event_is_refused_it_is_a_configuration_fault() {
         let calls = Arc::new(Mutex::new(0));
-        let r = routes_named("breaker", Duration::ZERO);
+        let r = routes_named("breaker");
         let (mut s, log) = spawn_with(RefuseAll(calls.clone()), r.clone());
         let body = format!(
             "[{}]",
@@ -796,7 +777,7 @@ mod tests {
 
     #[test]
     fn an_event_that_cannot_be_dead_lettered_is_not_confirmed() {
-        let mut r = routes_named("unwritable", Duration::ZERO);
+        let mut r = routes_named("unwritable");
         r.deadletter = std::env::temp_dir().join("cn-no-such-dir/x.deadletter.jsonl");
         let (mut s, _log) = spawn_with(Picky(Default::default()), r);
         // The second event breaks Canopsis's rules: it is to be dead-lettered.
@@ -827,7 +808,7 @@ mod tests {
 
     #[test]
     fn a_panic_in_the_sender_starts_its_loop_over_and_resends() {
-        let (mut s, log) = spawn_with(PanicsOnce(false), routes_named("panic", Duration::ZERO));
+        let (mut s, log) = spawn_with(PanicsOnce(false), routes_named("panic"));
         s.send(batch(1, 1, r#"[{"n":1}]"#));
         s.send(batch(2, 2, r#"[{"n":2}]"#));
         wait_delivered(&s, 2, Duration::from_secs(5));
@@ -843,7 +824,7 @@ mod tests {
     #[test]
     fn closing_hands_back_paced_mattermost_messages_instead_of_posting_them() {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let mut r = routes_named("paced", PERMANENT_AFTER);
+        let mut r = routes_named("paced");
         r.sink = Sink::Mattermost(crate::config::MattermostSettings {
             username: None,
             icon_url: None,
@@ -887,10 +868,7 @@ mod tests {
     #[test]
     fn closing_interrupts_a_request_a_silent_server_holds() {
         let (opener, gate) = crossbeam_channel::unbounded();
-        let (mut s, _log) = spawn_with(
-            Silent { gate, opener },
-            routes_named("silent", Duration::ZERO),
-        );
+        let (mut s, _log) = spawn_with(Silent { gate, opener }, routes_named("silent"));
         s.send(batch(1, 1, "[{}]"));
         std::thread::sleep(Duration::from_millis(100));
         let t = Instant::now();
@@ -916,10 +894,7 @@ mod tests {
     #[test]
     fn close_says_how_the_threads_ended_and_returns_soon_after_its_budget() {
         let (opener, gate) = crossbeam_channel::unbounded();
-        let (mut s, _log) = spawn_with(
-            Silent { gate, opener },
-            routes_named("close-silent", Duration::ZERO),
-        );
+        let (mut s, _log) = spawn_with(Silent { gate, opener }, routes_named("close-silent"));
         s.send(batch(1, 1, "[{}]"));
         std::thread::sleep(Duration::from_millis(50));
         let closed = s.close(Duration::from_secs(10));
@@ -929,7 +904,7 @@ mod tests {
         );
         // A peer that answers, with more queued than the budget allows:
         // stopped at the end of the budget, the rest handed back.
-        let (mut s, _log) = spawn_with(Steady, routes_named("close-steady", Duration::ZERO));
+        let (mut s, _log) = spawn_with(Steady, routes_named("close-steady"));
         for n in 1..=100 {
             s.send(batch(n, n, "[{}]"));
         }

@@ -104,7 +104,6 @@ impl Connector {
             downtime: cfg.downtime.clone(),
             placeholder_ids: cfg.send_data_test,
             deadletter: cfg.deadletter_file.clone(),
-            permanent_after: crate::sender::PERMANENT_AFTER,
             bulk: pbehavior::is_bulk_route(&cfg.downtime.route),
         };
         let queue = Queue::new(&cfg);

@@ -5,7 +5,6 @@
 //! [`route`](crate::sink::canopsis::pbehavior::route)).
 
 use super::worker::{Attempt, Worker, BREAKER};
-use super::MAX_PARTIAL_ATTEMPTS;
 use crate::sink::canopsis::pbehavior::route::{self, Kind};
 use crate::sink::canopsis::pbehavior::{self, Action, ItemAnswer, Outcome};
 use crate::sink::Sink;
@@ -13,7 +12,6 @@ use crate::transport::{Method, Request, Response, Transport};
 
 mod connector_route;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// How far a pbehavior creation got, across retries.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,8 +27,6 @@ struct BulkItem {
     state: BulkState,
     /// Comments posted.
     comments: usize,
-    /// Since when, and how many times, Canopsis refused it.
-    refused: Option<(Instant, u32)>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +95,6 @@ impl Worker {
     /// [`deliver_pbehavior`](Self::deliver_pbehavior), from where an
     /// earlier try left it.
     fn deliver_pbehavior_from(&mut self, action: &Action, mut created: Created) -> bool {
-        let mut refused_since: Option<(Instant, u32)> = None;
         loop {
             self.transport.set_deadline(self.shared.deadline());
             let outcome = self.pbehavior_step(action, &mut created);
@@ -137,39 +132,11 @@ impl Worker {
                     config_fault,
                     None,
                 ),
-                Outcome::Refused(reason) => {
-                    let (since, tries) = refused_since.get_or_insert_with(|| (Instant::now(), 0));
-                    *tries += 1;
-                    let (since, tries) = (*since, *tries);
-                    let breaker = self.pbh_refused_in_a_row as usize + 1 >= BREAKER;
-                    if !breaker
-                        && tries >= MAX_PARTIAL_ATTEMPTS
-                        && since.elapsed() >= self.routes.permanent_after
-                    {
-                        let why = format!(
-                            "pbehavior change refused {tries} times over {}s: {reason}",
-                            since.elapsed().as_secs()
-                        );
-                        if !self.keep_dead(&why, &pbehavior::action_json(action)) {
-                            return false;
-                        }
-                        self.pbh_refused_in_a_row += 1;
-                        Attempt::Done
-                    } else {
-                        let what = if breaker {
-                            format!(
-                                "{BREAKER} pbehavior changes in a row refused by Canopsis: a configuration problem (Canopsis version, pbehavior routes), nothing more is dead-lettered"
-                            )
-                        } else {
-                            "refused; sent again".to_string()
-                        };
-                        self.failed(
-                            &format!("pbehavior {}: {reason}: {what}", action.name()),
-                            breaker,
-                            None,
-                        )
-                    }
-                }
+                Outcome::Refused(reason) => match self.judge_refusal(action, &reason) {
+                    Ok(true) => Attempt::Done,
+                    Ok(false) => return false,
+                    Err(why) => self.failed(&why, true, None),
+                },
                 // Only bulk routes say so.
                 Outcome::RouteMissing(reason) => self.failed(
                     &format!("pbehavior {}: {reason}", action.name()),
@@ -479,6 +446,7 @@ impl Worker {
     ) -> Option<Outcome> {
         match outcome {
             Outcome::Done(what) => {
+                self.pbh_refused_in_a_row = 0;
                 self.log
                     .info(format_args!("pbehavior {}: {what}", action.name()));
                 item.state = BulkState::Done;
@@ -488,9 +456,9 @@ impl Worker {
         }
     }
 
-    /// An item Canopsis did not take: refused for good after
-    /// [`MAX_PARTIAL_ATTEMPTS`] tries over `permanent_after` (then
-    /// dead-lettered, and done), otherwise the reason to wait and resend.
+    /// An item Canopsis did not take: refused in Canopsis's own words, it is
+    /// dead-lettered at once (and done), unless refusals in a row show a
+    /// configuration problem; otherwise the reason to wait and resend.
     fn bulk_item_failed(
         &mut self,
         action: &Action,
@@ -500,26 +468,44 @@ impl Worker {
         let Outcome::Refused(reason) = outcome else {
             return Some(outcome);
         };
-        let (since, tries) = item.refused.get_or_insert_with(|| (Instant::now(), 0));
-        *tries += 1;
-        if *tries < MAX_PARTIAL_ATTEMPTS || since.elapsed() < self.routes.permanent_after {
-            return Some(Outcome::Refused(format!(
-                "pbehavior {}: {reason}",
-                action.name()
-            )));
-        }
-        let why = format!(
-            "pbehavior change refused {tries} times over {}s: {reason}",
-            since.elapsed().as_secs()
-        );
-        if !self.dead_letter(&why, &pbehavior::action_json(action)) {
-            return Some(Outcome::Retry {
+        match self.judge_refusal(action, &reason) {
+            Ok(true) => {
+                item.state = BulkState::Done;
+                None
+            }
+            Ok(false) => Some(Outcome::Retry {
                 reason: "cannot write the dead-letter file".into(),
                 config_fault: true,
-            });
+            }),
+            Err(why) => Some(Outcome::Retry {
+                reason: why,
+                config_fault: true,
+            }),
         }
-        item.state = BulkState::Done;
-        None
+    }
+
+    /// A pbehavior change Canopsis refused with its own validation error
+    /// (a 400 with its JSON, reason and type ids already ruled out): that
+    /// answer is the proof, as [`crate::sink::canopsis::rules`] is for
+    /// events, so the change is dead-lettered at once (`Ok(true)`;
+    /// `Ok(false)` if the file would not take it and the connector is
+    /// closing). But [`BREAKER`] refusals in a row, none taken in between,
+    /// say the configuration is wrong (a Canopsis version that wants other
+    /// fields, a wrong route), not the changes: `Err` with the reason,
+    /// retried as a configuration fault and nothing more dead-lettered.
+    fn judge_refusal(&mut self, action: &Action, reason: &str) -> Result<bool, String> {
+        if self.pbh_refused_in_a_row as usize + 1 >= BREAKER {
+            return Err(format!(
+                "pbehavior {}: {reason}: {BREAKER} pbehavior changes in a row refused by Canopsis: a configuration problem (Canopsis version, pbehavior routes), nothing more is dead-lettered",
+                action.name()
+            ));
+        }
+        let why = format!("Canopsis refused the pbehavior change in its own words: {reason}");
+        if !self.keep_dead(&why, &pbehavior::action_json(action)) {
+            return Ok(false);
+        }
+        self.pbh_refused_in_a_row += 1;
+        Ok(true)
     }
 
     /// Posts the comments of a pbehavior the bulk route just created.
