@@ -21,7 +21,7 @@ mod reader;
 mod webhook;
 
 pub use filters::FilterConfig;
-pub use output::{Buttons, Framing, MattermostSettings, Sink};
+pub use output::{Bot, Buttons, Framing, MattermostSettings, Sink};
 
 use reader::{int_of, Reader};
 
@@ -58,6 +58,7 @@ pub const SECRET_PARAMS: &[&str] = &[
     "proxy_password",
     "http_headers",
     "mattermost_actions_secret",
+    "mattermost_bot_token",
 ];
 
 /// `max_requests_in_flight`'s default.
