@@ -79,7 +79,8 @@ impl Worker {
         if !rest.is_empty() {
             let summary = mattermost::summary(rest, settings);
             let body = threads::post_body(&summary, &channel, None);
-            if let Posted::Stopped = self.post_once(Method::Post, None, body, rest.len(), settings)
+            if let Posted::Stopped =
+                self.post_once(Method::Post, None, body, rest.len(), settings, None)
             {
                 return false;
             }
@@ -131,9 +132,14 @@ impl Worker {
                     if let (Some(root), Turn::Recovery) = (root, place.turn) {
                         let patch = threads::resolved_patch(&m.post);
                         let route = threads::patch_route(&self.routes.event_route, &root);
-                        if let Posted::Stopped =
-                            self.post_once(Method::Put, Some(&route), patch, 0, s)
-                        {
+                        if let Posted::Stopped = self.post_once(
+                            Method::Put,
+                            Some(&route),
+                            patch,
+                            0,
+                            s,
+                            Some(threads::edited_post_gone),
+                        ) {
                             return Posted::Stopped;
                         }
                         self.threads.close(&place.object);
@@ -146,7 +152,8 @@ impl Worker {
     }
 
     /// One request (`count` events; 0 for a root's edit, which carries no
-    /// event of its own) until taken or proven refused.
+    /// event of its own) until taken or proven refused, or answered as
+    /// `done_on` says is the end (a root to edit that is gone).
     fn post_once(
         &mut self,
         method: Method,
@@ -154,12 +161,13 @@ impl Worker {
         body: Vec<u8>,
         count: usize,
         s: &MattermostSettings,
+        done_on: Option<fn(&crate::transport::Response) -> bool>,
     ) -> Posted {
         let route = route
             .map(str::to_string)
             .unwrap_or_else(|| self.routes.event_route.clone());
         let delivery = self.one(body, count.max(1));
-        match self.drive(delivery, method, &route, Some(s.interval()), None) {
+        match self.drive(delivery, method, &route, Some(s.interval()), done_on) {
             Driven::Stopped => Posted::Stopped,
             _ => Posted::Done,
         }

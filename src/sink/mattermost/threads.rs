@@ -197,6 +197,13 @@ pub fn root_gone(resp: &Response) -> bool {
         && super::error_id(&resp.body).is_some_and(|id| ROOT_GONE.contains(&id.as_str()))
 }
 
+/// Whether the answer to a root's edit says the root is gone (404
+/// `app.post.get.app_error`): nothing is left to edit.
+pub fn edited_post_gone(resp: &Response) -> bool {
+    matches!(resp.status, 400 | 404)
+        && super::error_id(&resp.body).is_some_and(|id| id == "app.post.get.app_error")
+}
+
 /// Whether an error id is about the post itself, so proof that this post
 /// will never be taken: the post's own validation (`model.post.is_valid.*`
 /// but its channel or user), a body that is not a post.
