@@ -5,7 +5,7 @@
 //! acknowledgement and recovery are replies, and the recovery edits the
 //! root to read "Resolved". Runs with each Lua build.
 
-use canopsis_harness::broker::Muxer;
+use canopsis_harness::broker::{Muxer, Param};
 use canopsis_harness::events::{Ack, Bbdo, Status};
 use canopsis_harness::mattermost_api::BOT_TOKEN;
 use canopsis_harness::{deliver, drain, text, Lab};
@@ -162,4 +162,44 @@ fn a_refused_token_is_a_configuration_fault_that_keeps_the_events_and_stays_secr
     let log = lab.log();
     assert!(log.contains("mattermost_bot_token"), "{log}");
     assert!(!log.contains(wrong) && !log.contains(BOT_TOKEN), "{log}");
+}
+
+#[test]
+fn a_flood_is_the_first_threads_and_one_top_level_summary() {
+    let lab = Lab::webhook("threads-flood");
+    let params = lab.bot_params(&[
+        ("max_messages_per_second", Param::Num(20)),
+        ("max_waiting_messages", Param::Num(5)),
+        ("skip_anon_events", Param::Num(0)),
+    ]);
+    let mut out = lab.open(params, Bbdo::V3);
+    let mut mux = Muxer::new();
+    for i in 0..30 {
+        mux.push(Status::service(12, 100 + i, 2, T + i).event(Bbdo::V3));
+    }
+    assert!(drain(&mut out, &mut mux, Duration::from_secs(30)));
+    drop(out);
+    let st = lab.mock.state();
+    let api = &st.receivers.api;
+    let counted = |p: &&Value| match p["message"].as_str() {
+        Some(t) if t.contains(" more ") => t.split(' ').next().unwrap().parse().unwrap(),
+        _ => 1usize,
+    };
+    assert_eq!(api.posts.iter().map(|p| counted(&p)).sum::<usize>(), 30);
+    assert!(
+        api.posts.len() < 30,
+        "{} posts for 30 events",
+        api.posts.len()
+    );
+    let summary = api
+        .posts
+        .iter()
+        .find(|p| {
+            p["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("more state changes"))
+        })
+        .expect("a summary");
+    // Top-level, as each problem's root: a flood of problems opens no reply.
+    assert!(api.posts.iter().all(|p| p["root_id"] == ""), "{summary}");
 }
