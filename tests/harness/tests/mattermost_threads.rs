@@ -203,3 +203,26 @@ fn a_flood_is_the_first_threads_and_one_top_level_summary() {
     // Top-level, as each problem's root: a flood of problems opens no reply.
     assert!(api.posts.iter().all(|p| p["root_id"] == ""), "{summary}");
 }
+
+#[test]
+fn a_channel_the_bot_is_not_in_is_a_configuration_fault_naming_the_parameter() {
+    let lab = Lab::webhook("threads-channel");
+    let bbdo = Bbdo::V3;
+    let other = "9zzzzzzzzzzzzzzzzzzzzzzzzz";
+    let mut out = lab.open(
+        lab.bot_params(&[("mattermost_channel_id", text(other))]),
+        bbdo,
+    );
+    let mut mux = Muxer::new();
+    mux.push(service(2, T).event(bbdo));
+    assert!(!drain(&mut out, &mut mux, Duration::from_secs(2)));
+    assert_eq!(mux.unacked(), 1);
+    drop(out);
+    assert!(lab.mock.state().receivers.api.posts.is_empty());
+    let log = lab.log();
+    assert!(
+        log.contains("HTTP 403") && log.contains("mattermost_channel_id"),
+        "{log}"
+    );
+    assert!(!log.contains(BOT_TOKEN), "{log}");
+}
