@@ -21,7 +21,7 @@ mod reader;
 mod webhook;
 
 pub use filters::FilterConfig;
-pub use output::{Buttons, Framing, MattermostSettings, Sink};
+pub use output::{Bot, Buttons, Framing, MattermostSettings, Sink};
 
 use reader::{int_of, Reader};
 
@@ -58,6 +58,7 @@ pub const SECRET_PARAMS: &[&str] = &[
     "proxy_password",
     "http_headers",
     "mattermost_actions_secret",
+    "mattermost_bot_token",
 ];
 
 /// `max_requests_in_flight`'s default.
@@ -563,7 +564,8 @@ impl Reader<'_> {
         // Mattermost shows messages in the order they are posted and
         // limits posts per second per client: one lane, and each event is
         // handed to it at once (a chat message must not wait for a batch;
-        // the summary decides what to post when many wait).
+        // the summary decides what to post when many wait). Threads through
+        // a bot account rely on it too: one sender thread knows the roots.
         let (max_in_flight, max_buffer_age) = match &sink {
             Sink::Mattermost(_) => {
                 if max_in_flight != 1 && self.params.contains_key("max_requests_in_flight") {

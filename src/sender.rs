@@ -14,6 +14,7 @@
 mod delivery;
 mod events;
 mod pbehaviors;
+mod threads;
 mod worker;
 
 pub use worker::BREAKER;
@@ -139,6 +140,9 @@ pub struct Routes {
     /// `canopsis_downtime_route` is the bulk route: consecutive downtimes
     /// go in one request.
     pub bulk: bool,
+    /// Where Mattermost threads' roots are kept (threads through a bot
+    /// account), beside the log.
+    pub threads_file: std::path::PathBuf,
 }
 
 struct Shared {
@@ -340,6 +344,7 @@ impl Sender {
                 lane,
                 spooled,
                 last_request: None,
+                threads: crate::sink::mattermost::threads::Threads::default(),
             };
             let slot: Job = Arc::new(Mutex::new(Some((worker, feed))));
             let taken = slot.clone();
@@ -542,6 +547,8 @@ mod tests {
             deadletter: std::env::temp_dir()
                 .join(format!("cn-sender-{}.deadletter.jsonl", std::process::id())),
             bulk: false,
+            threads_file: std::env::temp_dir()
+                .join(format!("cn-sender-{}.threads", std::process::id())),
         }
     }
 
@@ -832,6 +839,7 @@ mod tests {
             per_second: 1,
             summary_after: 10,
             buttons: None,
+            bot: None,
         });
         let (mut s, log) = spawn_with(Scripted(Default::default(), seen.clone()), r);
         let body = r#"[{"summary":"OK","post":{"text":"a"}},{"summary":"OK","post":{"text":"b"}},{"summary":"OK","post":{"text":"c"}}]"#;

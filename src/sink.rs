@@ -84,7 +84,8 @@ impl Sink {
     ) {
         match self {
             Sink::Mattermost(_) => {
-                mattermost::write_envelope(out, mattermost::label(ev), document);
+                let place = mattermost::place(ev);
+                mattermost::write_envelope(out, mattermost::label(ev), place.as_ref(), document);
             }
             _ => {
                 document(out);
@@ -112,6 +113,7 @@ impl Sink {
         match self {
             Sink::Canopsis => canopsis::judge_events(resp),
             Sink::Documents(_) => webhook::judge(resp),
+            Sink::Mattermost(m) if m.bot.is_some() => mattermost::threads::judge(resp),
             Sink::Mattermost(_) => mattermost::judge(resp),
         }
     }
@@ -131,6 +133,9 @@ impl Sink {
         match self {
             Sink::Canopsis => "Canopsis version, canopsis_event_route",
             Sink::Documents(_) => "http_server_url, webhook_format, the receiver's codec",
+            Sink::Mattermost(m) if m.bot.is_some() => {
+                "mattermost_url, mattermost_bot_token, mattermost_channel_id, format_file"
+            }
             Sink::Mattermost(_) => "http_server_url, format_file",
         }
     }

@@ -35,6 +35,8 @@ pub enum Method {
     Post,
     /// DELETE
     Delete,
+    /// PUT (JSON body): Mattermost's post patch.
+    Put,
 }
 
 impl Method {
@@ -44,6 +46,7 @@ impl Method {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Delete => "DELETE",
+            Method::Put => "PUT",
         }
     }
 }
@@ -489,6 +492,9 @@ impl Http {
             )
             .send(req.body),
             Method::Get => prepared(self.agent.get(&url), headers, bound).call(),
+            Method::Put => {
+                typed(prepared(self.agent.put(&url), headers, bound), content_type).send(req.body)
+            }
             Method::Delete if req.body.is_empty() => {
                 prepared(self.agent.delete(&url), headers, bound).call()
             }

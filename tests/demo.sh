@@ -7,6 +7,9 @@
 #   bash tests/demo.sh mattermost-actions: a problem message with its
 #   Acknowledge buttons, clicked through the action service into a mock
 #   Centreon API.
+#   bash tests/demo.sh mattermost-threads: one alert's thread through a
+#   bot account (REST API): problem, click, acknowledgement, change,
+#   recovery, the root edited to Resolved.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/setup.sh
@@ -14,5 +17,8 @@ bash tests/build-modules.sh
 cd tests/harness
 if [ "${1:-}" = mattermost-actions ]; then
   exec cargo run -q --release --features lua53 --bin actions-demo
+fi
+if [ "${1:-}" = mattermost-threads ]; then
+  exec cargo run -q --release --features lua53 --bin threads-demo
 fi
 cargo run -q --release --features lua53 --bin broker-emulator -- "$@"

@@ -46,6 +46,18 @@ pub struct MattermostSettings {
     pub summary_after: usize,
     /// Acknowledge buttons on problem messages, when configured.
     pub buttons: Option<Buttons>,
+    /// Posting through the REST API as a bot, one thread per alert, rather
+    /// than to an incoming webhook (`mattermost_url` set).
+    pub bot: Option<Bot>,
+}
+
+/// Threads through a bot account: where the bot posts. Its token
+/// (`mattermost_bot_token`) is the destination's `Authorization` header,
+/// a secret like the other headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bot {
+    /// `mattermost_channel_id`.
+    pub channel_id: String,
 }
 
 /// Where problem messages' "Acknowledge" buttons lead, and the secret

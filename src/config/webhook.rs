@@ -1,7 +1,7 @@
 //! The webhook output's destination: `http_server_url`, `http_headers`,
 //! `webhook_format` and Mattermost's own settings.
 
-use super::{Buttons, Destination, Framing, MattermostSettings, ParamValue, Reader, Sink};
+use super::{Bot, Buttons, Destination, Framing, MattermostSettings, ParamValue, Reader, Sink};
 use crate::secret::Secret;
 
 /// Mattermost's own default is 10 requests per second per client; half
@@ -14,6 +14,10 @@ pub const DEFAULT_WAITING_MESSAGES: i64 = 20;
 impl Reader<'_> {
     /// The webhook output's parameters.
     pub(super) fn webhook(&mut self) -> (Destination, Sink) {
+        let api = self.string("mattermost_url", "").trim().to_string();
+        if !api.is_empty() {
+            return self.mattermost_api(&api);
+        }
         let url = self.mandatory(
             "http_server_url",
             "the full URL events are posted to (https://host[:port]/path)",
@@ -62,6 +66,98 @@ impl Reader<'_> {
         (destination, sink)
     }
 
+    /// Threads through a bot account: `mattermost_url` (the server, as
+    /// people open it), `mattermost_bot_token`, `mattermost_channel_id`,
+    /// with `webhook_format=mattermost`. Half of it, or an incoming
+    /// webhook's `http_server_url` beside it, is refused by name: which of
+    /// the two modes is meant must not be guessed.
+    fn mattermost_api(&mut self, url: &str) -> (Destination, Sink) {
+        let format_name = self
+            .string("webhook_format", "")
+            .trim()
+            .to_ascii_lowercase();
+        if format_name != "mattermost" {
+            let got = (!format_name.is_empty()).then(|| ParamValue::Str(format_name.clone()));
+            self.fail(
+                "webhook_format",
+                "mattermost (mattermost_url is set: threads through a bot account)",
+                got.as_ref(),
+            );
+        }
+        let hook = self.string("http_server_url", "").trim().to_string();
+        if !hook.is_empty() {
+            let got = ParamValue::Str(masked_url(&hook));
+            self.fail(
+                "http_server_url",
+                "nothing when mattermost_url is set (one Mattermost mode: an incoming webhook's http_server_url, or a bot's mattermost_url, token and channel)",
+                Some(&got),
+            );
+        }
+        let (protocol, host, port, base) = match parse_url(url) {
+            Ok((_, _, _, route)) if route.contains('?') => {
+                let got = ParamValue::Str(masked_url(url));
+                self.fail(
+                    "mattermost_url",
+                    "the Mattermost server's URL without a query (https://chat.example.com)",
+                    Some(&got),
+                );
+                ("https".into(), String::new(), 443, "/".into())
+            }
+            Ok(parts) => parts,
+            Err(expected) => {
+                let got = ParamValue::Str(masked_url(url));
+                self.fail("mattermost_url", expected, Some(&got));
+                ("https".into(), String::new(), 443, "/".into())
+            }
+        };
+        let token = Secret::new(self.mandatory(
+            "mattermost_bot_token",
+            "the bot account's access token (mattermost_url is set)",
+        ));
+        let channel_id = self.mandatory(
+            "mattermost_channel_id",
+            "the channel's id, 26 letters and digits (mattermost_url is set)",
+        );
+        let is_id = channel_id.len() == 26
+            && channel_id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !channel_id.is_empty() && !is_id {
+            let got = ParamValue::Str(channel_id.clone());
+            self.fail(
+                "mattermost_channel_id",
+                "the channel's id, 26 lowercase letters and digits (the channel's View Info; not its name)",
+                Some(&got),
+            );
+        }
+        let mut headers = match parse_headers(&self.string("http_headers", "")) {
+            Ok(h) => h,
+            Err(expected) => {
+                let got = ParamValue::Str(String::new());
+                self.fail("http_headers", expected, Some(&got));
+                Vec::new()
+            }
+        };
+        headers.retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+        headers.push((
+            "Authorization".into(),
+            Secret::new(format!("Bearer {}", token.expose())),
+        ));
+        let route = format!("{}/api/v4/posts", base.trim_end_matches('/'));
+        let mut settings = self.mattermost();
+        settings.bot = Some(Bot { channel_id });
+        let destination = Destination {
+            protocol,
+            host,
+            port,
+            headers,
+            shown_route: route.clone(),
+            route,
+            content_type: "application/json",
+        };
+        (destination, Sink::Mattermost(settings))
+    }
+
     fn mattermost(&mut self) -> MattermostSettings {
         let text = |r: &mut Self, name: &str| {
             Some(r.string(name, "").trim().to_string()).filter(|s| !s.is_empty())
@@ -85,6 +181,7 @@ impl Reader<'_> {
                 "a number of messages between 1 and 10000",
             ) as usize,
             buttons: self.buttons(),
+            bot: None,
         }
     }
 
@@ -286,6 +383,49 @@ mod tests {
         assert!(!text.join(" ").contains("s3cret"), "{text:?}");
         assert!(text[0].contains("got 'https://x/***'"), "{text:?}");
         assert!(text[1].contains("mattermost, json or ndjson"), "{text:?}");
+    }
+
+    #[test]
+    fn a_bot_posts_to_the_api_with_its_token_as_a_secret_header_and_half_a_setup_fails() {
+        let bot = |pairs: &[(&str, &str)]| {
+            let mut p = params(&[("webhook_format", ParamValue::Str("mattermost".into()))]);
+            for (k, v) in pairs {
+                p.insert(k.to_string(), ParamValue::Str(v.to_string()));
+            }
+            parse_for(OutputKind::Webhook, &p)
+        };
+        let full = [
+            ("mattermost_url", "https://chat.example.com/mm/"),
+            ("mattermost_bot_token", "tok-s3cret"),
+            ("mattermost_channel_id", "abcdefghijklmnopqrstuvwxyz"),
+        ];
+        let c = bot(&full).unwrap().config;
+        let Sink::Mattermost(m) = &c.sink else {
+            panic!("{:?}", c.sink)
+        };
+        assert_eq!(
+            m.bot.as_ref().map(|b| b.channel_id.as_str()),
+            Some("abcdefghijklmnopqrstuvwxyz")
+        );
+        assert_eq!(c.http.event_route, "/mm/api/v4/posts");
+        let auth = &c.http.headers.last().unwrap();
+        assert_eq!(
+            (auth.0.as_str(), auth.1.expose()),
+            ("Authorization", "Bearer tok-s3cret")
+        );
+        assert!(!c.http.shown_url().contains("s3cret"));
+        // Half a bot, or both modes at once: refused by name, token hidden.
+        let errors = bot(&full[..2]).unwrap_err();
+        assert_eq!(errors[0].param, "mattermost_channel_id");
+        let errors = bot(&[full[0], ("mattermost_channel_id", "town-square")]).unwrap_err();
+        let names: Vec<&str> = errors.iter().map(|e| e.param.as_str()).collect();
+        assert_eq!(names, ["mattermost_bot_token", "mattermost_channel_id"]);
+        let mut both = full.to_vec();
+        both.push(("http_server_url", "https://chat.example.com/hooks/k"));
+        let errors = bot(&both).unwrap_err();
+        assert_eq!(errors[0].param, "http_server_url");
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert!(!text.join(" ").contains("s3cret"), "{text:?}");
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub(super) fn load_sent(cfg: &Config, log: &Logger) -> dedup::Sent {
 /// The start's line: where events go, how they are bulked or paced.
 fn log_started(cfg: &Config, log: &Logger) {
     let how = match &cfg.sink {
+        Sink::Mattermost(m) if m.bot.is_some() => format!(
+            "Mattermost's API at {} as a bot, one thread per alert, at most {} requests per second, a summary when more than {} wait",
+            cfg.http.shown_url(),
+            m.per_second,
+            m.summary_after
+        ),
         Sink::Mattermost(m) => format!(
             "Mattermost at {}, one message per request, at most {} per second, a summary when more than {} wait",
             cfg.http.shown_url(),
@@ -105,6 +111,7 @@ impl Connector {
             placeholder_ids: cfg.send_data_test,
             deadletter: cfg.deadletter_file.clone(),
             bulk: pbehavior::is_bulk_route(&cfg.downtime.route),
+            threads_file: crate::sink::mattermost::threads::path_for(&cfg.logfile),
         };
         let queue = Queue::new(&cfg);
         log_started(&cfg, &log);

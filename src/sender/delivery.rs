@@ -283,6 +283,11 @@ impl Delivery {
         d
     }
 
+    /// The peer it delivers to.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
     /// Removes the events that break Canopsis's rules from a request (they
     /// are dead-lettered with the rule); `None` if nothing is left.
     fn screen(&mut self, (body, count): Part) -> Option<Part> {
@@ -662,6 +667,7 @@ mod tests {
             per_second: 5,
             summary_after: 10,
             buttons: None,
+            bot: None,
         }));
         let reqs = VecDeque::from([
             (b"{\"text\":\"a\"}".to_vec(), 1),

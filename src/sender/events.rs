@@ -11,7 +11,7 @@ use crate::batch::Batch;
 use crate::config::MattermostSettings;
 use crate::sink::mattermost;
 use crate::sink::{Sink, Verdict};
-use crate::transport::{Method, Request, Transport};
+use crate::transport::{Method, Request, Response, Transport};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -25,6 +25,12 @@ impl Worker {
     /// For Mattermost each event is a request of its own, paced, and what
     /// waits beyond [`MattermostSettings::summary_after`] is one summary request.
     pub(super) fn deliver_events(&mut self, batch: &Batch) -> bool {
+        if let Sink::Mattermost(settings @ MattermostSettings { bot: Some(_), .. }) =
+            &self.routes.sink
+        {
+            let settings = settings.clone();
+            return self.deliver_threads(batch, &settings);
+        }
         let requests = match &self.routes.sink {
             Sink::Mattermost(settings) => match mattermost_requests(batch, settings) {
                 Some(requests) => requests,
@@ -42,14 +48,36 @@ impl Worker {
             Sink::Mattermost(settings) => Some(settings.interval()),
             _ => None,
         };
-        let mut delivery = Delivery::new(peer, requests);
+        let route = self.routes.event_route.clone();
+        let delivery = Delivery::new(peer, requests);
+        !matches!(
+            self.drive(delivery, Method::Post, &route, interval, None),
+            Driven::Stopped
+        )
+    }
+
+    /// Carries out `delivery`'s steps, each request a `method` to `path`
+    /// (paced by `interval`), until it is done ([`Driven::Done`], with the
+    /// last answer taken) or the connector closes ([`Driven::Stopped`]).
+    /// `stop_on` ends it early on an answer the caller handles itself
+    /// ([`Driven::Answered`]: a thread's root gone), before the sink judges it.
+    pub(super) fn drive(
+        &mut self,
+        mut delivery: Delivery,
+        method: Method,
+        path: &str,
+        interval: Option<std::time::Duration>,
+        stop_on: Option<fn(&Response) -> bool>,
+    ) -> Driven {
+        let peer = delivery.peer();
+        let mut taken: Option<Response> = None;
         loop {
             match delivery.next(Instant::now()) {
-                Step::Done => return true,
+                Step::Done => return Driven::Done(taken),
                 Step::Note(line) => self.log.warn(format_args!("{line}")),
                 Step::DeadLetter { event, proof } => {
                     if !self.keep_dead(&proof, &event) {
-                        return false;
+                        return Driven::Stopped;
                     }
                 }
                 Step::Pause {
@@ -59,43 +87,43 @@ impl Worker {
                 } => {
                     let step = self.failed(&reason, config_fault, hint);
                     if !self.wait(step) {
-                        return false;
+                        return Driven::Stopped;
                     }
                 }
                 Step::Send { body, count } => {
                     if let Some(interval) = interval {
                         if !self.pace(interval) {
-                            return false;
+                            return Driven::Stopped;
                         }
                     }
                     let stats = &self.shared.progress.stats;
                     stats.requests.fetch_add(1, Ordering::Relaxed);
                     self.transport.set_deadline(self.shared.deadline());
-                    let req = Request {
-                        method: Method::Post,
-                        path: &self.routes.event_route,
-                        body,
-                    };
+                    let req = Request { method, path, body };
                     let answer = match self.transport.send(req) {
                         Err(e) => Answer::Failed {
                             reason: e.to_string(),
                             config_fault: e.is_config_fault(),
                         },
+                        Ok(resp) if stop_on.is_some_and(|stop| stop(&resp)) => {
+                            return Driven::Answered
+                        }
                         Ok(resp) => {
                             let verdict = self.routes.sink.judge(&resp);
-                            let taken = match &verdict {
+                            let n = match &verdict {
                                 Verdict::Delivered => count,
                                 Verdict::Partial { sent, .. } => *sent,
                                 _ => 0,
                             };
-                            if taken > 0 {
+                            if n > 0 {
                                 let stats = &self.shared.progress.stats;
-                                stats.sent_events.fetch_add(taken as u64, Ordering::Relaxed);
+                                stats.sent_events.fetch_add(n as u64, Ordering::Relaxed);
                                 self.log
-                                    .debug(format_args!("{} took {taken} event(s)", peer.name));
+                                    .debug(format_args!("{} took {n} event(s)", peer.name));
                             }
                             if verdict == Verdict::Delivered {
                                 self.backoff.reset();
+                                taken = Some(resp);
                             }
                             Answer::Peer(verdict)
                         }
@@ -137,6 +165,26 @@ impl Worker {
     }
 }
 
+/// How a [`Worker::drive`] ended.
+pub(super) enum Driven {
+    /// Every request taken or dead-lettered; the last answer taken.
+    Done(Option<Response>),
+    /// An answer the caller asked to see before the sink judges it.
+    Answered,
+    /// The connector closes: nothing more is sent.
+    Stopped,
+}
+
+/// How many of `waiting` messages go one by one when at most
+/// `summary_after` may: all, or the first ones, the rest in one summary.
+pub(super) fn shown(waiting: usize, summary_after: usize) -> usize {
+    if waiting > summary_after {
+        summary_after.saturating_sub(1).max(1)
+    } else {
+        waiting
+    }
+}
+
 /// What goes to Mattermost for a batch: a request per message, and when
 /// more than [`MattermostSettings::summary_after`] wait, the first ones and one
 /// summary for the rest. `None` if the batch is not envelopes.
@@ -145,11 +193,7 @@ fn mattermost_requests(
     settings: &MattermostSettings,
 ) -> Option<VecDeque<(Vec<u8>, usize)>> {
     let messages = mattermost::messages(&batch.body)?;
-    let shown = if messages.len() > settings.summary_after {
-        settings.summary_after.saturating_sub(1).max(1)
-    } else {
-        messages.len()
-    };
+    let shown = shown(messages.len(), settings.summary_after);
     let mut out: VecDeque<(Vec<u8>, usize)> = messages[..shown]
         .iter()
         .map(|m| (mattermost::request_body(&m.post, settings), 1))
@@ -188,6 +232,7 @@ mod tests {
             per_second: 5,
             summary_after: 3,
             buttons: None,
+            bot: None,
         };
         let few = mattermost_requests(&envelopes(&["OK", "WARNING", "OK"]), &s).unwrap();
         assert_eq!(few.len(), 3);

@@ -6,6 +6,7 @@ use crate::backoff::Backoff;
 use crate::deadletter::DeadLetter;
 use crate::logger::{panic_message, Logger};
 use crate::sink::canopsis::pbehavior::Resolver;
+use crate::sink::mattermost::threads::Threads;
 use crossbeam_channel::Receiver;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -31,6 +32,9 @@ pub(super) struct Worker {
     pub(super) spooled: bool,
     /// When its last request began (Mattermost's pace).
     pub(super) last_request: Option<Instant>,
+    /// The roots of Mattermost's open threads (threads through a bot
+    /// account: the one lane's, loaded when it starts).
+    pub(super) threads: Threads,
 }
 
 pub(super) enum Attempt {
@@ -62,6 +66,7 @@ impl Worker {
         let mut current: Option<Work> = None;
         if self.lane == 0 {
             self.check_downtime_route();
+            self.load_threads();
         }
         loop {
             let step = catch_unwind(AssertUnwindSafe(|| {

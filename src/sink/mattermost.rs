@@ -13,6 +13,8 @@
 //! Mattermost gets it, and the word a summary counts it under, which a
 //! user's template does not have to provide.
 
+pub mod threads;
+
 use super::Verdict;
 use crate::actions::signature::{self, Target};
 use crate::config::{Buttons, FormatConfig, MattermostSettings};
@@ -22,6 +24,7 @@ use crate::subject::Subject;
 use crate::transport::Response;
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub use threads::{Place, Turn};
 
 /// How long a button acknowledges: a day is long enough for the person on
 /// call to see it, and short enough that a copied button is soon worthless.
@@ -74,16 +77,43 @@ pub fn label(ev: &NebEvent) -> &'static str {
     }
 }
 
-/// Wraps the message `write` puts in `out` in its envelope; `false`, and
-/// nothing written, when `write` wrote nothing.
+/// The thread an event belongs to (threads through a bot account): its
+/// object, and whether it is a problem, a recovery or a note. `None` for
+/// what has no object of its own (a BA, an event without ids).
+pub fn place(ev: &NebEvent) -> Option<Place> {
+    let (host, service, turn) = match ev {
+        NebEvent::Host(s) | NebEvent::Service(s) => {
+            let ok = s.state == Some(0);
+            let turn = if ok { Turn::Recovery } else { Turn::Problem };
+            (s.host_id?, s.service_id, turn)
+        }
+        NebEvent::Ack(a) => (a.host_id?, a.service_id, Turn::Note),
+        NebEvent::Downtime(d) => (d.host_id?, d.service_id, Turn::Note),
+        NebEvent::Ba(_) => return None,
+    };
+    let object = match service.filter(|id| *id != 0) {
+        Some(svc) => format!("{host}:{svc}"),
+        None => host.to_string(),
+    };
+    Some(Place { object, turn })
+}
+
+/// Wraps the message `write` puts in `out` in its envelope, with its
+/// thread's `place`; `false`, and nothing written, when `write` wrote
+/// nothing.
 pub fn write_envelope(
     out: &mut Vec<u8>,
     label: &str,
+    place: Option<&Place>,
     write: impl FnOnce(&mut Vec<u8>) -> bool,
 ) -> bool {
     let start = out.len();
     out.extend_from_slice(b"{\"summary\":");
     out.extend_from_slice(&serde_json::to_vec(label).unwrap_or_default());
+    if let Some(place) = place {
+        out.extend_from_slice(b",\"thread\":");
+        out.extend_from_slice(&serde_json::to_vec(place).unwrap_or_default());
+    }
     out.extend_from_slice(b",\"post\":");
     let post = out.len();
     if !write(out) || out.len() == post {
@@ -260,6 +290,8 @@ pub struct Message {
     pub summary: String,
     /// The message, as written.
     pub post: Vec<u8>,
+    /// Its thread (absent from envelopes written before threads).
+    pub place: Option<Place>,
 }
 
 /// The envelopes of a batch body; `None` if it is not one.
@@ -267,6 +299,8 @@ pub fn messages(body: &[u8]) -> Option<Vec<Message>> {
     #[derive(serde::Deserialize)]
     struct Envelope<'a> {
         summary: String,
+        #[serde(default)]
+        thread: Option<Place>,
         #[serde(borrow)]
         post: &'a serde_json::value::RawValue,
     }
@@ -276,6 +310,7 @@ pub fn messages(body: &[u8]) -> Option<Vec<Message>> {
             .map(|e| Message {
                 summary: e.summary,
                 post: e.post.get().as_bytes().to_vec(),
+                place: e.thread,
             })
             .collect(),
     )
@@ -364,7 +399,7 @@ fn about_the_message(id: &str) -> bool {
 }
 
 /// Mattermost's error answer: `{"id":"...app_error","message":...}`.
-fn error_id(body: &str) -> Option<String> {
+pub(crate) fn error_id(body: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct AppError {
         id: String,
@@ -459,6 +494,7 @@ mod tests {
             per_second: 4,
             summary_after: 3,
             buttons: None,
+            bot: None,
         }
     }
 
@@ -468,11 +504,15 @@ mod tests {
         let ev = NebEvent::Service(service(2));
         let subj = filter::check(&cfg.filter, &cfg.format, &ev, &mut cache()).unwrap();
         let mut out = Vec::new();
-        assert!(write_envelope(&mut out, label(&ev), |o| {
-            write_message(&cfg.format, &settings(), &ev, &subj, o)
-        }));
+        assert!(write_envelope(
+            &mut out,
+            label(&ev),
+            place(&ev).as_ref(),
+            |o| { write_message(&cfg.format, &settings(), &ev, &subj, o) }
+        ));
         let m = messages(&[b"[", out.as_slice(), b"]"].concat()).unwrap();
         assert_eq!(m[0].summary, "CRITICAL");
+        assert_eq!(m[0].place.as_ref().map(|p| p.turn), Some(Turn::Problem));
         let post: Value = serde_json::from_slice(&m[0].post).unwrap();
         let a = &post["attachments"][0];
         assert_eq!(a["color"], "#e00b3d");
@@ -528,6 +568,7 @@ mod tests {
         let m = |s: &str| Message {
             summary: s.into(),
             post: b"{}".to_vec(),
+            place: None,
         };
         let rest = [m("CRITICAL"), m("OK"), m("CRITICAL"), m("WARNING")];
         let v: Value = serde_json::from_slice(&summary(&rest, &settings())).unwrap();

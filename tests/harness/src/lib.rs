@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod broker;
 pub mod events;
+pub mod mattermost_api;
 pub mod mock;
 pub mod pbh;
 pub mod receivers;
@@ -152,6 +153,32 @@ impl Lab {
                 Param::Str(format!("http://127.0.0.1:{}{path}", self.mock.port())),
             ),
             ("webhook_format".into(), Param::Str(format.into())),
+            (
+                "logfile".into(),
+                Param::Str(self.logfile().display().to_string()),
+            ),
+            ("log_level".into(), Param::Num(3)),
+        ];
+        overriding(p, extra)
+    }
+
+    /// Webhook output parameters for Mattermost threads through a bot
+    /// account, on the mock's REST API, with `extra` added or overriding.
+    pub fn bot_params(&self, extra: &[(&str, Param)]) -> Vec<(String, Param)> {
+        let p: Vec<(String, Param)> = vec![
+            (
+                "mattermost_url".into(),
+                Param::Str(format!("http://127.0.0.1:{}", self.mock.port())),
+            ),
+            (
+                "mattermost_bot_token".into(),
+                Param::Str(mattermost_api::BOT_TOKEN.into()),
+            ),
+            (
+                "mattermost_channel_id".into(),
+                Param::Str(mattermost_api::CHANNEL_ID.into()),
+            ),
+            ("webhook_format".into(), Param::Str("mattermost".into())),
             (
                 "logfile".into(),
                 Param::Str(self.logfile().display().to_string()),

@@ -505,6 +505,7 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>, stop: Arc<AtomicBool>) {
             }
             let retry_after = match status {
                 429 if req.path.starts_with(crate::receivers::HOOKS) => Some(1),
+                429 if req.path.starts_with(crate::mattermost_api::POSTS) => Some(1),
                 429 | 503 => st.retry_after,
                 _ => None,
             };

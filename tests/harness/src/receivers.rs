@@ -41,6 +41,8 @@ pub struct Receivers {
     pub logstash_auth: Option<String>,
     /// The `Content-Type` headers of each request the Logstash input got.
     pub content_types: Vec<Vec<String>>,
+    /// Mattermost's REST API, as a bot posts to it.
+    pub api: crate::mattermost_api::Api,
 }
 
 impl Default for Receivers {
@@ -57,6 +59,7 @@ impl Default for Receivers {
             document_count: 0,
             logstash_auth: None,
             content_types: Vec::new(),
+            api: Default::default(),
         }
     }
 }
@@ -100,7 +103,7 @@ pub(crate) fn route(st: &mut State, req: &Req) -> Option<(u16, String)> {
     if req.path == LOGSTASH {
         return Some(logstash(st, req));
     }
-    None
+    crate::mattermost_api::route(st, req)
 }
 
 fn mattermost(st: &mut State, hook: &str, req: &Req) -> (u16, String) {
