@@ -52,26 +52,41 @@ struct Request {
     body: Vec<u8>,
 }
 
+/// What the client sent next, read before `deadline` (408 past it or on a
+/// read error: the socket's own timeout); `midway` says what a closed
+/// connection cut short (400).
+fn read_some<'a>(
+    s: &mut TcpStream,
+    chunk: &'a mut [u8],
+    deadline: Instant,
+    midway: &'static str,
+) -> Result<&'a [u8], Unreadable> {
+    let too_slow = || Unreadable(408, "request not read in time");
+    if Instant::now() > deadline {
+        return Err(too_slow());
+    }
+    let n = s.read(chunk).map_err(|_| too_slow())?;
+    if n == 0 {
+        return Err(Unreadable(400, midway));
+    }
+    Ok(&chunk[..n])
+}
+
 fn read_request(
     s: &mut TcpStream,
     max_body: usize,
     timeout: Duration,
 ) -> Result<Request, Unreadable> {
     let started = Instant::now();
-    let too_slow = Unreadable(408, "request not read in time");
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let (head_len, method, url, length) = loop {
-        if started.elapsed() > timeout {
-            return Err(too_slow);
-        }
-        let n = s
-            .read(&mut chunk)
-            .map_err(|_| Unreadable(408, "request not read in time"))?;
-        if n == 0 {
-            return Err(Unreadable(400, "connection closed mid-request"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.extend_from_slice(read_some(
+            s,
+            &mut chunk,
+            started + timeout,
+            "connection closed mid-request",
+        )?);
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
@@ -114,16 +129,12 @@ fn read_request(
     }
     let mut body = buf.split_off(head_len);
     while body.len() < length {
-        if started.elapsed() > timeout {
-            return Err(too_slow);
-        }
-        let n = s
-            .read(&mut chunk)
-            .map_err(|_| Unreadable(408, "request not read in time"))?;
-        if n == 0 {
-            return Err(Unreadable(400, "connection closed mid-body"));
-        }
-        body.extend_from_slice(&chunk[..n]);
+        body.extend_from_slice(read_some(
+            s,
+            &mut chunk,
+            started + timeout,
+            "connection closed mid-body",
+        )?);
     }
     body.truncate(length);
     Ok(Request { method, url, body })
