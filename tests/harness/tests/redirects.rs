@@ -132,12 +132,8 @@ fn a_json_receiver_behind_a_same_origin_redirect_gets_its_documents() {
         .state()
         .redirects
         .push(("/logstash/".into(), 308, "/logstash".into()));
-    let mut params = lab.webhook_params("json", &[]);
-    for (name, value) in params.iter_mut() {
-        if name == "http_server_url" {
-            *value = Param::Str(format!("http://127.0.0.1:{}/logstash/", lab.mock.port()));
-        }
-    }
+    let url = format!("http://127.0.0.1:{}/logstash/", lab.mock.port());
+    let params = lab.webhook_params("json", &[("http_server_url", Param::Str(url))]);
     let mut out = lab.open(params, Bbdo::V3);
     let mux = deliver(&mut out, statuses(4));
     assert_eq!(mux.acked, 4);
@@ -154,12 +150,8 @@ fn mattermost_follows_a_redirect_home_and_refuses_one_away_without_showing_its_k
         .state()
         .redirects
         .push((format!("{hook}/"), 307, hook.clone()));
-    let mut params = lab.webhook_params("mattermost", &[]);
-    for (name, value) in params.iter_mut() {
-        if name == "http_server_url" {
-            *value = Param::Str(format!("http://127.0.0.1:{}{hook}/", lab.mock.port()));
-        }
-    }
+    let url = format!("http://127.0.0.1:{}{hook}/", lab.mock.port());
+    let params = lab.webhook_params("mattermost", &[("http_server_url", Param::Str(url))]);
     let mut out = lab.open(params, Bbdo::V3);
     let mux = deliver(&mut out, statuses(2));
     assert_eq!(mux.acked, 2);
