@@ -17,8 +17,6 @@ mod pbehaviors;
 mod threads;
 mod worker;
 
-pub use worker::BREAKER;
-
 use crate::backoff::Backoff;
 use crate::config::DowntimeConfig;
 use crate::config::Framing;

@@ -4,7 +4,7 @@
 //! until Canopsis turns out not to have it (see
 //! [`route`](crate::sink::canopsis::pbehavior::route)).
 
-use super::worker::{Attempt, Worker, BREAKER};
+use super::worker::{Attempt, Worker};
 use crate::sink::canopsis::pbehavior::route::{self, Kind};
 use crate::sink::canopsis::pbehavior::{self, Action, ItemAnswer, Outcome};
 use crate::sink::Sink;
@@ -12,6 +12,12 @@ use crate::transport::{Method, Request, Response, Transport};
 
 mod connector_route;
 use std::sync::atomic::Ordering;
+
+/// Pbehavior changes Canopsis refuses one after the other, none taken in
+/// between, before the refusals are judged a configuration fault (a
+/// Canopsis version that wants other fields, a wrong route) rather than
+/// bad downtimes.
+const BREAKER: usize = 3;
 
 /// How far a pbehavior creation got, across retries.
 #[derive(Debug, Default, Clone, Copy)]

@@ -49,10 +49,6 @@ pub(super) const CONFIG_FAULT_PAUSE: Duration = if cfg!(test) {
     Duration::from_secs(30)
 };
 
-/// Single events Canopsis refuses one after the other, none taken, before
-/// the refusals are judged a configuration fault rather than bad events.
-pub const BREAKER: usize = 3;
-
 /// What the sender loop does after one step.
 enum Flow {
     Next,
