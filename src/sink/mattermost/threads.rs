@@ -191,7 +191,7 @@ const ROOT_GONE: &[&str] = &[
 ];
 
 /// Whether the answer to a reply says its thread's root is gone (400, or
-/// 404 on some versions, with one of [`ROOT_GONE`]'s ids).
+/// 404 on some versions, with one of `ROOT_GONE`'s ids).
 pub fn root_gone(resp: &Response) -> bool {
     matches!(resp.status, 400 | 404)
         && super::error_id(&resp.body).is_some_and(|id| ROOT_GONE.contains(&id.as_str()))
