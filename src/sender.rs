@@ -405,7 +405,9 @@ impl Sender {
         hand(&self.txs, &self.shared.progress, work)
     }
 
-    /// [`close`](Self::close), saying only whether every thread returned.
+    /// [`close`](Self::close), saying only whether every thread returned:
+    /// what the tests ask (the connector reads the whole [`Closed`]).
+    #[cfg(test)]
     pub fn shutdown(&mut self, budget: Duration) -> bool {
         self.close(budget).joined
     }
